@@ -1,0 +1,39 @@
+"""Configuration: load and validate `cdm.yaml`. Nothing else lives here."""
+
+from cdm_assets.config.loader import (
+    BUNDLED_CONFIG,
+    CONFIG_ENV,
+    DUCKDB_PATH_ENV,
+    ConfigError,
+    config_path,
+    duckdb_path,
+    load_config,
+    parse_config,
+)
+from cdm_assets.config.model import (
+    CANONICAL_FIELDS,
+    CdmConfig,
+    CustomerReference,
+    DateColumn,
+    SourceConfig,
+    column_of,
+    format_of,
+)
+
+__all__ = [
+    "BUNDLED_CONFIG",
+    "CANONICAL_FIELDS",
+    "CONFIG_ENV",
+    "DUCKDB_PATH_ENV",
+    "CdmConfig",
+    "ConfigError",
+    "CustomerReference",
+    "DateColumn",
+    "SourceConfig",
+    "column_of",
+    "config_path",
+    "duckdb_path",
+    "format_of",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,309 @@
+"""The shape of `cdm.yaml`, as pydantic models.
+
+Only structure and local rules live here (names, formats, allowed fields).
+Rules that span sources (a transaction pointing at an existing customer
+source) are checked on the whole document in `CdmConfig`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Source columns are quoted identifiers in SQL; refuse what could break out of
+# the quotes or hide in logs (double quotes, control characters).
+UNSAFE_COLUMN = re.compile(r'["\x00-\x1f\x7f]')
+MAX_IDENTIFIER_LENGTH = 128
+
+Entity = Literal["customer", "transaction", "event"]
+FileFormat = Literal["csv", "parquet", "jsonl"]
+
+CUSTOMER_FIELDS = (
+    "first_name",
+    "last_name",
+    "full_name",
+    "email",
+    "phone",
+    "birth_date",
+    "street",
+    "postcode",
+    "city",
+    "country",
+)
+TRANSACTION_FIELDS = ("amount", "currency", "type", "occurred_at")
+EVENT_FIELDS = ("anonymous_id", "email", "event_type", "occurred_at")
+CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "customer": CUSTOMER_FIELDS,
+    "transaction": TRANSACTION_FIELDS,
+    "event": EVENT_FIELDS,
+}
+# Fields whose values are dates or timestamps: they may carry a strftime format.
+DATE_FIELDS = frozenset({"birth_date", "occurred_at"})
+
+STRFTIME_DIRECTIVE = re.compile(r"%(.)")
+KNOWN_DIRECTIVES = set("aAwdbBmyYHIpMSfzZjUWcxX%GuVeT")
+
+
+def check_column_name(name: str) -> str:
+    """Accept a source column name that can be safely quoted in SQL."""
+    if not name or not name.strip():
+        raise ValueError("column name must not be empty")
+    if len(name) > MAX_IDENTIFIER_LENGTH:
+        raise ValueError(f"column name longer than {MAX_IDENTIFIER_LENGTH} characters")
+    if UNSAFE_COLUMN.search(name):
+        raise ValueError(f"unsafe column name {name!r}: double quotes and control characters are not allowed")
+    return name
+
+
+ColumnName = Annotated[str, Field(min_length=1)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DateColumn(StrictModel):
+    """A date or timestamp column with its strftime format, e.g. `%d/%m/%Y`."""
+
+    column: ColumnName
+    format: str
+
+    @field_validator("column")
+    @classmethod
+    def _safe_column(cls, value: str) -> str:
+        return check_column_name(value)
+
+    @field_validator("format")
+    @classmethod
+    def _strftime_format(cls, value: str) -> str:
+        directives = STRFTIME_DIRECTIVE.findall(value)
+        unknown = sorted({d for d in directives if d not in KNOWN_DIRECTIVES})
+        if unknown:
+            raise ValueError(
+                f"bad date format {value!r}: unknown directive(s) {', '.join('%' + d for d in unknown)}; "
+                "expected a strftime format such as '%Y-%m-%d' or '%d/%m/%Y'"
+            )
+        if not directives or value.count("%") != len(directives) + value.count("%%"):
+            raise ValueError(
+                f"bad date format {value!r}: expected a strftime format such as '%Y-%m-%d' or '%d/%m/%Y'"
+            )
+        return value
+
+
+FieldMapping = ColumnName | DateColumn
+
+
+def column_of(mapping: FieldMapping) -> str:
+    """The source column a canonical field reads from."""
+    return mapping.column if isinstance(mapping, DateColumn) else mapping
+
+
+def format_of(mapping: FieldMapping) -> str | None:
+    """The configured date format of a field, if it has one."""
+    return mapping.format if isinstance(mapping, DateColumn) else None
+
+
+class CustomerReference(StrictModel):
+    """How a transaction or event row points at a customer record.
+
+    Either a fixed customer source (`source`) or a column naming the source
+    per row (`source_column`), plus the column holding the record id.
+    """
+
+    source: str | None = None
+    source_column: ColumnName | None = None
+    column: ColumnName
+
+    @field_validator("source_column", "column")
+    @classmethod
+    def _safe_column(cls, value: str | None) -> str | None:
+        return None if value is None else check_column_name(value)
+
+    @model_validator(mode="after")
+    def _one_way_to_find_the_source(self) -> CustomerReference:
+        if (self.source is None) == (self.source_column is None):
+            raise ValueError("expected exactly one of 'source' (a customer source name) or 'source_column'")
+        return self
+
+
+class SourceConfig(StrictModel):
+    """One landed source: where its files are and how its columns map."""
+
+    entity: Entity
+    path: str = Field(min_length=1)
+    format: FileFormat | None = None
+    record_id: ColumnName
+    precedence: int = 100
+    phone_region: str | None = None
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    fields: dict[str, FieldMapping] = Field(default_factory=dict)
+    identifiers: dict[str, ColumnName] = Field(default_factory=dict)
+    attributes: dict[str, ColumnName] = Field(default_factory=dict)
+    customer: CustomerReference | None = None
+
+    @field_validator("record_id")
+    @classmethod
+    def _safe_record_id(cls, value: str) -> str:
+        return check_column_name(value)
+
+    @field_validator("identifiers", "attributes")
+    @classmethod
+    def _safe_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, column in value.items():
+            if not SOURCE_NAME.match(name):
+                raise ValueError(f"name {name!r} must match [a-z][a-z0-9_]*")
+            check_column_name(column)
+        return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {value!r}: expected an ISO 3166 alpha-2 code such as 'NL'")
+        return region
+
+    @model_validator(mode="after")
+    def _fields_fit_the_entity(self) -> SourceConfig:
+        allowed = CANONICAL_FIELDS[self.entity]
+        for name, mapping in self.fields.items():
+            if name not in allowed:
+                raise FieldError(
+                    ("fields", name),
+                    f"unknown canonical field {name!r} for a {self.entity} source; expected one of: {', '.join(allowed)}",
+                )
+            if isinstance(mapping, DateColumn) and name not in DATE_FIELDS:
+                raise FieldError(("fields", name), f"{name!r} is not a date field; map it to a column name")
+            if isinstance(mapping, str):
+                try:
+                    check_column_name(mapping)
+                except ValueError as error:
+                    raise FieldError(("fields", name), str(error)) from None
+        if self.entity == "customer":
+            if self.customer is not None:
+                raise FieldError(("customer",), "only transaction and event sources point at a customer")
+        else:
+            for key in ("identifiers", "attributes"):
+                if getattr(self, key):
+                    raise FieldError((key,), f"only customer sources have {key}")
+        if self.entity == "transaction":
+            missing = [f for f in ("amount", "occurred_at") if f not in self.fields]
+            if missing:
+                raise FieldError(("fields",), f"a transaction source must map {' and '.join(missing)}")
+        return self
+
+    def file_format(self) -> FileFormat:
+        """The configured format, or the one the glob's extension implies."""
+        if self.format is not None:
+            return self.format
+        suffix = Path(self.path).suffix.lower()
+        by_suffix: dict[str, FileFormat] = {
+            ".csv": "csv",
+            ".txt": "csv",
+            ".tsv": "csv",
+            ".parquet": "parquet",
+            ".pq": "parquet",
+            ".jsonl": "jsonl",
+            ".ndjson": "jsonl",
+            ".json": "jsonl",
+        }
+        return by_suffix[suffix]
+
+    def columns_used(self) -> list[str]:
+        """Every source column the config reads, record id first."""
+        columns = [self.record_id]
+        columns += [column_of(m) for m in self.fields.values()]
+        columns += list(self.identifiers.values()) + list(self.attributes.values())
+        if self.customer is not None:
+            columns += [c for c in (self.customer.source_column, self.customer.column) if c]
+        return list(dict.fromkeys(columns))
+
+
+class FieldError(ValueError):
+    """A validation error that knows the key path below the model it came from."""
+
+    def __init__(self, path: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class WarehouseConfig(StrictModel):
+    duckdb_path: str = "data/cdm.duckdb"
+
+
+class IdentityConfig(StrictModel):
+    """Identity resolution settings; rules are interpreted by the identity layer."""
+
+    rules: list[dict] | None = None
+    max_records_per_key: int = Field(default=50, ge=2)
+
+
+class CdmConfig(StrictModel):
+    """A whole `cdm.yaml` document, with paths resolved against its folder."""
+
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    sources: dict[str, SourceConfig]
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    config_path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        if not value:
+            raise ValueError("at least one source is required")
+        for name in value:
+            if not SOURCE_NAME.match(name) or len(name) > 63:
+                raise FieldError(
+                    (name,), f"unsafe source name {name!r}: expected lower-case [a-z][a-z0-9_]* (at most 63 characters)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> CdmConfig:
+        customer_sources = sorted(n for n, s in self.sources.items() if s.entity == "customer")
+        for name, source in self.sources.items():
+            if source.format is None:
+                try:
+                    source.file_format()
+                except KeyError:
+                    raise FieldError(
+                        ("sources", name, "format"),
+                        f"cannot tell the format from {source.path!r}; expected one of: csv, parquet, jsonl",
+                    ) from None
+            if source.entity != "customer" and source.customer is not None and source.customer.source is not None:
+                target = source.customer.source
+                if target not in self.sources:
+                    raise FieldError(
+                        ("sources", name, "customer", "source"),
+                        f"source {target!r} does not exist; customer sources are: {', '.join(customer_sources) or 'none'}",
+                    )
+                if self.sources[target].entity != "customer":
+                    raise FieldError(
+                        ("sources", name, "customer", "source"),
+                        f"source {target!r} is a {self.sources[target].entity} source; expected a customer source "
+                        f"({', '.join(customer_sources) or 'none'})",
+                    )
+        if not customer_sources:
+            raise FieldError(("sources",), "at least one source with entity: customer is required")
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        return self.config_path.parent if self.config_path else Path.cwd()
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    def sources_of(self, entity: str) -> dict[str, SourceConfig]:
+        return {name: s for name, s in self.sources.items() if s.entity == entity}

@@ -1,0 +1,355 @@
+"""Build `raw.<source>` from every landed file of a source.
+
+Accepted rows keep their columns plus `_file` and `_row_number`. Every other
+input row lands in `raw.quarantine` with its reason and raw content: rows the
+parser could not split, undecodable bytes, malformed JSON, a missing record
+id, or a record id seen before. For every source, rows in = rows accepted +
+rows quarantined. The new table and the source's quarantine rows replace the
+old ones in one transaction, so a failed load changes nothing.
+
+Duplicate record ids: the row from the newest file wins (files sort by name,
+landing folders are usually dated extracts), then the first row within it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from cdm_assets.config.model import SourceConfig
+from cdm_assets.domain.landing_files import (
+    JSONL_LINE_COLUMN,
+    LandedFile,
+    LandingError,
+    read_delimited,
+    read_json_lines,
+)
+from cdm_assets.domain.warehouse import (
+    QuarantineReplacement,
+    TableName,
+    ensure_quarantine,
+    quote_ident,
+    staged_tables,
+    swap_in,
+)
+
+RAW_STAGE = "raw"
+
+
+@dataclass
+class RawLoadReport:
+    """What one load of a source did; the figures a materialisation reports."""
+
+    source: str
+    table: TableName
+    files: list[str]
+    rows_in: int = 0
+    rows_accepted: int = 0
+    quarantined_by_reason: Counter = field(default_factory=Counter)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.quarantined_by_reason.values())
+
+
+def landed_files(pattern: Path) -> list[Path]:
+    """The files a source's glob matches now, in name order."""
+    return sorted(Path(p) for p in glob.glob(os.path.normpath(pattern), recursive=True) if Path(p).is_file())
+
+
+def load_raw_source(
+    con: duckdb.DuckDBPyConnection, name: str, source: SourceConfig, files: list[Path]
+) -> RawLoadReport:
+    """Load `files` into `raw.<name>`, quarantining what cannot be accepted."""
+    ensure_quarantine(con)
+    target = TableName("raw", name)
+    report = RawLoadReport(name, target, [str(f) for f in files])
+    with staged_tables(con, TableName("raw", f"{name}_landed"), TableName("raw", f"{name}_rejects")) as (
+        landed,
+        rejects,
+    ):
+        _create_rejects_table(con, rejects)
+        landed_any = False
+        for path in files:
+            _land_file(con, name, source, path, landed, rejects, first=not landed_any)
+            landed_any = True
+        if not landed_any:
+            _create_empty_landed(con, source, landed)
+        _require_mapped_columns(con, name, source, landed, files)
+        with staged_tables(con, target) as (staging,):
+            _write_accepted_and_flag_the_rest(con, name, source, landed, rejects, staging)
+            report.rows_accepted = con.execute(f"SELECT count(*) FROM {staging.sql}").fetchone()[0]
+            report.quarantined_by_reason = Counter(
+                dict(con.execute(f"SELECT reason_kind, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
+            )
+            report.rows_in = report.rows_accepted + report.rows_quarantined
+            swap_in(con, [(target, staging)], QuarantineReplacement(name, RAW_STAGE, rejects))
+    return report
+
+
+def _create_rejects_table(con: duckdb.DuckDBPyConnection, rejects: TableName) -> None:
+    con.execute(
+        f"""
+        CREATE TABLE {rejects.sql} (
+            source VARCHAR, stage VARCHAR, _file VARCHAR, _row_number BIGINT,
+            column_name VARCHAR, reason VARCHAR, reason_kind VARCHAR, raw_row VARCHAR
+        )
+        """
+    )
+
+
+def _land_file(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: SourceConfig,
+    path: Path,
+    landed: TableName,
+    rejects: TableName,
+    first: bool,
+) -> None:
+    """Append one file's rows to `landed` as text, its parser rejects to `rejects`."""
+    file_format = source.file_format()
+    if file_format == "parquet":
+        select = _parquet_select(con, path)
+        params = [str(path), str(path)]
+    else:
+        landed_file = (
+            read_delimited(path, source.delimiter, source.encoding)
+            if file_format == "csv"
+            else read_json_lines(path, source.encoding)
+        )
+        if file_format == "csv":
+            _require_columns_in_file(source, path, landed_file.rows.column_names)
+        _record_parser_rejects(con, name, landed_file, rejects)
+        con.register("landed_file", landed_file.rows)
+        select = _jsonl_select(con, path) if file_format == "jsonl" else _delimited_select(landed_file.rows.schema)
+        params = [str(path)]
+        if file_format == "jsonl":
+            _reject_bad_json_lines(con, name, path, rejects)
+    if file_format == "parquet":
+        _require_columns_in_file(source, path, [row[0] for row in con.execute(f"DESCRIBE {select}", params).fetchall()])
+    try:
+        if first:
+            con.execute(f"CREATE TABLE {landed.sql} AS {select}", params)
+        else:
+            con.execute(f"INSERT INTO {landed.sql} BY NAME {select}", params)
+    except duckdb.Error as error:
+        raise LandingError(f"{path}: cannot be loaded: {error}") from None
+    finally:
+        if file_format != "parquet":
+            con.unregister("landed_file")
+
+
+def _delimited_select(schema: pa.Schema) -> str:
+    """Text columns (NULL when empty) and `_bad_column`: the first column with invalid UTF-8."""
+    columns = [n for n in schema.names if n != "_row_number"]
+    decoded = [f"nullif(try(decode({quote_ident(c)})), '') AS {quote_ident(c)}" for c in columns]
+    undecodable = " ".join(
+        f"WHEN {quote_ident(c)} IS NOT NULL AND try(decode({quote_ident(c)})) IS NULL THEN '{_sql_text(c)}'"
+        for c in columns
+    )
+    bad_column = f"CASE {undecodable} END" if columns else "NULL::VARCHAR"
+    raw = " || ',' || ".join(f"coalesce(CAST({quote_ident(c)} AS VARCHAR), '')" for c in columns) or "''"
+    blank = " AND ".join(f"coalesce(octet_length({quote_ident(c)}), 0) = 0" for c in columns) or "true"
+    return f"""
+        SELECT {", ".join(decoded)},
+               ?::VARCHAR AS _file,
+               _row_number,
+               {bad_column} AS _bad_column,
+               CASE WHEN {bad_column} IS NOT NULL THEN {raw} END AS _raw
+        FROM landed_file
+        WHERE NOT ({blank})  -- blank lines carry no record
+    """
+
+
+def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    """One text column per key seen in the file's JSON objects."""
+    keys = [
+        row[0]
+        for row in con.execute(
+            f"""
+            SELECT key FROM (
+                SELECT unnest(json_keys(line)) AS key, _row_number
+                FROM (SELECT try(decode({quote_ident(JSONL_LINE_COLUMN)})) AS line, _row_number FROM landed_file)
+                WHERE line IS NOT NULL AND json_valid(line) AND json_type(line) = 'OBJECT'
+            )
+            GROUP BY key ORDER BY min(_row_number), key
+            """
+        ).fetchall()
+    ]
+    for key in keys:
+        if '"' in key or any(ord(ch) < 32 for ch in key) or not key.strip():
+            raise LandingError(f"{path}: JSON key {key!r} cannot be used as a column name")
+    line = f"try(decode({quote_ident(JSONL_LINE_COLUMN)}))"
+    extracted = [f"json_extract_string(line, '$.\"{_sql_text(k)}\"') AS {quote_ident(k)}" for k in keys]
+    return f"""
+        SELECT {"".join(e + ", " for e in extracted)}
+               ?::VARCHAR AS _file,
+               _row_number,
+               NULL::VARCHAR AS _bad_column,
+               NULL::VARCHAR AS _raw
+        FROM (SELECT {line} AS line, _row_number FROM landed_file)
+        WHERE line IS NOT NULL AND json_valid(line) AND json_type(line) = 'OBJECT'
+    """
+
+
+def _reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, rejects: TableName) -> None:
+    line = quote_ident(JSONL_LINE_COLUMN)
+    con.execute(
+        f"""
+        INSERT INTO {rejects.sql}
+        SELECT ?, '{RAW_STAGE}', ?, _row_number, NULL,
+               CASE WHEN try(decode({line})) IS NULL THEN 'invalid UTF-8 bytes'
+                    WHEN NOT json_valid(try(decode({line}))) THEN 'malformed JSON'
+                    ELSE 'JSON line is not an object' END,
+               CASE WHEN try(decode({line})) IS NULL THEN 'undecodable bytes'
+                    WHEN NOT json_valid(try(decode({line}))) THEN 'malformed JSON'
+                    ELSE 'not a JSON object' END,
+               coalesce(try(decode({line})), CAST({line} AS VARCHAR))
+        FROM landed_file
+        WHERE length(trim(CAST({line} AS VARCHAR))) > 0
+          AND (try(decode({line})) IS NULL
+               OR NOT json_valid(try(decode({line})))
+               OR json_type(try(decode({line}))) <> 'OBJECT')
+        """,
+        [name, str(path)],
+    )
+
+
+def _parquet_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    return """
+        SELECT * EXCLUDE (file_row_number),
+               ?::VARCHAR AS _file,
+               file_row_number + 1 AS _row_number,
+               NULL::VARCHAR AS _bad_column,
+               NULL::VARCHAR AS _raw
+        FROM read_parquet(?, file_row_number = true)
+    """
+
+
+def _record_parser_rejects(
+    con: duckdb.DuckDBPyConnection, name: str, landed_file: LandedFile, rejects: TableName
+) -> None:
+    if not landed_file.rejects:
+        return
+    table = pa.table(
+        {
+            "row_number": [r.row_number for r in landed_file.rejects],
+            "reason": [r.reason for r in landed_file.rejects],
+            "raw": [r.raw for r in landed_file.rejects],
+        }
+    )
+    con.register("parser_rejects", table)
+    try:
+        con.execute(
+            f"""
+            INSERT INTO {rejects.sql}
+            SELECT ?, '{RAW_STAGE}', ?, row_number, NULL, reason, 'malformed row', raw FROM parser_rejects
+            """,
+            [name, str(landed_file.path)],
+        )
+    finally:
+        con.unregister("parser_rejects")
+
+
+def _create_empty_landed(con: duckdb.DuckDBPyConnection, source: SourceConfig, landed: TableName) -> None:
+    columns = ", ".join(f"{quote_ident(c)} VARCHAR" for c in source.columns_used())
+    con.execute(
+        f"CREATE TABLE {landed.sql} ({columns}, _file VARCHAR, _row_number BIGINT, _bad_column VARCHAR, _raw VARCHAR)"
+    )
+
+
+def _require_columns_in_file(source: SourceConfig, path: Path, present: list[str]) -> None:
+    missing = [c for c in source.columns_used() if c not in present]
+    if missing:
+        raise LandingError(
+            f"{path}: column(s) {', '.join(map(repr, missing))} named in the config are not in the file; "
+            f"the file has: {', '.join(present)}"
+        )
+
+
+def _require_mapped_columns(
+    con: duckdb.DuckDBPyConnection, name: str, source: SourceConfig, landed: TableName, files: list[Path]
+) -> None:
+    """JSON lines may omit keys per row, but a configured column must appear somewhere."""
+    present = {row[0] for row in con.execute(f"DESCRIBE {landed.sql}").fetchall()}
+    missing = [c for c in source.columns_used() if c not in present]
+    if missing:
+        where = ", ".join(map(str, files)) or "no files"
+        raise LandingError(
+            f"sources.{name}: column(s) {', '.join(map(repr, missing))} named in the config appear in none of: {where}"
+        )
+
+
+def _write_accepted_and_flag_the_rest(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: SourceConfig,
+    landed: TableName,
+    rejects: TableName,
+    staging: TableName,
+) -> None:
+    record_id = quote_ident(source.record_id)
+    data_columns = [row[0] for row in con.execute(f"DESCRIBE {landed.sql}").fetchall() if row[0] not in _HELPER_COLUMNS]
+    columns = ", ".join(quote_ident(c) for c in data_columns)
+    row_json = "CAST(to_json(struct_pack(" + ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in data_columns) + ")) AS VARCHAR)"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE ranked_landed AS
+        SELECT *,
+               nullif(trim(CAST({record_id} AS VARCHAR)), '') AS _record_key,
+               row_number() OVER (
+                   PARTITION BY nullif(trim(CAST({record_id} AS VARCHAR)), '')
+                   ORDER BY _file DESC, _row_number
+               ) AS _occurrence,
+               first_value(_file) OVER w AS _kept_file,
+               first_value(_row_number) OVER w AS _kept_row
+        FROM {landed.sql}
+        WHERE _bad_column IS NULL
+        WINDOW w AS (PARTITION BY nullif(trim(CAST({record_id} AS VARCHAR)), '') ORDER BY _file DESC, _row_number)
+        """
+    )
+    try:
+        con.execute(
+            f"""
+            INSERT INTO {rejects.sql}
+            SELECT ?, '{RAW_STAGE}', _file, _row_number, _bad_column,
+                   'invalid UTF-8 bytes in column ' || _bad_column, 'undecodable bytes', _raw
+            FROM {landed.sql} WHERE _bad_column IS NOT NULL
+            UNION ALL
+            SELECT ?, '{RAW_STAGE}', _file, _row_number, ?,
+                   'missing record id (column ' || ? || ')', 'missing record id', {row_json}
+            FROM ranked_landed WHERE _record_key IS NULL
+            UNION ALL
+            SELECT ?, '{RAW_STAGE}', _file, _row_number, ?,
+                   'duplicate record id ' || _record_key || ': kept ' || _kept_file || ' row ' || _kept_row,
+                   'duplicate record id', {row_json}
+            FROM ranked_landed WHERE _record_key IS NOT NULL AND _occurrence > 1
+            """,
+            [name, name, source.record_id, source.record_id, name, source.record_id],
+        )
+        con.execute(
+            f"""
+            CREATE TABLE {staging.sql} AS
+            SELECT {columns}, _file, _row_number
+            FROM ranked_landed
+            WHERE _record_key IS NOT NULL AND _occurrence = 1
+            ORDER BY _file, _row_number
+            """
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS ranked_landed")
+
+
+_HELPER_COLUMNS = {"_file", "_row_number", "_bad_column", "_raw"}
+
+
+def _sql_text(value: str) -> str:
+    """Escape a value for a single-quoted SQL literal (names already validated)."""
+    return value.replace("'", "''")

@@ -1,0 +1,144 @@
+"""Warehouse conventions: quoting, schemas, the quarantine table, atomic swaps.
+
+Every table is built under a staging name and swapped in with one
+transaction, so a failed run leaves the previous table as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import duckdb
+
+QUARANTINE = "raw.quarantine"
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS raw.quarantine (
+    source          VARCHAR NOT NULL,   -- configured source name
+    stage           VARCHAR NOT NULL,   -- which step rejected the row: raw, transactions, ...
+    _file           VARCHAR,            -- landing file the row came from
+    _row_number     BIGINT,             -- data row within that file (header excluded)
+    column_name     VARCHAR,            -- the offending column, when one is to blame
+    reason          VARCHAR NOT NULL,
+    raw_row         VARCHAR,            -- the row as it arrived (text or JSON)
+    quarantined_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+)
+"""
+QUARANTINE_COLUMNS = ("source", "stage", "_file", "_row_number", "column_name", "reason", "raw_row")
+
+_SCHEMA_OR_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for DuckDB; refuses names that cannot be quoted safely."""
+    if not name or '"' in name or any(ord(ch) < 32 for ch in name):
+        raise ValueError(f"unsafe identifier {name!r}")
+    return f'"{name}"'
+
+
+@dataclass(frozen=True)
+class TableName:
+    """A schema-qualified warehouse table such as `raw.crm`."""
+
+    schema: str
+    name: str
+
+    def __post_init__(self) -> None:
+        for part in (self.schema, self.name):
+            if not _SCHEMA_OR_TABLE.match(part):
+                raise ValueError(f"unsafe table name part {part!r}")
+
+    @classmethod
+    def parse(cls, qualified: str) -> TableName:
+        schema, _, name = qualified.partition(".")
+        return cls(schema, name)
+
+    @property
+    def sql(self) -> str:
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    def staging(self) -> TableName:
+        """A fresh staging name beside the table (unique per build)."""
+        return TableName(self.schema, f"_staging_{self.name}_{uuid.uuid4().hex[:8]}")
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def ensure_schemas(con: duckdb.DuckDBPyConnection, *schemas: str) -> None:
+    for schema in schemas:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+
+
+def ensure_quarantine(con: duckdb.DuckDBPyConnection) -> None:
+    ensure_schemas(con, "raw")
+    con.execute(QUARANTINE_DDL)
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: TableName) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [table.schema, table.name],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+@dataclass(frozen=True)
+class QuarantineReplacement:
+    """The quarantined rows of one (source, stage), replacing the previous ones."""
+
+    source: str
+    stage: str
+    staging: TableName  # holds QUARANTINE_COLUMNS
+
+
+@contextmanager
+def staged_tables(con: duckdb.DuckDBPyConnection, *targets: TableName) -> Iterator[list[TableName]]:
+    """Staging names for `targets`; whatever is left of them is dropped on exit."""
+    staging = [t.staging() for t in targets]
+    try:
+        yield staging
+    finally:
+        for table in staging:
+            con.execute(f"DROP TABLE IF EXISTS {table.sql}")
+
+
+def swap_in(
+    con: duckdb.DuckDBPyConnection,
+    replacements: Sequence[tuple[TableName, TableName]],
+    quarantine: QuarantineReplacement | None = None,
+) -> None:
+    """Replace each target with its staging table (and quarantine rows) in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for target, staging in replacements:
+            con.execute(f"DROP TABLE IF EXISTS {target.sql}")
+            con.execute(f"ALTER TABLE {staging.sql} RENAME TO {quote_ident(target.name)}")
+        if quarantine is not None:
+            con.execute(
+                "DELETE FROM raw.quarantine WHERE source = ? AND stage = ?",
+                [quarantine.source, quarantine.stage],
+            )
+            columns = ", ".join(QUARANTINE_COLUMNS)
+            con.execute(f"INSERT INTO raw.quarantine ({columns}) SELECT {columns} FROM {quarantine.staging.sql}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:
+    """(name, type) of each column, in order."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [table.schema, table.name],
+    ).fetchall()
+    return [(name, dtype) for name, dtype in rows]
+
+
+def row_count(con: duckdb.DuckDBPyConnection, table: TableName) -> int:
+    return con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
