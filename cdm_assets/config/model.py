@@ -240,11 +240,66 @@ class WarehouseConfig(StrictModel):
     duckdb_path: str = "data/cdm.duckdb"
 
 
-class IdentityConfig(StrictModel):
-    """Identity resolution settings; rules are interpreted by the identity layer."""
+# Keys a match rule can compare; `identifier:<name>` adds the source ids
+# declared under a customer source's `identifiers:`.
+MATCH_KEYS = (
+    "email",
+    "phone",
+    "first_name",
+    "first_name_root",
+    "last_name",
+    "last_name_core",
+    "birth_date",
+    "postcode",
+    "address",
+)
+SIMILAR_KEYS = ("first_name", "last_name")
 
-    rules: list[dict] | None = None
+
+class MatchRule(StrictModel):
+    """Two records are linked when every `exact` key is equal (and not empty),
+    every `similar` key reaches its Jaro-Winkler threshold, and none of the
+    `must_not_differ` keys holds two different values."""
+
+    name: str
+    exact: list[str] = Field(min_length=1)
+    similar: dict[str, float] = Field(default_factory=dict)
+    must_not_differ: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not SOURCE_NAME.match(value):
+            raise ValueError(f"rule name {value!r} must match [a-z][a-z0-9_]*")
+        return value
+
+    @field_validator("exact", "must_not_differ")
+    @classmethod
+    def _known_keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if key not in MATCH_KEYS and not key.startswith("identifier:"):
+                raise ValueError(
+                    f"unknown match key {key!r}; expected one of: {', '.join(MATCH_KEYS)}, identifier:<name>"
+                )
+        return value
+
+    @field_validator("similar")
+    @classmethod
+    def _known_similar(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, threshold in value.items():
+            if key not in SIMILAR_KEYS:
+                raise ValueError(f"unknown similar key {key!r}; expected one of: {', '.join(SIMILAR_KEYS)}")
+            if not 0 < threshold <= 1:
+                raise ValueError(f"similarity threshold for {key!r} must be in (0, 1], got {threshold}")
+        return value
+
+
+class IdentityConfig(StrictModel):
+    """Identity resolution settings; `rules: null` means the default rule set."""
+
+    rules: list[MatchRule] | None = None
     max_records_per_key: int = Field(default=50, ge=2)
+    max_cluster_size: int = Field(default=25, ge=2)
 
 
 class CdmConfig(StrictModel):
@@ -294,7 +349,20 @@ class CdmConfig(StrictModel):
                     )
         if not customer_sources:
             raise FieldError(("sources",), "at least one source with entity: customer is required")
+        declared = {i for s in self.sources.values() for i in s.identifiers}
+        for index, rule in enumerate(self.identity.rules or []):
+            for key in [*rule.exact, *rule.must_not_differ]:
+                if key.startswith("identifier:") and key.split(":", 1)[1] not in declared:
+                    raise FieldError(
+                        ("identity", "rules", str(index), "exact"),
+                        f"{key!r} names no identifier declared by a customer source "
+                        f"(declared: {', '.join(sorted(declared)) or 'none'})",
+                    )
         return self
+
+    def identifier_names(self) -> list[str]:
+        """Identifier names declared by any customer source, sorted."""
+        return sorted({i for s in self.sources.values() if s.entity == "customer" for i in s.identifiers})
 
     @property
     def base_dir(self) -> Path:

@@ -1,0 +1,226 @@
+"""Stable Customer IDs: clusters of records get ids that survive re-runs.
+
+Rules, applied to this run's clusters against the previous `customer_id_map`:
+
+- a previous id is *claimed* by the cluster holding most of its records
+  (ties: the cluster with the lowest record key), so on a split the larger
+  part keeps the id;
+- a cluster that claims several ids keeps the oldest (first minted) and the
+  others are recorded as merged into it;
+- a cluster that claims none gets a new id; if some of its records had an id
+  before, the new id is recorded as split from it;
+- unchanged input gives identical ids and writes no history.
+
+New ids are opaque (`cus_` + 16 hex digits of a hash of the cluster's first
+record reference, never a name or email) and never reuse an id seen before.
+The map and the appended history are swapped in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import duckdb
+
+from cdm_assets.domain.warehouse import TableName, staged_tables, swap_in, table_exists
+
+CUSTOMER_ID_MAP = TableName("identity", "customer_id_map")
+CUSTOMER_ID_HISTORY = TableName("identity", "customer_id_history")
+ID_PREFIX = "cus_"
+
+HISTORY_DDL = """
+    customer_id VARCHAR NOT NULL,
+    previous_customer_id VARCHAR,
+    change VARCHAR NOT NULL,          -- created | merged | split | retired
+    changed_at TIMESTAMP NOT NULL,
+    records BIGINT                    -- records involved in the change
+"""
+
+
+@dataclass(frozen=True)
+class IdAssignment:
+    customers: int
+    created: int
+    merged: int
+    split: int
+    retired: int
+
+
+def assign_customer_ids(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    clusters: TableName,
+    now: datetime | None = None,
+) -> IdAssignment:
+    """Write `identity.customer_id_map` and append to `identity.customer_id_history`."""
+    changed_at = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    if not table_exists(con, CUSTOMER_ID_HISTORY):
+        con.execute(f"CREATE TABLE {CUSTOMER_ID_HISTORY.sql} ({HISTORY_DDL})")
+    previous_map = (
+        f"SELECT source, source_record_id, customer_id FROM {CUSTOMER_ID_MAP.sql}"
+        if table_exists(con, CUSTOMER_ID_MAP)
+        else "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id LIMIT 0"
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE id_records AS
+        SELECT l.record_key, l.source, l.source_record_id, c.cluster, p.customer_id AS previous_id
+        FROM {lookup.sql} l
+        JOIN {clusters.sql} c USING (record_key)
+        LEFT JOIN ({previous_map}) p USING (source, source_record_id)
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE id_birth AS
+        SELECT customer_id, min(changed_at) AS born_at
+        FROM {CUSTOMER_ID_HISTORY.sql}
+        WHERE change IN ('created', 'split')
+        GROUP BY customer_id
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE id_claims AS
+        WITH holdings AS (
+            SELECT previous_id, cluster, count(*) AS records, min(record_key) AS first_record
+            FROM id_records WHERE previous_id IS NOT NULL
+            GROUP BY previous_id, cluster
+        ),
+        claimed AS (  -- each previous id goes to the cluster holding most of its records
+            SELECT previous_id, cluster, records
+            FROM holdings
+            QUALIFY row_number() OVER (PARTITION BY previous_id ORDER BY records DESC, first_record) = 1
+        )
+        SELECT claimed.*, b.born_at,
+               row_number() OVER (
+                   PARTITION BY cluster ORDER BY b.born_at NULLS LAST, previous_id
+               ) AS seniority
+        FROM claimed LEFT JOIN id_birth b ON b.customer_id = claimed.previous_id
+        """
+    )
+    _mint_new_ids(con)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE id_by_cluster AS
+        SELECT cluster, previous_id AS customer_id, false AS is_new FROM id_claims WHERE seniority = 1
+        UNION ALL
+        SELECT cluster, customer_id, true AS is_new FROM id_minted
+        """
+    )
+    with staged_tables(con, CUSTOMER_ID_MAP, CUSTOMER_ID_HISTORY) as (map_staging, history_staging):
+        con.execute(
+            f"""
+            CREATE TABLE {map_staging.sql} AS
+            SELECT r.source, r.source_record_id, i.customer_id, r.record_key, r.cluster
+            FROM id_records r JOIN id_by_cluster i USING (cluster)
+            ORDER BY r.record_key
+            """
+        )
+        con.execute(f"CREATE TABLE {history_staging.sql} AS SELECT * FROM {CUSTOMER_ID_HISTORY.sql}")
+        con.execute(
+            f"""
+            INSERT INTO {history_staging.sql}
+            -- brand-new customers
+            SELECT i.customer_id, NULL, 'created', $changed_at, count(*)
+            FROM id_by_cluster i JOIN id_records r USING (cluster)
+            WHERE i.is_new
+            GROUP BY i.customer_id
+            HAVING count(r.previous_id) = 0
+            UNION ALL
+            -- new ids cut from an existing customer
+            SELECT i.customer_id, r.previous_id, 'split', $changed_at, count(*)
+            FROM id_by_cluster i JOIN id_records r USING (cluster)
+            WHERE i.is_new AND r.previous_id IS NOT NULL
+            GROUP BY i.customer_id, r.previous_id
+            UNION ALL
+            -- younger ids folded into the oldest one of their cluster
+            SELECT keep.customer_id, c.previous_id, 'merged', $changed_at, c.records
+            FROM id_claims c JOIN id_by_cluster keep USING (cluster)
+            WHERE c.seniority > 1
+            UNION ALL
+            -- records whose id survives elsewhere but that now belong to another surviving customer
+            SELECT i.customer_id, r.previous_id, 'moved', $changed_at, count(*)
+            FROM id_records r
+            JOIN id_by_cluster i USING (cluster)
+            JOIN id_claims c ON c.previous_id = r.previous_id
+            WHERE NOT i.is_new AND c.cluster <> r.cluster
+            GROUP BY i.customer_id, r.previous_id
+            UNION ALL
+            -- ids whose records have all left the sources
+            SELECT p.customer_id, NULL, 'retired', $changed_at, 0
+            FROM (SELECT DISTINCT customer_id FROM ({previous_map})) p
+            WHERE p.customer_id NOT IN (SELECT previous_id FROM id_claims)
+            """,
+            {"changed_at": changed_at},
+        )
+        counts = dict(
+            con.execute(
+                f"""
+                SELECT change, count(*) FROM {history_staging.sql}
+                WHERE changed_at = $changed_at GROUP BY change
+                """,
+                {"changed_at": changed_at},
+            ).fetchall()
+        )
+        customers = con.execute(f"SELECT count(DISTINCT customer_id) FROM {map_staging.sql}").fetchone()[0]
+        swap_in(con, [(CUSTOMER_ID_MAP, map_staging), (CUSTOMER_ID_HISTORY, history_staging)])
+    for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
+        con.execute(f"DROP TABLE IF EXISTS {temp}")
+    return IdAssignment(
+        customers=customers,
+        created=counts.get("created", 0),
+        merged=counts.get("merged", 0),
+        split=len(
+            con.execute(
+                f"SELECT DISTINCT customer_id FROM {CUSTOMER_ID_HISTORY.sql} WHERE change = 'split' AND changed_at = ?",
+                [changed_at],
+            ).fetchall()
+        ),
+        retired=counts.get("retired", 0),
+    )
+
+
+def _mint_new_ids(con: duckdb.DuckDBPyConnection) -> None:
+    """Ids for clusters that claimed none: a hash of their first record, never an id used before."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE id_minted AS
+        SELECT cluster, '{ID_PREFIX}' || left(sha256(source || chr(31) || source_record_id), 16) AS customer_id,
+               source || chr(31) || source_record_id AS seed
+        FROM id_records
+        WHERE cluster NOT IN (SELECT cluster FROM id_claims)
+        QUALIFY row_number() OVER (PARTITION BY cluster ORDER BY record_key) = 1
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE id_known AS
+        SELECT DISTINCT customer_id FROM {CUSTOMER_ID_HISTORY.sql}
+        UNION SELECT DISTINCT previous_customer_id FROM {CUSTOMER_ID_HISTORY.sql} WHERE previous_customer_id IS NOT NULL
+        UNION SELECT DISTINCT previous_id FROM id_records WHERE previous_id IS NOT NULL
+        """
+    )
+    # A retired id must never come back with other records behind it; re-hash
+    # with a counter on the (rare) collisions until every new id is unused.
+    for attempt in range(1, 100):
+        clashes = con.execute(
+            """
+            SELECT count(*) FROM id_minted m
+            WHERE m.customer_id IN (SELECT customer_id FROM id_known)
+               OR m.customer_id IN (SELECT customer_id FROM id_minted GROUP BY customer_id HAVING count(*) > 1)
+            """
+        ).fetchone()[0]
+        if clashes == 0:
+            break
+        con.execute(
+            f"""
+            UPDATE id_minted SET customer_id = '{ID_PREFIX}' || left(sha256(seed || '#' || $attempt), 16)
+            WHERE customer_id IN (SELECT customer_id FROM id_known)
+               OR customer_id IN (SELECT customer_id FROM id_minted GROUP BY customer_id HAVING count(*) > 1)
+            """,
+            {"attempt": str(attempt)},
+        )
+    con.execute("DROP TABLE IF EXISTS id_known")

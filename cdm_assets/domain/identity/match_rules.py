@@ -1,0 +1,167 @@
+"""Match rules: which pairs of customer records are the same person, and why.
+
+A rule blocks on `exact` keys (records sharing every key value are compared),
+keeps the pairs whose `similar` names reach a Jaro-Winkler threshold (a
+nickname of the same name counts as identical), and drops pairs that hold two
+different values for a `must_not_differ` key. Key values shared by more than
+`max_records_per_key` records link nothing: placeholders such as
+`test@test.com` or a shop's own phone number must not chain strangers into
+one customer.
+
+Each rule renders to one SQL statement over `identity.source_lookup`; the
+identity graph is the union of all rules, one row per linked pair, labelled
+with the first rule (in configured order) that linked it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+from cdm_assets.config.model import MatchRule
+from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in
+
+SOURCE_LOOKUP = TableName("identity", "source_lookup")
+IDENTITY_GRAPH = TableName("identity", "identity_graph")
+
+# Match key → column of identity.source_lookup.
+KEY_COLUMNS = {
+    "email": "email_key",
+    "phone": "phone_key",
+    "first_name": "first_name_key",
+    "first_name_root": "first_name_root",
+    "last_name": "last_name_key",
+    "last_name_core": "last_name_core",
+    "birth_date": "birth_date",
+    "postcode": "postcode_key",
+    "address": "address_key",
+}
+
+# The defaults are tuned so that a shared household email, phone or address
+# never links on its own: a link also needs the same (or a similar) first
+# name and no conflicting birth date. Twins share everything but the first
+# name, so first-name thresholds stay high.
+DEFAULT_RULES: tuple[MatchRule, ...] = (
+    MatchRule(
+        name="email_and_first_name",
+        exact=["email"],
+        similar={"first_name": 0.88},
+        must_not_differ=["birth_date"],
+    ),
+    MatchRule(
+        name="phone_and_first_name",
+        exact=["phone"],
+        similar={"first_name": 0.88, "last_name": 0.8},
+        must_not_differ=["birth_date"],
+    ),
+    MatchRule(
+        name="name_and_birth_date",
+        exact=["last_name_core", "birth_date"],
+        similar={"first_name": 0.9},
+    ),
+    MatchRule(
+        name="first_name_birth_date_similar_last_name",
+        exact=["first_name_root", "birth_date"],
+        similar={"last_name": 0.9},
+    ),
+    MatchRule(
+        name="name_and_address",
+        exact=["address", "last_name_core"],
+        similar={"first_name": 0.9},
+        must_not_differ=["birth_date"],
+    ),
+)
+
+
+def default_rules(identifier_names: Sequence[str]) -> list[MatchRule]:
+    """Shared source identifiers first (strongest evidence), then the defaults."""
+    by_identifier = [MatchRule(name=f"same_{name}", exact=[f"identifier:{name}"]) for name in identifier_names]
+    return [*by_identifier, *DEFAULT_RULES]
+
+
+def key_column(key: str) -> str:
+    if key.startswith("identifier:"):
+        return "id_" + key.split(":", 1)[1]
+    return KEY_COLUMNS[key]
+
+
+def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP) -> str:
+    """One rule as a SELECT of (key_a, key_b, score); `$max_records` is max_records_per_key."""
+    exact = [quote_ident(key_column(k)) for k in rule.exact]
+    not_null = " AND ".join(f"{c} IS NOT NULL" for c in exact)
+    # A value shared by too many records is a placeholder or a shared inbox:
+    # count each key on its own, not just the combination.
+    frequencies = ", ".join(f"count(*) OVER (PARTITION BY {c}) AS _n{i}" for i, c in enumerate(exact))
+    small = " AND ".join(f"_n{i} <= $max_records" for i in range(len(exact)))
+    join = " AND ".join(f"a.{c} = b.{c}" for c in exact)
+    similarities = [_similarity_sql(key) for key in rule.similar]
+    conditions = [f"{sim} >= {float(threshold)!r}" for sim, threshold in zip(similarities, rule.similar.values())]
+    for key in rule.must_not_differ:
+        column = quote_ident(key_column(key))
+        conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column})")
+    score = f"least({', '.join(similarities)})" if similarities else "NULL::DOUBLE"
+    where = " AND ".join(["a.record_key < b.record_key", *conditions])
+    return f"""
+        WITH candidates AS (
+            SELECT *, {frequencies}
+            FROM {lookup.sql}
+            WHERE {not_null}
+        ),
+        eligible AS (SELECT * FROM candidates WHERE {small})
+        SELECT a.record_key AS key_a, b.record_key AS key_b, {score} AS score
+        FROM eligible a JOIN eligible b ON {join}
+        WHERE {where}
+    """
+
+
+def _similarity_sql(key: str) -> str:
+    if key == "first_name":
+        # A nickname of the same root name is as good as the same name.
+        return (
+            "CASE WHEN a.first_name_root = b.first_name_root THEN 1.0 "
+            "ELSE jaro_winkler_similarity(a.first_name_key, b.first_name_key) END"
+        )
+    return (
+        "greatest(jaro_winkler_similarity(a.last_name_key, b.last_name_key), "
+        "CASE WHEN a.last_name_core = b.last_name_core THEN 1.0 ELSE 0.0 END)"
+    )
+
+
+def build_identity_graph(
+    con: duckdb.DuckDBPyConnection, rules: Sequence[MatchRule], max_records_per_key: int
+) -> int:
+    """Write `identity.identity_graph`: one row per linked pair, with its rule."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    with staged_tables(con, TableName("identity", "graph_candidates"), IDENTITY_GRAPH) as (candidates, staging):
+        con.execute(
+            f"CREATE TABLE {candidates.sql} (key_a BIGINT, key_b BIGINT, rule VARCHAR, rule_order INTEGER, score DOUBLE)"
+        )
+        for order, rule in enumerate(rules):
+            con.execute(
+                f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule, $rule_order, score FROM ({rule_sql(rule)})",
+                {"rule": rule.name, "rule_order": order, "max_records": max_records_per_key},
+            )
+        con.execute(
+            f"""
+            CREATE TABLE {staging.sql} AS
+            SELECT a.source AS source_a, a.source_record_id AS record_id_a,
+                   b.source AS source_b, b.source_record_id AS record_id_b,
+                   link.rule, round(link.score, 4) AS score,
+                   link.key_a, link.key_b
+            FROM (
+                SELECT key_a, key_b, arg_min(rule, rule_order) AS rule, arg_min(score, rule_order) AS score
+                FROM {candidates.sql}
+                GROUP BY key_a, key_b
+            ) AS link
+            JOIN {SOURCE_LOOKUP.sql} a ON a.record_key = link.key_a
+            JOIN {SOURCE_LOOKUP.sql} b ON b.record_key = link.key_b
+            ORDER BY link.key_a, link.key_b
+            """
+        )
+        swap_in(con, [(IDENTITY_GRAPH, staging)])
+    return con.execute(f"SELECT count(*) FROM {IDENTITY_GRAPH.sql}").fetchone()[0]
+
+
+def links_per_rule(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return dict(con.execute(f"SELECT rule, count(*) FROM {IDENTITY_GRAPH.sql} GROUP BY rule ORDER BY 2 DESC").fetchall())
