@@ -35,6 +35,8 @@ CUSTOMER_FIELDS = (
     "city",
     "country",
 )
+# Golden-record fields with their own survivorship; address parts survive together as `address`.
+GOLDEN_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "address")
 TRANSACTION_FIELDS = ("amount", "currency", "type", "occurred_at")
 EVENT_FIELDS = ("anonymous_id", "email", "event_type", "occurred_at")
 CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
@@ -131,6 +133,13 @@ class CustomerReference(StrictModel):
         return self
 
 
+class TransactionTypes(StrictModel):
+    order: list[str] = Field(default_factory=lambda: ["order", "sale", "purchase", "payment"])
+    return_: list[str] = Field(default_factory=lambda: ["return", "refund", "credit"], alias="return")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class SourceConfig(StrictModel):
     """One landed source: where its files are and how its columns map."""
 
@@ -146,6 +155,18 @@ class SourceConfig(StrictModel):
     identifiers: dict[str, ColumnName] = Field(default_factory=dict)
     attributes: dict[str, ColumnName] = Field(default_factory=dict)
     customer: CustomerReference | None = None
+    # When the record last changed in its source: decides "most recent" in
+    # survivorship and gives customers their first and last seen.
+    updated_at: FieldMapping | None = None
+    # Transaction type values meaning an order or a return (case-insensitive).
+    type_values: TransactionTypes | None = None
+
+    @field_validator("updated_at")
+    @classmethod
+    def _safe_updated_at(cls, value: FieldMapping | None) -> FieldMapping | None:
+        if isinstance(value, str):
+            check_column_name(value)
+        return value
 
     @field_validator("record_id")
     @classmethod
@@ -222,6 +243,8 @@ class SourceConfig(StrictModel):
         columns = [self.record_id]
         columns += [column_of(m) for m in self.fields.values()]
         columns += list(self.identifiers.values()) + list(self.attributes.values())
+        if self.updated_at is not None:
+            columns.append(column_of(self.updated_at))
         if self.customer is not None:
             columns += [c for c in (self.customer.source_column, self.customer.column) if c]
         return list(dict.fromkeys(columns))
@@ -302,12 +325,37 @@ class IdentityConfig(StrictModel):
     max_cluster_size: int = Field(default=25, ge=2)
 
 
+SURVIVORSHIP_RULES = ("precedence", "most_recent", "most_frequent")
+SurvivorshipRule = Literal["precedence", "most_recent", "most_frequent"]
+
+
+class CustomersConfig(StrictModel):
+    """The golden record: which value survives per field.
+
+    Every rule falls back on the others: `precedence` (default) takes the
+    best-precedence source, then the most recent, then the most frequent
+    value; `most_recent` and `most_frequent` lead with their own criterion.
+    """
+
+    survivorship: dict[str, SurvivorshipRule] = Field(default_factory=dict)
+
+
+class ChecksConfig(StrictModel):
+    """Thresholds of the advisory data tests."""
+
+    max_unattributed_share: float = Field(default=0.10, ge=0, le=1)
+    max_quarantine_share: float = Field(default=0.01, ge=0, le=1)
+    max_row_count_drop: float = Field(default=0.5, ge=0, le=1)
+
+
 class CdmConfig(StrictModel):
     """A whole `cdm.yaml` document, with paths resolved against its folder."""
 
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     sources: dict[str, SourceConfig]
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    customers: CustomersConfig = Field(default_factory=CustomersConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
     config_path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("sources")
@@ -349,6 +397,14 @@ class CdmConfig(StrictModel):
                     )
         if not customer_sources:
             raise FieldError(("sources",), "at least one source with entity: customer is required")
+        golden = set(GOLDEN_FIELDS) | {a for s in self.sources.values() for a in s.attributes}
+        for field_name in self.customers.survivorship:
+            if field_name not in golden:
+                raise FieldError(
+                    ("customers", "survivorship", field_name),
+                    f"unknown golden-record field {field_name!r}; expected a canonical field or a declared attribute: "
+                    f"{', '.join(sorted(golden))}",
+                )
         declared = {i for s in self.sources.values() for i in s.identifiers}
         for index, rule in enumerate(self.identity.rules or []):
             for key in [*rule.exact, *rule.must_not_differ]:

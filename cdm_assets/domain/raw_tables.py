@@ -89,7 +89,7 @@ def load_raw_source(
                 dict(con.execute(f"SELECT reason_kind, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
             )
             report.rows_in = report.rows_accepted + report.rows_quarantined
-            swap_in(con, [(target, staging)], QuarantineReplacement(name, RAW_STAGE, rejects))
+            swap_in(con, [(target, staging)], QuarantineReplacement((name,), RAW_STAGE, rejects))
     return report
 
 

@@ -88,9 +88,9 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: TableName) -> bool:
 
 @dataclass(frozen=True)
 class QuarantineReplacement:
-    """The quarantined rows of one (source, stage), replacing the previous ones."""
+    """The quarantined rows of some sources at one stage, replacing their previous ones."""
 
-    source: str
+    sources: tuple[str, ...]
     stage: str
     staging: TableName  # holds QUARANTINE_COLUMNS
 
@@ -119,8 +119,8 @@ def swap_in(
             con.execute(f"ALTER TABLE {staging.sql} RENAME TO {quote_ident(target.name)}")
         if quarantine is not None:
             con.execute(
-                "DELETE FROM raw.quarantine WHERE source = ? AND stage = ?",
-                [quarantine.source, quarantine.stage],
+                "DELETE FROM raw.quarantine WHERE stage = ? AND list_contains(?, source)",
+                [quarantine.stage, list(quarantine.sources)],
             )
             columns = ", ".join(QUARANTINE_COLUMNS)
             con.execute(f"INSERT INTO raw.quarantine ({columns}) SELECT {columns} FROM {quarantine.staging.sql}")

@@ -1,0 +1,1 @@
+"""Master models: customers, transactions, events, customer metrics, and their data tests."""

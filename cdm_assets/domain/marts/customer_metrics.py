@@ -1,0 +1,65 @@
+"""`marts.customer_metrics`: per customer, what marketing activation needs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import duckdb
+
+from cdm_assets.domain.marts.customers import CUSTOMERS
+from cdm_assets.domain.marts.events import EVENTS
+from cdm_assets.domain.marts.transactions import TRANSACTIONS
+from cdm_assets.domain.warehouse import TableName, ensure_schemas, staged_tables, swap_in
+
+CUSTOMER_METRICS = TableName("marts", "customer_metrics")
+
+METRICS_SQL = f"""
+WITH orders AS (
+    SELECT customer_id,
+           count(*) FILTER (WHERE type = 'order') AS orders,
+           count(*) FILTER (WHERE type = 'return') AS returns,
+           min(occurred_at) FILTER (WHERE type = 'order') AS first_order_at,
+           max(occurred_at) FILTER (WHERE type = 'order') AS last_order_at
+    FROM {TRANSACTIONS.sql} WHERE customer_id IS NOT NULL
+    GROUP BY customer_id
+),
+revenue AS (  -- net revenue per currency: orders minus returns
+    SELECT customer_id,
+           map_from_entries(list(struct_pack(k := coalesce(currency, '?'), v := net) ORDER BY currency)) AS net_revenue
+    FROM (
+        SELECT customer_id, currency, sum(signed_amount) AS net
+        FROM {TRANSACTIONS.sql} WHERE customer_id IS NOT NULL
+        GROUP BY ALL
+    )
+    GROUP BY customer_id
+),
+activity AS (
+    SELECT customer_id, count(*) AS events, max(occurred_at) AS last_event_at
+    FROM {EVENTS.sql} WHERE customer_id IS NOT NULL
+    GROUP BY customer_id
+)
+SELECT c.customer_id,
+       coalesce(o.orders, 0) AS orders,
+       coalesce(o.returns, 0) AS returns,
+       r.net_revenue,
+       o.first_order_at,
+       o.last_order_at,
+       date_diff('day', o.last_order_at, $as_of) AS days_since_last_order,
+       coalesce(a.events, 0) AS events,
+       a.last_event_at
+FROM {CUSTOMERS.sql} c
+LEFT JOIN orders o USING (customer_id)
+LEFT JOIN revenue r USING (customer_id)
+LEFT JOIN activity a USING (customer_id)
+ORDER BY c.customer_id
+"""
+
+
+def build_customer_metrics(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) -> int:
+    """Rebuild `marts.customer_metrics` as of `as_of` (default: now, UTC)."""
+    ensure_schemas(con, "marts")
+    moment = (as_of or datetime.now(timezone.utc)).replace(tzinfo=None)
+    with staged_tables(con, CUSTOMER_METRICS) as (staging,):
+        con.execute(f"CREATE TABLE {staging.sql} AS {METRICS_SQL}", {"as_of": moment})
+        swap_in(con, [(CUSTOMER_METRICS, staging)])
+    return con.execute(f"SELECT count(*) FROM {CUSTOMER_METRICS.sql}").fetchone()[0]

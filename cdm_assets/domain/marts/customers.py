@@ -1,0 +1,142 @@
+"""`marts.customers`: one golden record per Customer ID.
+
+Each field takes the value that survives among the customer's records: by
+default from the source with the best (lowest) `precedence`, then the most
+recent (`updated_at` of the source, else the newest landed row), then the
+most frequent. `customers.survivorship` in cdm.yaml can lead with
+`most_recent` or `most_frequent` per field. Address parts (street, house
+number, postcode, city, country) survive together from one record, so a
+golden address is never stitched from two homes. Attributes declared under a
+source's `attributes:` become columns with no code change.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from cdm_assets.config.model import CdmConfig, column_of, format_of
+from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
+from cdm_assets.domain.identity.match_rules import SOURCE_LOOKUP
+from cdm_assets.domain.marts.parsing import timestamp_sql
+from cdm_assets.domain.warehouse import TableName, ensure_schemas, quote_ident, staged_tables, swap_in
+
+CUSTOMERS = TableName("marts", "customers")
+PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
+ADDRESS_FIELDS = ("street", "house_number", "postcode", "city", "country")
+ADDRESS = "address"
+
+# Sort keys per survivorship rule; every rule ends with the same tie-breakers
+# so that the choice is deterministic.
+_ORDER = {
+    "precedence": "precedence, updated_at DESC NULLS LAST, frequency DESC",
+    "most_recent": "updated_at DESC NULLS LAST, precedence, frequency DESC",
+    "most_frequent": "frequency DESC, precedence, updated_at DESC NULLS LAST",
+}
+_TIE_BREAK = "_file DESC, _row_number DESC, source, source_record_id"
+
+
+def attribute_names(config: CdmConfig) -> list[str]:
+    return sorted({a for s in config.sources_of("customer").values() for a in s.attributes})
+
+
+def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> int:
+    """Rebuild `marts.customers`; returns the number of customers."""
+    ensure_schemas(con, "marts")
+    attributes = attribute_names(config)
+    with staged_tables(con, TableName("marts", "customer_records"), CUSTOMERS) as (records, staging):
+        _build_customer_records(con, config, attributes, records)
+        rule = config.customers.survivorship
+        person = [_surviving_field(records, f, rule.get(f, "precedence")) for f in (*PERSON_FIELDS, *attributes)]
+        address_rule = rule.get(ADDRESS, "precedence")
+        ctes = ",\n".join(
+            [
+                *(f"{quote_ident('f_' + name)} AS ({sql})" for name, sql in person),
+                f"address AS ({_surviving_address(records, address_rule)})",
+                f"""summary AS (
+                    SELECT customer_id, list(DISTINCT source ORDER BY source) AS sources,
+                           count(*) AS record_count, min(updated_at) AS first_seen, max(updated_at) AS last_seen
+                    FROM {records.sql} GROUP BY customer_id
+                )""",
+            ]
+        )
+        selected = [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[: len(PERSON_FIELDS)]]
+        selected += [f"address.{quote_ident(f)}" for f in ADDRESS_FIELDS]
+        selected += [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[len(PERSON_FIELDS) :]]
+        joins = "\n".join(
+            f"LEFT JOIN {quote_ident('f_' + name)} USING (customer_id)" for name, _ in person
+        )
+        con.execute(
+            f"""
+            CREATE TABLE {staging.sql} AS
+            WITH {ctes}
+            SELECT summary.customer_id, {", ".join(selected)},
+                   summary.sources, summary.record_count, summary.first_seen, summary.last_seen
+            FROM summary
+            {joins}
+            LEFT JOIN address USING (customer_id)
+            ORDER BY summary.customer_id
+            """
+        )
+        swap_in(con, [(CUSTOMERS, staging)])
+    return con.execute(f"SELECT count(*) FROM {CUSTOMERS.sql}").fetchone()[0]
+
+
+def _build_customer_records(
+    con: duckdb.DuckDBPyConnection, config: CdmConfig, attributes: list[str], records: TableName
+) -> None:
+    """Every customer record with its id, standardised fields, attributes and recency."""
+    per_source = []
+    for name, source in config.sources_of("customer").items():
+        updated = (
+            timestamp_sql(quote_ident(column_of(source.updated_at)), format_of(source.updated_at))
+            if source.updated_at is not None
+            else "NULL::TIMESTAMP"
+        )
+        attribute_columns = [
+            f"CAST({quote_ident(source.attributes[a])} AS VARCHAR) AS {quote_ident(a)}"
+            if a in source.attributes
+            else f"NULL::VARCHAR AS {quote_ident(a)}"
+            for a in attributes
+        ]
+        per_source.append(
+            f"""
+            SELECT '{name}' AS source, trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS source_record_id,
+                   {updated} AS updated_at, _file, _row_number
+                   {"".join(", " + c for c in attribute_columns)}
+            FROM {TableName("raw", name).sql}
+            """
+        )
+    fields = ", ".join(f"l.{quote_ident(f)}" for f in (*PERSON_FIELDS, *ADDRESS_FIELDS))
+    con.execute(
+        f"""
+        CREATE TABLE {records.sql} AS
+        SELECT m.customer_id, l.source, l.source_record_id, l.precedence, {fields},
+               r.* EXCLUDE (source, source_record_id)
+        FROM {SOURCE_LOOKUP.sql} l
+        JOIN {CUSTOMER_ID_MAP.sql} m USING (source, source_record_id)
+        JOIN ({" UNION ALL BY NAME ".join(per_source)}) r USING (source, source_record_id)
+        """
+    )
+
+
+def _surviving_field(records: TableName, field: str, rule: str) -> tuple[str, str]:
+    column = quote_ident(field)
+    return field, f"""
+        SELECT customer_id, {column} AS value FROM (
+            SELECT *, count(*) OVER (PARTITION BY customer_id, {column}) AS frequency
+            FROM {records.sql} WHERE {column} IS NOT NULL
+        )
+        QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY {_ORDER[rule]}, {_TIE_BREAK}) = 1
+    """
+
+
+def _surviving_address(records: TableName, rule: str) -> str:
+    parts = ", ".join(quote_ident(f) for f in ADDRESS_FIELDS)
+    address_key = "concat_ws('|', " + parts + ")"
+    return f"""
+        SELECT customer_id, {parts} FROM (
+            SELECT *, count(*) OVER (PARTITION BY customer_id, {address_key}) AS frequency
+            FROM {records.sql} WHERE street IS NOT NULL OR postcode IS NOT NULL
+        )
+        QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY {_ORDER[rule]}, {_TIE_BREAK}) = 1
+    """

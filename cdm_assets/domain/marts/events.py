@@ -1,0 +1,127 @@
+"""`marts.events`: tracked behaviour linked to customers, anonymous ids stitched.
+
+An event belongs to a customer through, in order:
+1. its customer reference (a record id of a customer source);
+2. its email, when that email belongs to exactly one customer (a shared
+   household inbox identifies nobody);
+3. its anonymous id: once an anonymous id is seen with a known customer, all
+   its events belong to that customer, the earlier anonymous ones too. A
+   device seen with several customers goes to the one it was seen with most
+   (ties: the most recent).
+Events that stay anonymous are kept with an empty `customer_id`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from cdm_assets.config.model import CdmConfig, SourceConfig, column_of, format_of
+from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
+from cdm_assets.domain.identity.match_rules import SOURCE_LOOKUP
+from cdm_assets.domain.marts.parsing import customer_reference_sql, timestamp_sql
+from cdm_assets.domain.warehouse import TableName, ensure_schemas, quote_ident, staged_tables, swap_in
+
+EVENTS = TableName("marts", "events")
+
+
+@dataclass(frozen=True)
+class EventsReport:
+    rows: int
+    by_attribution: dict[str, int]
+
+    @property
+    def unattributed(self) -> int:
+        return self.by_attribution.get("unattributed", 0)
+
+
+def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsReport:
+    """Rebuild `marts.events` from the raw event tables."""
+    ensure_schemas(con, "marts")
+    selects = [_parsed_select(name, source) for name, source in config.sources_of("event").items()]
+    with staged_tables(con, TableName("marts", "events_parsed"), EVENTS) as (parsed, staging):
+        body = "\nUNION ALL BY NAME\n".join(selects) if selects else _EMPTY_PARSED
+        con.execute(f"CREATE TABLE {parsed.sql} AS {body}")
+        con.execute(
+            f"""
+            CREATE TABLE {staging.sql} AS
+            WITH email_owner AS (  -- emails that identify exactly one customer
+                SELECT l.email, min(m.customer_id) AS customer_id
+                FROM {SOURCE_LOOKUP.sql} l JOIN {CUSTOMER_ID_MAP.sql} m USING (source, source_record_id)
+                WHERE l.email IS NOT NULL
+                GROUP BY l.email
+                HAVING count(DISTINCT m.customer_id) = 1
+            ),
+            linked AS (
+                SELECT p.*,
+                       coalesce(by_ref.customer_id, by_email.customer_id) AS known_customer_id,
+                       CASE WHEN by_ref.customer_id IS NOT NULL THEN 'customer_reference'
+                            WHEN by_email.customer_id IS NOT NULL THEN 'email' END AS known_by
+                FROM {parsed.sql} p
+                LEFT JOIN {CUSTOMER_ID_MAP.sql} by_ref
+                       ON by_ref.source = p.customer_source AND by_ref.source_record_id = p.customer_ref
+                LEFT JOIN email_owner by_email ON by_email.email = p.email
+            ),
+            device_owner AS (  -- the customer each anonymous id was seen with most
+                SELECT anonymous_id, customer_id FROM (
+                    SELECT anonymous_id, known_customer_id AS customer_id, count(*) AS seen, max(occurred_at) AS last_seen
+                    FROM linked
+                    WHERE anonymous_id IS NOT NULL AND known_customer_id IS NOT NULL
+                    GROUP BY ALL
+                )
+                QUALIFY row_number() OVER (
+                    PARTITION BY anonymous_id ORDER BY seen DESC, last_seen DESC NULLS LAST, customer_id
+                ) = 1
+            )
+            SELECT l.event_id, l.source,
+                   coalesce(l.known_customer_id, d.customer_id) AS customer_id,
+                   l.anonymous_id, l.event_type, l.occurred_at,
+                   coalesce(l.known_by, CASE WHEN d.customer_id IS NOT NULL THEN 'stitched' END) AS attribution,
+                   l.email, l.customer_source, l.customer_ref, l._file, l._row_number
+            FROM linked l LEFT JOIN device_owner d USING (anonymous_id)
+            ORDER BY l.occurred_at, l.source, l.event_id
+            """
+        )
+        by_attribution = dict(
+            con.execute(
+                f"SELECT coalesce(attribution, 'unattributed'), count(*) FROM {staging.sql} GROUP BY ALL"
+            ).fetchall()
+        )
+        rows = sum(by_attribution.values())
+        swap_in(con, [(EVENTS, staging)])
+    return EventsReport(rows=rows, by_attribution=by_attribution)
+
+
+def _parsed_select(name: str, source: SourceConfig) -> str:
+    fields = source.fields
+
+    def text(field: str) -> str:
+        if field not in fields:
+            return "NULL::VARCHAR"
+        return f"nullif(trim(CAST({quote_ident(column_of(fields[field]))} AS VARCHAR)), '')"
+
+    occurred = quote_ident(column_of(fields["occurred_at"])) if "occurred_at" in fields else None
+    occurred_format = format_of(fields["occurred_at"]) if "occurred_at" in fields else None
+    ref_source, ref_value = customer_reference_sql(source)
+    return f"""
+        SELECT '{name}' AS source,
+               trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS event_id,
+               {ref_source} AS customer_source,
+               {ref_value} AS customer_ref,
+               CASE WHEN contains({text("email")}, '@') THEN lower({text("email")}) END AS email,
+               {text("anonymous_id")} AS anonymous_id,
+               {text("event_type")} AS event_type,
+               {timestamp_sql(occurred, occurred_format)} AS occurred_at,
+               _file, _row_number
+        FROM {TableName("raw", name).sql}
+    """
+
+
+_EMPTY_PARSED = """
+    SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS event_id, NULL::VARCHAR AS customer_source,
+           NULL::VARCHAR AS customer_ref, NULL::VARCHAR AS email, NULL::VARCHAR AS anonymous_id,
+           NULL::VARCHAR AS event_type, NULL::TIMESTAMP AS occurred_at, NULL::VARCHAR AS _file,
+           NULL::BIGINT AS _row_number
+    LIMIT 0
+"""

@@ -1,0 +1,49 @@
+"""SQL expressions that parse raw text columns into typed mart columns.
+
+Each returns NULL where the value cannot be parsed, so the caller can tell
+"missing" from "unparseable" and quarantine the row with the reason.
+"""
+
+from __future__ import annotations
+
+from cdm_assets.config.model import SourceConfig
+from cdm_assets.domain.warehouse import quote_ident
+
+
+def amount_sql(column: str | None) -> str:
+    """A DECIMAL amount from numbers or text such as "12.50", "12,50" or "1,234.50"."""
+    if column is None:
+        return "NULL::DECIMAL(18, 2)"
+    text = f"trim(CAST({column} AS VARCHAR))"
+    # "1,234.50": comma is a thousands separator; "12,50": comma is the decimal mark.
+    normalised = f"CASE WHEN contains({text}, '.') THEN replace({text}, ',', '') ELSE replace({text}, ',', '.') END"
+    return f"TRY_CAST({normalised} AS DECIMAL(18, 2))"
+
+
+def timestamp_sql(column: str | None, strftime_format: str | None) -> str:
+    """A UTC TIMESTAMP: with the configured format, else ISO 8601 (offsets honoured)."""
+    if column is None:
+        return "NULL::TIMESTAMP"
+    text = f"nullif(trim(CAST({column} AS VARCHAR)), '')"
+    if strftime_format:
+        escaped = strftime_format.replace("'", "''")
+        return f"CAST(try_strptime({text}, '{escaped}') AS TIMESTAMP)"
+    return f"CAST(timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) AS TIMESTAMP)"
+
+
+def customer_reference_sql(source: SourceConfig) -> tuple[str, str]:
+    """(customer source, customer record id) expressions for a transaction or event row."""
+    reference = source.customer
+    if reference is None:
+        return "NULL::VARCHAR", "NULL::VARCHAR"
+    value = f"nullif(trim(CAST({quote_ident(reference.column)} AS VARCHAR)), '')"
+    if reference.source is not None:
+        return f"'{reference.source}'", value
+    return f"nullif(lower(trim(CAST({quote_ident(reference.source_column)} AS VARCHAR))), '')", value
+
+
+def row_json_sql(source: SourceConfig) -> str:
+    """The configured columns of a raw row as JSON text, for the quarantine."""
+    columns = source.columns_used()
+    pairs = ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in columns)
+    return f"CAST(to_json(struct_pack({pairs})) AS VARCHAR)"
