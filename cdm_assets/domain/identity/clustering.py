@@ -31,8 +31,8 @@ def build_clusters(
     con: duckdb.DuckDBPyConnection, lookup: TableName, graph: TableName, clusters: TableName
 ) -> int:
     """Write `clusters` (record_key, cluster) for every record of `lookup`; returns the cluster count."""
-    record_count = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
-    edges = con.execute(f"SELECT key_a, key_b FROM {graph.sql}").to_arrow_table()
+    record_count = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchall()[0][0]
+    edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}").to_arrow_table()
     labels = cluster_labels(
         record_count,
         edges.column("key_a").to_numpy().astype(np.int64, copy=False),
