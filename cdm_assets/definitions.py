@@ -5,6 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from cdm_assets.config import CdmConfig, load_config
+from cdm_assets.defs.automation import build_sensors, daily_full_refresh
+from cdm_assets.defs.checks import build_checks
+from cdm_assets.defs.identity import build_identity_assets
+from cdm_assets.defs.marts import build_mart_assets
 from cdm_assets.defs.raw import build_raw_assets
 from cdm_assets.defs.resources import warehouse_resource
 
@@ -17,7 +21,10 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
     on the `duckdb` pool while each paid ~2 s of process start-up.
     """
     return dg.Definitions(
-        assets=[*build_raw_assets(config)],
+        assets=[*build_raw_assets(config), *build_identity_assets(config), *build_mart_assets(config)],
+        asset_checks=build_checks(config),
+        sensors=build_sensors(config),
+        schedules=[daily_full_refresh],
         resources={"duckdb": warehouse_resource(config)},
         executor=dg.in_process_executor,
     )

@@ -46,13 +46,13 @@ DEFAULT_RULES: tuple[MatchRule, ...] = (
     MatchRule(
         name="email_and_first_name",
         exact=["email"],
-        similar={"first_name": 0.88},
+        similar={"first_name": 0.9},
         must_not_differ=["birth_date"],
     ),
     MatchRule(
         name="phone_and_first_name",
         exact=["phone"],
-        similar={"first_name": 0.88, "last_name": 0.8},
+        similar={"first_name": 0.9, "last_name": 0.8},
         must_not_differ=["birth_date"],
     ),
     MatchRule(

@@ -1,0 +1,146 @@
+"""Data tests as asset checks. Blocking ones (ERROR) stop downstream assets in the run."""
+
+from collections.abc import Callable
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from cdm_assets.config import CdmConfig
+from cdm_assets.defs.identity import CUSTOMER_ID_MAP_KEY
+from cdm_assets.defs.marts import CUSTOMERS_KEY, EVENTS_KEY, TRANSACTIONS_KEY
+from cdm_assets.defs.raw import raw_asset_key
+from cdm_assets.domain.marts import data_tests
+from cdm_assets.domain.marts.events import EVENTS
+from cdm_assets.domain.marts.transactions import TRANSACTIONS
+from cdm_assets.domain.warehouse import TableName
+
+Test = Callable[..., data_tests.Outcome]
+
+
+def check_result(outcome: data_tests.Outcome, passed: bool, severity: dg.AssetCheckSeverity, **extra) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=severity,
+        metadata={
+            "failing_rows": outcome.failing,
+            "total_rows": outcome.total,
+            "failing_share": round(outcome.share, 6),
+            "failing_sample": dg.MetadataValue.json(outcome.sample),
+            **extra,
+        },
+    )
+
+
+def blocking_check(asset: dg.AssetKey, name: str, description: str, test: Callable) -> dg.AssetChecksDefinition:
+    """A check that must find no failing row; downstream assets wait for it."""
+
+    @dg.asset_check(asset=asset, name=name, description=description, blocking=True, pool="duckdb")
+    def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            outcome = test(con)
+        return check_result(outcome, outcome.failing == 0, dg.AssetCheckSeverity.ERROR)
+
+    return _check
+
+
+def share_check(asset: dg.AssetKey, name: str, description: str, test: Callable, max_share: float) -> dg.AssetChecksDefinition:
+    """An advisory check: warns when the failing share passes its threshold."""
+
+    @dg.asset_check(asset=asset, name=name, description=description, pool="duckdb")
+    def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            outcome = test(con)
+        return check_result(outcome, outcome.share <= max_share, dg.AssetCheckSeverity.WARN, max_share=max_share)
+
+    return _check
+
+
+def row_count_drop_check(asset: dg.AssetKey, max_drop: float) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset,
+        name="row_count_did_not_drop",
+        description=f"Warns when the row count falls by more than {max_drop:.0%} since the previous materialisation.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        records = context.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset), limit=2).records
+        counts = [
+            r.asset_materialization.metadata.get("dagster/row_count")
+            for r in records
+            if r.asset_materialization is not None
+        ]
+        counts = [c.value for c in counts if c is not None]
+        current = counts[0] if counts else 0
+        previous = counts[1] if len(counts) > 1 else None
+        drop = data_tests.row_count_drop(previous, current)
+        return dg.AssetCheckResult(
+            passed=drop <= max_drop,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"previous_rows": previous if previous is not None else -1, "rows": current, "drop": round(drop, 4)},
+        )
+
+    return _check
+
+
+def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
+    limits = config.checks
+    checks = [
+        blocking_check(
+            TRANSACTIONS_KEY, "no_negative_amounts", "Transaction amounts are never negative.", data_tests.negative_amounts
+        ),
+        blocking_check(
+            CUSTOMERS_KEY, "customer_id_is_unique", "One golden record per Customer ID.", data_tests.duplicate_customer_ids
+        ),
+        blocking_check(
+            CUSTOMER_ID_MAP_KEY,
+            "one_customer_id_per_record",
+            "Every customer record of the source lookup has exactly one Customer ID.",
+            data_tests.records_without_exactly_one_customer_id,
+        ),
+        blocking_check(
+            TRANSACTIONS_KEY,
+            "customers_exist",
+            "Every customer_id in marts.transactions exists in marts.customers.",
+            lambda con: data_tests.orphan_customer_ids(con, TRANSACTIONS, "transaction_id"),
+        ),
+        blocking_check(
+            EVENTS_KEY,
+            "customers_exist",
+            "Every customer_id in marts.events exists in marts.customers.",
+            lambda con: data_tests.orphan_customer_ids(con, EVENTS, "event_id"),
+        ),
+        share_check(
+            TRANSACTIONS_KEY,
+            "attributed_share",
+            "Warns when too many transactions match no customer.",
+            lambda con: data_tests.unattributed_rows(con, TRANSACTIONS, "transaction_id"),
+            limits.max_unattributed_share,
+        ),
+        share_check(
+            EVENTS_KEY,
+            "attributed_share",
+            "Warns when too many events stay anonymous.",
+            lambda con: data_tests.unattributed_rows(con, EVENTS, "event_id"),
+            # Anonymous browsing is normal: only warn when most events stay anonymous.
+            max(limits.max_unattributed_share, 0.5),
+        ),
+        share_check(
+            CUSTOMER_ID_MAP_KEY,
+            "no_giant_clusters",
+            f"Warns when a Customer ID holds more than {config.identity.max_cluster_size} records (over-merging).",
+            lambda con: data_tests.oversized_clusters(con, config.identity.max_cluster_size),
+            0.0,
+        ),
+        row_count_drop_check(CUSTOMERS_KEY, limits.max_row_count_drop),
+    ]
+    for name in config.sources:
+        table = TableName("raw", name)
+        checks.append(
+            share_check(
+                raw_asset_key(name),
+                "quarantine_share",
+                f"Warns when more than {limits.max_quarantine_share:.1%} of the rows of {name} are quarantined.",
+                lambda con, name=name, table=table: data_tests.quarantined_rows(con, name, table),
+                limits.max_quarantine_share,
+            )
+        )
+    return checks

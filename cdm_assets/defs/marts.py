@@ -1,0 +1,76 @@
+"""The master models as assets: customers, transactions, events, customer metrics."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from cdm_assets.config import CdmConfig
+from cdm_assets.defs.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY
+from cdm_assets.defs.metadata import table_metadata
+from cdm_assets.defs.raw import OWNERS, raw_asset_key
+from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
+from cdm_assets.domain.marts.customers import CUSTOMERS, attribute_names, build_customers
+from cdm_assets.domain.marts.events import EVENTS, build_events
+from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transactions
+
+MARTS_GROUP = "marts"
+CUSTOMERS_KEY = dg.AssetKey(["marts", "customers"])
+TRANSACTIONS_KEY = dg.AssetKey(["marts", "transactions"])
+EVENTS_KEY = dg.AssetKey(["marts", "events"])
+CUSTOMER_METRICS_KEY = dg.AssetKey(["marts", "customer_metrics"])
+
+
+def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
+    def raw_keys(entity: str) -> list[dg.AssetKey]:
+        return [raw_asset_key(name) for name in config.sources_of(entity)]
+
+    common = {"group_name": MARTS_GROUP, "kinds": {"duckdb"}, "owners": OWNERS, "pool": "duckdb"}
+
+    @dg.asset(key=CUSTOMERS_KEY, deps=[CUSTOMER_ID_MAP_KEY, *raw_keys("customer")], **common)
+    def customers(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        """One golden record per Customer ID: each field from the best source by survivorship
+        (precedence, then most recent, then most frequent), attributes declared in cdm.yaml,
+        the customer's sources, record count, first and last seen."""
+        with duckdb.get_connection() as con:
+            build_customers(con, config)
+            metadata = table_metadata(con, CUSTOMERS)
+        return dg.MaterializeResult(metadata={**metadata, "attributes": ", ".join(attribute_names(config)) or "none"})
+
+    @dg.asset(key=TRANSACTIONS_KEY, deps=[CUSTOMER_ID_MAP_KEY, *raw_keys("transaction")], **common)
+    def transactions(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        """Every order and return of every transaction source, linked to its Customer ID.
+        Amounts are non-negative (the type tells order from return), currencies ISO 4217,
+        timestamps parsed; rows breaking these rules are quarantined with the reason."""
+        with duckdb.get_connection() as con:
+            report = build_transactions(con, config)
+            metadata = table_metadata(con, TRANSACTIONS)
+        return dg.MaterializeResult(
+            metadata={
+                **metadata,
+                "rows_in": report.rows_in,
+                "quarantined": report.quarantined,
+                "unattributed": report.unattributed,
+            }
+        )
+
+    @dg.asset(key=EVENTS_KEY, deps=[CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY, *raw_keys("event")], **common)
+    def events(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        """Every tracked event, linked to a Customer ID by customer reference or email;
+        anonymous ids seen with a known customer are stitched to that customer, earlier
+        anonymous events included."""
+        with duckdb.get_connection() as con:
+            report = build_events(con, config)
+            metadata = table_metadata(con, EVENTS)
+        return dg.MaterializeResult(
+            metadata={**metadata, "attribution": dg.MetadataValue.json(report.by_attribution)}
+        )
+
+    @dg.asset(key=CUSTOMER_METRICS_KEY, deps=[CUSTOMERS_KEY, TRANSACTIONS_KEY, EVENTS_KEY], **common)
+    def customer_metrics(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        """Per customer: orders, returns, net revenue per currency, first and last order,
+        days since the last order, event count and last event."""
+        with duckdb.get_connection() as con:
+            build_customer_metrics(con)
+            metadata = table_metadata(con, CUSTOMER_METRICS)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return [customers, transactions, events, customer_metrics]

@@ -1,0 +1,1 @@
+"""Identity resolution: standardised customer records, match rules, clusters and stable Customer IDs."""

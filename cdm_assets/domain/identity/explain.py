@@ -1,0 +1,63 @@
+"""Why is this a customer? The records behind a Customer ID and the links that joined them."""
+
+from __future__ import annotations
+
+import duckdb
+
+from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_HISTORY, CUSTOMER_ID_MAP
+from cdm_assets.domain.identity.match_rules import IDENTITY_GRAPH, SOURCE_LOOKUP
+
+RECORD_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "postcode", "city", "country")
+
+
+class UnknownCustomer(LookupError):
+    pass
+
+
+def explain_customer(con: duckdb.DuckDBPyConnection, customer_id: str) -> str:
+    """A plain-text account of one customer: records, links with their rules, id history."""
+    records = con.execute(
+        f"""
+        SELECT l.source, l.source_record_id, {", ".join(f"l.{f}" for f in RECORD_FIELDS)}
+        FROM {CUSTOMER_ID_MAP.sql} m JOIN {SOURCE_LOOKUP.sql} l USING (source, source_record_id)
+        WHERE m.customer_id = ?
+        ORDER BY l.precedence, l.source, l.source_record_id
+        """,
+        [customer_id],
+    ).fetchall()
+    if not records:
+        raise UnknownCustomer(f"no customer with id {customer_id!r}")
+    links = con.execute(
+        f"""
+        SELECT g.source_a || ':' || g.record_id_a, g.source_b || ':' || g.record_id_b, g.rule, g.score
+        FROM {IDENTITY_GRAPH.sql} g
+        JOIN {CUSTOMER_ID_MAP.sql} m ON m.source = g.source_a AND m.source_record_id = g.record_id_a
+        WHERE m.customer_id = ?
+        ORDER BY 1, 2
+        """,
+        [customer_id],
+    ).fetchall()
+    history = con.execute(
+        f"""
+        SELECT changed_at, change, previous_customer_id, records FROM {CUSTOMER_ID_HISTORY.sql}
+        WHERE customer_id = ? OR previous_customer_id = ?
+        ORDER BY changed_at, change
+        """,
+        [customer_id, customer_id],
+    ).fetchall()
+    sources = sorted({r[0] for r in records})
+    lines = [f"Customer {customer_id}: {len(records)} record(s) from {', '.join(sources)}", "", "Records:"]
+    for source, record_id, *values in records:
+        shown = ", ".join(f"{name}={value}" for name, value in zip(RECORD_FIELDS, values) if value is not None)
+        lines.append(f"  {source}:{record_id}  {shown}")
+    lines += ["", f"Links ({len(links)}):"]
+    for record_a, record_b, rule, score in links:
+        scored = f" score={score:.3f}" if score is not None else ""
+        lines.append(f"  {record_a} <-> {record_b}  rule={rule}{scored}")
+    if not links:
+        lines.append("  (a single record: nothing to link)")
+    lines += ["", "History:"]
+    for changed_at, change, previous, count in history:
+        other = f" {previous}" if previous else ""
+        lines.append(f"  {changed_at:%Y-%m-%d %H:%M:%S}  {change}{other} ({count} records)")
+    return "\n".join(lines)

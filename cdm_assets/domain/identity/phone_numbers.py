@@ -1,0 +1,202 @@
+"""Phone numbers to E.164 and national significant numbers, in SQL.
+
+The parsing follows `phonenumbers.parse` closely enough to agree with it on
+valid numbers, but runs as vectorised SQL over millions of records: the
+library is used once per build to derive two small tables from its metadata,
+which the SQL joins.
+
+- `phone_regions`: per region (NL, US, ...) its calling code, trunk prefix
+  (national_prefix), international dialling prefix, possible lengths of a
+  national significant number and the general number pattern;
+- `phone_prefixes`: every three-digit string → the calling code it starts
+  with. Calling codes are prefix-free (no code is the start of another), so
+  one equi-join on the first three digits after "+" finds the code.
+
+A number written with "+", "00" or the home region's international prefix is
+international: the calling code is split off. Otherwise it is national to the
+record's country, else the source's `phone_region`. The trunk prefix is
+stripped when what remains has a possible length, as phonenumbers does. When
+no region is known, `phone` stays NULL but the key (the national significant
+number, one leading trunk 0 dropped) still lets "0612345678" meet
+"+31 6 12345678".
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+import pyarrow as pa
+from phonenumbers import PhoneMetadata
+
+# Shortest and longest national number we accept as a key; shorter strings are
+# internal extensions or typos, longer ones two numbers run together.
+MIN_KEY_DIGITS = 6
+MAX_KEY_DIGITS = 15
+_DIGITS = re.compile(r"^\d+$")
+
+
+@lru_cache(maxsize=1)
+def phone_regions() -> pa.Table:
+    """One row per region (and per non-geographic calling code, keyed '+800' etc.)."""
+    rows = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        rows.append(_region_row(region, PhoneMetadata.metadata_for_region(region)))
+    for code in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS):
+        rows.append(_region_row(f"+{code}", PhoneMetadata.metadata_for_nongeo_region(code)))
+    columns = list(zip(*rows))
+    return pa.table(
+        {
+            "region": pa.array(columns[0], pa.string()),
+            "calling_code": pa.array(columns[1], pa.string()),
+            "national_prefix": pa.array(columns[2], pa.string()),
+            "international_prefix": pa.array(columns[3], pa.string()),
+            "possible_lengths": pa.array(columns[4], pa.list_(pa.int32())),
+            "local_lengths": pa.array(columns[5], pa.list_(pa.int32())),
+            "max_length": pa.array(columns[6], pa.int32()),
+            "national_pattern": pa.array(columns[7], pa.string()),
+        }
+    )
+
+
+def _region_row(region: str, metadata) -> tuple:
+    general = metadata.general_desc
+    possible = sorted(n for n in general.possible_length if n > 0)
+    # Only plain digit prefixes are usable as SQL prefixes; a few regions give
+    # a regex ("0[09]"), whose preferred form is then the one people dial.
+    idd = next(
+        (p for p in (metadata.international_prefix, metadata.preferred_international_prefix) if p and _DIGITS.match(p)),
+        None,
+    )
+    national_prefix = metadata.national_prefix if metadata.national_prefix and _DIGITS.match(metadata.national_prefix) else None
+    return (
+        region,
+        str(metadata.country_code),
+        national_prefix,
+        idd,
+        possible,
+        sorted(general.possible_length_local_only),
+        max(possible) if possible else None,
+        general.national_number_pattern,
+    )
+
+
+@lru_cache(maxsize=1)
+def phone_prefixes() -> pa.Table:
+    """'000'..'999' → the calling code each starts with and that code's main region."""
+    main_region = {}
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        # The first region listed is the code's main one (US for 1, GB for 44);
+        # "001" marks non-geographic codes such as +800.
+        main_region[str(code)] = f"+{code}" if regions[0] == "001" else regions[0]
+    prefixes, codes, regions = [], [], []
+    for number in range(1000):
+        prefix = f"{number:03d}"
+        code = next((prefix[:n] for n in (1, 2, 3) if prefix[:n] in main_region), None)
+        if code is not None:
+            prefixes.append(prefix)
+            codes.append(code)
+            regions.append(main_region[code])
+    return pa.table({"prefix": prefixes, "calling_code": codes, "region": regions})
+
+
+def phone_stage_sql(records: str, regions: str, prefixes: str) -> str:
+    """CTEs that add `phone_key` (and what `e164_sql` needs) to `records`.
+
+    `records` must have `phone_text` (the number as typed) and `phone_region`
+    (the region national numbers belong to, or NULL). The last CTE is named
+    `phones`; helper columns start with `_phone`.
+    """
+    return f"""
+    phone_digits AS (
+        SELECT *,
+               -- an extension ("x12", "ext. 12", "toestel 12") is not part of the number
+               regexp_replace(
+                   regexp_replace(phone_text, '(?i)\\s*(?:ext\\.?|extension|toestel|tst\\.?|x|#)\\s*\\d{{1,6}}\\s*$', ''),
+                   '[^0-9]', '', 'g') AS _phone_digits,
+               regexp_matches(phone_text, '^[^0-9]*\\+') AS _phone_plus
+        FROM {records}
+    ),
+    phone_international AS (
+        SELECT phone_digits.*,
+               home.region AS _phone_home,
+               home.calling_code AS _phone_home_code,
+               CASE
+                   WHEN _phone_plus THEN _phone_digits
+                   WHEN starts_with(_phone_digits, '00') THEN _phone_digits[3:]
+                   WHEN starts_with(_phone_digits, home.international_prefix)
+                       THEN _phone_digits[length(home.international_prefix) + 1:]
+               END AS _phone_international,
+               -- "31612345678" typed in NL without the "+": like phonenumbers, split
+               -- off the calling code when the number is too long with it, or valid
+               -- only without it.
+               CASE WHEN starts_with(_phone_digits, home.calling_code)
+                     AND (length(_phone_digits) > home.max_length
+                          OR (NOT regexp_full_match(_phone_digits, home.national_pattern)
+                              AND regexp_full_match(
+                                  regexp_replace(_phone_digits[length(home.calling_code) + 1:],
+                                                 '^' || coalesce(home.national_prefix, ''), ''),
+                                  home.national_pattern)))
+                    THEN _phone_digits[length(home.calling_code) + 1:]
+               END AS _phone_without_home_code
+        FROM phone_digits
+        LEFT JOIN {regions} AS home ON home.region = phone_digits.phone_region
+    ),
+    phone_national AS (
+        SELECT phone_international.*,
+               number_region.region AS _phone_number_region,
+               number_region.national_prefix AS _phone_trunk,
+               number_region.possible_lengths AS _phone_lengths,
+               number_region.local_lengths AS _phone_local_lengths,
+               number_region.max_length AS _phone_max_length,
+               CASE WHEN _phone_international IS NOT NULL THEN international_code.calling_code
+                    ELSE _phone_home_code END AS _phone_code,
+               CASE WHEN _phone_international IS NOT NULL
+                    THEN _phone_international[length(international_code.calling_code) + 1:]
+                    ELSE coalesce(_phone_without_home_code, _phone_digits) END AS _phone_national_number
+        FROM phone_international
+        LEFT JOIN {prefixes} AS international_code
+               ON international_code.prefix = _phone_international[1:3]
+        LEFT JOIN {regions} AS number_region
+               ON number_region.region = CASE WHEN _phone_international IS NOT NULL
+                                              THEN international_code.region ELSE _phone_home END
+    ),
+    phone_significant AS (
+        SELECT *,
+               CASE
+                   WHEN _phone_number_region IS NULL
+                       -- unknown region: only a national number has a key, without one trunk 0
+                       THEN CASE WHEN _phone_international IS NULL THEN regexp_replace(_phone_digits, '^0', '') END
+                   -- the trunk prefix goes when what remains could be a whole number
+                   -- (phonenumbers keeps it when the rest is too short or local-only)
+                   WHEN starts_with(_phone_national_number, _phone_trunk)
+                        AND NOT list_contains(_phone_local_lengths, length(_phone_national_number) - length(_phone_trunk))
+                        AND (list_contains(_phone_lengths, length(_phone_national_number) - length(_phone_trunk))
+                             OR length(_phone_national_number) - length(_phone_trunk) > _phone_max_length)
+                       THEN _phone_national_number[length(_phone_trunk) + 1:]
+                   ELSE _phone_national_number
+               END AS _phone_nsn
+        FROM phone_national
+    ),
+    phones AS (
+        SELECT *,
+               CASE WHEN length(_phone_nsn) BETWEEN {MIN_KEY_DIGITS} AND {MAX_KEY_DIGITS}
+                     -- placeholders: one digit repeated, or a run such as 123456789
+                     AND length(replace(_phone_nsn, _phone_nsn[1], '')) > 0
+                     AND strpos('01234567890123456789', _phone_nsn) = 0
+                     AND strpos('98765432109876543210', _phone_nsn) = 0
+                    THEN _phone_nsn
+               END AS phone_key
+        FROM phone_significant
+    )
+    """
+
+
+def e164_sql() -> str:
+    """`phone` from the `phones` stage: '+' calling code and number when the region and length are known."""
+    return (
+        "CASE WHEN phone_key IS NOT NULL AND _phone_number_region IS NOT NULL "
+        "AND list_contains(_phone_lengths, length(phone_key)) "
+        "THEN '+' || _phone_code || phone_key END"
+    )

@@ -1,0 +1,232 @@
+"""SQL expression builders that standardise customer fields and derive match keys.
+
+Each function takes SQL expressions (usually a column name) and returns a
+DuckDB expression. They are composed into the stages of `source_lookup` and
+run vectorised over every record; nothing here loops over rows in Python.
+Reference lists from `reference_data` are rendered as SQL string literals
+(they are code, not user input); values from the config are parameters of
+the caller's statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from cdm_assets.domain.identity.reference_data import (
+    ELIDED_PARTICLES,
+    LOWER_CASE_PARTICLES,
+    NAME_PARTICLES,
+    NAME_TITLES,
+    PLACEHOLDER_EMAIL_DOMAINS,
+    PLACEHOLDER_EMAIL_LOCAL_PARTS,
+    PLACEHOLDER_EMAIL_LOCAL_PATTERN,
+    PLACEHOLDER_EMAIL_TLDS,
+    POSTCODE_FORMATS,
+    UNAMBIGUOUS_POSTCODE_FORMATS,
+)
+
+# Letters that `strip_accents` leaves alone because they are not an accented
+# base letter; folded by hand so "Øvergaard" meets "Overgaard".
+_FOLD_REPLACEMENTS = (("ß", "ss"), ("æ", "ae"), ("œ", "oe"), ("þ", "th"), ("ĳ", "ij"))
+_FOLD_TRANSLATE = ("øłđıð", "oldid")
+
+
+def sql_string(value: str) -> str:
+    """A single-quoted SQL literal for a constant of our own reference data."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """A parenthesised list of literals, for `x IN (...)`."""
+    return "(" + ", ".join(sql_string(v) for v in values) + ")"
+
+
+def _alternation(words: Iterable[str]) -> str:
+    """A regex alternation of literal words, longest first so 'van' never shadows 'vanden'."""
+    return "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w)))
+
+
+# -- text ---------------------------------------------------------------------
+
+
+def collapsed(expr: str) -> str:
+    """Trimmed, internal whitespace (including no-break spaces) collapsed to one space; NULL when empty."""
+    return rf"nullif(trim(regexp_replace({expr}, '[\s\pZ]+', ' ', 'g')), '')"
+
+
+def folded(expr: str) -> str:
+    """Lower-case ASCII-ish form for comparison: accents removed, ß → ss, ø → o, ..."""
+    result = f"lower({expr})"
+    for letter, replacement in _FOLD_REPLACEMENTS:
+        result = f"replace({result}, {sql_string(letter)}, {sql_string(replacement)})"
+    source, target = _FOLD_TRANSLATE
+    return f"strip_accents(translate({result}, {sql_string(source)}, {sql_string(target)}))"
+
+
+def letters_only(expr: str) -> str:
+    """Only a-z of an already folded expression; NULL when nothing is left."""
+    return f"nullif(regexp_replace({expr}, '[^a-z]', '', 'g'), '')"
+
+
+# -- names --------------------------------------------------------------------
+
+_TITLES = _alternation(NAME_TITLES)
+_PARTICLES = _alternation(NAME_PARTICLES)
+
+
+def without_titles(expr: str) -> str:
+    """Drop leading salutations ("Dhr. ", "Mr ", "Prof. Dr. "); a title must be followed by a name."""
+    pattern = rf"^(?:(?:{_TITLES})(?:\.\s*|\s+))+(\S)"
+    return rf"nullif(trim(regexp_replace({expr}, {sql_string(pattern)}, '\1', 'i')), '')"
+
+
+def given_name_and_particles(expr: str) -> str:
+    """Split the part after the comma of "Berg, Jan van der": a struct of `given` ('Jan') and
+    `particles` (' van der'), which belong in front of the last name."""
+    pattern = rf"^(.*?)((?:\s+(?:{_PARTICLES}))*)$"
+    return f"regexp_extract({expr}, {sql_string(pattern)}, ['given', 'particles'], 'i')"
+
+
+def _capitalised(word: str) -> str:
+    """Upper-case the first letter of each hyphen part; after "o'" / "d'" as well (O'Brien)."""
+    return (
+        f"array_to_string(list_transform(string_split({word}, '-'), lambda part: "
+        f"CASE WHEN part[2:2] = '''' AND length(part) > 2 "
+        f"THEN upper(part[1]) || '''' || upper(part[3]) || part[4:] "
+        f"ELSE upper(part[1]) || part[2:] END), '-')"
+    )
+
+
+def name_cased(expr: str, *, surname: bool) -> str:
+    """Sensible capitalisation of a collapsed name.
+
+    A word typed in mixed case ("McDonald", "DeVries", "Le") is kept as typed;
+    a word in all-upper or all-lower case is re-cased: "JAN" → "Jan",
+    "o'brien" → "O'Brien". In a surname, Dutch/German particles before the
+    last word are written lower-case ("VAN DER BERG" → "van der Berg"), and
+    any particle typed in lower case stays so ("de la Fontaine").
+    """
+    particle_rule = (
+        f"WHEN i < len(string_split({expr}, ' ')) AND (lower(word) IN {sql_list(LOWER_CASE_PARTICLES)} "
+        f"OR (word = lower(word) AND word IN {sql_list(NAME_PARTICLES)})) THEN lower(word) "
+        if surname
+        else ""
+    )
+    return (
+        f"array_to_string(list_transform(string_split({expr}, ' '), lambda word, i: CASE "
+        f"WHEN word <> lower(word) AND word <> upper(word) THEN word "
+        f"{particle_rule}"
+        f"ELSE {_capitalised('lower(word)')} END), ' ')"
+    )
+
+
+def first_given_name(folded_expr: str) -> str:
+    """Letters of the first word of a folded first name: 'jan' of 'jan-peter' or 'jan peter'."""
+    return letters_only(rf"regexp_extract({folded_expr}, '^[\s\-]*([^\s\-]+)', 1)")
+
+
+def without_leading_particles(folded_expr: str) -> str:
+    """A folded surname without its leading particles: 'van der berg' → 'berg', "d'artagnan" → 'artagnan'.
+
+    A surname that is nothing but particles ("De") is left whole.
+    """
+    elided = _alternation(ELIDED_PARTICLES)
+    pattern = rf"^(?:(?:{_PARTICLES})\s+|(?:{elided})\s*)+"
+    stripped = f"regexp_replace({folded_expr}, {sql_string(pattern)}, '')"
+    return f"coalesce({letters_only(stripped)}, {letters_only(folded_expr)})"
+
+
+# -- email --------------------------------------------------------------------
+
+_EMAIL_PATTERN = (
+    r"[\pL\pN!#$%&'*+/=?^_`{|}~-]+(?:\.[\pL\pN!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[\pL\pN](?:[\pL\pN-]*[\pL\pN])?\.)+[\pL]{2,}"
+)
+
+
+def email(expr: str) -> str:
+    """Trimmed, lower-cased, without a `mailto:`; NULL unless it looks like one address."""
+    value = f"lower(regexp_replace(trim({expr}), '^mailto:', '', 'i'))"
+    return f"CASE WHEN regexp_full_match({value}, {sql_string(_EMAIL_PATTERN)}) THEN {value} END"
+
+
+def email_key(email_expr: str) -> str:
+    """The email as a match key, NULL for placeholders (noemail@..., test@test.com, x@example.com, aaa@...)."""
+    local = f"split_part({email_expr}, '@', 1)"
+    domain = f"split_part({email_expr}, '@', 2)"
+    reserved_tld = sql_string(rf"\.(?:{_alternation(PLACEHOLDER_EMAIL_TLDS)})$")
+    return f"""CASE WHEN NOT (
+            {local} IN {sql_list(PLACEHOLDER_EMAIL_LOCAL_PARTS)}
+            OR regexp_matches({local}, {sql_string(PLACEHOLDER_EMAIL_LOCAL_PATTERN)})
+            OR {domain} IN {sql_list(PLACEHOLDER_EMAIL_DOMAINS)}
+            OR regexp_matches({domain}, {reserved_tld})
+            OR length(replace({local}, {local}[1], '')) = 0
+        ) THEN {email_expr} END"""
+
+
+# -- dates --------------------------------------------------------------------
+
+
+def plausible_birth_date(date_expr: str) -> str:
+    """The date, or NULL before 1900 or in the future (typos and placeholder dates)."""
+    return f"CASE WHEN {date_expr} BETWEEN DATE '1900-01-01' AND current_date THEN {date_expr} END"
+
+
+def parsed_date(text_expr: str, strftime_format: str | None) -> str:
+    """A text date parsed with the configured strftime format (ISO dates when none)."""
+    if strftime_format is None:
+        return f"try_cast({text_expr} AS DATE)"
+    return f"CAST(try_strptime({text_expr}, {sql_string(strftime_format)}) AS DATE)"
+
+
+# -- addresses ----------------------------------------------------------------
+
+# "Kerkstraat 12", "12a", "12 A", "12-3", "12/3", "12 bis" at the end of the street...
+_TRAILING_HOUSE_NUMBER = r"(?:^|\s)(\d{1,5})\s*(?:[-/]\s*)?([A-Za-z]{1,3}|\d{1,4}[A-Za-z]?)?\.?$"
+# ... or "10 Downing Street", "221B Baker Street", "10, rue de la Paix" at the start.
+_LEADING_HOUSE_NUMBER = r"^(\d{1,5})\s*([A-Za-z])?(?:[\s,]|$)"
+
+
+def house_number(street_expr: str) -> str:
+    """The house number in a street line, with its addition: '12', '12A', '12-3'; NULL if none."""
+    parts = []
+    for pattern in (_TRAILING_HOUSE_NUMBER, _LEADING_HOUSE_NUMBER):
+        found = f"regexp_extract({street_expr}, {sql_string(pattern)}, ['number', 'addition'])"
+        parts.append(
+            f"nullif({found}.number || CASE WHEN regexp_full_match({found}.addition, '\\d.*') "
+            f"THEN '-' || upper({found}.addition) ELSE upper({found}.addition) END, '')"
+        )
+    return f"coalesce({', '.join(parts)})"
+
+
+def postcode_compact(expr: str) -> str:
+    """Upper-case letters and digits only: the postcode match key."""
+    return f"nullif(regexp_replace(upper({expr}), '[^A-Z0-9]', '', 'g'), '')"
+
+
+def postcode(collapsed_expr: str, compact_expr: str, country_expr: str) -> str:
+    """Upper-case postcode with the canonical spacing of its country ("1234 AB", "SW1A 1AA").
+
+    Without a country, a format no other country shares is still applied.
+    """
+
+    def formatted(code: str) -> str:
+        pattern, replacement = POSTCODE_FORMATS[code]
+        return (
+            f"CASE WHEN regexp_full_match({compact_expr}, {sql_string(pattern)}) "
+            f"THEN regexp_replace({compact_expr}, {sql_string(pattern)}, {sql_string(replacement)}) END"
+        )
+
+    typed = f"upper({collapsed_expr})"
+    by_country = " ".join(f"WHEN {sql_string(code)} THEN {formatted(code)}" for code in POSTCODE_FORMATS)
+    guessed = ", ".join(formatted(code) for code in UNAMBIGUOUS_POSTCODE_FORMATS)
+    return (
+        f"CASE WHEN {country_expr} IS NULL THEN coalesce({guessed}, {typed}) "
+        f"ELSE coalesce(CASE {country_expr} {by_country} END, {typed}) END"
+    )
+
+
+def country_key(expr: str) -> str:
+    """How a country name is compared: folded, without a leading 'the', letters only."""
+    return letters_only(rf"regexp_replace({folded(expr)}, '^\s*the\s+', '')")
