@@ -100,3 +100,20 @@ def test_a_failing_blocking_check_stops_the_downstream_assets(landing, write_con
     assert evaluations["one_customer_id_per_record"].passed is False
     assert evaluations["one_customer_id_per_record"].metadata["failing_rows"].value == 1
     assert "marts/customers" not in materialization_metadata(result)
+
+
+def test_explain_prints_the_records_links_and_rules_of_a_customer(landing, write_config, capsys, monkeypatch):
+    from cdm_assets.cli import main
+
+    config = write_config(SOURCES)
+    assert materialize_all(build_definitions(config)).success
+    with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
+        (customer_id,) = con.execute("SELECT customer_id FROM identity.customer_id_map WHERE source_record_id = 'W1'").fetchone()
+    monkeypatch.setenv("CDM_CONFIG", str(landing / "cdm.yaml"))
+    assert main(["explain", customer_id]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"Customer {customer_id}: 2 record(s) from crm, shop")
+    assert "crm:C1  first_name=Jan, last_name=Jansen, email=jan@mail.nl, phone=+31612345678" in printed
+    assert "crm:C1 <-> shop:W1  rule=email_and_first_name score=1.000" in printed
+    assert "created" in printed
+    assert main(["explain", "cus_nobody"]) == 1
