@@ -5,12 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from cdm_assets.config import CdmConfig, load_config
-from cdm_assets.defs.automation import build_sensors, daily_full_refresh
-from cdm_assets.defs.checks import build_checks
-from cdm_assets.defs.identity import build_identity_assets
-from cdm_assets.defs.marts import build_mart_assets
-from cdm_assets.defs.raw import build_raw_assets
-from cdm_assets.defs.resources import warehouse_resource
+from cdm_assets.wiring.automation import build_sensors, daily_full_refresh
+from cdm_assets.wiring.checks import build_checks
+from cdm_assets.wiring.identity import build_identity_assets
+from cdm_assets.wiring.marts import build_mart_assets
+from cdm_assets.wiring.raw import build_raw_assets
+from cdm_assets.wiring.resources import warehouse_resource
 
 
 def build_definitions(config: CdmConfig) -> dg.Definitions:

@@ -30,6 +30,8 @@ import phonenumbers
 import pyarrow as pa
 from phonenumbers import PhoneMetadata
 
+from cdm_assets.domain.identity.standardise import sql_string
+
 # Shortest and longest national number we accept as a key; shorter strings are
 # internal extensions or typos, longer ones two numbers run together.
 MIN_KEY_DIGITS = 6
@@ -108,38 +110,42 @@ def phone_stage_sql(records: str, regions: str, prefixes: str) -> str:
     (the region national numbers belong to, or NULL). The last CTE is named
     `phones`; helper columns start with `_phone`.
     """
+    after_code = "_phone_digits[length(_phone_home_code) + 1:]"
+    without_code = (
+        f"CASE WHEN starts_with({after_code}, _phone_home_trunk) "
+        f"THEN {after_code}[length(_phone_home_trunk) + 1:] ELSE {after_code} END"
+    )
     return f"""
-    phone_digits AS (
+    phone_text_cleaned AS (
         SELECT *,
-               -- an extension ("x12", "ext. 12", "toestel 12") is not part of the number
-               regexp_replace(
-                   regexp_replace(phone_text, '(?i)\\s*(?:ext\\.?|extension|toestel|tst\\.?|x|#)\\s*\\d{{1,6}}\\s*$', ''),
-                   '[^0-9]', '', 'g') AS _phone_digits,
-               regexp_matches(phone_text, '^[^0-9]*\\+') AS _phone_plus
+               -- the usual formatting goes with cheap replaces; a regex only for the rest
+               replace(replace(replace(replace(replace(replace(
+                   phone_text, ' ', ''), '-', ''), '(', ''), ')', ''), '.', ''), '/', '') AS _phone_cleaned
         FROM {records}
+    ),
+    phone_digits AS (
+        SELECT * EXCLUDE (_phone_cleaned),
+               CASE WHEN regexp_full_match(_phone_cleaned, '\\+?[0-9]+') THEN ltrim(_phone_cleaned, '+')
+                    -- an extension ("x12", "ext. 12", "toestel 12") is not part of the number
+                    ELSE regexp_replace(
+                        regexp_replace(phone_text, '(?i)\\s*(?:ext\\.?|extension|toestel|tst\\.?|x|#)\\s*\\d{{1,6}}\\s*$', ''),
+                        '[^0-9]+', '', 'g')
+               END AS _phone_digits,
+               regexp_matches(phone_text, '^[^0-9]*\\+') AS _phone_plus
+        FROM phone_text_cleaned
     ),
     phone_international AS (
         SELECT phone_digits.*,
                home.region AS _phone_home,
                home.calling_code AS _phone_home_code,
+               home.max_length AS _phone_home_max_length,
+               home.national_prefix AS _phone_home_trunk,
                CASE
                    WHEN _phone_plus THEN _phone_digits
                    WHEN starts_with(_phone_digits, '00') THEN _phone_digits[3:]
                    WHEN starts_with(_phone_digits, home.international_prefix)
                        THEN _phone_digits[length(home.international_prefix) + 1:]
-               END AS _phone_international,
-               -- "31612345678" typed in NL without the "+": like phonenumbers, split
-               -- off the calling code when the number is too long with it, or valid
-               -- only without it.
-               CASE WHEN starts_with(_phone_digits, home.calling_code)
-                     AND (length(_phone_digits) > home.max_length
-                          OR (NOT regexp_full_match(_phone_digits, home.national_pattern)
-                              AND regexp_full_match(
-                                  regexp_replace(_phone_digits[length(home.calling_code) + 1:],
-                                                 '^' || coalesce(home.national_prefix, ''), ''),
-                                  home.national_pattern)))
-                    THEN _phone_digits[length(home.calling_code) + 1:]
-               END AS _phone_without_home_code
+               END AS _phone_international
         FROM phone_digits
         LEFT JOIN {regions} AS home ON home.region = phone_digits.phone_region
     ),
@@ -154,7 +160,15 @@ def phone_stage_sql(records: str, regions: str, prefixes: str) -> str:
                     ELSE _phone_home_code END AS _phone_code,
                CASE WHEN _phone_international IS NOT NULL
                     THEN _phone_international[length(international_code.calling_code) + 1:]
-                    ELSE coalesce(_phone_without_home_code, _phone_digits) END AS _phone_national_number
+                    -- "31612345678" typed in NL without the "+": like phonenumbers, split off
+                    -- the calling code when the number is too long with it, or valid only
+                    -- without it (trunk prefix and all).
+                    WHEN starts_with(_phone_digits, _phone_home_code)
+                         AND (length(_phone_digits) > _phone_home_max_length
+                              OR (NOT {matches_home_pattern('_phone_digits')}
+                                  AND {matches_home_pattern(without_code)}))
+                    THEN _phone_digits[length(_phone_home_code) + 1:]
+                    ELSE _phone_digits END AS _phone_national_number
         FROM phone_international
         LEFT JOIN {prefixes} AS international_code
                ON international_code.prefix = _phone_international[1:3]
@@ -191,6 +205,22 @@ def phone_stage_sql(records: str, regions: str, prefixes: str) -> str:
         FROM phone_significant
     )
     """
+
+
+def matches_home_pattern(digits: str) -> str:
+    """Whether `digits` fit the general number pattern of the home region.
+
+    One CASE branch per region, so each pattern is compiled once per query
+    rather than once per row (a pattern taken from a joined column would be).
+    Evaluated only for the rare numbers that start with their own calling code.
+    """
+    branches = " ".join(
+        f"WHEN {sql_string(region)} THEN regexp_full_match({digits}, {sql_string(pattern)})"
+        for region, pattern in zip(
+            phone_regions().column("region").to_pylist(), phone_regions().column("national_pattern").to_pylist()
+        )
+    )
+    return f"(CASE _phone_home {branches} END)"
 
 
 def e164_sql() -> str:

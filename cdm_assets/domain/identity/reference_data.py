@@ -137,22 +137,23 @@ PLACEHOLDER_EMAIL_DOMAINS: tuple[str, ...] = (
 PLACEHOLDER_EMAIL_TLDS: tuple[str, ...] = ("invalid", "test", "example", "localhost", "local")
 
 # Canonical spacing of postcodes, by ISO country: a pattern over the compact
-# form (upper-case letters and digits only) and its replacement. Countries not
-# listed keep the postcode as typed (upper-cased, whitespace collapsed).
-POSTCODE_FORMATS: dict[str, tuple[str, str]] = {
-    "NL": (r"^([1-9][0-9]{3})([A-Z]{2})$", r"\1 \2"),
-    "GB": (r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$", r"\1 \2"),
-    "IE": (r"^([AC-FHKNPRTV-Y][0-9]{2}|D6W)([0-9AC-FHKNPRTV-Y]{4})$", r"\1 \2"),
-    "CA": (r"^([A-Z][0-9][A-Z])([0-9][A-Z][0-9])$", r"\1 \2"),
-    "SE": (r"^([0-9]{3})([0-9]{2})$", r"\1 \2"),
-    "CZ": (r"^([0-9]{3})([0-9]{2})$", r"\1 \2"),
-    "SK": (r"^([0-9]{3})([0-9]{2})$", r"\1 \2"),
-    "GR": (r"^([0-9]{3})([0-9]{2})$", r"\1 \2"),
-    "PL": (r"^([0-9]{2})([0-9]{3})$", r"\1-\2"),
-    "PT": (r"^([0-9]{4})([0-9]{3})$", r"\1-\2"),
-    "US": (r"^([0-9]{5})([0-9]{4})$", r"\1-\2"),
-    "BR": (r"^([0-9]{5})([0-9]{3})$", r"\1-\2"),
-    "JP": (r"^([0-9]{3})([0-9]{4})$", r"\1-\2"),
+# form (upper-case letters and digits only), how many trailing characters form
+# the second part, and the separator. Countries not listed keep the postcode as
+# typed (upper-cased).
+POSTCODE_FORMATS: dict[str, tuple[str, int, str]] = {
+    "NL": (r"[1-9][0-9]{3}[A-Z]{2}", 2, " "),
+    "GB": (r"[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}", 3, " "),
+    "IE": (r"(?:[AC-FHKNPRTV-Y][0-9]{2}|D6W)[0-9AC-FHKNPRTV-Y]{4}", 4, " "),
+    "CA": (r"[A-Z][0-9][A-Z][0-9][A-Z][0-9]", 3, " "),
+    "SE": (r"[0-9]{5}", 2, " "),
+    "CZ": (r"[0-9]{5}", 2, " "),
+    "SK": (r"[0-9]{5}", 2, " "),
+    "GR": (r"[0-9]{5}", 2, " "),
+    "PL": (r"[0-9]{5}", 3, "-"),
+    "PT": (r"[0-9]{7}", 3, "-"),
+    "US": (r"[0-9]{9}", 4, "-"),
+    "BR": (r"[0-9]{8}", 3, "-"),
+    "JP": (r"[0-9]{7}", 4, "-"),
 }
 # Formats no other country shares: applied when a record has no country, so
 # "1234ab" still displays as "1234 AB" (the match key ignores spacing anyway).

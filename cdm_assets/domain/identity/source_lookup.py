@@ -116,9 +116,8 @@ def source_records_sql(
         else _as_date(column_of(birth), column_types.get(column_of(birth), "VARCHAR"), format_of(birth))
     )
     identifier_columns = [
-        f"{_as_text(source.identifiers[i], column_types.get(source.identifiers[i], 'VARCHAR')) if i in source.identifiers else 'NULL::VARCHAR'}"
-        f" AS {quote_ident('id_' + i)}"
-        for i in identifiers
+        f"{_identifier(source.identifiers.get(name), column_types)} AS {quote_ident('id_' + name)}"
+        for name in identifiers
     ]
     columns = [
         f"${prefix}source::VARCHAR AS source",
@@ -135,13 +134,24 @@ def source_records_sql(
 
 
 def _as_text(column: str, data_type: str) -> str:
-    """A raw column as trimmed text, NULL when empty. Parquet numbers lose a '.0' ("31612345678.0")."""
+    """A raw column as text, untrimmed (each field trims where it matters).
+
+    Parquet floats lose their '.0' so a phone stored as 31612345678.0 stays a number.
+    """
     quoted = quote_ident(column)
     if data_type in ("FLOAT", "DOUBLE", "REAL") or data_type.startswith("DECIMAL"):
-        value = f"CASE WHEN {quoted} = trunc({quoted}) THEN CAST(CAST({quoted} AS HUGEINT) AS VARCHAR) ELSE CAST({quoted} AS VARCHAR) END"
-    else:
-        value = f"CAST({quoted} AS VARCHAR)"
-    return f"nullif(trim({value}), '')"
+        return (
+            f"CASE WHEN {quoted} = trunc({quoted}) THEN CAST(CAST({quoted} AS HUGEINT) AS VARCHAR) "
+            f"ELSE CAST({quoted} AS VARCHAR) END"
+        )
+    return quoted if data_type == "VARCHAR" else f"CAST({quoted} AS VARCHAR)"
+
+
+def _identifier(column: str | None, column_types: dict[str, str]) -> str:
+    """A source identifier as trimmed text; NULL for sources that do not have it."""
+    if column is None:
+        return "NULL::VARCHAR"
+    return f"nullif(trim({_as_text(column, column_types.get(column, 'VARCHAR'))}), '')"
 
 
 def _as_date(column: str, data_type: str, strftime_format: str | None) -> str:
@@ -150,65 +160,52 @@ def _as_date(column: str, data_type: str, strftime_format: str | None) -> str:
         return quote_ident(column)
     if data_type.startswith("TIMESTAMP"):
         return f"CAST({quote_ident(column)} AS DATE)"
-    return std.parsed_date(_as_text(column, data_type), strftime_format)
+    return std.parsed_date(f"trim({_as_text(column, data_type)})", strftime_format)
 
 
 def lookup_sql(selects: list[str], identifiers: list[str]) -> str:
-    """The SELECT that standardises the union of `selects` into the lookup's columns."""
+    """The SELECT that standardises the union of `selects` into the lookup's columns.
+
+    Per-record work is kept to cheap string functions; names and countries,
+    which repeat a lot, are standardised once per distinct value and joined back.
+    """
     records = "\nUNION ALL BY NAME\n".join(f"({s})" for s in selects)
     ids = "".join(f"{quote_ident('id_' + i)}, " for i in identifiers)
+    after_comma = std.without_titles("trim(_full_name[strpos(_full_name, ',') + 1:])")
     return f"""
     WITH records AS (
-        {records}
+        SELECT *, CAST(row_number() OVER (ORDER BY source, source_record_id) - 1 AS BIGINT) AS record_key
+        FROM ({records})
     ),
-    country_alias_keys AS (
-        SELECT {std.country_key('alias')} AS key, country, priority,
-               min(priority) OVER (PARTITION BY {std.country_key('alias')}) AS best
-        FROM {_COUNTRY_ALIASES}
-    ),
-    country_names AS (
-        -- an alias two countries share at the same priority names neither
-        SELECT key, min(country) AS country
-        FROM country_alias_keys
-        WHERE key IS NOT NULL AND priority = best
-        GROUP BY key
-        HAVING count(DISTINCT country) = 1
-    ),
-    nicknames AS (
-        SELECT {std.letters_only(std.folded('name'))} AS name, {std.letters_only(std.folded('root'))} AS root
-        FROM {_NICKNAMES}
-    ),
+    {_countries_sql()},
     texts AS (
-        SELECT records.*,
-               country_names.country,
-               coalesce(country_names.country, source_phone_region) AS phone_region,
+        SELECT records.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw, country_raw),
+               countries.country,
+               coalesce(countries.country, source_phone_region) AS phone_region,
                phone_raw AS phone_text,
                {std.without_titles(std.collapsed('full_name_raw'))} AS _full_name,
-               {std.without_titles(std.collapsed('first_name_raw'))} AS _first_name_typed,
-               {std.collapsed('last_name_raw')} AS _last_name_typed,
-               {std.email('email_raw')} AS email,
-               {std.collapsed('street_raw')} AS street,
-               {std.collapsed('postcode_raw')} AS _postcode_typed,
-               {std.postcode_compact('postcode_raw')} AS postcode_key,
-               {std.collapsed('city_raw')} AS city
+               {std.email_text('email_raw')} AS _email_text,
+               nullif(trim(street_raw), '') AS street,
+               nullif(upper(trim(postcode_raw)), '') AS _postcode_text,
+               nullif(trim(city_raw), '') AS city
         FROM records
-        LEFT JOIN country_names ON country_names.key = {std.country_key('records.country_raw')}
+        LEFT JOIN countries ON countries.country_raw = records.country_raw
     ),
     comma_names AS (
         -- "Berg, Jan van der": last name first; particles after the given name move back
         SELECT *,
                strpos(_full_name, ',') AS _comma,
-               CASE WHEN strpos(_full_name, ',') > 0
-                    THEN {std.given_name_and_particles(std.without_titles("trim(_full_name[strpos(_full_name, ',') + 1:])"))}
-               END AS _after_comma
+               CASE WHEN strpos(_full_name, ',') > 0 THEN {std.given_name_and_particles(after_comma)} END
+                   AS _after_comma
         FROM texts
     ),
-    names AS (
-        SELECT *,
-               coalesce(_first_name_typed,
+    names AS MATERIALIZED (
+        -- typed first and last names win; a full name fills what is missing
+        SELECT * EXCLUDE (_comma, _after_comma, _full_name, first_name_raw, last_name_raw),
+               coalesce(first_name_raw,
                         CASE WHEN _comma > 0 THEN nullif(trim(_after_comma.given), '')
                              ELSE split_part(_full_name, ' ', 1) END) AS _first_name,
-               coalesce(_last_name_typed,
+               coalesce(last_name_raw,
                         CASE WHEN _comma > 0
                              THEN nullif(concat_ws(' ', nullif(trim(_after_comma.particles), ''),
                                                    nullif(trim(_full_name[:_comma - 1]), '')), '')
@@ -216,35 +213,78 @@ def lookup_sql(selects: list[str], identifiers: list[str]) -> str:
                    AS _last_name
         FROM comma_names
     ),
+    {_names_sql()},
     standardised AS (
         SELECT *,
-               {std.name_cased('_first_name', surname=False)} AS first_name,
-               {std.name_cased('_last_name', surname=True)} AS last_name,
-               {std.folded('_first_name')} AS _first_folded,
-               {std.folded('_last_name')} AS _last_folded,
-               {std.house_number('street')} AS house_number,
-               {std.postcode('_postcode_typed', 'postcode_key', 'country')} AS postcode,
-               {std.email_key('email')} AS email_key
+               {std.email('_email_text')} AS email,
+               {std.house_number_parts('street')} AS _house,
+               {std.postcode_key('_postcode_text')} AS postcode_key
         FROM names
     ),
-    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES)},
-    keyed AS (
-        SELECT *, {std.first_given_name('_first_folded')} AS _first_given
-        FROM phones
-    )
-    SELECT CAST(row_number() OVER (ORDER BY source, source_record_id) - 1 AS BIGINT) AS record_key,
-           source, source_record_id, precedence,
-           first_name, last_name, email, {e164_sql()} AS phone, birth_date,
-           street, house_number, postcode, city, country,
+    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES)}
+    SELECT record_key, source, source_record_id, precedence,
+           first_names.first_name, last_names.last_name, email, {e164_sql()} AS phone, birth_date,
+           street, {std.house_number('_house')} AS house_number,
+           {std.postcode('_postcode_text', 'postcode_key', 'country')} AS postcode, city, country,
            {ids}
-           {std.letters_only('_first_folded')} AS first_name_key,
-           coalesce(nicknames.root, _first_given) AS first_name_root,
-           {std.letters_only('_last_folded')} AS last_name_key,
-           {std.without_leading_particles('_last_folded')} AS last_name_core,
-           email_key, phone_key, postcode_key,
+           first_name_key, first_name_root, last_name_key, last_name_core,
+           {std.email_key('email')} AS email_key, phone_key, postcode_key,
            CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
                 THEN postcode_key || '|' || house_number END AS address_key
-    FROM keyed
-    LEFT JOIN nicknames ON nicknames.name = keyed._first_given
-    ORDER BY record_key
+    FROM phones
+    LEFT JOIN first_names ON first_names._first_name = phones._first_name
+    LEFT JOIN last_names ON last_names._last_name = phones._last_name
     """
+
+
+def _countries_sql() -> str:
+    """CTEs `country_names` (folded alias → ISO code) and `countries` (each typed value → ISO code)."""
+    return f"""
+    country_alias_keys AS (
+        SELECT {std.country_key('alias')} AS key, country, priority
+        FROM {_COUNTRY_ALIASES}
+    ),
+    country_names AS (
+        -- the best priority wins; an alias two countries share at that priority names neither
+        SELECT key, min(country) AS country
+        FROM (SELECT *, min(priority) OVER (PARTITION BY key) AS best FROM country_alias_keys)
+        WHERE key IS NOT NULL AND priority = best
+        GROUP BY key
+        HAVING count(DISTINCT country) = 1
+    ),
+    countries AS (
+        SELECT typed.country_raw, country_names.country
+        FROM (SELECT DISTINCT country_raw FROM records WHERE country_raw IS NOT NULL) AS typed
+        JOIN country_names ON country_names.key = {std.country_key('typed.country_raw')}
+    )"""
+
+
+def _names_sql() -> str:
+    """CTEs `first_names` and `last_names`: each distinct name, cleaned, cased and keyed."""
+    return f"""
+    first_name_values AS (
+        SELECT _first_name, {std.without_titles(std.collapsed('_first_name'))} AS cleaned
+        FROM (SELECT DISTINCT _first_name FROM names WHERE _first_name IS NOT NULL)
+    ),
+    first_names AS (
+        SELECT _first_name,
+               {std.name_cased('cleaned', surname=False)} AS first_name,
+               {std.letters_only(std.folded('cleaned'))} AS first_name_key,
+               coalesce(nicknames.root, given) AS first_name_root
+        FROM (SELECT *, {std.first_given_name(std.folded('cleaned'))} AS given FROM first_name_values) AS named
+        LEFT JOIN (
+            SELECT {std.letters_only(std.folded('name'))} AS name, {std.letters_only(std.folded('root'))} AS root
+            FROM {_NICKNAMES}
+        ) AS nicknames ON nicknames.name = named.given
+    ),
+    last_name_values AS (
+        SELECT _last_name, {std.collapsed('_last_name')} AS cleaned
+        FROM (SELECT DISTINCT _last_name FROM names WHERE _last_name IS NOT NULL)
+    ),
+    last_names AS (
+        SELECT _last_name,
+               {std.name_cased('cleaned', surname=True)} AS last_name,
+               {std.letters_only(std.folded('cleaned'))} AS last_name_key,
+               {std.without_leading_particles(std.folded('cleaned'))} AS last_name_core
+        FROM last_name_values
+    )"""

@@ -145,22 +145,25 @@ _EMAIL_PATTERN = (
 )
 
 
-def email(expr: str) -> str:
-    """Trimmed, lower-cased, without a `mailto:`; NULL unless it looks like one address."""
-    value = f"lower(regexp_replace(trim({expr}), '^mailto:', '', 'i'))"
-    return f"CASE WHEN regexp_full_match({value}, {sql_string(_EMAIL_PATTERN)}) THEN {value} END"
+def email_text(expr: str) -> str:
+    """Trimmed, lower-cased, without a leading `mailto:`."""
+    return f"regexp_replace(lower(trim({expr})), '^mailto:', '')"
+
+
+def email(text_expr: str) -> str:
+    """The email text when it looks like one address (local@domain.tld), else NULL."""
+    return f"CASE WHEN regexp_full_match({text_expr}, {sql_string(_EMAIL_PATTERN)}) THEN {text_expr} END"
 
 
 def email_key(email_expr: str) -> str:
     """The email as a match key, NULL for placeholders (noemail@..., test@test.com, x@example.com, aaa@...)."""
     local = f"split_part({email_expr}, '@', 1)"
     domain = f"split_part({email_expr}, '@', 2)"
-    reserved_tld = sql_string(rf"\.(?:{_alternation(PLACEHOLDER_EMAIL_TLDS)})$")
     return f"""CASE WHEN NOT (
             {local} IN {sql_list(PLACEHOLDER_EMAIL_LOCAL_PARTS)}
             OR regexp_matches({local}, {sql_string(PLACEHOLDER_EMAIL_LOCAL_PATTERN)})
             OR {domain} IN {sql_list(PLACEHOLDER_EMAIL_DOMAINS)}
-            OR regexp_matches({domain}, {reserved_tld})
+            OR split_part({domain}, '.', -1) IN {sql_list(PLACEHOLDER_EMAIL_TLDS)}
             OR length(replace({local}, {local}[1], '')) = 0
         ) THEN {email_expr} END"""
 
@@ -188,37 +191,47 @@ _TRAILING_HOUSE_NUMBER = r"(?:^|\s)(\d{1,5})\s*(?:[-/]\s*)?([A-Za-z]{1,3}|\d{1,4
 _LEADING_HOUSE_NUMBER = r"^(\d{1,5})\s*([A-Za-z])?(?:[\s,]|$)"
 
 
-def house_number(street_expr: str) -> str:
-    """The house number in a street line, with its addition: '12', '12A', '12-3'; NULL if none."""
-    parts = []
-    for pattern in (_TRAILING_HOUSE_NUMBER, _LEADING_HOUSE_NUMBER):
-        found = f"regexp_extract({street_expr}, {sql_string(pattern)}, ['number', 'addition'])"
-        parts.append(
-            f"nullif({found}.number || CASE WHEN regexp_full_match({found}.addition, '\\d.*') "
-            f"THEN '-' || upper({found}.addition) ELSE upper({found}.addition) END, '')"
-        )
-    return f"coalesce({', '.join(parts)})"
+def house_number_parts(street_expr: str) -> str:
+    """A struct (number, addition) of the house number in a street line; empty strings when none.
+
+    Computed once per record; `house_number` formats it.
+    """
+    trailing = f"regexp_extract({street_expr}, {sql_string(_TRAILING_HOUSE_NUMBER)}, ['number', 'addition'])"
+    leading = f"regexp_extract({street_expr}, {sql_string(_LEADING_HOUSE_NUMBER)}, ['number', 'addition'])"
+    # COALESCE evaluates the leading pattern only where the trailing one found nothing.
+    nothing = "{'number': '', 'addition': ''}"
+    return f"coalesce(nullif({trailing}, {nothing}), {leading})"
 
 
-def postcode_compact(expr: str) -> str:
+def house_number(parts_expr: str) -> str:
+    """'12', '12A' (from "12a", "12 a", "12-a"), '12-3' (from "12/3", "12-3"); NULL without a number."""
+    number, addition = f"{parts_expr}.number", f"{parts_expr}.addition"
+    return (
+        f"nullif({number} || CASE WHEN {addition}[1] BETWEEN '0' AND '9' THEN '-' || {addition} "
+        f"ELSE upper({addition}) END, '')"
+    )
+
+
+def postcode_key(text_expr: str) -> str:
     """Upper-case letters and digits only: the postcode match key."""
-    return f"nullif(regexp_replace(upper({expr}), '[^A-Z0-9]', '', 'g'), '')"
+    return f"nullif(regexp_replace(upper({text_expr}), '[^A-Z0-9]+', '', 'g'), '')"
 
 
-def postcode(collapsed_expr: str, compact_expr: str, country_expr: str) -> str:
+def postcode(text_expr: str, key_expr: str, country_expr: str) -> str:
     """Upper-case postcode with the canonical spacing of its country ("1234 AB", "SW1A 1AA").
 
-    Without a country, a format no other country shares is still applied.
+    Without a country, a format no other country shares is still applied;
+    otherwise the postcode stays as typed (upper-cased).
     """
 
     def formatted(code: str) -> str:
-        pattern, replacement = POSTCODE_FORMATS[code]
+        pattern, tail, separator = POSTCODE_FORMATS[code]
         return (
-            f"CASE WHEN regexp_full_match({compact_expr}, {sql_string(pattern)}) "
-            f"THEN regexp_replace({compact_expr}, {sql_string(pattern)}, {sql_string(replacement)}) END"
+            f"CASE WHEN regexp_full_match({key_expr}, {sql_string(pattern)}) "
+            f"THEN left({key_expr}, -{tail}) || {sql_string(separator)} || right({key_expr}, {tail}) END"
         )
 
-    typed = f"upper({collapsed_expr})"
+    typed = f"upper({text_expr})"
     by_country = " ".join(f"WHEN {sql_string(code)} THEN {formatted(code)}" for code in POSTCODE_FORMATS)
     guessed = ", ".join(formatted(code) for code in UNAMBIGUOUS_POSTCODE_FORMATS)
     return (

@@ -5,7 +5,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, SourceConfig
-from cdm_assets.defs.metadata import table_metadata
+from cdm_assets.wiring.metadata import table_metadata
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 
 RAW_GROUP = "raw"

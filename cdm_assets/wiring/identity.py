@@ -4,8 +4,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.defs.metadata import table_metadata
-from cdm_assets.defs.raw import OWNERS, raw_asset_key
+from cdm_assets.wiring.metadata import table_metadata
+from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_HISTORY, CUSTOMER_ID_MAP
 from cdm_assets.domain.identity.match_rules import IDENTITY_GRAPH, SOURCE_LOOKUP, build_identity_graph, links_per_rule
 from cdm_assets.domain.identity.resolution import (

@@ -10,7 +10,7 @@ conditions to reason about.
 import dagster as dg
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.defs.raw import raw_asset_key
+from cdm_assets.wiring.raw import raw_asset_key
 from cdm_assets.domain.landing_watch import LandingFingerprint, landing_fingerprint
 
 SENSOR_INTERVAL_SECONDS = 30

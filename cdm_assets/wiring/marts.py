@@ -4,9 +4,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.defs.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY
-from cdm_assets.defs.metadata import table_metadata
-from cdm_assets.defs.raw import OWNERS, raw_asset_key
+from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY
+from cdm_assets.wiring.metadata import table_metadata
+from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.marts.customers import CUSTOMERS, attribute_names, build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events

@@ -6,9 +6,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.defs.identity import CUSTOMER_ID_MAP_KEY
-from cdm_assets.defs.marts import CUSTOMERS_KEY, EVENTS_KEY, TRANSACTIONS_KEY
-from cdm_assets.defs.raw import raw_asset_key
+from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY
+from cdm_assets.wiring.marts import CUSTOMERS_KEY, EVENTS_KEY, TRANSACTIONS_KEY
+from cdm_assets.wiring.raw import raw_asset_key
 from cdm_assets.domain.marts import data_tests
 from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS

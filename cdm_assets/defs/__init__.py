@@ -1,1 +1,0 @@
-"""Dagster wiring: assets, checks, sensors and resources over the domain layer."""

@@ -1,0 +1,216 @@
+"""The true population: persons, their households, twins and namesakes.
+
+Everything is drawn with numpy over whole arrays; strings live in object
+arrays so fancy indexing copies pointers, not text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from unidecode import unidecode
+
+from cdm_assets.sample import vocabulary as v
+
+BIRTH_FROM = np.datetime64("1940-01-01")
+BIRTH_DAYS = 65 * 365
+
+
+@dataclass
+class Population:
+    """Column arrays, one entry per person (index = person_id)."""
+
+    person_id: np.ndarray
+    country: np.ndarray
+    first_name: np.ndarray
+    last_name: np.ndarray
+    birth_date: np.ndarray  # datetime64[D]
+    email: np.ndarray
+    old_email: np.ndarray  # a changed email: the address an older record still has
+    phone_nsn: np.ndarray  # national significant number (digits)
+    street: np.ndarray
+    postcode: np.ndarray
+    city: np.ndarray
+    old_street: np.ndarray  # before moving
+    old_postcode: np.ndarray
+    old_city: np.ndarray
+    household_id: np.ndarray
+    household_email: np.ndarray  # shared inbox of the household, or None
+    twin_of: np.ndarray  # person_id of the twin, or -1
+
+    def __len__(self) -> int:
+        return len(self.person_id)
+
+    def frame(self) -> pd.DataFrame:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        frame = pd.DataFrame(data)
+        frame["birth_date"] = frame["birth_date"].astype("datetime64[s]").dt.date
+        return frame
+
+
+def pick(rng: np.random.Generator, choices, size: int) -> np.ndarray:
+    values = np.array(list(choices), dtype=object)
+    return values[rng.integers(0, len(values), size)]
+
+
+def _digits(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
+    """`size` strings of `count` random digits."""
+    numbers = rng.integers(0, 10**count, size, dtype=np.int64)
+    return np.char.zfill(numbers.astype(str), count).astype(object)
+
+
+def _mobile_numbers(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
+    """Valid mobile national significant numbers for each person's country."""
+    n = len(country)
+    prefixes = {
+        "NL": (("6",), 8),
+        "BE": (("47", "48", "49"), 7),
+        "DE": (("151", "160", "170", "171", "176"), 7),
+        "GB": (("74", "75", "77", "78", "79"), 8),
+        "FR": (("6", "7"), 8),
+        "US": (None, 0),
+    }
+    result = np.empty(n, dtype=object)
+    for code, (starts, length) in prefixes.items():
+        mask = country == code
+        count = int(mask.sum())
+        if not count:
+            continue
+        if code == "US":
+            exchange = rng.integers(200, 1000, count).astype(str).astype(object)
+            result[mask] = pick(rng, v.US_AREA_CODES, count) + exchange + _digits(rng, count, 4)
+        else:
+            result[mask] = pick(rng, starts, count) + _digits(rng, count, length)
+    return result
+
+
+def _postcodes(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
+    n = len(country)
+    result = np.empty(n, dtype=object)
+    letters = np.array(list("ABCDEFGHJKLMNPRSTVWXZ"), dtype=object)
+    for code in v.COUNTRIES:
+        mask = country == code
+        count = int(mask.sum())
+        if not count:
+            continue
+        if code == "NL":
+            result[mask] = (
+                rng.integers(1000, 10000, count).astype(str).astype(object) + " "
+                + letters[rng.integers(0, len(letters), count)] + letters[rng.integers(0, len(letters), count)]
+            )
+        elif code == "BE":
+            result[mask] = rng.integers(1000, 10000, count).astype(str).astype(object)
+        elif code == "GB":
+            result[mask] = (
+                letters[rng.integers(0, len(letters), count)] + letters[rng.integers(0, len(letters), count)]
+                + rng.integers(1, 10, count).astype(str).astype(object) + " "
+                + rng.integers(1, 10, count).astype(str).astype(object)
+                + letters[rng.integers(0, len(letters), count)] + letters[rng.integers(0, len(letters), count)]
+            )
+        else:
+            result[mask] = np.char.zfill(rng.integers(1000, 99999, count).astype(str), 5).astype(object)
+    return result
+
+
+def _addresses(rng: np.random.Generator, country: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(country)
+    street, city = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    for code in v.COUNTRIES:
+        mask = country == code
+        count = int(mask.sum())
+        if count:
+            number = rng.integers(1, 250, count).astype(str).astype(object)
+            street[mask] = pick(rng, v.STREET_WORDS[code], count) + " " + number
+            city[mask] = pick(rng, v.CITIES[code], count)
+    return street, _postcodes(rng, country), city
+
+
+def _ascii_lower(values: np.ndarray) -> np.ndarray:
+    folded = {name: unidecode(name).lower().replace(" ", "").replace("'", "") for name in set(values)}
+    return np.array([folded[name] for name in values], dtype=object)
+
+
+def make_population(persons: int, rng: np.random.Generator) -> Population:
+    """`persons` people living in households, with twins and namesakes among them."""
+    # Households: most people live alone here; some share a home (and an inbox, a landline).
+    sizes = rng.choice([1, 2, 3, 4], size=persons, p=[0.78, 0.12, 0.06, 0.04])
+    household_id = np.repeat(np.arange(len(sizes)), sizes)[:persons]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    head = np.repeat(starts, sizes)[:persons]
+    household_size = np.repeat(sizes, sizes)[:persons]
+
+    country = np.array(v.COUNTRIES, dtype=object)[rng.choice(len(v.COUNTRIES), size=persons, p=v.COUNTRY_SHARE)]
+    country = country[head]  # a household lives in one country
+    female = rng.random(persons) < 0.5
+    first = np.empty(persons, dtype=object)
+    last = np.empty(persons, dtype=object)
+    for code in v.COUNTRIES:
+        mask = country == code
+        count = int(mask.sum())
+        if not count:
+            continue
+        vocab = v.names(code)
+        first[mask] = np.where(
+            female[mask], vocab.female[rng.integers(0, len(vocab.female), count)], vocab.male[rng.integers(0, len(vocab.male), count)]
+        )
+        last[mask] = vocab.last[rng.integers(0, len(vocab.last), count)]
+    last = last[head]
+    birth = BIRTH_FROM + rng.integers(0, BIRTH_DAYS, persons).astype("timedelta64[D]")
+    street, postcode, city = _addresses(rng, country)
+    street, postcode, city = street[head], postcode[head], city[head]
+
+    # Twins: the second member of some households shares the head's birth date.
+    second = (np.arange(persons) == head + 1) & (household_size >= 2)
+    twins = second & (rng.random(persons) < 0.25)
+    twin_of = np.where(twins, head, -1)
+    birth[twins] = birth[head[twins]]
+    similar = twins & (rng.random(persons) < 0.4)
+    pairs = rng.integers(0, len(v.SIMILAR_TWIN_NAMES), persons)
+    for index in np.flatnonzero(similar):  # a few per thousand persons
+        a, b = v.SIMILAR_TWIN_NAMES[pairs[index]]
+        first[head[index]], first[index] = a, b
+
+    # Namesakes: unrelated people who carry a common name of someone else.
+    namesakes = np.flatnonzero(rng.random(persons) < 0.03)
+    donors = rng.integers(0, persons, len(namesakes))
+    keep = household_id[namesakes] != household_id[donors]
+    first[namesakes[keep]] = first[donors[keep]]
+    last[namesakes[keep]] = last[donors[keep]]
+
+    domains = np.empty(persons, dtype=object)
+    old_domains = np.empty(persons, dtype=object)
+    for code in v.COUNTRIES:
+        mask = country == code
+        domains[mask] = pick(rng, v.EMAIL_DOMAINS[code], int(mask.sum()))
+        old_domains[mask] = pick(rng, v.EMAIL_DOMAINS[code], int(mask.sum()))
+    person_id = np.arange(persons)
+    local = _ascii_lower(first) + "." + _ascii_lower(last) + person_id.astype(str).astype(object)
+    email = local + "@" + domains
+    old_email = _ascii_lower(first) + (rng.integers(10, 99, persons).astype(str).astype(object)) + "@" + old_domains
+    shared_inbox = (household_size >= 2) & (rng.random(persons) < 0.5)
+    shared_inbox = shared_inbox[head]  # the whole household or nobody
+    household_email = np.where(
+        shared_inbox, "familie." + _ascii_lower(last) + household_id.astype(str).astype(object) + "@" + domains[head], None
+    )
+    old_street, old_postcode, old_city = _addresses(rng, country)
+    return Population(
+        person_id=person_id,
+        country=country,
+        first_name=first,
+        last_name=last,
+        birth_date=birth,
+        email=email,
+        old_email=old_email,
+        phone_nsn=_mobile_numbers(rng, country),
+        street=street,
+        postcode=postcode,
+        city=city,
+        old_street=old_street,
+        old_postcode=old_postcode,
+        old_city=old_city,
+        household_id=household_id,
+        household_email=household_email,
+        twin_of=twin_of,
+    )

@@ -1,0 +1,262 @@
+"""Render the population as the customer sources, transactions and events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cdm_assets.sample import noise
+from cdm_assets.sample import vocabulary as v
+from cdm_assets.sample.population import Population, pick
+
+EPOCH = np.datetime64("2022-01-01T00:00:00")
+SPAN_SECONDS = 3 * 365 * 24 * 3600
+
+
+def members(population: Population, rng: np.random.Generator, share, duplicates: float = 0.0) -> np.ndarray:
+    """Person ids included in a source (some twice: within-source duplicates)."""
+    included = np.flatnonzero(rng.random(len(population)) < share)
+    twice = included[rng.random(len(included)) < duplicates]
+    return np.sort(np.concatenate([included, twice]), kind="stable")
+
+
+def timestamps(rng: np.random.Generator, size: int) -> np.ndarray:
+    return EPOCH + rng.integers(0, SPAN_SECONDS, size).astype("timedelta64[s]")
+
+
+def iso(values: np.ndarray) -> np.ndarray:
+    return np.datetime_as_string(values, unit="s").astype(object)
+
+
+def _email(p: Population, ids: np.ndarray, rng: np.random.Generator, old_share: float) -> np.ndarray:
+    email = p.email[ids].copy()
+    household = p.household_email[ids]
+    uses_household = (household != None) & (rng.random(len(ids)) < 0.6)  # noqa: E711 (object array)
+    email[uses_household] = household[uses_household]
+    old = rng.random(len(ids)) < old_share
+    email[old] = p.old_email[ids][old]
+    placeholder = rng.random(len(ids)) < 0.004
+    email[placeholder] = pick(rng, v.PLACEHOLDER_EMAILS, int(placeholder.sum()))
+    return noise.blank(noise.emails(email, rng), rng, 0.05)
+
+
+def _phone(p: Population, ids: np.ndarray, rng: np.random.Generator, style: str) -> np.ndarray:
+    phone = noise.phones(p.phone_nsn[ids], p.country[ids], rng, style)
+    placeholder = rng.random(len(ids)) < 0.003
+    phone[placeholder] = pick(rng, v.PLACEHOLDER_PHONES, int(placeholder.sum()))
+    return noise.blank(phone, rng, 0.12)
+
+
+def _address(p: Population, ids: np.ndarray, rng: np.random.Generator, moved_share: float):
+    moved = rng.random(len(ids)) < moved_share  # an older record still has the previous address
+    street = np.where(moved, p.old_street[ids], p.street[ids])
+    postcode = np.where(moved, p.old_postcode[ids], p.postcode[ids])
+    city = np.where(moved, p.old_city[ids], p.city[ids])
+    return noise.blank(street, rng, 0.08), noise.blank(postcode, rng, 0.08), noise.blank(city, rng, 0.08)
+
+
+def _swap_some(first: np.ndarray, last: np.ndarray, rng: np.random.Generator, share: float):
+    swapped = rng.random(len(first)) < share
+    return np.where(swapped, last, first), np.where(swapped, first, last)
+
+
+def crm(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    ids = members(p, rng, 0.6, duplicates=0.03)
+    first, last = _swap_some(p.first_name[ids], p.last_name[ids], rng, 0.01)
+    street, postcode, city = _address(p, ids, rng, 0.06)
+    country = p.country[ids].copy()
+    spelled = rng.random(len(ids)) < 0.1
+    names = np.array([v.COUNTRY_NAMES[c][int(r * 2) % 2] for c, r in zip(country[spelled], rng.random(int(spelled.sum())))], dtype=object)
+    country[spelled] = names
+    frame = pd.DataFrame({
+        "crm_id": [f"C{i:07d}" for i in range(1, len(ids) + 1)],
+        "first_name": noise.names(first, rng, nicknames=0.05),
+        "last_name": noise.names(last, rng),
+        "email": _email(p, ids, rng, old_share=0.08),
+        "phone": _phone(p, ids, rng, "any"),
+        "birth_date": noise.blank(np.datetime_as_string(p.birth_date[ids], unit="D").astype(object), rng, 0.1),
+        "street": street,
+        "zip": postcode,
+        "city": city,
+        "country": noise.blank(country, rng, 0.05),
+        "created_at": iso(timestamps(rng, len(ids))),
+    })
+    return frame, ids
+
+
+def webshop(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    ids = members(p, rng, 0.5, duplicates=0.03)
+    first = noise.names(p.first_name[ids], rng, nicknames=0.08)
+    last = noise.names(p.last_name[ids], rng)
+    comma = rng.random(len(ids)) < 0.1
+    full = np.where(comma, last + ", " + first, first + " " + last)
+    frame = pd.DataFrame({
+        "account_id": [f"W{i:07d}" for i in range(1, len(ids) + 1)],
+        "full_name": noise.blank(full, rng, 0.02),
+        "email_address": _email(p, ids, rng, old_share=0.05),
+        "mobile": _phone(p, ids, rng, "international_unless_nl"),
+        "created_at": iso(timestamps(rng, len(ids))),
+        "loyalty_opt_in": pick(rng, ("yes", "no"), len(ids)),
+    })
+    return frame, ids
+
+
+def loyalty(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    share = np.where(np.isin(p.country, ["NL", "BE"]), 0.55, 0.08)
+    ids = np.flatnonzero(rng.random(len(p)) < share)
+    street, postcode, city = _address(p, ids, rng, 0.04)
+    birth = pd.to_datetime(p.birth_date[ids]).strftime("%d/%m/%Y").to_numpy(dtype=object)
+    frame = pd.DataFrame({
+        "kaartnummer": [f"L{i:08d}" for i in range(1, len(ids) + 1)],
+        "voornaam": noise.names(p.first_name[ids], rng, nicknames=0.05),
+        "achternaam": noise.names(p.last_name[ids], rng),
+        "geboortedatum": noise.blank(birth, rng, 0.05),
+        "telefoon": _phone(p, ids, rng, "international_unless_nl"),
+        "postcode": postcode,
+        "straat": street,
+        "woonplaats": city,
+        "e_mail": _email(p, ids, rng, old_share=0.05),
+    })
+    return frame, ids
+
+
+def newsletter(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    ids = members(p, rng, 0.3)
+    email = _email(p, ids, rng, old_share=0.1)
+    frame = pd.DataFrame({
+        "subscriber_id": [f"N{i:07d}" for i in range(1, len(ids) + 1)],
+        "email": email,
+        "first_name": noise.blank(noise.names(p.first_name[ids], rng, nicknames=0.1), rng, 0.2),
+        "subscribed_at": iso(timestamps(rng, len(ids))),
+    })
+    keep = frame["email"].notna().to_numpy()  # a newsletter without an address is no subscriber
+    return frame[keep].reset_index(drop=True), ids[keep]
+
+
+def support(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    ids = members(p, rng, 0.2)
+    name = noise.names(p.last_name[ids], rng) + ", " + noise.names(p.first_name[ids], rng, nicknames=0.05)
+    frame = pd.DataFrame({
+        "contact_id": [f"S{i:07d}" for i in range(1, len(ids) + 1)],
+        "name": name,
+        "email": _email(p, ids, rng, old_share=0.05),
+        "phone": _phone(p, ids, rng, "national"),
+        "last_ticket_at": iso(timestamps(rng, len(ids))),
+    })
+    return frame, ids
+
+
+def _amounts(rng: np.random.Generator, size: int) -> np.ndarray:
+    return np.round(rng.lognormal(3.5, 0.8, size), 2)
+
+
+def webshop_orders(p: Population, accounts: pd.DataFrame, account_people: np.ndarray, rng: np.random.Generator):
+    counts = rng.poisson(2.0, len(accounts))
+    rows = np.repeat(np.arange(len(accounts)), counts)
+    n = len(rows)
+    people = account_people[rows]
+    kind = np.where(rng.random(n) < 0.08, "return", "order").astype(object)
+    frame = pd.DataFrame({
+        "order_id": [f"O{i:08d}" for i in range(1, n + 1)],
+        "account_id": accounts["account_id"].to_numpy()[rows],
+        "amount": _amounts(rng, n),
+        "currency": np.array([v.CURRENCIES[c] for c in p.country[people]], dtype=object),
+        "kind": kind,
+        "ts": iso(timestamps(rng, n)),
+    })
+    return _with_bad_rows(frame, people, rng, "account_id", "W9999999")
+
+
+def store_sales(p: Population, customers: dict[str, tuple[pd.DataFrame, np.ndarray, str]], rng: np.random.Generator):
+    parts = []
+    for source, (frame, people, id_column) in customers.items():
+        counts = rng.poisson(0.8, len(frame))
+        rows = np.repeat(np.arange(len(frame)), counts)
+        parts.append((source, frame[id_column].to_numpy()[rows], people[rows]))
+    source = np.concatenate([np.full(len(r), s, dtype=object) for s, r, _ in parts])
+    refs = np.concatenate([r for _, r, _ in parts])
+    people = np.concatenate([pp for _, _, pp in parts])
+    order = rng.permutation(len(refs))
+    source, refs, people = source[order], refs[order], people[order]
+    n = len(refs)
+    frame = pd.DataFrame({
+        "sale_id": [f"S{i:08d}" for i in range(1, n + 1)],
+        "customer_source": source,
+        "customer_ref": refs,
+        "amount": np.char.mod("%.2f", _amounts(rng, n)).astype(object),
+        "currency": np.array([v.CURRENCIES[c] for c in p.country[people]], dtype=object),
+        "type": np.where(rng.random(n) < 0.06, "return", "order").astype(object),
+        "ts": iso(timestamps(rng, n)),
+    })
+    return _with_bad_rows(frame, people, rng, "customer_ref", "C9999999")
+
+
+def _with_bad_rows(frame: pd.DataFrame, people: np.ndarray, rng: np.random.Generator, ref_column: str, orphan_ref: str):
+    """Inject a few rows the transactions mart must quarantine, and orphans it must keep."""
+    n = len(frame)
+    defect = np.full(n, None, dtype=object)
+    person = people.astype(float)
+    if n >= 10:
+        count = max(1, n // 2000)
+        picks = rng.choice(n, size=min(n, 4 * count), replace=False)
+        negative, bad_ts, bad_currency, orphan = np.array_split(picks, 4)
+        amount = frame["amount"].to_numpy().copy()
+        if amount.dtype == object:
+            amount[negative] = np.char.add("-", amount[negative].astype(str)).astype(object)
+        else:
+            amount[negative] = -amount[negative]
+        frame["amount"] = amount
+        frame.loc[bad_ts, "ts"] = "not-a-date"
+        frame.loc[bad_currency, "currency"] = "XYZ"
+        frame.loc[orphan, ref_column] = orphan_ref
+        defect[negative], defect[bad_ts], defect[bad_currency], defect[orphan] = (
+            "negative amount", "unparseable timestamp", "unknown currency", "orphan")
+        person[orphan] = np.nan
+    return frame, person, defect
+
+
+def clickstream(p: Population, accounts: pd.DataFrame, account_people: np.ndarray, rng: np.random.Generator):
+    """Cookies of account holders (logging in at some point, or never) and of strangers."""
+    first_account = pd.Series(np.arange(len(accounts))).groupby(account_people).first()
+    holder_people = first_account.index.to_numpy()
+    cookies_per = rng.integers(1, 3, len(holder_people))
+    cookie_person = np.repeat(holder_people, cookies_per)
+    cookie_account = np.repeat(first_account.to_numpy(), cookies_per)
+    strangers = max(1, len(p) // 10)
+    n_cookies = len(cookie_person) + strangers
+    cookie_person = np.concatenate([cookie_person, np.full(strangers, -1)])
+    cookie_account = np.concatenate([cookie_account, np.full(strangers, -1)])
+    logs_in = (cookie_person >= 0) & (rng.random(n_cookies) < 0.7)
+
+    events_per = 1 + rng.poisson(2.2, n_cookies)
+    cookie = np.repeat(np.arange(n_cookies), events_per)
+    position = np.arange(len(cookie)) - np.repeat(np.cumsum(events_per) - events_per, events_per)
+    login_at = rng.integers(0, events_per)[cookie]
+    n = len(cookie)
+    start = timestamps(rng, n_cookies)[cookie]
+    ts = start + (position * rng.integers(20, 600, n)).astype("timedelta64[s]")
+    is_login = logs_in[cookie] & (position == login_at)
+    after = logs_in[cookie] & (position > login_at) & (rng.random(n) < 0.5)
+    known = is_login | after
+    account_ids = accounts["account_id"].to_numpy()
+    person = cookie_person[cookie]
+    user = np.full(n, None, dtype=object)
+    by_email = known & (rng.random(n) < 0.2)
+    user[known & ~by_email] = account_ids[cookie_account[cookie][known & ~by_email]]
+    user[by_email] = p.email[person[by_email]]
+    name = pick(rng, ("page_view", "page_view", "product_view", "add_to_cart", "search", "purchase"), n)
+    name[is_login] = "login"
+    frame = pd.DataFrame({
+        "event_id": [f"E{i:09d}" for i in range(1, n + 1)],
+        "anon_id": np.char.add("ck_", np.char.zfill(cookie.astype(str), 9)).astype(object),
+        "user_id": user,
+        "name": name,
+        "ts": iso(ts),
+    })
+    truth = pd.DataFrame({
+        "event_id": frame["event_id"],
+        "anon_id": frame["anon_id"],
+        "person_id": np.where(person >= 0, person, np.nan),
+        "identifiable": logs_in[cookie],
+    })
+    return frame, truth
