@@ -61,28 +61,32 @@ def _digits(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
     return np.char.zfill(numbers.astype(str), count).astype(object)
 
 
+# Mobile prefixes that phonenumbers accepts as valid, with the digits that follow.
+MOBILE_PREFIXES = {
+    "NL": (("61", 7), ("62", 7), ("63", 7), ("64", 7), ("65", 7), ("68", 7)),
+    "BE": (("47", 7), ("48", 7), ("49", 7)),
+    "DE": (("170", 7), ("171", 7), ("172", 7), ("160", 7), ("151", 8), ("176", 8)),
+    "GB": (("74", 8), ("75", 8), ("78", 8), ("79", 8)),
+    "FR": (("61", 7), ("62", 7), ("64", 7), ("65", 7), ("75", 7), ("76", 7), ("77", 7), ("78", 7)),
+}
+
+
 def _mobile_numbers(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
     """Valid mobile national significant numbers for each person's country."""
-    n = len(country)
-    prefixes = {
-        "NL": (("6",), 8),
-        "BE": (("47", "48", "49"), 7),
-        "DE": (("151", "160", "170", "171", "176"), 7),
-        "GB": (("74", "75", "77", "78", "79"), 8),
-        "FR": (("6", "7"), 8),
-        "US": (None, 0),
-    }
-    result = np.empty(n, dtype=object)
-    for code, (starts, length) in prefixes.items():
-        mask = country == code
-        count = int(mask.sum())
-        if not count:
+    result = np.empty(len(country), dtype=object)
+    for code in v.COUNTRIES:
+        mask = np.flatnonzero(country == code)
+        if not len(mask):
             continue
         if code == "US":
-            exchange = rng.integers(200, 1000, count).astype(str).astype(object)
-            result[mask] = pick(rng, v.US_AREA_CODES, count) + exchange + _digits(rng, count, 4)
-        else:
-            result[mask] = pick(rng, starts, count) + _digits(rng, count, length)
+            exchange = rng.integers(200, 1000, len(mask)).astype(str).astype(object)
+            result[mask] = pick(rng, v.US_AREA_CODES, len(mask)) + exchange + _digits(rng, len(mask), 4)
+            continue
+        prefixes = MOBILE_PREFIXES[code]
+        which = rng.integers(0, len(prefixes), len(mask))
+        for index, (prefix, length) in enumerate(prefixes):
+            rows = mask[which == index]
+            result[rows] = prefix + _digits(rng, len(rows), length)
     return result
 
 
