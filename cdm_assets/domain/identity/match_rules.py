@@ -26,6 +26,10 @@ SOURCE_LOOKUP = TableName("identity", "source_lookup")
 IDENTITY_GRAPH = TableName("identity", "identity_graph")
 
 # Match key → column of identity.source_lookup.
+# How alike the first names of everybody sharing a key must be for the key to
+# count as one person's own (so that a record without a name may use it).
+PRIVATE_NAME_SIMILARITY = 0.9
+
 KEY_COLUMNS = {
     "email": "email_key",
     "phone": "phone_key",
@@ -47,6 +51,12 @@ DEFAULT_RULES: tuple[MatchRule, ...] = (
         name="email_and_first_name",
         exact=["email"],
         similar={"first_name": 0.9},
+        must_not_differ=["birth_date", "phone"],
+    ),
+    MatchRule(
+        name="email_and_phone",
+        exact=["email", "phone"],
+        similar={"last_name": 0.8},
         must_not_differ=["birth_date"],
     ),
     MatchRule(
@@ -59,17 +69,19 @@ DEFAULT_RULES: tuple[MatchRule, ...] = (
         name="name_and_birth_date",
         exact=["last_name_core", "birth_date"],
         similar={"first_name": 0.9},
+        must_not_differ=["phone"],
     ),
     MatchRule(
         name="first_name_birth_date_similar_last_name",
         exact=["first_name_root", "birth_date"],
         similar={"last_name": 0.9},
+        must_not_differ=["phone"],
     ),
     MatchRule(
         name="name_and_address",
         exact=["address", "last_name_core"],
         similar={"first_name": 0.9},
-        must_not_differ=["birth_date"],
+        must_not_differ=["birth_date", "phone"],
     ),
 )
 
@@ -89,6 +101,7 @@ def key_column(key: str) -> str:
 def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP) -> str:
     """One rule as a SELECT of (key_a, key_b, score); `$max_records` is max_records_per_key."""
     exact = [quote_ident(key_column(k)) for k in rule.exact]
+    block = ", ".join(exact)
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in exact)
     # A value shared by too many records is a placeholder or a shared inbox:
     # count each key on its own, not just the combination.
@@ -96,17 +109,34 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP) -> str:
     small = " AND ".join(f"_n{i} <= $max_records" for i in range(len(exact)))
     join = " AND ".join(f"a.{c} = b.{c}" for c in exact)
     similarities = [_similarity_sql(key) for key in rule.similar]
-    conditions = [f"{sim} >= {float(threshold)!r}" for sim, threshold in zip(similarities, rule.similar.values())]
+    conditions = [
+        # A missing name cannot contradict, but only on a private key: one that
+        # every record sharing it agrees on (one first name, one birth date).
+        f"({sim} >= {float(threshold)!r} OR (a._private AND {_missing_sql(key)}))"
+        for key, sim, threshold in zip(rule.similar, similarities, rule.similar.values())
+    ]
     for key in rule.must_not_differ:
         column = quote_ident(key_column(key))
         conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column})")
     score = f"least({', '.join(similarities)})" if similarities else "NULL::DOUBLE"
     where = " AND ".join(["a.record_key < b.record_key", *conditions])
     return f"""
-        WITH candidates AS (
-            SELECT *, {frequencies}
+        WITH blocked AS (
+            SELECT *, {frequencies},
+                   mode(first_name_key) OVER (PARTITION BY {block}) AS _usual_first_name,
+                   count(DISTINCT birth_date) OVER (PARTITION BY {block}) AS _birth_dates
             FROM {lookup.sql}
             WHERE {not_null}
+        ),
+        candidates AS (
+            -- private: everybody sharing the key has one birth date and (typos
+            -- aside) one first name
+            SELECT *,
+                   _birth_dates <= 1 AND coalesce(min(
+                       CASE WHEN first_name_key IS NULL THEN 1.0
+                            ELSE jaro_winkler_similarity(first_name_key, _usual_first_name) END
+                   ) OVER (PARTITION BY {block}), 1.0) >= {PRIVATE_NAME_SIMILARITY} AS _private
+            FROM blocked
         ),
         eligible AS (SELECT * FROM candidates WHERE {small})
         SELECT a.record_key AS key_a, b.record_key AS key_b, {score} AS score
@@ -117,15 +147,23 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP) -> str:
 
 def _similarity_sql(key: str) -> str:
     if key == "first_name":
-        # A nickname of the same root name is as good as the same name.
+        # A nickname of the same root name is as good as the same name, and so
+        # are first and last name written the other way round.
         return (
             "CASE WHEN a.first_name_root = b.first_name_root THEN 1.0 "
+            "WHEN a.first_name_key = b.last_name_key AND a.last_name_key = b.first_name_key THEN 1.0 "
             "ELSE jaro_winkler_similarity(a.first_name_key, b.first_name_key) END"
         )
     return (
-        "greatest(jaro_winkler_similarity(a.last_name_key, b.last_name_key), "
-        "CASE WHEN a.last_name_core = b.last_name_core THEN 1.0 ELSE 0.0 END)"
+        "CASE WHEN a.last_name_core = b.last_name_core THEN 1.0 "
+        "WHEN a.first_name_key = b.last_name_key AND a.last_name_key = b.first_name_key THEN 1.0 "
+        "ELSE jaro_winkler_similarity(a.last_name_key, b.last_name_key) END"
     )
+
+
+def _missing_sql(key: str) -> str:
+    column = "first_name_key" if key == "first_name" else "last_name_key"
+    return f"(a.{column} IS NULL OR b.{column} IS NULL)"
 
 
 def build_identity_graph(

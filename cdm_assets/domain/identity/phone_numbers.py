@@ -103,12 +103,13 @@ def phone_prefixes() -> pa.Table:
     return pa.table({"prefix": prefixes, "calling_code": codes, "region": regions})
 
 
-def phone_stage_sql(records: str, regions: str, prefixes: str) -> str:
+def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: list[str]) -> str:
     """CTEs that add `phone_key` (and what `e164_sql` needs) to `records`.
 
     `records` must have `phone_text` (the number as typed) and `phone_region`
     (the region national numbers belong to, or NULL). The last CTE is named
-    `phones`; helper columns start with `_phone`.
+    `phones`; helper columns start with `_phone`. `home_regions` lists the
+    values `phone_region` takes.
     """
     after_code = "_phone_digits[length(_phone_home_code) + 1:]"
     without_code = (
@@ -165,8 +166,8 @@ def phone_stage_sql(records: str, regions: str, prefixes: str) -> str:
                     -- without it (trunk prefix and all).
                     WHEN starts_with(_phone_digits, _phone_home_code)
                          AND (length(_phone_digits) > _phone_home_max_length
-                              OR (NOT {matches_home_pattern('_phone_digits')}
-                                  AND {matches_home_pattern(without_code)}))
+                              OR (NOT {matches_home_pattern('_phone_digits', home_regions)}
+                                  AND {matches_home_pattern(without_code, home_regions)}))
                     THEN _phone_digits[length(_phone_home_code) + 1:]
                     ELSE _phone_digits END AS _phone_national_number
         FROM phone_international
@@ -196,8 +197,9 @@ def phone_stage_sql(records: str, regions: str, prefixes: str) -> str:
     phones AS (
         SELECT *,
                CASE WHEN length(_phone_nsn) BETWEEN {MIN_KEY_DIGITS} AND {MAX_KEY_DIGITS}
-                     -- placeholders: one digit repeated, or a run such as 123456789
-                     AND length(replace(_phone_nsn, _phone_nsn[1], '')) > 0
+                     -- placeholders: a run such as 123456789, or the subscriber digits
+                     -- all the same (0000000000, 06-11111111)
+                     AND length(replace(right(_phone_nsn, 7), right(_phone_nsn, 1), '')) > 0
                      AND strpos('01234567890123456789', _phone_nsn) = 0
                      AND strpos('98765432109876543210', _phone_nsn) = 0
                     THEN _phone_nsn
@@ -207,20 +209,20 @@ def phone_stage_sql(records: str, regions: str, prefixes: str) -> str:
     """
 
 
-def matches_home_pattern(digits: str) -> str:
+def matches_home_pattern(digits: str, home_regions: list[str]) -> str:
     """Whether `digits` fit the general number pattern of the home region.
 
-    One CASE branch per region, so each pattern is compiled once per query
-    rather than once per row (a pattern taken from a joined column would be).
-    Evaluated only for the rare numbers that start with their own calling code.
+    One CASE branch per region that occurs, so each pattern is compiled once
+    per query (a pattern taken from a joined column would be compiled per row,
+    and all 250 regions take a noticeable while to compile). Evaluated only for
+    the rare numbers that start with their own calling code.
     """
+    patterns = dict(zip(phone_regions().column("region").to_pylist(), phone_regions().column("national_pattern").to_pylist()))
     branches = " ".join(
-        f"WHEN {sql_string(region)} THEN regexp_full_match({digits}, {sql_string(pattern)})"
-        for region, pattern in zip(
-            phone_regions().column("region").to_pylist(), phone_regions().column("national_pattern").to_pylist()
-        )
+        f"WHEN {sql_string(region)} THEN regexp_full_match({digits}, {sql_string(patterns[region])})"
+        for region in sorted(set(home_regions) & patterns.keys())
     )
-    return f"(CASE _phone_home {branches} END)"
+    return f"(CASE _phone_home {branches} END)" if branches else "false"
 
 
 def e164_sql() -> str:

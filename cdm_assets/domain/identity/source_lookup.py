@@ -28,6 +28,8 @@ from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in, table_columns, table_exists
 
 SOURCE_LOOKUP = TableName("identity", "source_lookup")
+# Each distinct typed country (staged beside the lookup while it builds) → ISO code.
+TYPED_COUNTRIES = TableName("identity", "typed_countries")
 
 # Canonical text fields read from a source; `birth_date` is parsed separately.
 TEXT_FIELDS = ("first_name", "last_name", "full_name", "email", "phone", "street", "postcode", "city", "country")
@@ -67,8 +69,18 @@ def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> in
         selects.append(select)
         params.update(source_params)
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    with staged_tables(con, SOURCE_LOOKUP) as (staging,), _reference_tables(con):
-        con.execute(f"CREATE TABLE {staging.sql} AS {lookup_sql(selects, identifiers)}", params)
+    records = "\nUNION ALL BY NAME\n".join(f"({s})" for s in selects)
+    with (
+        staged_tables(con, SOURCE_LOOKUP, TYPED_COUNTRIES) as (staging, countries),
+        _reference_tables(con),
+    ):
+        con.execute(f"CREATE TABLE {countries.sql} AS {typed_countries_sql(records)}", params)
+        # National numbers belong to the record's country, else the source's phone region.
+        home_regions = [row[0] for row in con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()]
+        home_regions += [s.phone_region for s in sources.values() if s.phone_region]
+        con.execute(
+            f"CREATE TABLE {staging.sql} AS {lookup_sql(records, identifiers, countries, home_regions)}", params
+        )
         swap_in(con, [(SOURCE_LOOKUP, staging)])
     # fetch to the end: an unfinished result would block the next query on this connection
     return con.execute(f"SELECT count(*) FROM {SOURCE_LOOKUP.sql}").fetchall()[0][0]
@@ -163,13 +175,12 @@ def _as_date(column: str, data_type: str, strftime_format: str | None) -> str:
     return std.parsed_date(f"trim({_as_text(column, data_type)})", strftime_format)
 
 
-def lookup_sql(selects: list[str], identifiers: list[str]) -> str:
-    """The SELECT that standardises the union of `selects` into the lookup's columns.
+def lookup_sql(records: str, identifiers: list[str], countries: TableName, home_regions: list[str]) -> str:
+    """The SELECT that standardises the union of per-source `records` into the lookup's columns.
 
     Per-record work is kept to cheap string functions; names and countries,
     which repeat a lot, are standardised once per distinct value and joined back.
     """
-    records = "\nUNION ALL BY NAME\n".join(f"({s})" for s in selects)
     ids = "".join(f"{quote_ident('id_' + i)}, " for i in identifiers)
     after_comma = std.without_titles("trim(_full_name[strpos(_full_name, ',') + 1:])")
     return f"""
@@ -177,7 +188,6 @@ def lookup_sql(selects: list[str], identifiers: list[str]) -> str:
         SELECT *, CAST(row_number() OVER (ORDER BY source, source_record_id) - 1 AS BIGINT) AS record_key
         FROM ({records})
     ),
-    {_countries_sql()},
     texts AS (
         SELECT records.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw, country_raw),
                countries.country,
@@ -189,7 +199,7 @@ def lookup_sql(selects: list[str], identifiers: list[str]) -> str:
                nullif(upper(trim(postcode_raw)), '') AS _postcode_text,
                nullif(trim(city_raw), '') AS city
         FROM records
-        LEFT JOIN countries ON countries.country_raw = records.country_raw
+        LEFT JOIN {countries.sql} AS countries ON countries.country_raw = records.country_raw
     ),
     comma_names AS (
         -- "Berg, Jan van der": last name first; particles after the given name move back
@@ -221,7 +231,7 @@ def lookup_sql(selects: list[str], identifiers: list[str]) -> str:
                {std.postcode_key('_postcode_text')} AS postcode_key
         FROM names
     ),
-    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES)}
+    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES, home_regions)}
     SELECT record_key, source, source_record_id, precedence,
            first_names.first_name, last_names.last_name, email, {e164_sql()} AS phone, birth_date,
            street, {std.house_number('_house')} AS house_number,
@@ -237,10 +247,10 @@ def lookup_sql(selects: list[str], identifiers: list[str]) -> str:
     """
 
 
-def _countries_sql() -> str:
-    """CTEs `country_names` (folded alias → ISO code) and `countries` (each typed value → ISO code)."""
+def typed_countries_sql(records: str) -> str:
+    """Each distinct country value of `records` with its ISO alpha-2 code (unknown values left out)."""
     return f"""
-    country_alias_keys AS (
+    WITH country_alias_keys AS (
         SELECT {std.country_key('alias')} AS key, country, priority
         FROM {_COUNTRY_ALIASES}
     ),
@@ -251,12 +261,11 @@ def _countries_sql() -> str:
         WHERE key IS NOT NULL AND priority = best
         GROUP BY key
         HAVING count(DISTINCT country) = 1
-    ),
-    countries AS (
-        SELECT typed.country_raw, country_names.country
-        FROM (SELECT DISTINCT country_raw FROM records WHERE country_raw IS NOT NULL) AS typed
-        JOIN country_names ON country_names.key = {std.country_key('typed.country_raw')}
-    )"""
+    )
+    SELECT typed.country_raw, country_names.country
+    FROM (SELECT DISTINCT country_raw FROM ({records}) WHERE country_raw IS NOT NULL) AS typed
+    JOIN country_names ON country_names.key = {std.country_key('typed.country_raw')}
+    """
 
 
 def _names_sql() -> str:

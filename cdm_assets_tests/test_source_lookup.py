@@ -1,0 +1,437 @@
+"""identity.source_lookup: every customer record standardised, with the keys match rules compare."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from datetime import date, timedelta
+
+import phonenumbers
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cdm_assets.domain.identity.reference_data import nickname_roots
+from cdm_assets.domain.identity.source_lookup import SOURCE_LOOKUP, build_source_lookup, lookup_columns
+from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets_tests.conftest import write_text
+
+
+def customer_source(name: str, record_id: str, fields: dict, **extra) -> dict:
+    return {"entity": "customer", "path": f"landing/{name}/*.csv", "record_id": record_id, "fields": fields, **extra}
+
+
+def csv_text(header: list[str], rows: list[list], delimiter: str = ",") -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def build(warehouse, config) -> list[dict]:
+    """Load every source's landed files into raw tables, build the lookup, return its rows."""
+    for name, source in config.sources.items():
+        load_raw_source(warehouse, name, source, landed_files(config.resolve(source.path)))
+    count = build_source_lookup(warehouse, config)
+    result = warehouse.execute(f"SELECT * FROM {SOURCE_LOOKUP.sql} ORDER BY record_key")
+    columns = [d[0] for d in result.description]
+    rows = [dict(zip(columns, row)) for row in result.fetchall()]
+    assert count == len(rows)
+    return rows
+
+
+def by_id(rows: list[dict]) -> dict[str, dict]:
+    return {row["source_record_id"]: row for row in rows}
+
+
+def one_source(tmp_path, warehouse, write_config, fields: dict, header: list[str], rows: list[list], **extra):
+    """Build the lookup of a single customer source `crm` with record id column `id`."""
+    # zero-padded ids keep record_key order equal to the order of `rows`
+    write_text(tmp_path / "landing/crm/crm.csv", csv_text(["id", *header], [[f"{i:05d}", *r] for i, r in enumerate(rows)]))
+    return build(warehouse, write_config({"crm": customer_source("crm", "id", fields, **extra)}))
+
+
+# -- records and columns ---------------------------------------------------------------
+
+
+def test_every_customer_record_of_every_source_appears_once(tmp_path, warehouse, write_config):
+    write_text(tmp_path / "landing/webshop/a.csv", csv_text(["account_id", "full_name"], [["W2", "Ann Lee"], ["W1", "Bo Li"]]))
+    write_text(tmp_path / "landing/crm/a.csv", csv_text(["crm_id", "first_name"], [[" C1 ", "Ann"], ["C10", "Cy"], ["C2", "Di"]]))
+    write_text(tmp_path / "landing/orders/a.csv", csv_text(["order_id", "account_id", "amount", "ts"], [["O1", "W1", "1", "x"]]))
+    config = write_config(
+        {
+            "webshop": customer_source("webshop", "account_id", {"full_name": "full_name"}, precedence=2),
+            "crm": customer_source("crm", "crm_id", {"first_name": "first_name"}, precedence=1),
+            "orders": {
+                "entity": "transaction",
+                "path": "landing/orders/*.csv",
+                "record_id": "order_id",
+                "customer": {"source": "webshop", "column": "account_id"},
+                "fields": {"amount": "amount", "occurred_at": "ts"},
+            },
+        }
+    )
+    rows = build(warehouse, config)
+    # dense record keys in (source, source_record_id) order; ids trimmed text; no transactions
+    assert [(r["record_key"], r["source"], r["source_record_id"], r["precedence"]) for r in rows] == [
+        (0, "crm", "C1", 1),
+        (1, "crm", "C10", 1),
+        (2, "crm", "C2", 1),
+        (3, "webshop", "W1", 2),
+        (4, "webshop", "W2", 2),
+    ]
+
+
+def test_lookup_has_the_contract_columns_and_types(tmp_path, warehouse, write_config):
+    fields = {"first_name": "fn", "birth_date": "bd"}
+    one_source(tmp_path, warehouse, write_config, fields, ["fn", "bd", "card"], [["Ann", "1980-01-02", "K1"]], identifiers={"loyalty_card": "card"})
+    described = dict((row[0], row[1]) for row in warehouse.execute(f"DESCRIBE {SOURCE_LOOKUP.sql}").fetchall())
+    assert list(described) == lookup_columns(["loyalty_card"])
+    assert described["record_key"] == "BIGINT"
+    assert described["precedence"] == "INTEGER"
+    assert described["birth_date"] == "DATE"
+    assert {described[c] for c in described if c not in ("record_key", "precedence", "birth_date")} == {"VARCHAR"}
+
+
+def test_identifiers_become_id_columns_empty_for_sources_without_them(tmp_path, warehouse, write_config):
+    write_text(tmp_path / "landing/loyalty/a.csv", csv_text(["kaart", "naam"], [["K1", "Jan"]]))
+    write_text(tmp_path / "landing/crm/a.csv", csv_text(["id", "fn", "nid"], [["C1", "Jan", " 123 "]]))
+    config = write_config(
+        {
+            "loyalty": customer_source("loyalty", "kaart", {"first_name": "naam"}, identifiers={"loyalty_card": "kaart"}),
+            "crm": customer_source("crm", "id", {"first_name": "fn"}, identifiers={"national_id": "nid"}),
+        }
+    )
+    rows = by_id(build(warehouse, config))
+    assert (rows["K1"]["id_loyalty_card"], rows["K1"]["id_national_id"]) == ("K1", None)
+    assert (rows["C1"]["id_loyalty_card"], rows["C1"]["id_national_id"]) == (None, "123")
+
+
+def test_rebuilding_replaces_the_lookup_and_leaves_no_staging_tables(tmp_path, warehouse, write_config):
+    path = write_text(tmp_path / "landing/crm/a.csv", csv_text(["id", "fn"], [["C1", "Ann"], ["C2", "Bo"]]))
+    config = write_config({"crm": customer_source("crm", "id", {"first_name": "fn"})})
+    assert len(build(warehouse, config)) == 2
+    path.write_text(csv_text(["id", "fn"], [["C3", "Cy"]]))
+    assert [r["source_record_id"] for r in build(warehouse, config)] == ["C3"]
+    leftovers = warehouse.execute("SELECT table_name FROM information_schema.tables WHERE table_name LIKE '_staging%'")
+    assert leftovers.fetchall() == []
+
+
+def test_a_customer_source_not_loaded_yet_is_named_in_the_error(warehouse, write_config):
+    config = write_config({"crm": customer_source("crm", "id", {"first_name": "fn"})})
+    with pytest.raises(LookupError, match=r"raw\.crm"):
+        build_source_lookup(warehouse, config)
+
+
+def test_parquet_columns_with_native_types_are_standardised(tmp_path, warehouse, write_config):
+    path = tmp_path / "landing/crm/a.parquet"
+    path.parent.mkdir(parents=True)
+    table = pa.table(
+        {
+            "id": pa.array([7, 8], pa.int64()),
+            "born": pa.array([date(1980, 5, 17), date(1850, 1, 1)], pa.date32()),
+            "phone": pa.array([31612345678.0, None], pa.float64()),
+        }
+    )
+    pq.write_table(table, path)
+    source = {**customer_source("crm", "id", {"birth_date": "born", "phone": "phone"}), "path": "landing/crm/*.parquet"}
+    rows = by_id(build(warehouse, write_config({"crm": source})))
+    assert (rows["7"]["birth_date"], rows["7"]["phone_key"]) == (date(1980, 5, 17), "31612345678")
+    assert rows["8"]["birth_date"] is None  # implausible
+
+
+# -- names ---------------------------------------------------------------------------------
+
+
+def test_last_comma_first_is_split_into_first_and_last_name(tmp_path, warehouse, write_config):
+    names = ["Jansen, Piet", "Berg, Jan van der", "de Vries,  Anna Maria", "Smith, Mr John"]
+    rows = one_source(tmp_path, warehouse, write_config, {"full_name": "name"}, ["name"], [[n] for n in names])
+    assert [(r["first_name"], r["last_name"]) for r in rows] == [
+        ("Piet", "Jansen"),
+        ("Jan", "van der Berg"),
+        ("Anna Maria", "de Vries"),
+        ("John", "Smith"),
+    ]
+
+
+def test_full_name_first_word_is_the_first_name_and_the_rest_the_last_name(tmp_path, warehouse, write_config):
+    names = ["Jan van der Berg", "Dhr. Pieter de Vries", "Mevr. Anna  Bakker-de Jong", "Madonna", "Dr. Ludwig von Mises"]
+    rows = one_source(tmp_path, warehouse, write_config, {"full_name": "name"}, ["name"], [[n] for n in names])
+    assert [(r["first_name"], r["last_name"]) for r in rows] == [
+        ("Jan", "van der Berg"),
+        ("Pieter", "de Vries"),
+        ("Anna", "Bakker-de Jong"),
+        ("Madonna", None),
+        ("Ludwig", "von Mises"),
+    ]
+
+
+def test_mapped_first_and_last_names_are_used_and_sensibly_capitalised(tmp_path, warehouse, write_config):
+    fields = {"first_name": "fn", "last_name": "ln", "full_name": "full"}
+    rows = one_source(
+        tmp_path,
+        warehouse,
+        write_config,
+        fields,
+        ["fn", "ln", "full"],
+        [
+            ["  JAN ", "VAN DER BERG", "Ignored Name"],
+            ["sean", "o'brien", ""],
+            ["Élodie", "de la Fontaine", ""],
+            ["Ronald", "McDonald", ""],
+            ["jean-pierre", "LE PEN", ""],
+            ["", "", "Kees de Boer"],  # typed names empty: the full name fills in
+        ],
+    )
+    assert [(r["first_name"], r["last_name"]) for r in rows] == [
+        ("Jan", "van der Berg"),
+        ("Sean", "O'Brien"),
+        ("Élodie", "de la Fontaine"),
+        ("Ronald", "McDonald"),
+        ("Jean-Pierre", "Le Pen"),
+        ("Kees", "de Boer"),
+    ]
+
+
+def test_name_keys_fold_accents_and_last_name_core_drops_leading_particles(tmp_path, warehouse, write_config):
+    rows = one_source(
+        tmp_path,
+        warehouse,
+        write_config,
+        {"first_name": "fn", "last_name": "ln"},
+        ["fn", "ln"],
+        [["Élodie", "van der Berg"], ["Jean-Pierre", "d'Artagnan"], ["Søren", "Müller-Lüdenscheidt"], ["Zoë", "De"], ["Björn", "'t Hart"]],
+    )
+    assert [(r["first_name_key"], r["last_name_key"], r["last_name_core"]) for r in rows] == [
+        ("elodie", "vanderberg", "berg"),
+        ("jeanpierre", "dartagnan", "artagnan"),
+        ("soren", "mullerludenscheidt", "mullerludenscheidt"),
+        ("zoe", "de", "de"),
+        ("bjorn", "thart", "hart"),
+    ]
+
+
+def test_nicknames_share_a_first_name_root(tmp_path, warehouse, write_config):
+    groups = [
+        ["Bob", "Rob", "Robbie", "Robert"],
+        ["Liz", "Beth", "Elisabeth", "Elizabeth"],
+        ["Jan", "Hans", "Johannes", "John"],
+        ["Kees", "Cornelis"],
+        ["Henk", "Hendrik", "Heinrich"],
+    ]
+    names = [name for group in groups for name in group]
+    rows = one_source(tmp_path, warehouse, write_config, {"first_name": "fn"}, ["fn"], [[n] for n in names])
+    roots = {r["first_name"]: r["first_name_root"] for r in rows}
+    for group in groups:
+        assert len({roots[name] for name in group}) == 1, group
+    assert roots["Bob"] == "robert" and roots["Liz"] == "elizabeth"
+    # a name without nicknames is its own root; for two given names the first one counts
+    more = one_source(tmp_path, warehouse, write_config, {"first_name": "fn"}, ["fn"], [["Anouk"], ["Jan Peter"]])
+    assert [(r["first_name_key"], r["first_name_root"]) for r in more] == [("anouk", "anouk"), ("janpeter", "johannes")]
+
+
+def test_nickname_table_is_large_and_each_nickname_has_one_root():
+    pairs = nickname_roots()  # raises when a nickname has two roots
+    nicknames = [name for name, root in pairs if name != root]
+    assert len(nicknames) >= 80
+
+
+# -- emails --------------------------------------------------------------------------------
+
+
+def test_email_is_trimmed_lower_cased_and_empty_unless_it_looks_like_one(tmp_path, warehouse, write_config):
+    emails = ["  Jan.Jansen@Gmail.COM ", "mailto:ann@ziggo.nl", "not an email", "jan@", "a b@c.nl", "x@localhost"]
+    rows = one_source(tmp_path, warehouse, write_config, {"email": "em"}, ["em"], [[e] for e in emails])
+    assert [r["email"] for r in rows] == ["jan.jansen@gmail.com", "ann@ziggo.nl", None, None, None, None]
+    assert [r["email_key"] for r in rows] == ["jan.jansen@gmail.com", "ann@ziggo.nl", None, None, None, None]
+
+
+def test_placeholder_email_has_no_match_key(tmp_path, warehouse, write_config):
+    placeholders = [
+        "test@test.com",
+        "noemail@hotmail.com",
+        "no@email.nl",
+        "none@none.com",
+        "jan@example.com",
+        "info@example.org",
+        "aaaa@gmail.com",
+        "x@x.nl",
+        "geen-email@ziggo.nl",
+        "someone@shop.invalid",
+    ]
+    rows = one_source(tmp_path, warehouse, write_config, {"email": "em"}, ["em"], [[e] for e in placeholders])
+    assert [r["email"] for r in rows] == placeholders  # still shown ...
+    assert [r["email_key"] for r in rows] == [None] * len(placeholders)  # ... but never matched
+
+
+# -- phones --------------------------------------------------------------------------------
+
+
+def test_phone_formats_of_one_number_share_e164_and_key(tmp_path, warehouse, write_config):
+    formats = ["+31 6 12345678", "0031612345678", "06-12345678", "+31 (0)6 1234 5678", "31612345678", "06 12 34 56 78 ext. 12"]
+    rows = one_source(tmp_path, warehouse, write_config, {"phone": "ph"}, ["ph"], [[f] for f in formats], phone_region="NL")
+    assert {(r["phone"], r["phone_key"]) for r in rows} == {("+31612345678", "612345678")}
+
+
+def test_phone_without_region_still_gets_a_national_key(tmp_path, warehouse, write_config):
+    rows = one_source(
+        tmp_path, warehouse, write_config, {"phone": "ph"}, ["ph"], [["0612345678"], ["+31 6 12345678"], ["612345678"]]
+    )
+    assert [(r["phone"], r["phone_key"]) for r in rows] == [
+        (None, "612345678"),  # no country and no phone_region: no E.164, but the same key
+        ("+31612345678", "612345678"),
+        (None, "612345678"),
+    ]
+
+
+def test_national_phone_uses_the_records_country_before_the_sources_region(tmp_path, warehouse, write_config):
+    rows = one_source(
+        tmp_path,
+        warehouse,
+        write_config,
+        {"phone": "ph", "country": "co"},
+        ["ph", "co"],
+        [["020 7946 0018", "United Kingdom"], ["020 123 4567", ""], ["(212) 555-0123", "USA"]],
+        phone_region="NL",
+    )
+    assert [r["phone"] for r in rows] == ["+442079460018", "+31201234567", "+12125550123"]
+
+
+def test_junk_phone_numbers_have_no_key(tmp_path, warehouse, write_config):
+    junk = ["0000000000", "1234567890", "06-11111111", "0123456789", "12345", "+31 6", "call me"]
+    rows = one_source(tmp_path, warehouse, write_config, {"phone": "ph"}, ["ph"], [[j] for j in junk], phone_region="NL")
+    assert [(r["phone"], r["phone_key"]) for r in rows] == [(None, None)] * len(junk)
+
+
+def varied_valid_numbers(region: str, per_kind: int = 10, seed: int = 11) -> list[str]:
+    """Valid mobile and fixed-line numbers of `region`, written the ways people write them."""
+    rng = random.Random(f"{seed}-{region}")
+    typed = []
+    for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
+        example = phonenumbers.example_number_for_type(region, kind)
+        national = str(example.national_number)
+        found = 0
+        while found < per_kind:
+            digits = national[:-4] + "".join(rng.choice("0123456789") for _ in range(4))
+            number = phonenumbers.parse(f"+{example.country_code}{digits}")
+            if not phonenumbers.is_valid_number_for_region(number, region):
+                continue
+            found += 1
+            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            international = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+            national_format = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+            typed += [
+                e164,  # +31612345678
+                international,  # +31 6 12345678
+                international.replace(" ", "-"),  # +31-6-12345678
+                national_format,  # 06 12345678, (020) 123 4567, (212) 555-0123
+                national_format.replace(" ", ""),
+                national_format.replace(" ", "-"),
+                ("011 " if region == "US" else "00") + e164[1:],  # 0031612345678
+            ]
+    return typed
+
+
+def test_sql_e164_agrees_with_phonenumbers_on_valid_numbers(tmp_path, warehouse, write_config):
+    numbers = [(raw, region) for region in ("NL", "BE", "DE", "GB", "FR", "US") for raw in varied_valid_numbers(region)]
+    assert len(numbers) >= 500
+    # the record's country says which region a national number belongs to
+    rows = one_source(tmp_path, warehouse, write_config, {"phone": "ph", "country": "co"}, ["ph", "co"], [list(n) for n in numbers])
+    for (raw, region), row in zip(numbers, rows, strict=True):
+        parsed = phonenumbers.parse(raw, region)
+        assert row["phone"] == phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), (raw, region)
+        assert row["phone_key"] == phonenumbers.national_significant_number(parsed), (raw, region)
+
+
+# -- dates -------------------------------------------------------------------------------------
+
+
+def test_loyalty_dates_in_day_month_year_are_parsed(tmp_path, warehouse, write_config):
+    tomorrow = (date.today() + timedelta(days=1)).strftime("%d/%m/%Y")
+    write_text(
+        tmp_path / "landing/loyalty/leden.csv",
+        csv_text(
+            ["kaartnummer", "voornaam", "geboortedatum"],
+            [["L1", "Jan", "31/12/1980"], ["L2", "Els", " 5/3/1975 "], ["L3", "Piet", "31/02/1980"], ["L4", "Kees", "01/01/1850"],
+             ["L5", "Ans", tomorrow], ["L6", "Wim", "1980-12-31"]],
+            delimiter=";",
+        ),
+    )
+    source = customer_source(
+        "loyalty", "kaartnummer", {"first_name": "voornaam", "birth_date": {"column": "geboortedatum", "format": "%d/%m/%Y"}},
+        delimiter=";",
+    )
+    rows = by_id(build(warehouse, write_config({"loyalty": source})))
+    assert {key: row["birth_date"] for key, row in rows.items()} == {
+        "L1": date(1980, 12, 31),
+        "L2": date(1975, 3, 5),
+        "L3": None,  # no such day
+        "L4": None,  # before 1900
+        "L5": None,  # in the future
+        "L6": None,  # not in the configured format
+    }
+
+
+def test_iso_birth_dates_are_parsed_when_no_format_is_configured(tmp_path, warehouse, write_config):
+    rows = one_source(tmp_path, warehouse, write_config, {"birth_date": "bd"}, ["bd"], [["1980-12-31"], ["31/12/1980"], [""]])
+    assert [r["birth_date"] for r in rows] == [date(1980, 12, 31), None, None]
+
+
+# -- addresses and countries ---------------------------------------------------------------
+
+
+def test_postcodes_get_their_countrys_spacing_and_a_compact_key(tmp_path, warehouse, write_config):
+    rows = one_source(
+        tmp_path,
+        warehouse,
+        write_config,
+        {"postcode": "pc", "country": "co"},
+        ["pc", "co"],
+        [["1234ab", "NL"], [" 1234  AB ", ""], ["sw1a1aa", "GB"], ["10115", "DE"], ["1000", "Belgium"], ["12345", "NL"]],
+    )
+    assert [(r["postcode"], r["postcode_key"]) for r in rows] == [
+        ("1234 AB", "1234AB"),
+        ("1234 AB", "1234AB"),  # a format no other country has applies without a country
+        ("SW1A 1AA", "SW1A1AA"),
+        ("10115", "10115"),
+        ("1000", "1000"),
+        ("12345", "12345"),  # not a Dutch postcode: kept as typed
+    ]
+
+
+def test_house_number_is_taken_from_the_street_and_makes_the_address_key(tmp_path, warehouse, write_config):
+    streets = ["Kerkstraat 12", "Kerkstraat 12a", "Kerkstraat 12 A", "Kerkstraat 12-3", "Straße des 17. Juni 135",
+               "10 Downing Street", "221B Baker Street", "Postbus", ""]
+    rows = one_source(
+        tmp_path, warehouse, write_config, {"street": "st", "postcode": "pc"}, ["st", "pc"], [[s, "1234 AB"] for s in streets]
+    )
+    assert [(r["street"], r["house_number"], r["address_key"]) for r in rows] == [
+        ("Kerkstraat 12", "12", "1234AB|12"),
+        ("Kerkstraat 12a", "12A", "1234AB|12A"),
+        ("Kerkstraat 12 A", "12A", "1234AB|12A"),
+        ("Kerkstraat 12-3", "12-3", "1234AB|12-3"),
+        ("Straße des 17. Juni 135", "135", "1234AB|135"),
+        ("10 Downing Street", "10", "1234AB|10"),
+        ("221B Baker Street", "221B", "1234AB|221B"),
+        ("Postbus", None, None),
+        (None, None, None),
+    ]
+
+
+def test_country_codes_and_names_in_several_languages_become_iso_codes(tmp_path, warehouse, write_config):
+    typed = {
+        "NL": "NL", "nld": "NL", "Nederland": "NL", "the Netherlands": "NL", "Holland": "NL", "Pays-Bas": "NL",
+        "Deutschland": "DE", "Germany": "DE", "DEU": "DE", "België": "BE", "Belgie": "BE", "Belgique": "BE",
+        "Belgien": "BE", "United Kingdom": "GB", "UK": "GB", "Great Britain": "GB", "GBR": "GB", "USA": "US",
+        "United States": "US", "France": "FR", "Frankrijk": "FR", "Österreich": "AT", "España": "ES",
+        "Atlantis": None,
+    }  # fmt: skip
+    rows = one_source(tmp_path, warehouse, write_config, {"country": "co"}, ["co"], [[t] for t in typed])
+    assert {t: r["country"] for t, r in zip(typed, rows, strict=True)} == typed
+
+
+def test_without_a_country_column_the_country_stays_empty(tmp_path, warehouse, write_config):
+    rows = one_source(tmp_path, warehouse, write_config, {"phone": "ph"}, ["ph"], [["06 12345678"]], phone_region="NL")
+    assert (rows[0]["country"], rows[0]["phone"]) == (None, "+31612345678")
