@@ -132,7 +132,7 @@ def _addresses(rng: np.random.Generator, country: np.ndarray) -> tuple[np.ndarra
 
 
 def _ascii_lower(values: np.ndarray) -> np.ndarray:
-    folded = {name: unidecode(name).lower().replace(" ", "").replace("'", "") for name in set(values)}
+    folded = {name: "".join(ch for ch in unidecode(name).lower() if ch.isalnum() or ch == "-") for name in set(values)}
     return np.array([folded[name] for name in values], dtype=object)
 
 
