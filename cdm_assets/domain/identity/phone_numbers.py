@@ -202,9 +202,6 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
                      AND length(replace(right(_phone_nsn, 7), right(_phone_nsn, 1), '')) > 0
                      AND strpos('01234567890123456789', _phone_nsn) = 0
                      AND strpos('98765432109876543210', _phone_nsn) = 0
-                     -- "06-12345678": a run in the subscriber digits after a real prefix
-                     AND strpos('01234567890123456789', right(_phone_nsn, 7)) = 0
-                     AND strpos('98765432109876543210', right(_phone_nsn, 7)) = 0
                     THEN _phone_nsn
                END AS phone_key
         FROM phone_significant
