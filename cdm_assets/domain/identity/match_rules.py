@@ -98,15 +98,27 @@ def key_column(key: str) -> str:
     return KEY_COLUMNS[key]
 
 
+# The lookup columns a rule needs besides its own keys.
+_COMPARED = ("record_key", "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date")
+
+
 def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP) -> str:
-    """One rule as a SELECT of (key_a, key_b, score); `$max_records` is max_records_per_key."""
+    """One rule as a SELECT of (key_a, key_b, score); `$max_records` is max_records_per_key.
+
+    Blocks are found with GROUP BY, not window functions: most key values
+    belong to one record and are dropped before any pair is formed.
+    """
     exact = [quote_ident(key_column(k)) for k in rule.exact]
     block = ", ".join(exact)
+    columns = list(dict.fromkeys([*(quote_ident(c) for c in _COMPARED), *exact,
+                                  *(quote_ident(key_column(k)) for k in rule.must_not_differ)]))
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in exact)
     # A value shared by too many records is a placeholder or a shared inbox:
-    # count each key on its own, not just the combination.
-    frequencies = ", ".join(f"count(*) OVER (PARTITION BY {c}) AS _n{i}" for i, c in enumerate(exact))
-    small = " AND ".join(f"_n{i} <= $max_records" for i in range(len(exact)))
+    # each key counts on its own, not just the combination.
+    shared_alone = "".join(
+        f" AND {c} NOT IN (SELECT {c} FROM keyed GROUP BY {c} HAVING count(*) > $max_records)"
+        for c in exact
+    ) if len(exact) > 1 else ""
     join = " AND ".join(f"a.{c} = b.{c}" for c in exact)
     similarities = [_similarity_sql(key) for key in rule.similar]
     conditions = [
@@ -121,24 +133,29 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP) -> str:
     score = f"least({', '.join(similarities)})" if similarities else "NULL::DOUBLE"
     where = " AND ".join(["a.record_key < b.record_key", *conditions])
     return f"""
-        WITH blocked AS (
-            SELECT *, {frequencies},
-                   mode(first_name_key) OVER (PARTITION BY {block}) AS _usual_first_name,
-                   count(DISTINCT birth_date) OVER (PARTITION BY {block}) AS _birth_dates
-            FROM {lookup.sql}
-            WHERE {not_null}
+        WITH keyed AS (
+            SELECT {", ".join(columns)} FROM {lookup.sql} WHERE {not_null}
         ),
-        candidates AS (
+        blocks AS (
+            SELECT {block}, count(DISTINCT birth_date) AS _birth_dates, mode(first_name_key) AS _usual_first_name
+            FROM keyed
+            WHERE true{shared_alone}
+            GROUP BY {block}
+            HAVING count(*) BETWEEN 2 AND $max_records
+        ),
+        members AS (
+            SELECT keyed.*, blocks._birth_dates, blocks._usual_first_name
+            FROM keyed JOIN blocks USING ({block})
+        ),
+        private_blocks AS (
             -- private: everybody sharing the key has one birth date and (typos
             -- aside) one first name
-            SELECT *,
-                   _birth_dates <= 1 AND coalesce(min(
-                       CASE WHEN first_name_key IS NULL THEN 1.0
-                            ELSE jaro_winkler_similarity(first_name_key, _usual_first_name) END
-                   ) OVER (PARTITION BY {block}), 1.0) >= {PRIVATE_NAME_SIMILARITY} AS _private
-            FROM blocked
+            SELECT {block},
+                   bool_and(_birth_dates <= 1 AND (first_name_key IS NULL OR
+                       jaro_winkler_similarity(first_name_key, _usual_first_name) >= {PRIVATE_NAME_SIMILARITY})) AS _private
+            FROM members GROUP BY {block}
         ),
-        eligible AS (SELECT * FROM candidates WHERE {small})
+        eligible AS (SELECT * FROM members JOIN private_blocks USING ({block}))
         SELECT a.record_key AS key_a, b.record_key AS key_b, {score} AS score
         FROM eligible a JOIN eligible b ON {join}
         WHERE {where}

@@ -20,19 +20,19 @@ from contextlib import contextmanager
 import duckdb
 import pyarrow as pa
 
-from cdm_assets.config.model import CdmConfig, SourceConfig, column_of, format_of
+from cdm_assets.config.model import CdmConfig
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.identity.countries import country_aliases
 from cdm_assets.domain.identity.phone_numbers import e164_sql, phone_prefixes, phone_regions, phone_stage_sql
 from cdm_assets.domain.identity.reference_data import nickname_roots
-from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in, table_columns, table_exists
+from cdm_assets.domain.identity.source_records import NAME_FIELDS, customer_records
+from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in
 
 SOURCE_LOOKUP = TableName("identity", "source_lookup")
-# Each distinct typed country (staged beside the lookup while it builds) → ISO code.
+# Built beside the lookup while it builds, then dropped: each distinct typed
+# country → ISO code, and each distinct first and last name → display form and keys.
 TYPED_COUNTRIES = TableName("identity", "typed_countries")
-
-# Canonical text fields read from a source; `birth_date` is parsed separately.
-TEXT_FIELDS = ("first_name", "last_name", "full_name", "email", "phone", "street", "postcode", "city", "country")
+PERSON_NAMES = TableName("identity", "person_names")
 
 # Columns every lookup has, in order; `id_<name>` columns follow `country`.
 LEADING_COLUMNS = (
@@ -53,34 +53,30 @@ _PHONE_PREFIXES = "_cdm_ref_phone_prefixes"
 
 
 def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> int:
-    """Rebuild `identity.source_lookup` from `raw.<source>` of every customer source; returns its row count."""
-    sources = dict(sorted(config.sources_of("customer").items()))
-    missing = [name for name in sources if not table_exists(con, TableName("raw", name))]
-    if missing:
-        raise LookupError(
-            f"cannot build {SOURCE_LOOKUP}: raw table(s) {', '.join(f'raw.{n}' for n in missing)} "
-            "do not exist yet; load those sources first"
-        )
-    identifiers = config.identifier_names()
-    selects, params = [], {}
-    for index, (name, source) in enumerate(sources.items()):
-        column_types = dict(table_columns(con, TableName("raw", name)))
-        select, source_params = source_records_sql(index, name, source, column_types, identifiers)
-        selects.append(select)
-        params.update(source_params)
+    """Rebuild `identity.source_lookup` from `raw.<source>` of every customer source; returns its row count.
+
+    Three statements: distinct countries and distinct names are standardised
+    first (they repeat a lot), then one pass over the records does the rest.
+    """
+    try:
+        records = customer_records(con, config)
+        # narrow unkeyed records for the distinct-value steps
+        countries_only = customer_records(con, config, fields=("country",), keyed=False)
+        names_only = customer_records(con, config, fields=NAME_FIELDS, keyed=False)
+    except LookupError as error:
+        raise LookupError(f"cannot build {SOURCE_LOOKUP}: {error}") from None
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    records = "\nUNION ALL BY NAME\n".join(f"({s})" for s in selects)
     with (
-        staged_tables(con, SOURCE_LOOKUP, TYPED_COUNTRIES) as (staging, countries),
+        staged_tables(con, SOURCE_LOOKUP, TYPED_COUNTRIES, PERSON_NAMES) as (staging, countries, names),
         _reference_tables(con),
     ):
-        con.execute(f"CREATE TABLE {countries.sql} AS {typed_countries_sql(records)}", params)
+        con.execute(f"CREATE TABLE {countries.sql} AS {typed_countries_sql(countries_only.sql)}", countries_only.params)
+        con.execute(f"CREATE TABLE {names.sql} AS {person_names_sql(names_only.sql)}", names_only.params)
         # National numbers belong to the record's country, else the source's phone region.
-        home_regions = [row[0] for row in con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()]
-        home_regions += [s.phone_region for s in sources.values() if s.phone_region]
-        con.execute(
-            f"CREATE TABLE {staging.sql} AS {lookup_sql(records, identifiers, countries, home_regions)}", params
-        )
+        typed = con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()
+        home_regions = sorted({row[0] for row in typed} | set(records.phone_regions))
+        lookup = lookup_sql(records.sql, config.identifier_names(), countries, names, home_regions)
+        con.execute(f"CREATE TABLE {staging.sql} AS {lookup}", records.params)
         swap_in(con, [(SOURCE_LOOKUP, staging)])
     # fetch to the end: an unfinished result would block the next query on this connection
     return con.execute(f"SELECT count(*) FROM {SOURCE_LOOKUP.sql}").fetchall()[0][0]
@@ -109,109 +105,74 @@ def _reference_tables(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             con.unregister(name)
 
 
-def source_records_sql(
-    index: int, name: str, source: SourceConfig, column_types: dict[str, str], identifiers: list[str]
-) -> tuple[str, dict]:
-    """One source's records with the canonical fields as raw text (plus a parsed birth date)."""
-    prefix = f"s{index}_"
-
-    def text(field: str) -> str:
-        mapping = source.fields.get(field)
-        if mapping is None:
-            return "NULL::VARCHAR"
-        return _as_text(column_of(mapping), column_types.get(column_of(mapping), "VARCHAR"))
-
-    birth = source.fields.get("birth_date")
-    birth_date = (
-        "NULL::DATE"
-        if birth is None
-        else _as_date(column_of(birth), column_types.get(column_of(birth), "VARCHAR"), format_of(birth))
-    )
-    identifier_columns = [
-        f"{_identifier(source.identifiers.get(name), column_types)} AS {quote_ident('id_' + name)}"
-        for name in identifiers
-    ]
-    columns = [
-        f"${prefix}source::VARCHAR AS source",
-        # as raw_tables keys records, so ids here match transaction references
-        f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS source_record_id",
-        f"${prefix}precedence::INTEGER AS precedence",
-        f"${prefix}phone_region::VARCHAR AS source_phone_region",
-        *(f"{text(field)} AS {field}_raw" for field in TEXT_FIELDS),
-        f"{std.plausible_birth_date(birth_date)} AS birth_date",
-        *identifier_columns,
-    ]
-    sql = f"SELECT {', '.join(columns)} FROM {TableName('raw', name).sql}"
-    return sql, {f"{prefix}source": name, f"{prefix}precedence": source.precedence, f"{prefix}phone_region": source.phone_region}
-
-
-def _as_text(column: str, data_type: str) -> str:
-    """A raw column as text, untrimmed (each field trims where it matters).
-
-    Parquet floats lose their '.0' so a phone stored as 31612345678.0 stays a number.
-    """
-    quoted = quote_ident(column)
-    if data_type in ("FLOAT", "DOUBLE", "REAL") or data_type.startswith("DECIMAL"):
-        return (
-            f"CASE WHEN {quoted} = trunc({quoted}) THEN CAST(CAST({quoted} AS HUGEINT) AS VARCHAR) "
-            f"ELSE CAST({quoted} AS VARCHAR) END"
-        )
-    return quoted if data_type == "VARCHAR" else f"CAST({quoted} AS VARCHAR)"
-
-
-def _identifier(column: str | None, column_types: dict[str, str]) -> str:
-    """A source identifier as trimmed text; NULL for sources that do not have it."""
-    if column is None:
-        return "NULL::VARCHAR"
-    return f"nullif(trim({_as_text(column, column_types.get(column, 'VARCHAR'))}), '')"
-
-
-def _as_date(column: str, data_type: str, strftime_format: str | None) -> str:
-    """A raw date column as DATE: native dates as they are, text with the configured format."""
-    if data_type == "DATE":
-        return quote_ident(column)
-    if data_type.startswith("TIMESTAMP"):
-        return f"CAST({quote_ident(column)} AS DATE)"
-    return std.parsed_date(f"trim({_as_text(column, data_type)})", strftime_format)
-
-
-def lookup_sql(records: str, identifiers: list[str], countries: TableName, home_regions: list[str]) -> str:
+def lookup_sql(
+    records: str, identifiers: list[str], countries: TableName, names: TableName, home_regions: list[str]
+) -> str:
     """The SELECT that standardises the union of per-source `records` into the lookup's columns.
 
     Per-record work is kept to cheap string functions; names and countries,
-    which repeat a lot, are standardised once per distinct value and joined back.
+    which repeat a lot, were standardised once per distinct value beforehand
+    (`countries`, `names`) and are joined in.
     """
     ids = "".join(f"{quote_ident('id_' + i)}, " for i in identifiers)
-    after_comma = std.without_titles("trim(_full_name[strpos(_full_name, ',') + 1:])")
     return f"""
-    WITH records AS (
-        SELECT *, CAST(row_number() OVER (ORDER BY source, source_record_id) - 1 AS BIGINT) AS record_key
-        FROM ({records})
-    ),
+    WITH records AS ({records}),
+    {_split_names_sql('records')},
     texts AS (
-        SELECT records.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw, country_raw),
+        SELECT split_names.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw, country_raw),
                countries.country,
                coalesce(countries.country, source_phone_region) AS phone_region,
                phone_raw AS phone_text,
-               {std.without_titles(std.collapsed('full_name_raw'))} AS _full_name,
                {std.email_text('email_raw')} AS _email_text,
                nullif(trim(street_raw), '') AS street,
                nullif(upper(trim(postcode_raw)), '') AS _postcode_text,
                nullif(trim(city_raw), '') AS city
-        FROM records
-        LEFT JOIN {countries.sql} AS countries ON countries.country_raw = records.country_raw
+        FROM split_names
+        LEFT JOIN {countries.sql} AS countries ON countries.country_raw = split_names.country_raw
     ),
-    comma_names AS (
-        -- "Berg, Jan van der": last name first; particles after the given name move back
+    standardised AS (
         SELECT *,
-               strpos(_full_name, ',') AS _comma,
-               CASE WHEN strpos(_full_name, ',') > 0 THEN {std.given_name_and_particles(after_comma)} END
-                   AS _after_comma
+               {std.email('_email_text')} AS email,
+               {std.house_number_parts('street')} AS _house,
+               {std.postcode_key('_postcode_text')} AS postcode_key
         FROM texts
     ),
-    names AS MATERIALIZED (
-        -- typed first and last names win; a full name fills what is missing
-        SELECT * EXCLUDE (_comma, _after_comma, _full_name, first_name_raw, last_name_raw),
+    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES, home_regions)}
+    SELECT record_key, source, source_record_id, precedence,
+           first_names.name AS first_name, last_names.name AS last_name,
+           email, {e164_sql()} AS phone, birth_date,
+           street, {std.house_number('_house')} AS house_number,
+           {std.postcode('_postcode_text', 'postcode_key', 'country')} AS postcode, city, country,
+           {ids}
+           first_names.key AS first_name_key, first_names.root AS first_name_root,
+           last_names.key AS last_name_key, last_names.root AS last_name_core,
+           {std.email_key('email')} AS email_key, phone_key, postcode_key,
+           CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
+                THEN postcode_key || '|' || house_number END AS address_key
+    FROM phones
+    LEFT JOIN {names.sql} AS first_names ON first_names.part = 'first' AND first_names.typed = phones._first_name
+    LEFT JOIN {names.sql} AS last_names ON last_names.part = 'last' AND last_names.typed = phones._last_name
+    """
+
+
+def _split_names_sql(records: str) -> str:
+    """CTEs ending in `split_names`: `records` plus `_first_name` and `_last_name`.
+
+    Typed first and last names win; a full name fills what is missing:
+    "Berg, Jan van der" (last name first; particles after the given name move
+    back) or "Jan van der Berg" (first word, then the rest). Titles go first.
+    """
+    after_comma = std.without_titles("trim(_full_name[_comma + 1:])")
+    return f"""
+    full_names AS (
+        SELECT *, {std.without_titles(std.collapsed('full_name_raw'))} AS _full_name
+        FROM {records}
+    ),
+    comma_names AS (
+        SELECT *, strpos(_full_name, ',') AS _comma FROM full_names
+    ),
+    split_names AS (
+        SELECT * EXCLUDE (_comma, _after_comma, _full_name, first_name_raw, last_name_raw, full_name_raw),
                coalesce(first_name_raw,
                         CASE WHEN _comma > 0 THEN nullif(trim(_after_comma.given), '')
                              ELSE split_part(_full_name, ' ', 1) END) AS _first_name,
@@ -221,29 +182,48 @@ def lookup_sql(records: str, identifiers: list[str], countries: TableName, home_
                                                    nullif(trim(_full_name[:_comma - 1]), '')), '')
                              ELSE nullif(trim(_full_name[length(split_part(_full_name, ' ', 1)) + 1:]), '') END)
                    AS _last_name
-        FROM comma_names
+        FROM (
+            SELECT *, CASE WHEN _comma > 0 THEN {std.given_name_and_particles(after_comma)} END AS _after_comma
+            FROM comma_names
+        )
+    )"""
+
+
+def person_names_sql(records: str) -> str:
+    """Each distinct first and last name of `records`: (part, typed, name, key, root).
+
+    `root` is the nickname root of a first name and the particle-free core of a last name.
+    """
+    return f"""
+    WITH records AS ({records}),
+    {_split_names_sql('records')},
+    first_name_values AS (
+        SELECT typed, {std.without_titles(std.collapsed('typed'))} AS cleaned
+        FROM (SELECT DISTINCT _first_name AS typed FROM split_names WHERE _first_name IS NOT NULL)
     ),
-    {_names_sql()},
-    standardised AS (
-        SELECT *,
-               {std.email('_email_text')} AS email,
-               {std.house_number_parts('street')} AS _house,
-               {std.postcode_key('_postcode_text')} AS postcode_key
-        FROM names
+    first_name_givens AS (
+        SELECT *, {std.first_given_name(std.folded('cleaned'))} AS given FROM first_name_values
     ),
-    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES, home_regions)}
-    SELECT record_key, source, source_record_id, precedence,
-           first_names.first_name, last_names.last_name, email, {e164_sql()} AS phone, birth_date,
-           street, {std.house_number('_house')} AS house_number,
-           {std.postcode('_postcode_text', 'postcode_key', 'country')} AS postcode, city, country,
-           {ids}
-           first_name_key, first_name_root, last_name_key, last_name_core,
-           {std.email_key('email')} AS email_key, phone_key, postcode_key,
-           CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
-                THEN postcode_key || '|' || house_number END AS address_key
-    FROM phones
-    LEFT JOIN first_names ON first_names._first_name = phones._first_name
-    LEFT JOIN last_names ON last_names._last_name = phones._last_name
+    nicknames AS (
+        SELECT {std.letters_only(std.folded('name'))} AS name, {std.letters_only(std.folded('root'))} AS root
+        FROM {_NICKNAMES}
+    ),
+    last_name_values AS (
+        SELECT typed, {std.collapsed('typed')} AS cleaned
+        FROM (SELECT DISTINCT _last_name AS typed FROM split_names WHERE _last_name IS NOT NULL)
+    )
+    SELECT 'first' AS part, typed,
+           {std.name_cased('cleaned', surname=False)} AS name,
+           {std.letters_only(std.folded('cleaned'))} AS key,
+           coalesce(nicknames.root, given) AS root
+    FROM first_name_givens
+    LEFT JOIN nicknames ON nicknames.name = first_name_givens.given
+    UNION ALL
+    SELECT 'last', typed,
+           {std.name_cased('cleaned', surname=True)},
+           {std.letters_only(std.folded('cleaned'))},
+           {std.without_leading_particles(std.folded('cleaned'))}
+    FROM last_name_values
     """
 
 
@@ -266,34 +246,3 @@ def typed_countries_sql(records: str) -> str:
     FROM (SELECT DISTINCT country_raw FROM ({records}) WHERE country_raw IS NOT NULL) AS typed
     JOIN country_names ON country_names.key = {std.country_key('typed.country_raw')}
     """
-
-
-def _names_sql() -> str:
-    """CTEs `first_names` and `last_names`: each distinct name, cleaned, cased and keyed."""
-    return f"""
-    first_name_values AS (
-        SELECT _first_name, {std.without_titles(std.collapsed('_first_name'))} AS cleaned
-        FROM (SELECT DISTINCT _first_name FROM names WHERE _first_name IS NOT NULL)
-    ),
-    first_names AS (
-        SELECT _first_name,
-               {std.name_cased('cleaned', surname=False)} AS first_name,
-               {std.letters_only(std.folded('cleaned'))} AS first_name_key,
-               coalesce(nicknames.root, given) AS first_name_root
-        FROM (SELECT *, {std.first_given_name(std.folded('cleaned'))} AS given FROM first_name_values) AS named
-        LEFT JOIN (
-            SELECT {std.letters_only(std.folded('name'))} AS name, {std.letters_only(std.folded('root'))} AS root
-            FROM {_NICKNAMES}
-        ) AS nicknames ON nicknames.name = named.given
-    ),
-    last_name_values AS (
-        SELECT _last_name, {std.collapsed('_last_name')} AS cleaned
-        FROM (SELECT DISTINCT _last_name FROM names WHERE _last_name IS NOT NULL)
-    ),
-    last_names AS (
-        SELECT _last_name,
-               {std.name_cased('cleaned', surname=True)} AS last_name,
-               {std.letters_only(std.folded('cleaned'))} AS last_name_key,
-               {std.without_leading_particles(std.folded('cleaned'))} AS last_name_core
-        FROM last_name_values
-    )"""

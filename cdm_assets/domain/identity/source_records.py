@@ -1,0 +1,142 @@
+"""The customer records of every customer source as one relation, in canonical fields.
+
+Each source's SELECT maps its own columns to the canonical fields (raw text,
+plus a parsed birth date and its identifiers) and gives each record its
+`record_key`. The selects are combined with `UNION ALL BY NAME`; nothing is
+standardised here yet.
+
+`record_key` numbers the records 0..n-1 in (source, source_record_id) order.
+Sorting whole records for that costs more than everything else, so each
+source sorts only its record ids (with the table's `rowid`) and the number is
+joined back on the rowid; sources add the counts of the sources before them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from cdm_assets.config.model import CdmConfig, SourceConfig, column_of, format_of
+from cdm_assets.domain.identity import standardise as std
+from cdm_assets.domain.warehouse import TableName, quote_ident, table_columns, table_exists
+
+# Canonical text fields read from a source; `birth_date` is parsed separately.
+TEXT_FIELDS = ("first_name", "last_name", "full_name", "email", "phone", "street", "postcode", "city", "country")
+NAME_FIELDS = ("first_name", "last_name", "full_name")
+
+
+@dataclass(frozen=True)
+class SourceRecords:
+    """The SQL of the customer records of all customer sources, with its parameters."""
+
+    sql: str
+    params: dict
+    phone_regions: list[str]  # the sources' configured phone regions
+
+
+def customer_records(
+    con: duckdb.DuckDBPyConnection, config: CdmConfig, fields: Sequence[str] = TEXT_FIELDS, keyed: bool = True
+) -> SourceRecords:
+    """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region`,
+    `<field>_raw` for each of `fields`, `birth_date`, `id_<name>` and (when `keyed`) `record_key`.
+
+    Sources are taken in name order. Raises LookupError naming raw tables that do not exist yet.
+    """
+    sources = dict(sorted(config.sources_of("customer").items()))
+    missing = [name for name in sources if not table_exists(con, TableName("raw", name))]
+    if missing:
+        raise LookupError(
+            f"raw table(s) {', '.join(f'raw.{n}' for n in missing)} do not exist yet; load those sources first"
+        )
+    identifiers = config.identifier_names() if keyed else []
+    selects, params, first_key = [], {}, 0
+    for index, (name, source) in enumerate(sources.items()):
+        table = TableName("raw", name)
+        column_types = dict(table_columns(con, table))
+        prefix = f"s{index}_"
+        params |= {f"{prefix}source": name, f"{prefix}precedence": source.precedence}
+        params |= {f"{prefix}phone_region": source.phone_region, f"{prefix}first_key": first_key}
+        selects.append(_source_sql(prefix, table, source, column_types, fields, identifiers, keyed))
+        if keyed:
+            first_key += con.execute(f"SELECT count(*) FROM {table.sql}").fetchall()[0][0]
+    phone_regions = sorted({s.phone_region for s in sources.values() if s.phone_region})
+    return SourceRecords("\nUNION ALL BY NAME\n".join(f"({s})" for s in selects), params, phone_regions)
+
+
+def _source_sql(
+    prefix: str,
+    table: TableName,
+    source: SourceConfig,
+    column_types: dict[str, str],
+    fields: Sequence[str],
+    identifiers: list[str],
+    keyed: bool,
+) -> str:
+    def text(field: str) -> str:
+        mapping = source.fields.get(field)
+        if mapping is None:
+            return "NULL::VARCHAR"
+        return _as_text(column_of(mapping), column_types.get(column_of(mapping), "VARCHAR"))
+
+    # as raw_tables keys records, so ids here match transaction and event references
+    record_id = f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR))"
+    columns = [
+        f"${prefix}source::VARCHAR AS source",
+        f"{record_id} AS source_record_id",
+        f"${prefix}precedence::INTEGER AS precedence",
+        f"${prefix}phone_region::VARCHAR AS source_phone_region",
+        *(f"{text(field)} AS {field}_raw" for field in fields),
+    ]
+    if not keyed:
+        return f"SELECT {', '.join(columns)} FROM {table.sql}"
+    birth = source.fields.get("birth_date")
+    birth_date = (
+        "NULL::DATE"
+        if birth is None
+        else _as_date(column_of(birth), column_types.get(column_of(birth), "VARCHAR"), format_of(birth))
+    )
+    columns.append(f"{std.plausible_birth_date(birth_date)} AS birth_date")
+    columns += [
+        f"{_identifier(source.identifiers.get(name), column_types)} AS {quote_ident('id_' + name)}" for name in identifiers
+    ]
+    return f"""
+        SELECT {', '.join(columns)}, keys.record_key
+        FROM {table.sql}
+        JOIN (
+            SELECT rowid AS key_rowid,
+                   CAST(${prefix}first_key + row_number() OVER (ORDER BY {record_id}) - 1 AS BIGINT) AS record_key
+            FROM {table.sql}
+        ) AS keys ON keys.key_rowid = {table.sql}.rowid
+    """
+
+
+def _as_text(column: str, data_type: str) -> str:
+    """A raw column as text, untrimmed (each field trims where it matters).
+
+    Parquet floats lose their '.0' so a phone stored as 31612345678.0 stays a number.
+    """
+    quoted = quote_ident(column)
+    if data_type in ("FLOAT", "DOUBLE", "REAL") or data_type.startswith("DECIMAL"):
+        return (
+            f"CASE WHEN {quoted} = trunc({quoted}) THEN CAST(CAST({quoted} AS HUGEINT) AS VARCHAR) "
+            f"ELSE CAST({quoted} AS VARCHAR) END"
+        )
+    return quoted if data_type == "VARCHAR" else f"CAST({quoted} AS VARCHAR)"
+
+
+def _identifier(column: str | None, column_types: dict[str, str]) -> str:
+    """A source identifier as trimmed text; NULL for sources that do not have it."""
+    if column is None:
+        return "NULL::VARCHAR"
+    return f"nullif(trim({_as_text(column, column_types.get(column, 'VARCHAR'))}), '')"
+
+
+def _as_date(column: str, data_type: str, strftime_format: str | None) -> str:
+    """A raw date column as DATE: native dates as they are, text with the configured format."""
+    if data_type == "DATE":
+        return quote_ident(column)
+    if data_type.startswith("TIMESTAMP"):
+        return f"CAST({quote_ident(column)} AS DATE)"
+    return std.parsed_date(f"trim({_as_text(column, data_type)})", strftime_format)
