@@ -83,7 +83,8 @@ def sample_config(out: Path) -> Path:
 def measure(config_path: Path, truth_path: Path, queue: multiprocessing.Queue) -> None:
     """Child process: raw load (not timed as identity), identity step (timed), scores."""
     config = load_config(config_path)
-    con = duckdb.connect(str(config.resolve(config.warehouse.duckdb_path)), config={"enable_progress_bar": False})
+    con = duckdb.connect(str(config.resolve(config.warehouse.duckdb_path)))
+    con.execute("SET enable_progress_bar = false")
     for name, source in config.sources_of("customer").items():
         load_raw_source(con, name, source, landed_files(config.resolve(source.path)))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

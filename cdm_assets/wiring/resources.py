@@ -10,4 +10,4 @@ from cdm_assets.config import CdmConfig, duckdb_path
 def warehouse_resource(config: CdmConfig) -> DuckDBResource:
     path = duckdb_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=str(path), connection_config={"enable_progress_bar": False})
+    return DuckDBResource(database=str(path))

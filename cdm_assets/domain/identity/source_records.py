@@ -57,9 +57,10 @@ def customer_records(
         column_types = dict(table_columns(con, table))
         prefix = f"s{index}_"
         params |= {f"{prefix}source": name, f"{prefix}precedence": source.precedence}
-        params |= {f"{prefix}phone_region": source.phone_region, f"{prefix}first_key": first_key}
+        params |= {f"{prefix}phone_region": source.phone_region}
         selects.append(_source_sql(prefix, table, source, column_types, fields, identifiers, keyed))
         if keyed:
+            params[f"{prefix}first_key"] = first_key
             first_key += con.execute(f"SELECT count(*) FROM {table.sql}").fetchall()[0][0]
     phone_regions = sorted({s.phone_region for s in sources.values() if s.phone_region})
     return SourceRecords("\nUNION ALL BY NAME\n".join(f"({s})" for s in selects), params, phone_regions)
