@@ -46,20 +46,31 @@ def by_id(rows: list[dict]) -> dict[str, dict]:
     return {row["source_record_id"]: row for row in rows}
 
 
-def one_source(tmp_path, warehouse, write_config, fields: dict, header: list[str], rows: list[list], **extra):
-    """Build the lookup of a single customer source `crm` with record id column `id`."""
-    # zero-padded ids keep record_key order equal to the order of `rows`
-    write_text(tmp_path / "landing/crm/crm.csv", csv_text(["id", *header], [[f"{i:05d}", *r] for i, r in enumerate(rows)]))
-    return build(warehouse, write_config({"crm": customer_source("crm", "id", fields, **extra)}))
+@pytest.fixture
+def lookup_of(tmp_path, warehouse, write_config):
+    """Build the lookup of one customer source `crm`: `fields` maps canonical fields to the
+    columns given in `columns` (column → values, one per record); rows come back in that order."""
+
+    def build_one(fields: dict, columns: dict[str, list], **settings) -> list[dict]:
+        values = list(zip(*columns.values()))
+        # zero-padded ids keep record_key order equal to the order of the values
+        rows = [[f"{i:05d}", *row] for i, row in enumerate(values)]
+        write_text(tmp_path / "landing/crm/crm.csv", csv_text(["id", *columns], rows))
+        return build(warehouse, write_config({"crm": customer_source("crm", "id", fields, **settings)}))
+
+    return build_one
 
 
 # -- records and columns ---------------------------------------------------------------
 
 
 def test_every_customer_record_of_every_source_appears_once(tmp_path, warehouse, write_config):
-    write_text(tmp_path / "landing/webshop/a.csv", csv_text(["account_id", "full_name"], [["W2", "Ann Lee"], ["W1", "Bo Li"]]))
-    write_text(tmp_path / "landing/crm/a.csv", csv_text(["crm_id", "first_name"], [[" C1 ", "Ann"], ["C10", "Cy"], ["C2", "Di"]]))
-    write_text(tmp_path / "landing/orders/a.csv", csv_text(["order_id", "account_id", "amount", "ts"], [["O1", "W1", "1", "x"]]))
+    webshop = [["W2", "Ann Lee"], ["W1", "Bo Li"]]
+    crm = [[" C1 ", "Ann"], ["C10", "Cy"], ["C2", "Di"]]
+    write_text(tmp_path / "landing/webshop/a.csv", csv_text(["account_id", "full_name"], webshop))
+    write_text(tmp_path / "landing/crm/a.csv", csv_text(["crm_id", "first_name"], crm))
+    orders = csv_text(["order_id", "account_id", "amount", "ts"], [["O1", "W1", "1", "x"]])
+    write_text(tmp_path / "landing/orders/a.csv", orders)
     config = write_config(
         {
             "webshop": customer_source("webshop", "account_id", {"full_name": "full_name"}, precedence=2),
@@ -84,9 +95,9 @@ def test_every_customer_record_of_every_source_appears_once(tmp_path, warehouse,
     ]
 
 
-def test_lookup_has_the_contract_columns_and_types(tmp_path, warehouse, write_config):
+def test_lookup_has_the_contract_columns_and_types(lookup_of, warehouse):
     fields = {"first_name": "fn", "birth_date": "bd"}
-    one_source(tmp_path, warehouse, write_config, fields, ["fn", "bd", "card"], [["Ann", "1980-01-02", "K1"]], identifiers={"loyalty_card": "card"})
+    lookup_of(fields, {"fn": ["Ann"], "bd": ["1980-01-02"], "card": ["K1"]}, identifiers={"loyalty_card": "card"})
     described = dict((row[0], row[1]) for row in warehouse.execute(f"DESCRIBE {SOURCE_LOOKUP.sql}").fetchall())
     assert list(described) == lookup_columns(["loyalty_card"])
     assert described["record_key"] == "BIGINT"
@@ -100,7 +111,9 @@ def test_identifiers_become_id_columns_empty_for_sources_without_them(tmp_path, 
     write_text(tmp_path / "landing/crm/a.csv", csv_text(["id", "fn", "nid"], [["C1", "Jan", " 123 "]]))
     config = write_config(
         {
-            "loyalty": customer_source("loyalty", "kaart", {"first_name": "naam"}, identifiers={"loyalty_card": "kaart"}),
+            "loyalty": customer_source(
+                "loyalty", "kaart", {"first_name": "naam"}, identifiers={"loyalty_card": "kaart"}
+            ),
             "crm": customer_source("crm", "id", {"first_name": "fn"}, identifiers={"national_id": "nid"}),
         }
     )
@@ -136,7 +149,8 @@ def test_parquet_columns_with_native_types_are_standardised(tmp_path, warehouse,
         }
     )
     pq.write_table(table, path)
-    source = {**customer_source("crm", "id", {"birth_date": "born", "phone": "phone"}), "path": "landing/crm/*.parquet"}
+    source = customer_source("crm", "id", {"birth_date": "born", "phone": "phone"})
+    source["path"] = "landing/crm/*.parquet"
     rows = by_id(build(warehouse, write_config({"crm": source})))
     assert (rows["7"]["birth_date"], rows["7"]["phone_key"]) == (date(1980, 5, 17), "31612345678")
     assert rows["8"]["birth_date"] is None  # implausible
@@ -145,9 +159,9 @@ def test_parquet_columns_with_native_types_are_standardised(tmp_path, warehouse,
 # -- names ---------------------------------------------------------------------------------
 
 
-def test_last_comma_first_is_split_into_first_and_last_name(tmp_path, warehouse, write_config):
+def test_last_comma_first_is_split_into_first_and_last_name(lookup_of):
     names = ["Jansen, Piet", "Berg, Jan van der", "de Vries,  Anna Maria", "Smith, Mr John"]
-    rows = one_source(tmp_path, warehouse, write_config, {"full_name": "name"}, ["name"], [[n] for n in names])
+    rows = lookup_of({"full_name": "name"}, {"name": names})
     assert [(r["first_name"], r["last_name"]) for r in rows] == [
         ("Piet", "Jansen"),
         ("Jan", "van der Berg"),
@@ -156,35 +170,26 @@ def test_last_comma_first_is_split_into_first_and_last_name(tmp_path, warehouse,
     ]
 
 
-def test_full_name_first_word_is_the_first_name_and_the_rest_the_last_name(tmp_path, warehouse, write_config):
-    names = ["Jan van der Berg", "Dhr. Pieter de Vries", "Mevr. Anna  Bakker-de Jong", "Madonna", "Dr. Ludwig von Mises"]
-    rows = one_source(tmp_path, warehouse, write_config, {"full_name": "name"}, ["name"], [[n] for n in names])
+def test_full_name_first_word_is_the_first_name_and_the_rest_the_last_name(lookup_of):
+    names = ["Jan van der Berg", "Dhr. Pieter de Vries", "Mevr. Anna  Bakker-de Jong", "Madonna", "Dr. Ludwig Mises"]
+    rows = lookup_of({"full_name": "name"}, {"name": names})
     assert [(r["first_name"], r["last_name"]) for r in rows] == [
         ("Jan", "van der Berg"),
         ("Pieter", "de Vries"),
         ("Anna", "Bakker-de Jong"),
         ("Madonna", None),
-        ("Ludwig", "von Mises"),
+        ("Ludwig", "Mises"),
     ]
 
 
-def test_mapped_first_and_last_names_are_used_and_sensibly_capitalised(tmp_path, warehouse, write_config):
+def test_mapped_first_and_last_names_are_used_and_sensibly_capitalised(lookup_of):
     fields = {"first_name": "fn", "last_name": "ln", "full_name": "full"}
-    rows = one_source(
-        tmp_path,
-        warehouse,
-        write_config,
-        fields,
-        ["fn", "ln", "full"],
-        [
-            ["  JAN ", "VAN DER BERG", "Ignored Name"],
-            ["sean", "o'brien", ""],
-            ["Élodie", "de la Fontaine", ""],
-            ["Ronald", "McDonald", ""],
-            ["jean-pierre", "LE PEN", ""],
-            ["", "", "Kees de Boer"],  # typed names empty: the full name fills in
-        ],
-    )
+    columns = {
+        "fn": ["  JAN ", "sean", "Élodie", "Ronald", "jean-pierre", ""],
+        "ln": ["VAN DER BERG", "o'brien", "de la Fontaine", "McDonald", "LE PEN", ""],
+        "full": ["Ignored Name", "", "", "", "", "Kees de Boer"],  # fills in only where typed names are empty
+    }
+    rows = lookup_of(fields, columns)
     assert [(r["first_name"], r["last_name"]) for r in rows] == [
         ("Jan", "van der Berg"),
         ("Sean", "O'Brien"),
@@ -195,15 +200,12 @@ def test_mapped_first_and_last_names_are_used_and_sensibly_capitalised(tmp_path,
     ]
 
 
-def test_name_keys_fold_accents_and_last_name_core_drops_leading_particles(tmp_path, warehouse, write_config):
-    rows = one_source(
-        tmp_path,
-        warehouse,
-        write_config,
-        {"first_name": "fn", "last_name": "ln"},
-        ["fn", "ln"],
-        [["Élodie", "van der Berg"], ["Jean-Pierre", "d'Artagnan"], ["Søren", "Müller-Lüdenscheidt"], ["Zoë", "De"], ["Björn", "'t Hart"]],
-    )
+def test_name_keys_fold_accents_and_last_name_core_drops_leading_particles(lookup_of):
+    columns = {
+        "fn": ["Élodie", "Jean-Pierre", "Søren", "Zoë", "Björn"],
+        "ln": ["van der Berg", "d'Artagnan", "Müller-Lüdenscheidt", "De", "'t Hart"],
+    }
+    rows = lookup_of({"first_name": "fn", "last_name": "ln"}, columns)
     assert [(r["first_name_key"], r["last_name_key"], r["last_name_core"]) for r in rows] == [
         ("elodie", "vanderberg", "berg"),
         ("jeanpierre", "dartagnan", "artagnan"),
@@ -213,7 +215,7 @@ def test_name_keys_fold_accents_and_last_name_core_drops_leading_particles(tmp_p
     ]
 
 
-def test_nicknames_share_a_first_name_root(tmp_path, warehouse, write_config):
+def test_nicknames_share_a_first_name_root(lookup_of):
     groups = [
         ["Bob", "Rob", "Robbie", "Robert"],
         ["Liz", "Beth", "Elisabeth", "Elizabeth"],
@@ -222,14 +224,17 @@ def test_nicknames_share_a_first_name_root(tmp_path, warehouse, write_config):
         ["Henk", "Hendrik", "Heinrich"],
     ]
     names = [name for group in groups for name in group]
-    rows = one_source(tmp_path, warehouse, write_config, {"first_name": "fn"}, ["fn"], [[n] for n in names])
+    rows = lookup_of({"first_name": "fn"}, {"fn": names})
     roots = {r["first_name"]: r["first_name_root"] for r in rows}
     for group in groups:
         assert len({roots[name] for name in group}) == 1, group
     assert roots["Bob"] == "robert" and roots["Liz"] == "elizabeth"
     # a name without nicknames is its own root; for two given names the first one counts
-    more = one_source(tmp_path, warehouse, write_config, {"first_name": "fn"}, ["fn"], [["Anouk"], ["Jan Peter"]])
-    assert [(r["first_name_key"], r["first_name_root"]) for r in more] == [("anouk", "anouk"), ("janpeter", "johannes")]
+    more = lookup_of({"first_name": "fn"}, {"fn": ["Anouk", "Jan Peter"]})
+    assert [(r["first_name_key"], r["first_name_root"]) for r in more] == [
+        ("anouk", "anouk"),
+        ("janpeter", "johannes"),
+    ]
 
 
 def test_nickname_table_is_large_and_each_nickname_has_one_root():
@@ -241,14 +246,14 @@ def test_nickname_table_is_large_and_each_nickname_has_one_root():
 # -- emails --------------------------------------------------------------------------------
 
 
-def test_email_is_trimmed_lower_cased_and_empty_unless_it_looks_like_one(tmp_path, warehouse, write_config):
+def test_email_is_trimmed_lower_cased_and_empty_unless_it_looks_like_one(lookup_of):
     emails = ["  Jan.Jansen@Gmail.COM ", "mailto:ann@ziggo.nl", "not an email", "jan@", "a b@c.nl", "x@localhost"]
-    rows = one_source(tmp_path, warehouse, write_config, {"email": "em"}, ["em"], [[e] for e in emails])
+    rows = lookup_of({"email": "em"}, {"em": emails})
     assert [r["email"] for r in rows] == ["jan.jansen@gmail.com", "ann@ziggo.nl", None, None, None, None]
     assert [r["email_key"] for r in rows] == ["jan.jansen@gmail.com", "ann@ziggo.nl", None, None, None, None]
 
 
-def test_placeholder_email_has_no_match_key(tmp_path, warehouse, write_config):
+def test_placeholder_email_has_no_match_key(lookup_of):
     placeholders = [
         "test@test.com",
         "noemail@hotmail.com",
@@ -261,7 +266,7 @@ def test_placeholder_email_has_no_match_key(tmp_path, warehouse, write_config):
         "geen-email@ziggo.nl",
         "someone@shop.invalid",
     ]
-    rows = one_source(tmp_path, warehouse, write_config, {"email": "em"}, ["em"], [[e] for e in placeholders])
+    rows = lookup_of({"email": "em"}, {"em": placeholders})
     assert [r["email"] for r in rows] == placeholders  # still shown ...
     assert [r["email_key"] for r in rows] == [None] * len(placeholders)  # ... but never matched
 
@@ -269,16 +274,22 @@ def test_placeholder_email_has_no_match_key(tmp_path, warehouse, write_config):
 # -- phones --------------------------------------------------------------------------------
 
 
-def test_phone_formats_of_one_number_share_e164_and_key(tmp_path, warehouse, write_config):
-    formats = ["+31 6 12345678", "0031612345678", "06-12345678", "+31 (0)6 1234 5678", "31612345678", "06 12 34 56 78 ext. 12"]
-    rows = one_source(tmp_path, warehouse, write_config, {"phone": "ph"}, ["ph"], [[f] for f in formats], phone_region="NL")
+def test_phone_formats_of_one_number_share_e164_and_key(lookup_of):
+    formats = [
+        "+31 6 12345678",
+        "0031612345678",
+        "06-12345678",
+        "+31 (0)6 1234 5678",
+        "31612345678",
+        "06.12.34.56.78",
+        "06 12 34 56 78 ext. 12",
+    ]
+    rows = lookup_of({"phone": "ph"}, {"ph": formats}, phone_region="NL")
     assert {(r["phone"], r["phone_key"]) for r in rows} == {("+31612345678", "612345678")}
 
 
-def test_phone_without_region_still_gets_a_national_key(tmp_path, warehouse, write_config):
-    rows = one_source(
-        tmp_path, warehouse, write_config, {"phone": "ph"}, ["ph"], [["0612345678"], ["+31 6 12345678"], ["612345678"]]
-    )
+def test_phone_without_region_still_gets_a_national_key(lookup_of):
+    rows = lookup_of({"phone": "ph"}, {"ph": ["0612345678", "+31 6 12345678", "612345678"]})
     assert [(r["phone"], r["phone_key"]) for r in rows] == [
         (None, "612345678"),  # no country and no phone_region: no E.164, but the same key
         ("+31612345678", "612345678"),
@@ -286,22 +297,15 @@ def test_phone_without_region_still_gets_a_national_key(tmp_path, warehouse, wri
     ]
 
 
-def test_national_phone_uses_the_records_country_before_the_sources_region(tmp_path, warehouse, write_config):
-    rows = one_source(
-        tmp_path,
-        warehouse,
-        write_config,
-        {"phone": "ph", "country": "co"},
-        ["ph", "co"],
-        [["020 7946 0018", "United Kingdom"], ["020 123 4567", ""], ["(212) 555-0123", "USA"]],
-        phone_region="NL",
-    )
+def test_national_phone_uses_the_records_country_before_the_sources_region(lookup_of):
+    columns = {"ph": ["020 7946 0018", "020 123 4567", "(212) 555-0123"], "co": ["United Kingdom", "", "USA"]}
+    rows = lookup_of({"phone": "ph", "country": "co"}, columns, phone_region="NL")
     assert [r["phone"] for r in rows] == ["+442079460018", "+31201234567", "+12125550123"]
 
 
-def test_junk_phone_numbers_have_no_key(tmp_path, warehouse, write_config):
+def test_junk_phone_numbers_have_no_key(lookup_of):
     junk = ["0000000000", "1234567890", "06-11111111", "0123456789", "12345", "+31 6", "call me"]
-    rows = one_source(tmp_path, warehouse, write_config, {"phone": "ph"}, ["ph"], [[j] for j in junk], phone_region="NL")
+    rows = lookup_of({"phone": "ph"}, {"ph": junk}, phone_region="NL")
     assert [(r["phone"], r["phone_key"]) for r in rows] == [(None, None)] * len(junk)
 
 
@@ -334,11 +338,12 @@ def varied_valid_numbers(region: str, per_kind: int = 10, seed: int = 11) -> lis
     return typed
 
 
-def test_sql_e164_agrees_with_phonenumbers_on_valid_numbers(tmp_path, warehouse, write_config):
+def test_sql_e164_agrees_with_phonenumbers_on_valid_numbers(lookup_of):
     numbers = [(raw, region) for region in ("NL", "BE", "DE", "GB", "FR", "US") for raw in varied_valid_numbers(region)]
     assert len(numbers) >= 500
     # the record's country says which region a national number belongs to
-    rows = one_source(tmp_path, warehouse, write_config, {"phone": "ph", "country": "co"}, ["ph", "co"], [list(n) for n in numbers])
+    typed, regions = zip(*numbers)
+    rows = lookup_of({"phone": "ph", "country": "co"}, {"ph": list(typed), "co": list(regions)})
     for (raw, region), row in zip(numbers, rows, strict=True):
         parsed = phonenumbers.parse(raw, region)
         assert row["phone"] == phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), (raw, region)
@@ -354,15 +359,19 @@ def test_loyalty_dates_in_day_month_year_are_parsed(tmp_path, warehouse, write_c
         tmp_path / "landing/loyalty/leden.csv",
         csv_text(
             ["kaartnummer", "voornaam", "geboortedatum"],
-            [["L1", "Jan", "31/12/1980"], ["L2", "Els", " 5/3/1975 "], ["L3", "Piet", "31/02/1980"], ["L4", "Kees", "01/01/1850"],
-             ["L5", "Ans", tomorrow], ["L6", "Wim", "1980-12-31"]],
+            [
+                ["L1", "Jan", "31/12/1980"],
+                ["L2", "Els", " 5/3/1975 "],
+                ["L3", "Piet", "31/02/1980"],
+                ["L4", "Kees", "01/01/1850"],
+                ["L5", "Ans", tomorrow],
+                ["L6", "Wim", "1980-12-31"],
+            ],
             delimiter=";",
         ),
     )
-    source = customer_source(
-        "loyalty", "kaartnummer", {"first_name": "voornaam", "birth_date": {"column": "geboortedatum", "format": "%d/%m/%Y"}},
-        delimiter=";",
-    )
+    fields = {"first_name": "voornaam", "birth_date": {"column": "geboortedatum", "format": "%d/%m/%Y"}}
+    source = customer_source("loyalty", "kaartnummer", fields, delimiter=";")
     rows = by_id(build(warehouse, write_config({"loyalty": source})))
     assert {key: row["birth_date"] for key, row in rows.items()} == {
         "L1": date(1980, 12, 31),
@@ -374,23 +383,20 @@ def test_loyalty_dates_in_day_month_year_are_parsed(tmp_path, warehouse, write_c
     }
 
 
-def test_iso_birth_dates_are_parsed_when_no_format_is_configured(tmp_path, warehouse, write_config):
-    rows = one_source(tmp_path, warehouse, write_config, {"birth_date": "bd"}, ["bd"], [["1980-12-31"], ["31/12/1980"], [""]])
+def test_iso_birth_dates_are_parsed_when_no_format_is_configured(lookup_of):
+    rows = lookup_of({"birth_date": "bd"}, {"bd": ["1980-12-31", "31/12/1980", ""]})
     assert [r["birth_date"] for r in rows] == [date(1980, 12, 31), None, None]
 
 
 # -- addresses and countries ---------------------------------------------------------------
 
 
-def test_postcodes_get_their_countrys_spacing_and_a_compact_key(tmp_path, warehouse, write_config):
-    rows = one_source(
-        tmp_path,
-        warehouse,
-        write_config,
-        {"postcode": "pc", "country": "co"},
-        ["pc", "co"],
-        [["1234ab", "NL"], [" 1234  AB ", ""], ["sw1a1aa", "GB"], ["10115", "DE"], ["1000", "Belgium"], ["12345", "NL"]],
-    )
+def test_postcodes_get_their_countrys_spacing_and_a_compact_key(lookup_of):
+    columns = {
+        "pc": ["1234ab", " 1234  AB ", "sw1a1aa", "10115", "1000", "12345"],
+        "co": ["NL", "", "GB", "DE", "Belgium", "NL"],
+    }
+    rows = lookup_of({"postcode": "pc", "country": "co"}, columns)
     assert [(r["postcode"], r["postcode_key"]) for r in rows] == [
         ("1234 AB", "1234AB"),
         ("1234 AB", "1234AB"),  # a format no other country has applies without a country
@@ -401,12 +407,19 @@ def test_postcodes_get_their_countrys_spacing_and_a_compact_key(tmp_path, wareho
     ]
 
 
-def test_house_number_is_taken_from_the_street_and_makes_the_address_key(tmp_path, warehouse, write_config):
-    streets = ["Kerkstraat 12", "Kerkstraat 12a", "Kerkstraat 12 A", "Kerkstraat 12-3", "Straße des 17. Juni 135",
-               "10 Downing Street", "221B Baker Street", "Postbus", ""]
-    rows = one_source(
-        tmp_path, warehouse, write_config, {"street": "st", "postcode": "pc"}, ["st", "pc"], [[s, "1234 AB"] for s in streets]
-    )
+def test_house_number_is_taken_from_the_street_and_makes_the_address_key(lookup_of):
+    streets = [
+        "Kerkstraat 12",
+        "Kerkstraat 12a",
+        "Kerkstraat 12 A",
+        "Kerkstraat 12-3",
+        "Straße des 17. Juni 135",
+        "10 Downing Street",
+        "221B Baker Street",
+        "Postbus",
+        "",
+    ]
+    rows = lookup_of({"street": "st", "postcode": "pc"}, {"st": streets, "pc": ["1234 AB"] * len(streets)})
     assert [(r["street"], r["house_number"], r["address_key"]) for r in rows] == [
         ("Kerkstraat 12", "12", "1234AB|12"),
         ("Kerkstraat 12a", "12A", "1234AB|12A"),
@@ -420,7 +433,7 @@ def test_house_number_is_taken_from_the_street_and_makes_the_address_key(tmp_pat
     ]
 
 
-def test_country_codes_and_names_in_several_languages_become_iso_codes(tmp_path, warehouse, write_config):
+def test_country_codes_and_names_in_several_languages_become_iso_codes(lookup_of):
     typed = {
         "NL": "NL", "nld": "NL", "Nederland": "NL", "the Netherlands": "NL", "Holland": "NL", "Pays-Bas": "NL",
         "Deutschland": "DE", "Germany": "DE", "DEU": "DE", "België": "BE", "Belgie": "BE", "Belgique": "BE",
@@ -428,10 +441,23 @@ def test_country_codes_and_names_in_several_languages_become_iso_codes(tmp_path,
         "United States": "US", "France": "FR", "Frankrijk": "FR", "Österreich": "AT", "España": "ES",
         "Atlantis": None,
     }  # fmt: skip
-    rows = one_source(tmp_path, warehouse, write_config, {"country": "co"}, ["co"], [[t] for t in typed])
+    rows = lookup_of({"country": "co"}, {"co": list(typed)})
     assert {t: r["country"] for t, r in zip(typed, rows, strict=True)} == typed
 
 
-def test_without_a_country_column_the_country_stays_empty(tmp_path, warehouse, write_config):
-    rows = one_source(tmp_path, warehouse, write_config, {"phone": "ph"}, ["ph"], [["06 12345678"]], phone_region="NL")
+def test_without_a_country_column_the_country_is_not_guessed_from_the_phone_region(lookup_of):
+    rows = lookup_of({"phone": "ph"}, {"ph": ["06 12345678"]}, phone_region="NL")
     assert (rows[0]["country"], rows[0]["phone"]) == (None, "+31612345678")
+
+
+def test_a_source_without_landed_files_adds_no_records(tmp_path, warehouse, write_config):
+    write_text(tmp_path / "landing/crm/a.csv", csv_text(["id", "fn"], [["C1", "Ann"]]))
+    config = write_config(
+        {
+            "crm": customer_source("crm", "id", {"first_name": "fn"}),
+            "loyalty": customer_source("loyalty", "kaart", {"email": "mail"}, identifiers={"card": "kaart"}),
+        }
+    )
+    assert [(r["record_key"], r["source"], r["first_name"], r["id_card"]) for r in build(warehouse, config)] == [
+        (0, "crm", "Ann", None)
+    ]

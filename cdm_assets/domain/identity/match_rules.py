@@ -69,12 +69,24 @@ DEFAULT_RULES: tuple[MatchRule, ...] = (
         name="name_and_birth_date",
         exact=["last_name_core", "birth_date"],
         similar={"first_name": 0.9},
-        must_not_differ=["phone"],
+        must_not_differ=["phone", "email"],
     ),
     MatchRule(
         name="first_name_birth_date_similar_last_name",
         exact=["first_name_root", "birth_date"],
         similar={"last_name": 0.9},
+        must_not_differ=["phone"],
+    ),
+    MatchRule(
+        name="birth_date_and_address",
+        exact=["birth_date", "address"],
+        similar={"first_name": 0.97, "last_name": 0.85},
+        must_not_differ=["phone"],
+    ),
+    MatchRule(
+        name="birth_date_and_postcode",
+        exact=["birth_date", "postcode"],
+        similar={"first_name": 0.97, "last_name": 0.9},
         must_not_differ=["phone"],
     ),
     MatchRule(

@@ -30,13 +30,15 @@ import phonenumbers
 import pyarrow as pa
 from phonenumbers import PhoneMetadata
 
-from cdm_assets.domain.identity.standardise import sql_string
+from cdm_assets.domain.identity.standardise import sql_list, sql_string
 
 # Shortest and longest national number we accept as a key; shorter strings are
 # internal extensions or typos, longer ones two numbers run together.
 MIN_KEY_DIGITS = 6
 MAX_KEY_DIGITS = 15
 _DIGITS = re.compile(r"^\d+$")
+# An extension ("x12", "ext. 12", "toestel 12") at the end is not part of the number.
+_EXTENSION = r"(?i)\s*(?:ext\.?|extension|toestel|tst\.?|x|#)\s*\d{1,6}\s*$"
 
 
 @lru_cache(maxsize=1)
@@ -71,7 +73,8 @@ def _region_row(region: str, metadata) -> tuple:
         (p for p in (metadata.international_prefix, metadata.preferred_international_prefix) if p and _DIGITS.match(p)),
         None,
     )
-    national_prefix = metadata.national_prefix if metadata.national_prefix and _DIGITS.match(metadata.national_prefix) else None
+    trunk = metadata.national_prefix
+    national_prefix = trunk if trunk and _DIGITS.match(trunk) else None
     return (
         region,
         str(metadata.country_code),
@@ -111,26 +114,23 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
     `phones`; helper columns start with `_phone`. `home_regions` lists the
     values `phone_region` takes.
     """
-    after_code = "_phone_digits[length(_phone_home_code) + 1:]"
+    after_code = "substring(_phone_digits, length(_phone_home_code) + 1)"
     without_code = (
         f"CASE WHEN starts_with({after_code}, _phone_home_trunk) "
-        f"THEN {after_code}[length(_phone_home_trunk) + 1:] ELSE {after_code} END"
+        f"THEN substring({after_code}, length(_phone_home_trunk) + 1) ELSE {after_code} END"
     )
     return f"""
     phone_text_cleaned AS (
         SELECT *,
                -- the usual formatting goes with cheap replaces; a regex only for the rest
-               replace(replace(replace(replace(replace(replace(
-                   phone_text, ' ', ''), '-', ''), '(', ''), ')', ''), '.', ''), '/', '') AS _phone_cleaned
+               replace(replace(replace(replace(phone_text, ' ', ''), '-', ''), '(', ''), ')', '') AS _phone_cleaned
         FROM {records}
     ),
     phone_digits AS (
         SELECT * EXCLUDE (_phone_cleaned),
-               CASE WHEN regexp_full_match(_phone_cleaned, '\\+?[0-9]+') THEN ltrim(_phone_cleaned, '+')
-                    -- an extension ("x12", "ext. 12", "toestel 12") is not part of the number
-                    ELSE regexp_replace(
-                        regexp_replace(phone_text, '(?i)\\s*(?:ext\\.?|extension|toestel|tst\\.?|x|#)\\s*\\d{{1,6}}\\s*$', ''),
-                        '[^0-9]+', '', 'g')
+               CASE WHEN regexp_full_match(_phone_cleaned, '[0-9]+') THEN _phone_cleaned
+                    WHEN regexp_full_match(_phone_cleaned, '\\+[0-9]+') THEN substring(_phone_cleaned, 2)
+                    ELSE regexp_replace(regexp_replace(phone_text, {sql_string(_EXTENSION)}, ''), '[^0-9]+', '', 'g')
                END AS _phone_digits,
                regexp_matches(phone_text, '^[^0-9]*\\+') AS _phone_plus
         FROM phone_text_cleaned
@@ -143,9 +143,9 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
                home.national_prefix AS _phone_home_trunk,
                CASE
                    WHEN _phone_plus THEN _phone_digits
-                   WHEN starts_with(_phone_digits, '00') THEN _phone_digits[3:]
+                   WHEN starts_with(_phone_digits, '00') THEN substring(_phone_digits, 3)
                    WHEN starts_with(_phone_digits, home.international_prefix)
-                       THEN _phone_digits[length(home.international_prefix) + 1:]
+                       THEN substring(_phone_digits, length(home.international_prefix) + 1)
                END AS _phone_international
         FROM phone_digits
         LEFT JOIN {regions} AS home ON home.region = phone_digits.phone_region
@@ -160,7 +160,7 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
                CASE WHEN _phone_international IS NOT NULL THEN international_code.calling_code
                     ELSE _phone_home_code END AS _phone_code,
                CASE WHEN _phone_international IS NOT NULL
-                    THEN _phone_international[length(international_code.calling_code) + 1:]
+                    THEN substring(_phone_international, length(international_code.calling_code) + 1)
                     -- "31612345678" typed in NL without the "+": like phonenumbers, split off
                     -- the calling code when the number is too long with it, or valid only
                     -- without it (trunk prefix and all).
@@ -168,11 +168,11 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
                          AND (length(_phone_digits) > _phone_home_max_length
                               OR (NOT {matches_home_pattern('_phone_digits', home_regions)}
                                   AND {matches_home_pattern(without_code, home_regions)}))
-                    THEN _phone_digits[length(_phone_home_code) + 1:]
+                    THEN substring(_phone_digits, length(_phone_home_code) + 1)
                     ELSE _phone_digits END AS _phone_national_number
         FROM phone_international
         LEFT JOIN {prefixes} AS international_code
-               ON international_code.prefix = _phone_international[1:3]
+               ON international_code.prefix = left(_phone_international, 3)
         LEFT JOIN {regions} AS number_region
                ON number_region.region = CASE WHEN _phone_international IS NOT NULL
                                               THEN international_code.region ELSE _phone_home END
@@ -186,20 +186,23 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
                    -- the trunk prefix goes when what remains could be a whole number
                    -- (phonenumbers keeps it when the rest is too short or local-only)
                    WHEN starts_with(_phone_national_number, _phone_trunk)
-                        AND NOT list_contains(_phone_local_lengths, length(_phone_national_number) - length(_phone_trunk))
-                        AND (list_contains(_phone_lengths, length(_phone_national_number) - length(_phone_trunk))
-                             OR length(_phone_national_number) - length(_phone_trunk) > _phone_max_length)
-                       THEN _phone_national_number[length(_phone_trunk) + 1:]
+                        AND NOT list_contains(_phone_local_lengths, _phone_untrunked_length)
+                        AND (list_contains(_phone_lengths, _phone_untrunked_length)
+                             OR _phone_untrunked_length > _phone_max_length)
+                       THEN substring(_phone_national_number, length(_phone_trunk) + 1)
                    ELSE _phone_national_number
                END AS _phone_nsn
-        FROM phone_national
+        FROM (
+            SELECT *, length(_phone_national_number) - length(_phone_trunk) AS _phone_untrunked_length
+            FROM phone_national
+        )
     ),
     phones AS (
         SELECT *,
                CASE WHEN length(_phone_nsn) BETWEEN {MIN_KEY_DIGITS} AND {MAX_KEY_DIGITS}
                      -- placeholders: a run such as 123456789, or the subscriber digits
                      -- all the same (0000000000, 06-11111111)
-                     AND length(replace(right(_phone_nsn, 7), right(_phone_nsn, 1), '')) > 0
+                     AND right(_phone_nsn, 7) NOT IN {sql_list(digit * 7 for digit in "0123456789")}
                      AND strpos('01234567890123456789', _phone_nsn) = 0
                      AND strpos('98765432109876543210', _phone_nsn) = 0
                     THEN _phone_nsn
@@ -217,7 +220,8 @@ def matches_home_pattern(digits: str, home_regions: list[str]) -> str:
     and all 250 regions take a noticeable while to compile). Evaluated only for
     the rare numbers that start with their own calling code.
     """
-    patterns = dict(zip(phone_regions().column("region").to_pylist(), phone_regions().column("national_pattern").to_pylist()))
+    regions = phone_regions()
+    patterns = dict(zip(regions.column("region").to_pylist(), regions.column("national_pattern").to_pylist()))
     branches = " ".join(
         f"WHEN {sql_string(region)} THEN regexp_full_match({digits}, {sql_string(patterns[region])})"
         for region in sorted(set(home_regions) & patterns.keys())

@@ -1,12 +1,15 @@
 """`identity.source_lookup`: every customer record of every customer source,
 standardised, with the match keys the identity rules compare.
 
-One SQL statement: a `UNION ALL BY NAME` of one SELECT per customer source
-(mapping its columns to the canonical fields), then stages that clean names,
-emails, dates, addresses, countries and phones and derive the keys. The
-reference tables (countries, nicknames, phone metadata) are small Arrow tables
-registered for the duration of the build. The table is built under a staging
-name and swapped in, so readers never see a half-built lookup.
+Three statements, all vectorised SQL. Countries and names repeat a lot, so
+each distinct typed country and each distinct first and last name is
+standardised once (`typed_countries_sql`, `person_names_sql`); then one pass
+over the `UNION ALL BY NAME` of the sources' records (`source_records`)
+cleans emails, phones, dates and addresses, derives the keys and joins the
+distinct values back (`lookup_sql`). Reference data (country aliases,
+nicknames, phone metadata) are small Arrow tables registered for the build.
+Everything is built under staging names and swapped in, so readers never see
+a half-built lookup.
 
 `record_key` numbers the records 0..n-1 in (source, source_record_id) order:
 the identity graph and the clustering use it as the node id.
@@ -70,7 +73,9 @@ def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> in
         staged_tables(con, SOURCE_LOOKUP, TYPED_COUNTRIES, PERSON_NAMES) as (staging, countries, names),
         _reference_tables(con),
     ):
-        con.execute(f"CREATE TABLE {countries.sql} AS {typed_countries_sql(countries_only.sql)}", countries_only.params)
+        con.execute(
+            f"CREATE TABLE {countries.sql} AS {typed_countries_sql(countries_only.sql)}", countries_only.params
+        )
         con.execute(f"CREATE TABLE {names.sql} AS {person_names_sql(names_only.sql)}", names_only.params)
         # National numbers belong to the record's country, else the source's phone region.
         typed = con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()
@@ -89,6 +94,7 @@ def lookup_columns(identifier_names: list[str]) -> list[str]:
 
 @contextmanager
 def _reference_tables(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Make the reference tables visible to the build's statements, and only to them."""
     names, roots = zip(*nickname_roots())
     tables = {
         _COUNTRY_ALIASES: country_aliases(),
@@ -123,19 +129,23 @@ def lookup_sql(
                countries.country,
                coalesce(countries.country, source_phone_region) AS phone_region,
                phone_raw AS phone_text,
-               {std.email_text('email_raw')} AS _email_text,
-               nullif(trim(street_raw), '') AS street,
-               nullif(upper(trim(postcode_raw)), '') AS _postcode_text,
-               nullif(trim(city_raw), '') AS city
+               lower({std.trimmed('email_raw')}) AS _email_lower,
+               {std.trimmed('street_raw')} AS street,
+               upper({std.trimmed('postcode_raw')}) AS _postcode_text,
+               {std.trimmed('city_raw')} AS city
         FROM split_names
         LEFT JOIN {countries.sql} AS countries ON countries.country_raw = split_names.country_raw
+    ),
+    emails AS (
+        SELECT *, {std.email_text('_email_lower')} AS _email_text FROM texts
     ),
     standardised AS (
         SELECT *,
                {std.email('_email_text')} AS email,
+               strpos(_email_text, '@') AS _email_at,
                {std.house_number_parts('street')} AS _house,
                {std.postcode_key('_postcode_text')} AS postcode_key
-        FROM texts
+        FROM emails
     ),
     {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES, home_regions)}
     SELECT record_key, source, source_record_id, precedence,
@@ -146,12 +156,14 @@ def lookup_sql(
            {ids}
            first_names.key AS first_name_key, first_names.root AS first_name_root,
            last_names.key AS last_name_key, last_names.root AS last_name_core,
-           {std.email_key('email')} AS email_key, phone_key, postcode_key,
+           {std.email_key('email', '_email_at')} AS email_key, phone_key, postcode_key,
            CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
                 THEN postcode_key || '|' || house_number END AS address_key
     FROM phones
-    LEFT JOIN {names.sql} AS first_names ON first_names.part = 'first' AND first_names.typed = phones._first_name
-    LEFT JOIN {names.sql} AS last_names ON last_names.part = 'last' AND last_names.typed = phones._last_name
+    LEFT JOIN {names.sql} AS first_names
+           ON first_names.part = 'first' AND first_names.typed = phones._first_name
+    LEFT JOIN {names.sql} AS last_names
+           ON last_names.part = 'last' AND last_names.typed = phones._last_name
     """
 
 
@@ -162,7 +174,7 @@ def _split_names_sql(records: str) -> str:
     "Berg, Jan van der" (last name first; particles after the given name move
     back) or "Jan van der Berg" (first word, then the rest). Titles go first.
     """
-    after_comma = std.without_titles("trim(_full_name[_comma + 1:])")
+    after_comma = std.without_titles("trim(substring(_full_name, _comma + 1))")
     return f"""
     full_names AS (
         SELECT *, {std.without_titles(std.collapsed('full_name_raw'))} AS _full_name
@@ -179,8 +191,8 @@ def _split_names_sql(records: str) -> str:
                coalesce(last_name_raw,
                         CASE WHEN _comma > 0
                              THEN nullif(concat_ws(' ', nullif(trim(_after_comma.particles), ''),
-                                                   nullif(trim(_full_name[:_comma - 1]), '')), '')
-                             ELSE nullif(trim(_full_name[length(split_part(_full_name, ' ', 1)) + 1:]), '') END)
+                                                   nullif(trim(left(_full_name, _comma - 1)), '')), '')
+                             ELSE nullif(substring(_full_name, strpos(_full_name, ' ') + 1), _full_name) END)
                    AS _last_name
         FROM (
             SELECT *, CASE WHEN _comma > 0 THEN {std.given_name_and_particles(after_comma)} END AS _after_comma
@@ -197,9 +209,16 @@ def person_names_sql(records: str) -> str:
     return f"""
     WITH records AS ({records}),
     {_split_names_sql('records')},
+    distinct_names AS (
+        -- one pass for both parts: part 'first' rows have _last_name aggregated away
+        SELECT CASE WHEN grouping(_first_name) = 0 THEN 'first' ELSE 'last' END AS part,
+               coalesce(_first_name, _last_name) AS typed
+        FROM split_names
+        GROUP BY GROUPING SETS ((_first_name), (_last_name))
+    ),
     first_name_values AS (
         SELECT typed, {std.without_titles(std.collapsed('typed'))} AS cleaned
-        FROM (SELECT DISTINCT _first_name AS typed FROM split_names WHERE _first_name IS NOT NULL)
+        FROM distinct_names WHERE part = 'first' AND typed IS NOT NULL
     ),
     first_name_givens AS (
         SELECT *, {std.first_given_name(std.folded('cleaned'))} AS given FROM first_name_values
@@ -210,7 +229,7 @@ def person_names_sql(records: str) -> str:
     ),
     last_name_values AS (
         SELECT typed, {std.collapsed('typed')} AS cleaned
-        FROM (SELECT DISTINCT _last_name AS typed FROM split_names WHERE _last_name IS NOT NULL)
+        FROM distinct_names WHERE part = 'last' AND typed IS NOT NULL
     )
     SELECT 'first' AS part, typed,
            {std.name_cased('cleaned', surname=False)} AS name,

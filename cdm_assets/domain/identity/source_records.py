@@ -39,10 +39,11 @@ class SourceRecords:
 def customer_records(
     con: duckdb.DuckDBPyConnection, config: CdmConfig, fields: Sequence[str] = TEXT_FIELDS, keyed: bool = True
 ) -> SourceRecords:
-    """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region`,
-    `<field>_raw` for each of `fields`, `birth_date`, `id_<name>` and (when `keyed`) `record_key`.
+    """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region` and
+    `<field>_raw` for each of `fields`; when `keyed` also `birth_date`, `id_<name>` and `record_key`.
 
-    Sources are taken in name order. Raises LookupError naming raw tables that do not exist yet.
+    Unkeyed, narrow records feed the distinct-value steps cheaply. Sources are
+    taken in name order. Raises LookupError naming raw tables that do not exist yet.
     """
     sources = dict(sorted(config.sources_of("customer").items()))
     missing = [name for name in sources if not table_exists(con, TableName("raw", name))]
@@ -99,9 +100,8 @@ def _source_sql(
         else _as_date(column_of(birth), column_types.get(column_of(birth), "VARCHAR"), format_of(birth))
     )
     columns.append(f"{std.plausible_birth_date(birth_date)} AS birth_date")
-    columns += [
-        f"{_identifier(source.identifiers.get(name), column_types)} AS {quote_ident('id_' + name)}" for name in identifiers
-    ]
+    for name in identifiers:
+        columns.append(f"{_identifier(source.identifiers.get(name), column_types)} AS {quote_ident('id_' + name)}")
     return f"""
         SELECT {', '.join(columns)}, keys.record_key
         FROM {table.sql}
@@ -140,4 +140,5 @@ def _as_date(column: str, data_type: str, strftime_format: str | None) -> str:
         return quote_ident(column)
     if data_type.startswith("TIMESTAMP"):
         return f"CAST({quote_ident(column)} AS DATE)"
-    return std.parsed_date(f"trim({_as_text(column, data_type)})", strftime_format)
+    text = _as_text(column, data_type)
+    return std.parsed_date(text if data_type != "VARCHAR" else std.trimmed(text), strftime_format)

@@ -50,9 +50,28 @@ def _alternation(words: Iterable[str]) -> str:
 # -- text ---------------------------------------------------------------------
 
 
-def collapsed(expr: str) -> str:
+def trimmed(column: str) -> str:
+    """`trim(column)` for a column reference, NULL when empty.
+
+    trim() is one of the dearer string functions here; most values need none.
+    """
+    return (
+        f"nullif(CASE WHEN starts_with({column}, ' ') OR ends_with({column}, ' ') "
+        f"THEN trim({column}) ELSE {column} END, '')"
+    )
+
+
+# Whitespace that is not a single space: runs of spaces, tabs, newlines, no-break spaces.
+_IRREGULAR_SPACE = r"\s\s|[\t\n\r\f\v\x{00A0}\x{2000}-\x{200B}\x{202F}\x{205F}\x{3000}]"
+
+
+def collapsed(column: str) -> str:
     """Trimmed, internal whitespace (including no-break spaces) collapsed to one space; NULL when empty."""
-    return rf"nullif(trim(regexp_replace({expr}, '[\s\pZ]+', ' ', 'g')), '')"
+    return (
+        f"CASE WHEN regexp_matches({column}, {sql_string(_IRREGULAR_SPACE)}) "
+        rf"THEN nullif(trim(regexp_replace({column}, '[\s\pZ]+', ' ', 'g')), '') "
+        f"ELSE {trimmed(column)} END"
+    )
 
 
 def folded(expr: str) -> str:
@@ -78,7 +97,8 @@ _PARTICLES = _alternation(NAME_PARTICLES)
 def without_titles(expr: str) -> str:
     """Drop leading salutations ("Dhr. ", "Mr ", "Prof. Dr. "); a title must be followed by a name."""
     pattern = rf"^(?:(?:{_TITLES})(?:\.\s*|\s+))+(\S)"
-    return rf"nullif(trim(regexp_replace({expr}, {sql_string(pattern)}, '\1', 'i')), '')"
+    # no trim needed: the pattern eats the spaces after the titles
+    return rf"nullif(regexp_replace({expr}, {sql_string(pattern)}, '\1', 'i'), '')"
 
 
 def given_name_and_particles(expr: str) -> str:
@@ -93,8 +113,8 @@ def _capitalised(word: str) -> str:
     return (
         f"array_to_string(list_transform(string_split({word}, '-'), lambda part: "
         f"CASE WHEN part[2:2] = '''' AND length(part) > 2 "
-        f"THEN upper(part[1]) || '''' || upper(part[3]) || part[4:] "
-        f"ELSE upper(part[1]) || part[2:] END), '-')"
+        f"THEN upper(part[1]) || '''' || upper(part[3]) || substring(part, 4) "
+        f"ELSE upper(part[1]) || substring(part, 2) END), '-')"
     )
 
 
@@ -145,9 +165,9 @@ _EMAIL_PATTERN = (
 )
 
 
-def email_text(expr: str) -> str:
-    """Trimmed, lower-cased, without a leading `mailto:`."""
-    return f"regexp_replace(lower(trim({expr})), '^mailto:', '')"
+def email_text(lowered: str) -> str:
+    """The email without a leading `mailto:`; `lowered` is the trimmed, lower-cased column."""
+    return f"CASE WHEN starts_with({lowered}, 'mailto:') THEN substring({lowered}, 8) ELSE {lowered} END"
 
 
 def email(text_expr: str) -> str:
@@ -155,17 +175,26 @@ def email(text_expr: str) -> str:
     return f"CASE WHEN regexp_full_match({text_expr}, {sql_string(_EMAIL_PATTERN)}) THEN {text_expr} END"
 
 
-def email_key(email_expr: str) -> str:
-    """The email as a match key, NULL for placeholders (noemail@..., test@test.com, x@example.com, aaa@...)."""
-    local = f"split_part({email_expr}, '@', 1)"
-    domain = f"split_part({email_expr}, '@', 2)"
-    return f"""CASE WHEN NOT (
-            {local} IN {sql_list(PLACEHOLDER_EMAIL_LOCAL_PARTS)}
-            OR regexp_matches({local}, {sql_string(PLACEHOLDER_EMAIL_LOCAL_PATTERN)})
-            OR {domain} IN {sql_list(PLACEHOLDER_EMAIL_DOMAINS)}
-            OR split_part({domain}, '.', -1) IN {sql_list(PLACEHOLDER_EMAIL_TLDS)}
-            OR length(replace({local}, {local}[1], '')) = 0
-        ) THEN {email_expr} END"""
+def _placeholder_email_pattern() -> str:
+    """One regex for every placeholder rule, so the check is one scan of the address."""
+    locals_ = _alternation(PLACEHOLDER_EMAIL_LOCAL_PARTS)
+    domains = _alternation(PLACEHOLDER_EMAIL_DOMAINS)
+    tlds = _alternation(PLACEHOLDER_EMAIL_TLDS)
+    prefix = PLACEHOLDER_EMAIL_LOCAL_PATTERN.removeprefix("^")
+    return rf"(?:{locals_})@.*|{prefix}[^@]*@.*|[^@]*@(?:{domains})|.*\.(?:{tlds})"
+
+
+def email_key(email_expr: str, at_expr: str) -> str:
+    """The email as a match key, NULL for placeholders (noemail@..., test@test.com, x@example.com, aaa@...).
+
+    `at_expr` is the position of the '@' (strpos), computed once by the caller.
+    """
+    local = f"left({email_expr}, {at_expr} - 1)"
+    return (
+        f"CASE WHEN NOT regexp_full_match({email_expr}, {sql_string(_placeholder_email_pattern())}) "
+        # a local part of one repeated character: a@, xxx@
+        f"AND length(replace({local}, left({email_expr}, 1), '')) > 0 THEN {email_expr} END"
+    )
 
 
 # -- dates --------------------------------------------------------------------
@@ -207,14 +236,19 @@ def house_number(parts_expr: str) -> str:
     """'12', '12A' (from "12a", "12 a", "12-a"), '12-3' (from "12/3", "12-3"); NULL without a number."""
     number, addition = f"{parts_expr}.number", f"{parts_expr}.addition"
     return (
-        f"nullif({number} || CASE WHEN {addition}[1] BETWEEN '0' AND '9' THEN '-' || {addition} "
+        f"nullif({number} || CASE WHEN left({addition}, 1) BETWEEN '0' AND '9' THEN '-' || {addition} "
         f"ELSE upper({addition}) END, '')"
     )
 
 
 def postcode_key(text_expr: str) -> str:
-    """Upper-case letters and digits only: the postcode match key."""
-    return f"nullif(regexp_replace(upper({text_expr}), '[^A-Z0-9]+', '', 'g'), '')"
+    """Upper-case letters and digits only: the postcode match key (`text_expr` is upper-cased already)."""
+    spaceless = f"replace({text_expr}, ' ', '')"
+    # the regex rewrite is dear; most postcodes only have a space to lose
+    return (
+        f"nullif(CASE WHEN regexp_full_match({spaceless}, '[A-Z0-9]*') THEN {spaceless} "
+        f"ELSE regexp_replace({text_expr}, '[^A-Z0-9]+', '', 'g') END, '')"
+    )
 
 
 def postcode(text_expr: str, key_expr: str, country_expr: str) -> str:
@@ -231,7 +265,7 @@ def postcode(text_expr: str, key_expr: str, country_expr: str) -> str:
             f"THEN left({key_expr}, -{tail}) || {sql_string(separator)} || right({key_expr}, {tail}) END"
         )
 
-    typed = f"upper({text_expr})"
+    typed = text_expr
     by_country = " ".join(f"WHEN {sql_string(code)} THEN {formatted(code)}" for code in POSTCODE_FORMATS)
     guessed = ", ".join(formatted(code) for code in UNAMBIGUOUS_POSTCODE_FORMATS)
     return (
