@@ -1,0 +1,206 @@
+"""The whole platform at scale: raw files to marts through Dagster, per asset.
+
+    python benchmarks/run.py --persons 100000 1000000
+
+For each size it generates sample data (fixed seed), then in a fresh child
+process materialises every asset and check in-process with Dagster
+(`dagster.materialize`, the in-process executor the project uses) against a
+new DuckDB file, and prints per asset the wall time and the peak resident
+memory while it ran, the total, and the identity quality against the ground
+truth. In the same child and on the same data it times a reference: an
+exact-key baseline (connected components over exact email, phone and
+name + birth date keys, placeholders removed), with its quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.identity_quality import SEED, sample_config, scores  # noqa: E402
+
+BASELINE_KEYS = (
+    "email_key",
+    "phone_key",
+    "last_name_key || '|' || first_name_key || '|' || CAST(birth_date AS VARCHAR)",
+)
+
+
+class RssSampler(threading.Thread):
+    """Samples this process's resident memory every few milliseconds."""
+
+    def __init__(self, interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as statm:
+            while not self._halt.is_set():
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * page))
+                time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def peak_between(self, start: float, end: float) -> int:
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        return max(inside) if inside else 0
+
+
+def exact_key_baseline(con) -> tuple[float, object]:
+    """Connected components over exact keys; returns seconds and the labels table."""
+    import numpy as np
+    import pyarrow as pa
+
+    from cdm_assets.domain.identity.clustering import cluster_labels
+
+    start = time.perf_counter()
+    unions = " UNION ALL ".join(
+        f"SELECT record_key, {key} AS k FROM identity.source_lookup WHERE {key} IS NOT NULL" for key in BASELINE_KEYS
+    )
+    edges = con.sql(
+        f"""
+        WITH keyed AS ({unions}),
+        ok AS (SELECT k FROM keyed GROUP BY k HAVING count(*) BETWEEN 2 AND 50)
+        SELECT min(record_key) OVER (PARTITION BY k) AS key_a, record_key AS key_b
+        FROM keyed WHERE k IN (SELECT k FROM ok)
+        """
+    ).to_arrow_table()
+    count = con.execute("SELECT count(*) FROM identity.source_lookup").fetchall()[0][0]
+    labels = cluster_labels(count, edges.column("key_a").to_numpy(), edges.column("key_b").to_numpy())
+    seconds = time.perf_counter() - start
+    table = pa.table({"record_key": np.arange(count), "cluster": labels})
+    return seconds, table
+
+
+def measure(config_path: Path, truth_path: Path, queue) -> None:
+    import dagster as dg
+    import duckdb
+
+    from cdm_assets.config import load_config
+    from cdm_assets.definitions import build_definitions
+
+    config = load_config(config_path)
+    defs = build_definitions(config)
+    sampler = RssSampler()
+    sampler.start()
+    started = time.time()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            resources=defs.resources,
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        events = instance.all_logs(result.run_id)
+    total = time.time() - started
+    sampler.stop()
+    steps: dict[str, dict] = {}
+    for event in events:
+        if event.step_key is None or not event.is_dagster_event:
+            continue
+        kind = event.dagster_event.event_type_value
+        if kind == "STEP_START":
+            steps.setdefault(event.step_key, {})["start"] = event.timestamp
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
+            steps.setdefault(event.step_key, {})["end"] = event.timestamp
+    per_step = {
+        key: (s["end"] - s["start"], sampler.peak_between(s["start"], s["end"]) / 2**20)
+        for key, s in steps.items()
+        if "start" in s and "end" in s
+    }
+    con = duckdb.connect(str(config.resolve(config.warehouse.duckdb_path)))
+    con.execute("SET enable_progress_bar = false")
+    con.execute(
+        "CREATE TEMP TABLE truth AS SELECT source, CAST(record_id AS VARCHAR) AS record_id, person_id FROM read_parquet(?)",
+        [str(truth_path)],
+    )
+    quality = scores(con)
+    counts = {
+        table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        for table in ("identity.source_lookup", "marts.transactions", "marts.events", "marts.customers")
+    }
+    baseline_seconds, labels = exact_key_baseline(con)
+    con.register("baseline_labels", labels)
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE identity.customer_id_map AS
+        SELECT l.source, l.source_record_id, 'b' || b.cluster AS customer_id
+        FROM identity.source_lookup l JOIN baseline_labels b USING (record_key)
+        """
+    )
+    baseline = scores(con)
+    queue.put(
+        {
+            "success": result.success,
+            "total_seconds": total,
+            "peak_mb": max((rss for _, rss in sampler.samples), default=0) / 2**20,
+            "steps": per_step,
+            "quality": quality,
+            "counts": counts,
+            "baseline_seconds": baseline_seconds,
+            "baseline": baseline,
+        }
+    )
+
+
+def in_child(config_path: Path, truth_path: Path) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=measure, args=(config_path, truth_path, queue))
+    process.start()
+    try:
+        return queue.get(timeout=3600)
+    finally:
+        process.join()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--persons", type=int, nargs="+", default=[100_000])
+    args = parser.parse_args(argv)
+    from cdm_assets.sample import generate
+
+    for persons in args.persons:
+        with tempfile.TemporaryDirectory(prefix="cdm-run-") as tmp:
+            out = Path(tmp)
+            generated = generate(persons=persons, seed=SEED, out=out)
+            result = in_child(sample_config(out), out / "truth" / "customer_records.parquet")
+        counts = result["counts"]
+        print(
+            f"\n{persons:,} persons: {counts['identity.source_lookup']:,} customer records, "
+            f"{counts['marts.transactions']:,} transactions, {counts['marts.events']:,} events "
+            f"(generated in {generated.seconds:.1f}s); run {'succeeded' if result['success'] else 'FAILED'}"
+        )
+        print(f"{'step':<48}{'seconds':>9}{'peak MB':>9}")
+        for step, (seconds, peak) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
+            print(f"{step:<48}{seconds:>9.2f}{peak:>9.0f}")
+        identity = sum(s for k, (s, _) in result["steps"].items() if k in ("identity__source_lookup", "identity__identity_graph", "customer_ids"))
+        print(f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}")
+        print(f"{'identity step (lookup + graph + ids)':<48}{identity:>9.2f}")
+        q, b = result["quality"], result["baseline"]
+        print(f"{'':<24}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'seconds':>9}")
+        print(f"{'cdm identity':<24}{q['pair_precision']:>8.4f}{q['pair_recall']:>8.4f}{q['pair_f1']:>8.4f}{q['bcubed_f1']:>8.4f}{q['largest_cluster']:>8}{identity:>9.2f}")
+        print(
+            f"{'exact-key baseline':<24}{b['pair_precision']:>8.4f}{b['pair_recall']:>8.4f}{b['pair_f1']:>8.4f}{b['bcubed_f1']:>8.4f}"
+            f"{b['largest_cluster']:>8}{result['baseline_seconds']:>9.2f}  (edges + components on the same lookup)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
