@@ -85,6 +85,7 @@ def measure(config_path: Path, truth_path: Path, queue: multiprocessing.Queue) -
     config = load_config(config_path)
     con = duckdb.connect(str(config.resolve(config.warehouse.duckdb_path)))
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET preserve_insertion_order = false")  # as the Dagster resource configures it
     for name, source in config.sources_of("customer").items():
         load_raw_source(con, name, source, landed_files(config.resolve(source.path)))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
