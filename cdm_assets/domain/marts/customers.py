@@ -2,8 +2,7 @@
 
 Each field takes the value that survives among the customer's records: by
 default from the source with the best (lowest) `precedence`, then the most
-recent (`updated_at` of the source, else the newest landed row), then the
-most frequent. `customers.survivorship` in cdm.yaml can lead with
+recent (the source's `updated_at`), then the most frequent. `customers.survivorship` in cdm.yaml can lead with
 `most_recent` or `most_frequent` per field. Address parts (street, house
 number, postcode, city, country) survive together from one record, so a
 golden address is never stitched from two homes. Attributes declared under a
@@ -25,14 +24,18 @@ PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
 ADDRESS_FIELDS = ("street", "house_number", "postcode", "city", "country")
 ADDRESS = "address"
 
-# Sort keys per survivorship rule; every rule ends with the same tie-breakers
-# so that the choice is deterministic.
+# Sort keys per survivorship rule, over one candidate value of one customer:
+# its best precedence, its latest update (missing dates last), how many
+# records carry it. Every rule ends with the same tie-breakers, then the
+# value itself, so the choice is deterministic.
+_PRECEDENCE = "precedence"
+_RECENCY = "coalesce(-epoch(updated_at), 1e18)"
+_FREQUENCY = "-frequency"
 _ORDER = {
-    "precedence": "precedence, updated_at DESC NULLS LAST, frequency DESC",
-    "most_recent": "updated_at DESC NULLS LAST, precedence, frequency DESC",
-    "most_frequent": "frequency DESC, precedence, updated_at DESC NULLS LAST",
+    "precedence": (_PRECEDENCE, _RECENCY, _FREQUENCY),
+    "most_recent": (_RECENCY, _PRECEDENCE, _FREQUENCY),
+    "most_frequent": (_FREQUENCY, _PRECEDENCE, _RECENCY),
 }
-_TIE_BREAK = "_file DESC, _row_number DESC, source, source_record_id"
 
 
 def attribute_names(config: CdmConfig) -> list[str]:
@@ -119,24 +122,34 @@ def _build_customer_records(
     )
 
 
-def _surviving_field(records: TableName, field: str, rule: str) -> tuple[str, str]:
-    column = quote_ident(field)
-    return field, f"""
-        SELECT customer_id, {column} AS value FROM (
-            SELECT *, count(*) OVER (PARTITION BY customer_id, {column}) AS frequency
-            FROM {records.sql} WHERE {column} IS NOT NULL
-        )
-        QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY {_ORDER[rule]}, {_TIE_BREAK}) = 1
+def _surviving_value(records: TableName, value: str, rule: str) -> str:
+    """Per customer, the surviving one of the distinct non-empty values of `value`.
+
+    Grouping by (customer, value) first makes each criterion an aggregate, so
+    the choice is two GROUP BYs instead of a window over every record.
     """
+    first, second, third = _ORDER[rule]
+    return f"""
+        SELECT customer_id,
+               arg_min(value, struct_pack(k1 := {first}, k2 := {second}, k3 := {third}, k4 := value)) AS value
+        FROM (
+            SELECT customer_id, {value} AS value, min(precedence) AS precedence,
+                   max(updated_at) AS updated_at, count(*) AS frequency
+            FROM {records.sql}
+            WHERE {value} IS NOT NULL
+            GROUP BY ALL
+        )
+        GROUP BY customer_id
+    """
+
+
+def _surviving_field(records: TableName, field: str, rule: str) -> tuple[str, str]:
+    return field, _surviving_value(records, quote_ident(field), rule)
 
 
 def _surviving_address(records: TableName, rule: str) -> str:
-    parts = ", ".join(quote_ident(f) for f in ADDRESS_FIELDS)
-    address_key = "concat_ws('|', " + parts + ")"
-    return f"""
-        SELECT customer_id, {parts} FROM (
-            SELECT *, count(*) OVER (PARTITION BY customer_id, {address_key}) AS frequency
-            FROM {records.sql} WHERE street IS NOT NULL OR postcode IS NOT NULL
-        )
-        QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY {_ORDER[rule]}, {_TIE_BREAK}) = 1
-    """
+    """The address parts of one record, chosen as a whole."""
+    parts = ", ".join(f"{quote_ident(f)} := {quote_ident(f)}" for f in ADDRESS_FIELDS)
+    address = f"CASE WHEN street IS NOT NULL OR postcode IS NOT NULL THEN struct_pack({parts}) END"
+    unpacked = ", ".join(f"value.{quote_ident(f)} AS {quote_ident(f)}" for f in ADDRESS_FIELDS)
+    return f"SELECT customer_id, {unpacked} FROM ({_surviving_value(records, address, rule)})"
