@@ -128,10 +128,13 @@ def _land_file(
             _require_columns_in_file(source, path, landed_file.rows.column_names)
         _record_parser_rejects(con, name, landed_file, rejects)
         con.register("landed_file", landed_file.rows)
-        select = _jsonl_select(con, path) if file_format == "jsonl" else _delimited_select(landed_file.rows.schema)
         params = [str(path)]
         if file_format == "jsonl":
+            _parse_json_lines(con)
+            select = _jsonl_select(con, path)
             _reject_bad_json_lines(con, name, path, rejects)
+        else:
+            select = _delimited_select(landed_file.rows.schema)
     if file_format == "parquet":
         _require_columns_in_file(source, path, [row[0] for row in con.execute(f"DESCRIBE {select}", params).fetchall()])
     try:
@@ -144,6 +147,7 @@ def _land_file(
     finally:
         if file_format != "parquet":
             con.unregister("landed_file")
+        con.execute("DROP TABLE IF EXISTS json_lines")
 
 
 def _delimited_select(schema: pa.Schema) -> str:
@@ -168,17 +172,33 @@ def _delimited_select(schema: pa.Schema) -> str:
     """
 
 
+def _parse_json_lines(con: duckdb.DuckDBPyConnection) -> None:
+    """Decode and validate every non-blank line once; later steps only read the verdict."""
+    line = quote_ident(JSONL_LINE_COLUMN)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE json_lines AS
+        SELECT _row_number, text, bytes,
+               CASE WHEN text IS NULL THEN 'invalid UTF-8 bytes'
+                    WHEN try(json_type(text)) IS NULL THEN 'malformed JSON'
+                    WHEN json_type(text) <> 'OBJECT' THEN 'JSON line is not an object' END AS problem
+        FROM (
+            SELECT _row_number, try(decode({line})) AS text, {line} AS bytes
+            FROM landed_file
+            WHERE octet_length({line}) > 0
+        )
+        WHERE text IS NULL OR trim(text) <> ''  -- blank lines carry no record
+        """
+    )
+
+
 def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
-    """One text column per key seen in the file's JSON objects."""
+    """One text column per key seen in the file's JSON objects, extracted in one pass per line."""
     keys = [
         row[0]
         for row in con.execute(
-            f"""
-            SELECT key FROM (
-                SELECT unnest(json_keys(line)) AS key, _row_number
-                FROM (SELECT try(decode({quote_ident(JSONL_LINE_COLUMN)})) AS line, _row_number FROM landed_file)
-                WHERE line IS NOT NULL AND json_valid(line) AND json_type(line) = 'OBJECT'
-            )
+            """
+            SELECT key FROM (SELECT unnest(json_keys(text)) AS key, _row_number FROM json_lines WHERE problem IS NULL)
             GROUP BY key ORDER BY min(_row_number), key
             """
         ).fetchall()
@@ -186,37 +206,30 @@ def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     for key in keys:
         if '"' in key or any(ord(ch) < 32 for ch in key) or not key.strip():
             raise LandingError(f"{path}: JSON key {key!r} cannot be used as a column name")
-    line = f"try(decode({quote_ident(JSONL_LINE_COLUMN)}))"
-    extracted = [f"json_extract_string(line, '$.\"{_sql_text(k)}\"') AS {quote_ident(k)}" for k in keys]
+    paths = ", ".join(f"'$.\"{_sql_text(k)}\"'" for k in keys)
+    extracted = [f"_values[{index}] AS {quote_ident(k)}" for index, k in enumerate(keys, start=1)]
+    values = f"json_extract_string(text, [{paths}])" if keys else "[]::VARCHAR[]"
     return f"""
         SELECT {"".join(e + ", " for e in extracted)}
                ?::VARCHAR AS _file,
                _row_number,
                NULL::VARCHAR AS _bad_column,
                NULL::VARCHAR AS _raw
-        FROM (SELECT {line} AS line, _row_number FROM landed_file)
-        WHERE line IS NOT NULL AND json_valid(line) AND json_type(line) = 'OBJECT'
+        FROM (SELECT {values} AS _values, _row_number FROM json_lines WHERE problem IS NULL)
     """
 
 
 def _reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, rejects: TableName) -> None:
-    line = quote_ident(JSONL_LINE_COLUMN)
     con.execute(
         f"""
         INSERT INTO {rejects.sql}
-        SELECT ?, '{RAW_STAGE}', ?, _row_number, NULL,
-               CASE WHEN try(decode({line})) IS NULL THEN 'invalid UTF-8 bytes'
-                    WHEN NOT json_valid(try(decode({line}))) THEN 'malformed JSON'
-                    ELSE 'JSON line is not an object' END,
-               CASE WHEN try(decode({line})) IS NULL THEN 'undecodable bytes'
-                    WHEN NOT json_valid(try(decode({line}))) THEN 'malformed JSON'
-                    ELSE 'not a JSON object' END,
-               coalesce(try(decode({line})), CAST({line} AS VARCHAR))
-        FROM landed_file
-        WHERE length(trim(CAST({line} AS VARCHAR))) > 0
-          AND (try(decode({line})) IS NULL
-               OR NOT json_valid(try(decode({line})))
-               OR json_type(try(decode({line}))) <> 'OBJECT')
+        SELECT ?, '{RAW_STAGE}', ?, _row_number, NULL, problem,
+               CASE problem WHEN 'invalid UTF-8 bytes' THEN 'undecodable bytes'
+                            WHEN 'malformed JSON' THEN 'malformed JSON'
+                            ELSE 'not a JSON object' END,
+               coalesce(text, CAST(bytes AS VARCHAR))
+        FROM json_lines
+        WHERE problem IS NOT NULL
         """,
         [name, str(path)],
     )
@@ -299,20 +312,20 @@ def _write_accepted_and_flag_the_rest(
     data_columns = [row[0] for row in con.execute(f"DESCRIBE {landed.sql}").fetchall() if row[0] not in _HELPER_COLUMNS]
     columns = ", ".join(quote_ident(c) for c in data_columns)
     row_json = "CAST(to_json(struct_pack(" + ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in data_columns) + ")) AS VARCHAR)"
+    key = f"nullif(trim(CAST({record_id} AS VARCHAR)), '')"
+    # Duplicates are rare: rank only the rows whose key occurs more than once.
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE ranked_landed AS
-        SELECT *,
-               nullif(trim(CAST({record_id} AS VARCHAR)), '') AS _record_key,
-               row_number() OVER (
-                   PARTITION BY nullif(trim(CAST({record_id} AS VARCHAR)), '')
-                   ORDER BY _file DESC, _row_number
-               ) AS _occurrence,
+        CREATE OR REPLACE TEMP TABLE duplicate_landed AS
+        SELECT _file, _row_number, _record_key,
+               row_number() OVER w AS _occurrence,
                first_value(_file) OVER w AS _kept_file,
                first_value(_row_number) OVER w AS _kept_row
-        FROM {landed.sql}
-        WHERE _bad_column IS NULL
-        WINDOW w AS (PARTITION BY nullif(trim(CAST({record_id} AS VARCHAR)), '') ORDER BY _file DESC, _row_number)
+        FROM (SELECT *, {key} AS _record_key FROM {landed.sql} WHERE _bad_column IS NULL)
+        WHERE _record_key IN (
+            SELECT {key} FROM {landed.sql} WHERE _bad_column IS NULL GROUP BY ALL HAVING count(*) > 1
+        )
+        WINDOW w AS (PARTITION BY _record_key ORDER BY _file DESC, _row_number)
         """
     )
     try:
@@ -325,12 +338,13 @@ def _write_accepted_and_flag_the_rest(
             UNION ALL
             SELECT ?, '{RAW_STAGE}', _file, _row_number, ?,
                    'missing record id (column ' || ? || ')', 'missing record id', {row_json}
-            FROM ranked_landed WHERE _record_key IS NULL
+            FROM {landed.sql} WHERE _bad_column IS NULL AND {key} IS NULL
             UNION ALL
-            SELECT ?, '{RAW_STAGE}', _file, _row_number, ?,
-                   'duplicate record id ' || _record_key || ': kept ' || _kept_file || ' row ' || _kept_row,
+            SELECT ?, '{RAW_STAGE}', l._file, l._row_number, ?,
+                   'duplicate record id ' || d._record_key || ': kept ' || d._kept_file || ' row ' || d._kept_row,
                    'duplicate record id', {row_json}
-            FROM ranked_landed WHERE _record_key IS NOT NULL AND _occurrence > 1
+            FROM {landed.sql} l JOIN duplicate_landed d USING (_file, _row_number)
+            WHERE d._occurrence > 1
             """,
             [name, name, source.record_id, source.record_id, name, source.record_id],
         )
@@ -338,13 +352,16 @@ def _write_accepted_and_flag_the_rest(
             f"""
             CREATE TABLE {staging.sql} AS
             SELECT {columns}, _file, _row_number
-            FROM ranked_landed
-            WHERE _record_key IS NOT NULL AND _occurrence = 1
-            ORDER BY _file, _row_number
+            FROM {landed.sql} l
+            WHERE _bad_column IS NULL AND {key} IS NOT NULL
+              AND NOT EXISTS (
+                  SELECT 1 FROM duplicate_landed d
+                  WHERE d._occurrence > 1 AND d._file = l._file AND d._row_number = l._row_number
+              )
             """
         )
     finally:
-        con.execute("DROP TABLE IF EXISTS ranked_landed")
+        con.execute("DROP TABLE IF EXISTS duplicate_landed")
 
 
 _HELPER_COLUMNS = {"_file", "_row_number", "_bad_column", "_raw"}
