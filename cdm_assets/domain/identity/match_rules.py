@@ -54,12 +54,6 @@ DEFAULT_RULES: tuple[MatchRule, ...] = (
         must_not_differ=["birth_date", "phone"],
     ),
     MatchRule(
-        name="email_and_phone",
-        exact=["email", "phone"],
-        similar={"last_name": 0.8},
-        must_not_differ=["birth_date"],
-    ),
-    MatchRule(
         name="phone_and_first_name",
         exact=["phone"],
         similar={"first_name": 0.9, "last_name": 0.8},
