@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, duckdb_path
@@ -12,7 +16,17 @@ from cdm_assets.config import CdmConfig, duckdb_path
 CONNECTION_CONFIG = {"preserve_insertion_order": False}
 
 
-def warehouse_resource(config: CdmConfig) -> DuckDBResource:
+class WarehouseResource(DuckDBResource):
+    """DuckDB connections for the steps; no progress bar in run logs."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with super().get_connection() as connection:
+            connection.execute("SET enable_progress_bar = false")  # a per-connection setting
+            yield connection
+
+
+def warehouse_resource(config: CdmConfig) -> WarehouseResource:
     path = duckdb_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=str(path), connection_config=CONNECTION_CONFIG)
+    return WarehouseResource(database=str(path), connection_config=CONNECTION_CONFIG)
