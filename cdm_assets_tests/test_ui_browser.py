@@ -1,0 +1,234 @@
+"""The Dagster UI of a real `dagster dev`, driven by headless Chromium.
+
+The global lineage shows every asset of DESIGN.md, an asset materialises on
+demand from its page, and the lineage is saved to `docs/lineage.png` for the
+README.
+
+The graph draws asset *names* (`source_lookup`) inside group boxes (`identity`)
+and middle-truncates long names (`customer_…_history`), so full keys are
+checked against the GraphQL API and the asset catalog (`/assets`, which links
+every asset by its full key), and the names and groups on the lineage itself.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cdm_assets_tests.dagster_server import PROJECT_ROOT, dagster_dev, expected_asset_keys
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1600, "height": 1000}
+SCREENSHOT = PROJECT_ROOT / "docs" / "lineage.png"
+
+# Bounding boxes of the drawn asset nodes and of the visible part of the graph.
+GRAPH_BOXES_JS = """() => {
+  const nodes = [...document.querySelectorAll('svg foreignObject')].filter(e => e.textContent.trim());
+  let viewport = nodes[0].closest('svg').parentElement;
+  while (viewport && getComputedStyle(viewport).overflow !== 'hidden') viewport = viewport.parentElement;
+  const boxes = nodes.map(e => e.getBoundingClientRect());
+  const v = viewport.getBoundingClientRect();
+  return {
+    nodes: [Math.min(...boxes.map(b => b.left)), Math.min(...boxes.map(b => b.top)),
+            Math.max(...boxes.map(b => b.right)), Math.max(...boxes.map(b => b.bottom))],
+    viewport: [v.left, v.top, v.right, v.bottom],
+  };
+}"""
+
+
+# Zoomed out, the graph draws "minimal" nodes whose colours come from CSS variables.
+ALL_NODES_MATERIALISED_JS = """(count) => {
+  const boxes = [...document.querySelectorAll('svg foreignObject [style*="--minimal-bg"]')];
+  return boxes.length === count && boxes.every(b => b.getAttribute('style').includes('--color-background-green'));
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with dagster_dev(tmp_path_factory.mktemp("ui_browser")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def open_lineage(page, server) -> None:
+    """The global lineage with every group expanded."""
+    page.goto(f"{server.url}/asset-groups")
+    page.get_by_text("Materialize all").wait_for()
+    assert page.get_by_text("Join the Dagster community").count() == 0, "first-visit modal shown"
+    asset = page.locator("svg foreignObject").get_by_text("source_lookup", exact=True)
+    page.locator("svg foreignObject").get_by_text("raw", exact=True).first.wait_for()
+    if asset.count() == 0:
+        # Larger graphs start with collapsed groups; ⌥E expands them all (the UI's own shortcut).
+        page.keyboard.press("Alt+e")
+        asset.wait_for()
+
+
+def drawn_asset_names(page) -> list[str]:
+    """Names drawn on asset nodes (group boxes, drawn as foreignObjects too, are told apart by the caller)."""
+    texts = page.locator("svg foreignObject").evaluate_all(
+        "elements => elements.map(e => e.firstElementChild ? e.firstElementChild.innerText : '')"
+    )
+    return [text.strip().splitlines()[0].strip() for text in texts if text.strip()]
+
+
+def name_matches(drawn: str, name: str) -> bool:
+    if "…" in drawn:  # middle-truncated: customer_…_history
+        head, tail = drawn.split("…", 1)
+        return name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail)
+    return drawn == name
+
+
+def test_the_lineage_shows_every_asset_of_the_design(server, page):
+    expected = expected_asset_keys(server.config_path)
+    assert server.asset_keys() == expected
+    groups = server.graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+    assert {"/".join(node["assetKey"]["path"]): node["groupName"] for node in groups} == {
+        key: key.split("/")[0] for key in expected
+    }
+
+    page.set_viewport_size({"width": 1600, "height": 3000})  # the catalog only renders the rows in view
+    page.goto(f"{server.url}/assets")
+    page.locator("a[href='/assets/marts/customers']").first.wait_for()
+    linked = set(page.locator("a[href^='/assets/']").evaluate_all("links => links.map(a => a.getAttribute('href'))"))
+    assert {f"/assets/{key}" for key in expected} <= linked
+    for key in expected:
+        assert page.get_by_text(key.replace("/", " / "), exact=True).count() >= 1, key
+
+    page.set_viewport_size(VIEWPORT)
+    open_lineage(page, server)
+    drawn = drawn_asset_names(page)
+    for group in ("raw", "identity", "marts"):
+        assert group in drawn, f"group box {group} not drawn"
+    node_labels = [label for label in drawn if label not in ("raw", "identity", "marts")]
+    names = sorted(key.split("/")[1] for key in expected)
+    assert len(node_labels) == len(names), node_labels
+    unmatched = [name for name in names if not any(name_matches(label, name) for label in node_labels)]
+    assert unmatched == [], f"not drawn on the lineage: {unmatched} (drawn: {node_labels})"
+
+
+def test_an_asset_materialises_on_demand_from_its_page(server, page):
+    page.goto(f"{server.url}/assets/raw/crm")
+    run_id = launch_from_ui(page, page.locator("button").filter(has_text=re.compile(r"^\s*Materialize\s*$")))
+
+    assert server.wait_for_runs([run_id], timeout=300) == {run_id: "SUCCESS"}
+    data = server.graphql(
+        """query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run {
+             assetSelection { path } tags { key value } } } }""",
+        {"runId": run_id},
+    )["runOrError"]
+    assert [key["path"] for key in data["assetSelection"]] == [["raw", "crm"]]
+    assert {"key": "dagster/from_ui", "value": "true"} in data["tags"]
+
+    page.goto(f"{server.url}/runs/{run_id}")
+    page.get_by_text("Success", exact=True).first.wait_for()
+
+
+def test_the_lineage_screenshot_shows_every_asset_materialised(server, page):
+    server.wait_until_idle(timeout=300)  # headless materialisation + the sensors' first runs
+    open_lineage(page, server)
+    # Materialise everything once more from the UI, so that no asset shows as out of sync with
+    # its upstream (e.g. after the on-demand run of raw/crm in the test above).
+    run_id = launch_from_ui(page, page.locator("button").filter(has_text=re.compile(r"^\s*Materialize all\s*$")))
+    assert server.wait_for_runs([run_id], timeout=300) == {run_id: "SUCCESS"}
+    runs = server.wait_until_idle(timeout=300)
+    assert {run["status"] for run in runs} == {"SUCCESS"}
+    nodes = server.graphql("{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { runId } } }")["assetNodes"]
+    latest_run = {
+        "/".join(node["assetKey"]["path"]): [m["runId"] for m in node["assetMaterializations"]] for node in nodes
+    }
+    assert latest_run == {key: [run_id] for key in expected_asset_keys(server.config_path)}
+
+    page.get_by_text("Hide navigation").click()
+    page.get_by_role("button", name="panel_show_right", exact=True).click()  # hide the asset sidebar
+    fit_graph(page)
+    # Nodes are drawn grey until their live data (latest materialisation) has loaded, then green.
+    page.wait_for_function(ALL_NODES_MATERIALISED_JS, arg=len(nodes), timeout=60_000)
+    assert page.get_by_text("Join the Dagster community").count() == 0
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    partial = SCREENSHOT.with_suffix(".partial.png")
+    page.screenshot(path=str(partial), type="png")
+    shutil.move(partial, SCREENSHOT)
+    assert SCREENSHOT.stat().st_size > 20_000
+
+
+def launch_from_ui(page, button) -> str:
+    """Click a button that launches a run; returns the run id the UI got back."""
+    with page.expect_response(
+        lambda response: "/graphql" in response.url and "LaunchPipelineExecution" in (response.request.post_data or "")
+    ) as launched:
+        button.click()
+    result = launched.value.json()["data"]["launchPipelineExecution"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    run_id = result["run"]["id"]
+    page.get_by_text(f"Launched run {run_id[:8]}").wait_for()
+    return run_id
+
+
+def fit_graph(page, margin: float = 30) -> None:
+    """Zoom so that the whole graph just fits the visible graph area, then centre it by dragging."""
+
+    def measure():
+        box = page.evaluate(GRAPH_BOXES_JS)
+        nodes, view = box["nodes"], box["viewport"]
+        fits = (nodes[2] - nodes[0] <= view[2] - view[0] - 2 * margin
+                and nodes[3] - nodes[1] <= view[3] - view[1] - 2 * margin)
+        return nodes, view, fits
+
+    def zoom(direction: str) -> None:
+        page.get_by_role("button", name=direction, exact=True).click()
+        page.wait_for_timeout(400)
+
+    for _ in range(10):
+        if measure()[2]:
+            break
+        zoom("zoom_out")
+    for _ in range(10):
+        zoom("zoom_in")
+        if not measure()[2]:
+            zoom("zoom_out")
+            break
+    nodes, view, fits = measure()
+    assert fits, (nodes, view)
+    dx = (view[0] + view[2] - nodes[0] - nodes[2]) / 2
+    dy = (view[1] + view[3] - nodes[1] - nodes[3]) / 2
+    x, y = view[0] + 5, view[3] - 5  # an empty corner of the canvas
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y + dy, steps=10)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+    nodes, view, _ = measure()
+    assert view[0] <= nodes[0] and nodes[2] <= view[2] and view[1] <= nodes[1] and nodes[3] <= view[3], (nodes, view)
