@@ -3,9 +3,10 @@
 Every server gets its own `DAGSTER_HOME` (a copy of the project's
 `.dagster/dagster.yaml`, plus `.nux/nux.yaml` so the UI shows no first-visit
 modal), its own sample data, `cdm.yaml` and DuckDB file, and a free port on
-127.0.0.1. `dagster dev` runs in its own process group and is stopped with
-SIGTERM to that group (SIGKILL if it does not exit in time), so no webserver,
-daemon, code server or run worker outlives the test.
+127.0.0.1. `dagster dev` runs in its own process group; `stop()` sends SIGTERM
+to `dagster dev`, then to the whole group, then SIGKILL to whatever is left, so
+no webserver, daemon, code server or run worker outlives the test (and if the
+test process dies first, `dagster dev` gets SIGTERM from the kernel).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ ASSET_JOB = "__ASSET_JOB"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 # What DuckDB says when a second process opens a file another one is writing.
 LOCK_ERRORS = ("Could not set lock on file", "Conflicting lock")
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -417,8 +419,9 @@ class DagsterDev:
             if ticks and all(any(tick["status"] != "STARTED" for tick in sensor) for sensor in ticks.values()):
                 return ticks
             if time.monotonic() > deadline:
-                raise TimeoutError(f"sensors without a tick after {timeout:.0f}s: "
-                                   f"{sorted(n for n, t in ticks.items() if not t)}\n{self.log_tail()}")
+                unevaluated = sorted(name for name, sensor in ticks.items()
+                                     if all(tick["status"] == "STARTED" for tick in sensor))
+                raise TimeoutError(f"sensors not evaluated after {timeout:.0f}s: {unevaluated}\n{self.log_tail()}")
             time.sleep(1)
 
     def instance_log_text(self) -> str:
@@ -436,6 +439,8 @@ def _default_interrupts() -> None:
 
     A process started from a background job inherits an ignored SIGINT, and
     `dagster dev` maps SIGTERM onto the SIGINT handler: it would then ignore both.
+    The death signal follows the *thread* that started the server: start servers
+    from the main thread (as pytest fixtures do).
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -117,3 +117,14 @@ def test_explain_prints_the_records_links_and_rules_of_a_customer(landing, write
     assert "crm:C1 <-> shop:W1  rule=email_and_first_name score=1.000" in printed
     assert "created" in printed
     assert main(["explain", "cus_nobody"]) == 1
+
+
+def test_a_source_not_loaded_yet_counts_as_empty_downstream(landing, write_config):
+    defs = build_definitions(write_config(SOURCES))
+    # What a landing sensor runs on a fresh warehouse: one source and everything below it.
+    selection = dg.AssetSelection.assets(["raw", "crm"]).downstream()
+    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, selection=selection, raise_on_error=False)
+    assert result.success
+    with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw.shop").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM marts.customers").fetchone() == (3,)  # the crm records alone

@@ -13,8 +13,10 @@ CRM = {"entity": "customer", "path": "landing/crm/*.csv", "record_id": "id", "fi
 SHOP = {"entity": "customer", "path": "landing/shop/*.csv", "record_id": "id", "fields": {"email": "email"}}
 
 
-def evaluate(sensor: dg.SensorDefinition, defs: dg.Definitions, cursor: str | None):
+def evaluate(sensor: dg.SensorDefinition, defs: dg.Definitions, cursor: str | None, materialised: list[str] = ()):
     with dg.instance_for_test() as instance:
+        for key in materialised:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=dg.AssetKey.from_user_string(key)))
         context = dg.build_sensor_context(cursor=cursor, instance=instance, definitions=defs)
         result = sensor.evaluate_tick(context)
     return result.run_requests, result.skip_message, result.cursor
@@ -70,3 +72,14 @@ def test_the_daily_full_refresh_is_declared_but_off(write_config):
     defs = build_definitions(write_config({"crm": CRM}))
     schedule = defs.resolve_schedule_def("daily_full_refresh")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_files_already_loaded_before_the_first_tick_request_no_run(tmp_path, write_config):
+    defs = build_definitions(write_config({"crm": CRM}))
+    sensor = sensor_for(defs, "crm")
+    write_text(tmp_path / "landing/crm/a.csv", "id,email\n1,a@mail.nl\n")
+    requests, skip, cursor = evaluate(sensor, defs, None, materialised=["raw/crm"])
+    assert requests == [] and "were loaded by the latest materialisation" in skip
+    write_text(tmp_path / "landing/crm/b.csv", "id,email\n2,b@mail.nl\n")  # a change after that
+    requests, _, _ = evaluate(sensor, defs, cursor, materialised=["raw/crm"])
+    assert len(requests) == 1

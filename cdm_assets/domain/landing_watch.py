@@ -19,6 +19,7 @@ class LandingFingerprint:
     digest: str
     files: int
     bytes: int
+    newest_change: float = 0.0  # seconds since the epoch; not kept in the cursor
 
     def as_cursor(self) -> str:
         return f"{self.digest}:{self.files}:{self.bytes}"
@@ -35,9 +36,11 @@ def landing_fingerprint(pattern: Path) -> LandingFingerprint:
     """Name, size and modification time of every matching file, hashed."""
     hasher = hashlib.sha256()
     total = 0
+    newest = 0.0
     files = landed_files(pattern)
     for path in files:
         stat = os.stat(path)
         total += stat.st_size
+        newest = max(newest, stat.st_mtime)
         hasher.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return LandingFingerprint(hasher.hexdigest()[:32], len(files), total)
+    return LandingFingerprint(hasher.hexdigest()[:32], len(files), total, newest)

@@ -37,6 +37,7 @@ from cdm_assets.domain.warehouse import (
     quote_ident,
     staged_tables,
     swap_in,
+    table_exists,
 )
 
 RAW_STAGE = "raw"
@@ -91,6 +92,24 @@ def load_raw_source(
             report.rows_in = report.rows_accepted + report.rows_quarantined
             swap_in(con, [(target, staging)], QuarantineReplacement((name,), RAW_STAGE, rejects))
     return report
+
+
+def ensure_raw_tables(con: duckdb.DuckDBPyConnection, sources: dict[str, SourceConfig]) -> list[str]:
+    """Create an empty `raw.<source>` for every source not loaded yet; returns their names.
+
+    A source whose files have not landed is an empty source, exactly what its
+    raw asset builds when its glob matches nothing; downstream steps can then
+    run before every source has been loaded once.
+    """
+    ensure_quarantine(con)
+    created = []
+    for name, source in sources.items():
+        table = TableName("raw", name)
+        if not table_exists(con, table):
+            columns = ", ".join(f"{quote_ident(c)} VARCHAR" for c in source.columns_used())
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table.sql} ({columns}, _file VARCHAR, _row_number BIGINT)")
+            created.append(name)
+    return created
 
 
 def _create_rejects_table(con: duckdb.DuckDBPyConnection, rejects: TableName) -> None:

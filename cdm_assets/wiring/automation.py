@@ -38,6 +38,11 @@ def build_landing_sensor(config: CdmConfig, name: str) -> dg.SensorDefinition:
         if previous is None and current.files == 0:
             yield dg.SkipReason(f"no files at {pattern} yet")
             return
+        if previous is None and _loaded_since(context, name, current.newest_change):
+            # First tick after a restart or a new deployment: what is there was
+            # already loaded, so only later changes need a run.
+            yield dg.SkipReason(f"the {current.files} file(s) at {pattern} were loaded by the latest materialisation")
+            return
         # The run targets the sensor's selection: this source and everything downstream.
         yield dg.RunRequest(
             run_key=f"{name}:{current.digest}",
@@ -45,6 +50,11 @@ def build_landing_sensor(config: CdmConfig, name: str) -> dg.SensorDefinition:
         )
 
     return landing_sensor
+
+
+def _loaded_since(context: dg.SensorEvaluationContext, name: str, newest_change: float) -> bool:
+    latest = context.instance.get_latest_materialization_event(raw_asset_key(name))
+    return latest is not None and latest.timestamp >= newest_change
 
 
 def build_sensors(config: CdmConfig) -> list[dg.SensorDefinition]:

@@ -15,6 +15,7 @@ from cdm_assets.domain.identity.resolution import (
     match_rules,
 )
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
+from cdm_assets.domain.raw_tables import ensure_raw_tables
 
 IDENTITY_GROUP = "identity"
 SOURCE_LOOKUP_KEY = dg.AssetKey(["identity", "source_lookup"])
@@ -40,6 +41,8 @@ def build_identity_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
         phones (E.164), dates, addresses and countries standardised, plus the match keys
         the identity rules compare."""
         with duckdb.get_connection() as con:
+            for name in ensure_raw_tables(con, config.sources):
+                context.log.warning(f"raw/{name} has not been loaded yet: it counts as an empty source")
             build_source_lookup(con, config)
             per_source = dict(
                 con.execute(f"SELECT source, count(*) FROM {SOURCE_LOOKUP.sql} GROUP BY source ORDER BY source").fetchall()

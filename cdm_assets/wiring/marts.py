@@ -11,6 +11,7 @@ from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_cus
 from cdm_assets.domain.marts.customers import CUSTOMERS, attribute_names, build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events
 from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transactions
+from cdm_assets.domain.raw_tables import ensure_raw_tables
 
 MARTS_GROUP = "marts"
 CUSTOMERS_KEY = dg.AssetKey(["marts", "customers"])
@@ -31,6 +32,7 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
         (precedence, then most recent, then most frequent), attributes declared in cdm.yaml,
         the customer's sources, record count, first and last seen."""
         with duckdb.get_connection() as con:
+            ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
             build_customers(con, config)
             metadata = table_metadata(con, CUSTOMERS)
         return dg.MaterializeResult(metadata={**metadata, "attributes": ", ".join(attribute_names(config)) or "none"})
@@ -41,6 +43,7 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
         Amounts are non-negative (the type tells order from return), currencies ISO 4217,
         timestamps parsed; rows breaking these rules are quarantined with the reason."""
         with duckdb.get_connection() as con:
+            ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
             report = build_transactions(con, config)
             metadata = table_metadata(con, TRANSACTIONS)
         return dg.MaterializeResult(
@@ -58,6 +61,7 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
         anonymous ids seen with a known customer are stitched to that customer, earlier
         anonymous events included."""
         with duckdb.get_connection() as con:
+            ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
             report = build_events(con, config)
             metadata = table_metadata(con, EVENTS)
         return dg.MaterializeResult(
