@@ -14,7 +14,6 @@ from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.warehouse import TableName
 
-Test = Callable[..., data_tests.Outcome]
 
 
 def check_result(outcome: data_tests.Outcome, passed: bool, severity: dg.AssetCheckSeverity, **extra) -> dg.AssetCheckResult:
