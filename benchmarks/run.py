@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.identity_quality import SEED, sample_config, scores  # noqa: E402
+from benchmarks.identity_quality import SEED, load_truth, sample_config, scores  # noqa: E402
 
 BASELINE_KEYS = (
     "email_key",
@@ -125,10 +125,7 @@ def measure(config_path: Path, truth_path: Path, queue) -> None:
     }
     con = duckdb.connect(str(config.resolve(config.warehouse.duckdb_path)))
     con.execute("SET enable_progress_bar = false")
-    con.execute(
-        "CREATE TEMP TABLE truth AS SELECT source, CAST(record_id AS VARCHAR) AS record_id, person_id FROM read_parquet(?)",
-        [str(truth_path)],
-    )
+    load_truth(con, truth_path)
     quality = scores(con)
     counts = {
         table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
