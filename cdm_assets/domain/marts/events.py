@@ -20,7 +20,7 @@ import duckdb
 from cdm_assets.config.model import CdmConfig, SourceConfig, column_of, format_of
 from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
 from cdm_assets.domain.identity.match_rules import SOURCE_LOOKUP
-from cdm_assets.domain.marts.parsing import customer_reference_sql, timestamp_sql
+from cdm_assets.domain.marts.parsing import reference_columns_sql, timestamp_sql
 from cdm_assets.domain.warehouse import TableName, ensure_schemas, quote_ident, staged_tables, swap_in
 
 EVENTS = TableName("marts", "events")
@@ -103,12 +103,8 @@ def _parsed_select(name: str, source: SourceConfig) -> str:
 
     occurred = quote_ident(column_of(fields["occurred_at"])) if "occurred_at" in fields else None
     occurred_format = format_of(fields["occurred_at"]) if "occurred_at" in fields else None
-    ref_source, ref_value = customer_reference_sql(source)
     return f"""
-        SELECT '{name}' AS source,
-               trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS event_id,
-               {ref_source} AS customer_source,
-               {ref_value} AS customer_ref,
+        SELECT {reference_columns_sql(name, source, "event_id")},
                CASE WHEN contains({text("email")}, '@') THEN lower({text("email")}) END AS email,
                {text("anonymous_id")} AS anonymous_id,
                {text("event_type")} AS event_type,

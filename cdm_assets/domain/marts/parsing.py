@@ -47,3 +47,15 @@ def row_json_sql(source: SourceConfig) -> str:
     columns = source.columns_used()
     pairs = ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in columns)
     return f"CAST(to_json(struct_pack({pairs})) AS VARCHAR)"
+
+
+def reference_columns_sql(name: str, source: SourceConfig, id_alias: str) -> str:
+    """The columns every transaction and event row starts with: its source, its
+    id (as `id_alias`) and the customer record it points at."""
+    ref_source, ref_value = customer_reference_sql(source)
+    return (
+        f"'{name}' AS source, "
+        f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS {id_alias}, "
+        f"{ref_source} AS customer_source, "
+        f"{ref_value} AS customer_ref"
+    )

@@ -15,7 +15,7 @@ import duckdb
 
 from cdm_assets.config.model import CdmConfig, SourceConfig, TransactionTypes, column_of, format_of
 from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
-from cdm_assets.domain.marts.parsing import amount_sql, customer_reference_sql, row_json_sql, timestamp_sql
+from cdm_assets.domain.marts.parsing import amount_sql, reference_columns_sql, row_json_sql, timestamp_sql
 from cdm_assets.domain.marts.reference_data import ISO_CURRENCIES
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
@@ -124,12 +124,8 @@ def _parsed_select(name: str, source: SourceConfig) -> str:
     types = source.type_values or TransactionTypes()
     type_text = f"lower(trim(CAST({kind} AS VARCHAR)))" if kind else "NULL"
     currency_sql = f"nullif(upper(trim(CAST({currency} AS VARCHAR))), '')" if currency else "NULL::VARCHAR"
-    ref_source, ref_value = customer_reference_sql(source)
     return f"""
-        SELECT '{name}' AS source,
-               trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS transaction_id,
-               {ref_source} AS customer_source,
-               {ref_value} AS customer_ref,
+        SELECT {reference_columns_sql(name, source, "transaction_id")},
                nullif(trim(CAST({amount} AS VARCHAR)), '') AS amount_text,
                {amount_sql(amount)} AS amount,
                {currency_sql} AS currency,
