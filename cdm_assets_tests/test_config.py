@@ -49,7 +49,8 @@ def test_missing_record_id_names_the_key():
 def test_unknown_entity_lists_the_allowed_ones():
     message = error_for(lambda d: d["sources"]["crm"].update(entity="persona"))
     assert message.startswith(f"{CONFIG_FILE}: sources.crm.entity: ")
-    assert "'customer', 'transaction' or 'event'" in message
+    assert "expected one of: customer, transaction, event" in message
+    assert "entities" in message  # points at where other customer-like entities are declared
 
 
 def test_unknown_canonical_field_lists_the_fields_of_the_entity():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Source columns are quoted identifiers in SQL; refuse what could break out of
@@ -20,7 +20,9 @@ SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 UNSAFE_COLUMN = re.compile(r'["\x00-\x1f\x7f]')
 MAX_IDENTIFIER_LENGTH = 128
 
-Entity = Literal["customer", "transaction", "event"]
+# The built-in entities; `entities:` in cdm.yaml declares more customer-like ones.
+CUSTOMER = "customer"
+BUILT_IN_ENTITIES = ("customer", "transaction", "event")
 FileFormat = Literal["csv", "parquet", "jsonl"]
 
 CUSTOMER_FIELDS = (
@@ -63,6 +65,8 @@ def check_column_name(name: str) -> str:
 
 
 ColumnName = Annotated[str, Field(min_length=1)]
+# A column name checked on the spot (other models check theirs in their validators).
+SafeColumnName = Annotated[str, Field(min_length=1), AfterValidator(check_column_name)]
 
 
 class StrictModel(BaseModel):
@@ -72,13 +76,8 @@ class StrictModel(BaseModel):
 class DateColumn(StrictModel):
     """A date or timestamp column with its strftime format, e.g. `%d/%m/%Y`."""
 
-    column: ColumnName
+    column: SafeColumnName
     format: str
-
-    @field_validator("column")
-    @classmethod
-    def _safe_column(cls, value: str) -> str:
-        return check_column_name(value)
 
     @field_validator("format")
     @classmethod
@@ -140,10 +139,23 @@ class TransactionTypes(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class SourceConfig(StrictModel):
-    """One landed source: where its files are and how its columns map."""
+class RecordReference(StrictModel):
+    """A column of a customer-like record holding the id of a record of another source,
+    e.g. a contact's account: `{source: crm_accounts, column: company_id}`."""
 
-    entity: Entity
+    source: str
+    column: SafeColumnName
+
+
+class SourceConfig(StrictModel):
+    """One landed source: where its files are and how its columns map.
+
+    `entity` is `customer`, `transaction`, `event` or a customer-like entity
+    declared under `entities:` (e.g. `account`); customer-like sources are
+    matched, clustered and given golden records of their entity.
+    """
+
+    entity: str
     path: str = Field(min_length=1)
     format: FileFormat | None = None
     record_id: ColumnName
@@ -155,6 +167,8 @@ class SourceConfig(StrictModel):
     identifiers: dict[str, ColumnName] = Field(default_factory=dict)
     attributes: dict[str, ColumnName] = Field(default_factory=dict)
     customer: CustomerReference | None = None
+    # Customer-like sources: records of another entity this record belongs to (entity: reference).
+    links: dict[str, RecordReference] = Field(default_factory=dict)
     # When the record last changed in its source: decides "most recent" in
     # survivorship and gives customers their first and last seen.
     updated_at: FieldMapping | None = None
@@ -192,14 +206,28 @@ class SourceConfig(StrictModel):
             raise ValueError(f"unknown phone region {value!r}: expected an ISO 3166 alpha-2 code such as 'NL'")
         return region
 
+    @field_validator("entity")
+    @classmethod
+    def _entity_name(cls, value: str) -> str:
+        if not SOURCE_NAME.match(value):
+            raise ValueError(
+                f"bad entity {value!r}: expected customer, transaction, event or an entity declared under 'entities'"
+            )
+        return value
+
+    @property
+    def kind(self) -> str:
+        """`transaction`, `event`, or `customer` for every customer-like entity."""
+        return self.entity if self.entity in ("transaction", "event") else CUSTOMER
+
     @model_validator(mode="after")
     def _fields_fit_the_entity(self) -> SourceConfig:
-        allowed = CANONICAL_FIELDS[self.entity]
+        allowed = CANONICAL_FIELDS[self.kind]
         for name, mapping in self.fields.items():
             if name not in allowed:
                 raise FieldError(
                     ("fields", name),
-                    f"unknown canonical field {name!r} for a {self.entity} source; expected one of: {', '.join(allowed)}",
+                    f"unknown canonical field {name!r} for a {self.kind} source; expected one of: {', '.join(allowed)}",
                 )
             if isinstance(mapping, DateColumn) and name not in DATE_FIELDS:
                 raise FieldError(("fields", name), f"{name!r} is not a date field; map it to a column name")
@@ -208,13 +236,13 @@ class SourceConfig(StrictModel):
                     check_column_name(mapping)
                 except ValueError as error:
                     raise FieldError(("fields", name), str(error)) from None
-        if self.entity == "customer":
+        if self.kind == CUSTOMER:
             if self.customer is not None:
                 raise FieldError(("customer",), "only transaction and event sources point at a customer")
         else:
-            for key in ("identifiers", "attributes"):
+            for key in ("identifiers", "attributes", "links"):
                 if getattr(self, key):
-                    raise FieldError((key,), f"only customer sources have {key}")
+                    raise FieldError((key,), f"only customer-like sources have {key}")
         if self.entity == "transaction":
             missing = [f for f in ("amount", "occurred_at") if f not in self.fields]
             if missing:
@@ -247,6 +275,7 @@ class SourceConfig(StrictModel):
             columns.append(column_of(self.updated_at))
         if self.customer is not None:
             columns += [c for c in (self.customer.source_column, self.customer.column) if c]
+        columns += [link.column for link in self.links.values()]
         return list(dict.fromkeys(columns))
 
 
@@ -340,6 +369,31 @@ class CustomersConfig(StrictModel):
     survivorship: dict[str, SurvivorshipRule] = Field(default_factory=dict)
 
 
+class EntityConfig(StrictModel):
+    """A customer-like entity besides `customer`, such as B2B accounts or marketplace
+    sellers: its sources get a lookup, identity graph, stable ids and golden records
+    of their own (`identity.<name>_source_lookup` ... `marts.<table>`)."""
+
+    table: str | None = None  # the golden-record table in `marts`; default: the name + "s"
+    id_prefix: str | None = None  # prefix of the entity's ids; default: its first three letters + "_"
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    survivorship: dict[str, SurvivorshipRule] = Field(default_factory=dict)
+
+    @field_validator("table")
+    @classmethod
+    def _safe_table(cls, value: str | None) -> str | None:
+        if value is not None and (not SOURCE_NAME.match(value) or len(value) > 63):
+            raise ValueError(f"unsafe table name {value!r}: expected lower-case [a-z][a-z0-9_]*")
+        return value
+
+    @field_validator("id_prefix")
+    @classmethod
+    def _safe_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z][a-z0-9]{0,7}_$", value):
+            raise ValueError(f"bad id prefix {value!r}: expected 1-8 lower-case letters or digits and '_', e.g. 'acc_'")
+        return value
+
+
 class ChecksConfig(StrictModel):
     """Thresholds of the advisory data tests."""
 
@@ -355,6 +409,7 @@ class CdmConfig(StrictModel):
     sources: dict[str, SourceConfig]
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     customers: CustomersConfig = Field(default_factory=CustomersConfig)
+    entities: dict[str, EntityConfig] = Field(default_factory=dict)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     config_path: Path | None = Field(default=None, exclude=True)
 
@@ -372,7 +427,8 @@ class CdmConfig(StrictModel):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CdmConfig:
-        customer_sources = sorted(n for n, s in self.sources.items() if s.entity == "customer")
+        self._check_entities()
+        customer_sources = sorted(self.sources_of(CUSTOMER))
         for name, source in self.sources.items():
             if source.format is None:
                 try:
@@ -382,43 +438,129 @@ class CdmConfig(StrictModel):
                         ("sources", name, "format"),
                         f"cannot tell the format from {source.path!r}; expected one of: csv, parquet, jsonl",
                     ) from None
-            if source.entity != "customer" and source.customer is not None and source.customer.source is not None:
+            if source.kind != CUSTOMER and source.customer is not None and source.customer.source is not None:
                 target = source.customer.source
                 if target not in self.sources:
                     raise FieldError(
                         ("sources", name, "customer", "source"),
                         f"source {target!r} does not exist; customer sources are: {', '.join(customer_sources) or 'none'}",
                     )
-                if self.sources[target].entity != "customer":
+                if self.sources[target].entity != CUSTOMER:
                     raise FieldError(
                         ("sources", name, "customer", "source"),
                         f"source {target!r} is a {self.sources[target].entity} source; expected a customer source "
                         f"({', '.join(customer_sources) or 'none'})",
                     )
+            self._check_links(name, source)
         if not customer_sources:
             raise FieldError(("sources",), "at least one source with entity: customer is required")
-        golden = set(GOLDEN_FIELDS) | {a for s in self.sources.values() for a in s.attributes}
-        for field_name in self.customers.survivorship:
+        for entity in self.customer_entities():
+            key = ("customers",) if entity == CUSTOMER else ("entities", entity)
+            self._check_survivorship(entity, key)
+            self._check_rule_identifiers(entity, (*key[:-1], "identity") if entity == CUSTOMER else (*key, "identity"))
+        return self
+
+    def _check_entities(self) -> None:
+        tables = {"customers", "transactions", "events", "customer_metrics"}
+        prefixes = {"cus_"}
+        for entity, settings in self.entities.items():
+            if not SOURCE_NAME.match(entity) or len(entity) > 40 or entity in BUILT_IN_ENTITIES:
+                raise FieldError(
+                    ("entities", entity),
+                    f"bad entity name {entity!r}: expected [a-z][a-z0-9_]* other than {', '.join(BUILT_IN_ENTITIES)} "
+                    "(the customer entity is configured under 'identity' and 'customers')",
+                )
+            table, prefix = self.golden_table(entity), self.id_prefix(entity)
+            if table in tables:
+                raise FieldError(("entities", entity, "table"), f"table marts.{table} is taken; set another 'table'")
+            if prefix in prefixes:
+                raise FieldError(("entities", entity, "id_prefix"), f"id prefix {prefix!r} is taken; set another")
+            tables.add(table)
+            prefixes.add(prefix)
+        known = [*BUILT_IN_ENTITIES, *self.entities]
+        for name, source in self.sources.items():
+            if source.entity not in known:
+                raise FieldError(
+                    ("sources", name, "entity"),
+                    f"unknown entity {source.entity!r}; expected one of: {', '.join(known)} "
+                    "(declare other customer-like entities under 'entities')",
+                )
+        for entity in self.entities:
+            if not self.sources_of(entity):
+                raise FieldError(("entities", entity), f"no source has entity: {entity}")
+
+    def _check_links(self, name: str, source: SourceConfig) -> None:
+        for entity, link in source.links.items():
+            where = ("sources", name, "links", entity)
+            if entity not in self.entities:
+                raise FieldError(
+                    where,
+                    f"unknown entity {entity!r}; links point at an entity declared under 'entities' "
+                    f"({', '.join(self.entities) or 'none declared'})",
+                )
+            if entity == source.entity:
+                raise FieldError(where, f"a {entity} record cannot link to another {entity}")
+            targets = sorted(self.sources_of(entity))
+            if link.source not in targets:
+                raise FieldError(
+                    (*where, "source"),
+                    f"source {link.source!r} is not a {entity} source; expected one of: {', '.join(targets)}",
+                )
+
+    def _check_survivorship(self, entity: str, key: tuple[str, ...]) -> None:
+        golden = {*GOLDEN_FIELDS, *self.attribute_names(entity), *(f"{e}_id" for e in self.linked_entities(entity))}
+        for field_name in self.survivorship(entity):
             if field_name not in golden:
                 raise FieldError(
-                    ("customers", "survivorship", field_name),
+                    (*key, "survivorship", field_name),
                     f"unknown golden-record field {field_name!r}; expected a canonical field or a declared attribute: "
                     f"{', '.join(sorted(golden))}",
                 )
-        declared = {i for s in self.sources.values() for i in s.identifiers}
-        for index, rule in enumerate(self.identity.rules or []):
-            for key in [*rule.exact, *rule.must_not_differ]:
-                if key.startswith("identifier:") and key.split(":", 1)[1] not in declared:
-                    raise FieldError(
-                        ("identity", "rules", str(index), "exact"),
-                        f"{key!r} names no identifier declared by a customer source "
-                        f"(declared: {', '.join(sorted(declared)) or 'none'})",
-                    )
-        return self
 
-    def identifier_names(self) -> list[str]:
-        """Identifier names declared by any customer source, sorted."""
-        return sorted({i for s in self.sources.values() if s.entity == "customer" for i in s.identifiers})
+    def _check_rule_identifiers(self, entity: str, key: tuple[str, ...]) -> None:
+        declared = self.identifier_names(entity)
+        for index, rule in enumerate(self.identity_settings(entity).rules or []):
+            for field_name in ("exact", "must_not_differ"):
+                for match_key in getattr(rule, field_name):
+                    if match_key.startswith("identifier:") and match_key.split(":", 1)[1] not in declared:
+                        raise FieldError(
+                            (*key, "rules", str(index), field_name),
+                            f"{match_key!r} names no identifier declared by a {entity} source "
+                            f"(declared: {', '.join(declared) or 'none'})",
+                        )
+
+    def customer_entities(self) -> list[str]:
+        """`customer` and the declared customer-like entities, in config order."""
+        return [CUSTOMER, *self.entities]
+
+    def identity_settings(self, entity: str = CUSTOMER) -> IdentityConfig:
+        return self.identity if entity == CUSTOMER else self.entities[entity].identity
+
+    def survivorship(self, entity: str = CUSTOMER) -> dict[str, str]:
+        return self.customers.survivorship if entity == CUSTOMER else self.entities[entity].survivorship
+
+    def golden_table(self, entity: str = CUSTOMER) -> str:
+        """The name of the entity's golden-record table in `marts`."""
+        if entity == CUSTOMER:
+            return "customers"
+        return self.entities[entity].table or f"{entity}s"
+
+    def id_prefix(self, entity: str = CUSTOMER) -> str:
+        if entity == CUSTOMER:
+            return "cus_"
+        return self.entities[entity].id_prefix or f"{entity[:3]}_"
+
+    def identifier_names(self, entity: str = CUSTOMER) -> list[str]:
+        """Identifier names declared by the entity's sources, sorted."""
+        return sorted({i for s in self.sources_of(entity).values() for i in s.identifiers})
+
+    def attribute_names(self, entity: str = CUSTOMER) -> list[str]:
+        """Attribute names declared by the entity's sources, sorted."""
+        return sorted({a for s in self.sources_of(entity).values() for a in s.attributes})
+
+    def linked_entities(self, entity: str = CUSTOMER) -> list[str]:
+        """Entities that the entity's records link to (e.g. a contact's account), sorted."""
+        return sorted({e for s in self.sources_of(entity).values() for e in s.links})
 
     @property
     def base_dir(self) -> Path:

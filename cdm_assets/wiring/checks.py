@@ -6,9 +6,10 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY
+from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, table_key
 from cdm_assets.wiring.marts import CUSTOMERS_KEY, EVENTS_KEY, TRANSACTIONS_KEY
 from cdm_assets.wiring.raw import raw_asset_key
+from cdm_assets.domain.identity.entity_tables import entity_tables
 from cdm_assets.domain.marts import data_tests
 from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
@@ -131,6 +132,10 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
         ),
         row_count_drop_check(CUSTOMERS_KEY, limits.max_row_count_drop),
     ]
+    for entity in config.entities:
+        checks += entity_checks(config, entity)
+    for entity in config.customer_entities():
+        checks += link_checks(config, entity)
     for name in config.sources:
         table = TableName("raw", name)
         checks.append(
@@ -140,6 +145,60 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
                 f"Warns when more than {limits.max_quarantine_share:.1%} of the rows of {name} are quarantined.",
                 lambda con, name=name, table=table: data_tests.quarantined_rows(con, name, table),
                 limits.max_quarantine_share,
+            )
+        )
+    return checks
+
+
+def entity_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition]:
+    """The identity and golden-record checks of a declared customer-like entity (e.g. accounts)."""
+    tables = entity_tables(config, entity)
+    golden, id_map = table_key(tables.golden), table_key(tables.id_map)
+    max_size = config.identity_settings(entity).max_cluster_size
+    return [
+        blocking_check(
+            golden,
+            f"{tables.id_column}_is_unique",
+            f"One golden record per {tables.label}.",
+            lambda con: data_tests.duplicate_customer_ids(con, tables),
+        ),
+        blocking_check(
+            id_map,
+            f"one_{tables.id_column}_per_record",
+            f"Every {entity} record of the source lookup has exactly one {tables.label}.",
+            lambda con: data_tests.records_without_exactly_one_customer_id(con, tables),
+        ),
+        share_check(
+            id_map,
+            "no_giant_clusters",
+            f"Warns when a {tables.label} holds more than {max_size} records (over-merging).",
+            lambda con: data_tests.oversized_clusters(con, max_size, tables),
+            0.0,
+        ),
+        row_count_drop_check(golden, config.checks.max_row_count_drop),
+    ]
+
+
+def link_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition]:
+    """Per linked entity: warn when records name linked records that do not exist (a contact's
+    account id matching no account)."""
+    checks = []
+    golden = table_key(entity_tables(config, entity).golden)
+    for linked in config.linked_entities(entity):
+        target = entity_tables(config, linked)
+        links = [
+            data_tests.Link(name, source.record_id, source.links[linked].column, source.links[linked].source)
+            for name, source in sorted(config.sources_of(entity).items())
+            if linked in source.links
+        ]
+        checks.append(
+            share_check(
+                golden,
+                f"{linked}_links_resolve",
+                f"Warns when more than {config.checks.max_unattributed_share:.0%} of the {linked} references "
+                f"of {entity} records name no {linked} record.",
+                lambda con, links=links, target=target: data_tests.dangling_links(con, links, target),
+                config.checks.max_unattributed_share,
             )
         )
     return checks

@@ -4,11 +4,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY
+from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY, table_key
 from cdm_assets.wiring.metadata import table_metadata
 from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
-from cdm_assets.domain.marts.customers import CUSTOMERS, attribute_names, build_customers
+from cdm_assets.domain.identity.entity_tables import entity_tables
+from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events
 from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transactions
 from cdm_assets.domain.raw_tables import ensure_raw_tables
@@ -26,16 +27,7 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
 
     common = {"group_name": MARTS_GROUP, "kinds": {"duckdb"}, "owners": OWNERS, "pool": "duckdb"}
 
-    @dg.asset(key=CUSTOMERS_KEY, deps=[CUSTOMER_ID_MAP_KEY, *raw_keys("customer")], **common)
-    def customers(duckdb: DuckDBResource) -> dg.MaterializeResult:
-        """One golden record per Customer ID: each field from the best source by survivorship
-        (precedence, then most recent, then most frequent), attributes declared in cdm.yaml,
-        the customer's sources, record count, first and last seen."""
-        with duckdb.get_connection() as con:
-            ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
-            build_customers(con, config)
-            metadata = table_metadata(con, CUSTOMERS)
-        return dg.MaterializeResult(metadata={**metadata, "attributes": ", ".join(attribute_names(config)) or "none"})
+    golden = [golden_records_asset(config, entity, common) for entity in config.customer_entities()]
 
     @dg.asset(key=TRANSACTIONS_KEY, deps=[CUSTOMER_ID_MAP_KEY, *raw_keys("transaction")], **common)
     def transactions(duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -77,4 +69,36 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
             metadata = table_metadata(con, CUSTOMER_METRICS)
         return dg.MaterializeResult(metadata=metadata)
 
-    return [customers, transactions, events, customer_metrics]
+    return [*golden, transactions, events, customer_metrics]
+
+
+def golden_records_asset(config: CdmConfig, entity: str, common: dict) -> dg.AssetsDefinition:
+    """`marts/customers`, or the golden records of another customer-like entity."""
+    tables = entity_tables(config, entity)
+    linked = [entity_tables(config, e) for e in config.linked_entities(entity)]
+    deps = [
+        table_key(tables.id_map),
+        *(table_key(t.id_map) for t in linked),
+        *(raw_asset_key(name) for name in config.sources_of(entity)),
+    ]
+    links = "".join(f", the {t.id_column} of its {t.entity}" for t in linked)
+
+    @dg.asset(
+        key=table_key(tables.golden),
+        deps=deps,
+        description=(
+            f"One golden record per {tables.label}: each field from the best source by survivorship "
+            f"(precedence, then most recent, then most frequent), attributes declared in cdm.yaml{links}, "
+            f"the {entity}'s sources, record count, first and last seen."
+        ),
+        **common,
+    )
+    def golden_records(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        with duckdb.get_connection() as con:
+            ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
+            build_customers(con, config, entity)
+            metadata = table_metadata(con, tables.golden)
+        attributes = ", ".join(config.attribute_names(entity)) or "none"
+        return dg.MaterializeResult(metadata={**metadata, "attributes": attributes})
+
+    return golden_records

@@ -14,6 +14,9 @@ Rules, applied to this run's clusters against the previous `customer_id_map`:
 New ids are opaque (`cus_` + 16 hex digits of a hash of the cluster's first
 record reference, never a name or email) and never reuse an id seen before.
 The map and the appended history are swapped in one transaction.
+
+Other customer-like entities (e.g. `account`) get their ids the same way, in
+their own map and history (`identity.account_id_map`, column `account_id`).
 """
 
 from __future__ import annotations
@@ -23,19 +26,21 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from cdm_assets.domain.warehouse import TableName, staged_tables, swap_in, table_exists
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
+from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in, table_exists
 
-CUSTOMER_ID_MAP = TableName("identity", "customer_id_map")
-CUSTOMER_ID_HISTORY = TableName("identity", "customer_id_history")
-ID_PREFIX = "cus_"
+CUSTOMER_ID_MAP = CUSTOMER_TABLES.id_map
+CUSTOMER_ID_HISTORY = CUSTOMER_TABLES.id_history
 
-HISTORY_DDL = """
-    customer_id VARCHAR NOT NULL,
-    previous_customer_id VARCHAR,
-    change VARCHAR NOT NULL,          -- created | merged | split | retired
-    changed_at TIMESTAMP NOT NULL,
-    records BIGINT                    -- records involved in the change
-"""
+
+def history_ddl(tables: EntityTables) -> str:
+    return f"""
+        {quote_ident(tables.id_column)} VARCHAR NOT NULL,
+        {quote_ident(tables.previous_id_column)} VARCHAR,
+        change VARCHAR NOT NULL,          -- created | merged | split | moved | retired
+        changed_at TIMESTAMP NOT NULL,
+        records BIGINT                    -- records involved in the change
+    """
 
 
 @dataclass(frozen=True)
@@ -52,15 +57,23 @@ def assign_customer_ids(
     lookup: TableName,
     clusters: TableName,
     now: datetime | None = None,
+    tables: EntityTables = CUSTOMER_TABLES,
 ) -> IdAssignment:
-    """Write `identity.customer_id_map` and append to `identity.customer_id_history`."""
+    """Write `identity.customer_id_map` and append to `identity.customer_id_history`
+    (or the map and history of another customer-like entity).
+
+    Inside, ids are handled in a `customer_id` column whatever the entity; the
+    entity's id column name is used where its tables are read and written.
+    """
     changed_at = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    id_map, id_history = tables.id_map, tables.id_history
+    id_column = quote_ident(tables.id_column)
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    if not table_exists(con, CUSTOMER_ID_HISTORY):
-        con.execute(f"CREATE TABLE {CUSTOMER_ID_HISTORY.sql} ({HISTORY_DDL})")
+    if not table_exists(con, id_history):
+        con.execute(f"CREATE TABLE {id_history.sql} ({history_ddl(tables)})")
     previous_map = (
-        f"SELECT source, source_record_id, customer_id FROM {CUSTOMER_ID_MAP.sql}"
-        if table_exists(con, CUSTOMER_ID_MAP)
+        f"SELECT source, source_record_id, {id_column} AS customer_id FROM {id_map.sql}"
+        if table_exists(con, id_map)
         else "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id LIMIT 0"
     )
     con.execute(
@@ -75,10 +88,10 @@ def assign_customer_ids(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE id_birth AS
-        SELECT customer_id, min(changed_at) AS born_at
-        FROM {CUSTOMER_ID_HISTORY.sql}
+        SELECT {id_column} AS customer_id, min(changed_at) AS born_at
+        FROM {id_history.sql}
         WHERE change IN ('created', 'split')
-        GROUP BY customer_id
+        GROUP BY {id_column}
         """
     )
     con.execute(
@@ -101,7 +114,7 @@ def assign_customer_ids(
         FROM claimed LEFT JOIN id_birth b ON b.customer_id = claimed.previous_id
         """
     )
-    _mint_new_ids(con)
+    _mint_new_ids(con, tables)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE id_by_cluster AS
@@ -110,16 +123,16 @@ def assign_customer_ids(
         SELECT cluster, customer_id, true AS is_new FROM id_minted
         """
     )
-    with staged_tables(con, CUSTOMER_ID_MAP, CUSTOMER_ID_HISTORY) as (map_staging, history_staging):
+    with staged_tables(con, id_map, id_history) as (map_staging, history_staging):
         con.execute(
             f"""
             CREATE TABLE {map_staging.sql} AS
-            SELECT r.source, r.source_record_id, i.customer_id, r.record_key, r.cluster
+            SELECT r.source, r.source_record_id, i.customer_id AS {id_column}, r.record_key, r.cluster
             FROM id_records r JOIN id_by_cluster i USING (cluster)
             ORDER BY r.record_key
             """
         )
-        con.execute(f"CREATE TABLE {history_staging.sql} AS SELECT * FROM {CUSTOMER_ID_HISTORY.sql}")
+        con.execute(f"CREATE TABLE {history_staging.sql} AS SELECT * FROM {id_history.sql}")
         con.execute(
             f"""
             INSERT INTO {history_staging.sql}
@@ -165,8 +178,8 @@ def assign_customer_ids(
                 {"changed_at": changed_at},
             ).fetchall()
         )
-        customers = con.execute(f"SELECT count(DISTINCT customer_id) FROM {map_staging.sql}").fetchone()[0]
-        swap_in(con, [(CUSTOMER_ID_MAP, map_staging), (CUSTOMER_ID_HISTORY, history_staging)])
+        customers = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {map_staging.sql}").fetchone()[0]
+        swap_in(con, [(id_map, map_staging), (id_history, history_staging)])
     for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return IdAssignment(
@@ -175,7 +188,7 @@ def assign_customer_ids(
         merged=counts.get("merged", 0),
         split=len(
             con.execute(
-                f"SELECT DISTINCT customer_id FROM {CUSTOMER_ID_HISTORY.sql} WHERE change = 'split' AND changed_at = ?",
+                f"SELECT DISTINCT {id_column} FROM {id_history.sql} WHERE change = 'split' AND changed_at = ?",
                 [changed_at],
             ).fetchall()
         ),
@@ -183,23 +196,26 @@ def assign_customer_ids(
     )
 
 
-def _mint_new_ids(con: duckdb.DuckDBPyConnection) -> None:
+def _mint_new_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> None:
     """Ids for clusters that claimed none: a hash of their first record, never an id used before."""
+    history = tables.id_history.sql
+    id_column, previous_column = quote_ident(tables.id_column), quote_ident(tables.previous_id_column)
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TEMP TABLE id_minted AS
-        SELECT cluster, '{ID_PREFIX}' || left(sha256(source || chr(31) || source_record_id), 16) AS customer_id,
+        SELECT cluster, $prefix || left(sha256(source || chr(31) || source_record_id), 16) AS customer_id,
                source || chr(31) || source_record_id AS seed
         FROM id_records
         WHERE cluster NOT IN (SELECT cluster FROM id_claims)
         QUALIFY row_number() OVER (PARTITION BY cluster ORDER BY record_key) = 1
-        """
+        """,
+        {"prefix": tables.id_prefix},
     )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE id_known AS
-        SELECT DISTINCT customer_id FROM {CUSTOMER_ID_HISTORY.sql}
-        UNION SELECT DISTINCT previous_customer_id FROM {CUSTOMER_ID_HISTORY.sql} WHERE previous_customer_id IS NOT NULL
+        SELECT DISTINCT {id_column} AS customer_id FROM {history}
+        UNION SELECT DISTINCT {previous_column} FROM {history} WHERE {previous_column} IS NOT NULL
         UNION SELECT DISTINCT previous_id FROM id_records WHERE previous_id IS NOT NULL
         """
     )
@@ -216,11 +232,11 @@ def _mint_new_ids(con: duckdb.DuckDBPyConnection) -> None:
         if clashes == 0:
             break
         con.execute(
-            f"""
-            UPDATE id_minted SET customer_id = '{ID_PREFIX}' || left(sha256(seed || '#' || $attempt), 16)
+            """
+            UPDATE id_minted SET customer_id = $prefix || left(sha256(seed || '#' || $attempt), 16)
             WHERE customer_id IN (SELECT customer_id FROM id_known)
                OR customer_id IN (SELECT customer_id FROM id_minted GROUP BY customer_id HAVING count(*) > 1)
             """,
-            {"attempt": str(attempt)},
+            {"attempt": str(attempt), "prefix": tables.id_prefix},
         )
     con.execute("DROP TABLE IF EXISTS id_known")

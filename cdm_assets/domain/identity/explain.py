@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import duckdb
 
-from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_HISTORY, CUSTOMER_ID_MAP
-from cdm_assets.domain.identity.match_rules import IDENTITY_GRAPH, SOURCE_LOOKUP
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
+from cdm_assets.domain.warehouse import quote_ident
 
 RECORD_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "postcode", "city", "country")
 
@@ -14,39 +14,43 @@ class UnknownCustomer(LookupError):
     pass
 
 
-def explain_customer(con: duckdb.DuckDBPyConnection, customer_id: str) -> str:
-    """A plain-text account of one customer: records, links with their rules, id history."""
+def explain_customer(
+    con: duckdb.DuckDBPyConnection, customer_id: str, tables: EntityTables = CUSTOMER_TABLES
+) -> str:
+    """A plain-text account of one customer (or one id of another customer-like
+    entity): records, links with their rules, id history."""
+    id_column, previous_column = quote_ident(tables.id_column), quote_ident(tables.previous_id_column)
     records = con.execute(
         f"""
         SELECT l.source, l.source_record_id, {", ".join(f"l.{f}" for f in RECORD_FIELDS)}
-        FROM {CUSTOMER_ID_MAP.sql} m JOIN {SOURCE_LOOKUP.sql} l USING (source, source_record_id)
-        WHERE m.customer_id = ?
+        FROM {tables.id_map.sql} m JOIN {tables.lookup.sql} l USING (source, source_record_id)
+        WHERE m.{id_column} = ?
         ORDER BY l.precedence, l.source, l.source_record_id
         """,
         [customer_id],
     ).fetchall()
     if not records:
-        raise UnknownCustomer(f"no customer with id {customer_id!r}")
+        raise UnknownCustomer(f"no {tables.entity} with id {customer_id!r}")
     links = con.execute(
         f"""
         SELECT g.source_a || ':' || g.record_id_a, g.source_b || ':' || g.record_id_b, g.rule, g.score
-        FROM {IDENTITY_GRAPH.sql} g
-        JOIN {CUSTOMER_ID_MAP.sql} m ON m.source = g.source_a AND m.source_record_id = g.record_id_a
-        WHERE m.customer_id = ?
+        FROM {tables.graph.sql} g
+        JOIN {tables.id_map.sql} m ON m.source = g.source_a AND m.source_record_id = g.record_id_a
+        WHERE m.{id_column} = ?
         ORDER BY 1, 2
         """,
         [customer_id],
     ).fetchall()
     history = con.execute(
         f"""
-        SELECT changed_at, change, previous_customer_id, records FROM {CUSTOMER_ID_HISTORY.sql}
-        WHERE customer_id = ? OR previous_customer_id = ?
+        SELECT changed_at, change, {previous_column}, records FROM {tables.id_history.sql}
+        WHERE {id_column} = ? OR {previous_column} = ?
         ORDER BY changed_at, change
         """,
         [customer_id, customer_id],
     ).fetchall()
     sources = sorted({r[0] for r in records})
-    lines = [f"Customer {customer_id}: {len(records)} record(s) from {', '.join(sources)}", "", "Records:"]
+    lines = [f"{tables.entity.replace('_', ' ').capitalize()} {customer_id}: {len(records)} record(s) from {', '.join(sources)}", "", "Records:"]
     for source, record_id, *values in records:
         shown = ", ".join(f"{name}={value}" for name, value in zip(RECORD_FIELDS, values) if value is not None)
         lines.append(f"  {source}:{record_id}  {shown}")

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 import duckdb
 
 from cdm_assets.config.model import MatchRule
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
 from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in
 
-SOURCE_LOOKUP = TableName("identity", "source_lookup")
-IDENTITY_GRAPH = TableName("identity", "identity_graph")
+SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
+IDENTITY_GRAPH = CUSTOMER_TABLES.graph
 
 # Match key → column of identity.source_lookup.
 # How alike the first names of everybody sharing a key must be for the key to
@@ -190,17 +191,21 @@ def _missing_sql(key: str) -> str:
 
 
 def build_identity_graph(
-    con: duckdb.DuckDBPyConnection, rules: Sequence[MatchRule], max_records_per_key: int
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[MatchRule],
+    max_records_per_key: int,
+    tables: EntityTables = CUSTOMER_TABLES,
 ) -> int:
-    """Write `identity.identity_graph`: one row per linked pair, with its rule."""
+    """Write `identity.identity_graph` (or another entity's graph): one row per linked pair, with its rule."""
+    lookup, graph = tables.lookup, tables.graph
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    with staged_tables(con, TableName("identity", "graph_candidates"), IDENTITY_GRAPH) as (candidates, staging):
+    with staged_tables(con, TableName(graph.schema, f"{graph.name}_candidates"), graph) as (candidates, staging):
         con.execute(
             f"CREATE TABLE {candidates.sql} (key_a BIGINT, key_b BIGINT, rule VARCHAR, rule_order INTEGER, score DOUBLE)"
         )
         for order, rule in enumerate(rules):
             con.execute(
-                f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule, $rule_order, score FROM ({rule_sql(rule)})",
+                f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule, $rule_order, score FROM ({rule_sql(rule, lookup)})",
                 {"rule": rule.name, "rule_order": order, "max_records": max_records_per_key},
             )
         con.execute(
@@ -215,14 +220,14 @@ def build_identity_graph(
                 FROM {candidates.sql}
                 GROUP BY key_a, key_b
             ) AS link
-            JOIN {SOURCE_LOOKUP.sql} a ON a.record_key = link.key_a
-            JOIN {SOURCE_LOOKUP.sql} b ON b.record_key = link.key_b
+            JOIN {lookup.sql} a ON a.record_key = link.key_a
+            JOIN {lookup.sql} b ON b.record_key = link.key_b
             ORDER BY link.key_a, link.key_b
             """
         )
-        swap_in(con, [(IDENTITY_GRAPH, staging)])
-    return con.execute(f"SELECT count(*) FROM {IDENTITY_GRAPH.sql}").fetchone()[0]
+        swap_in(con, [(graph, staging)])
+    return con.execute(f"SELECT count(*) FROM {graph.sql}").fetchone()[0]
 
 
-def links_per_rule(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return dict(con.execute(f"SELECT rule, count(*) FROM {IDENTITY_GRAPH.sql} GROUP BY rule ORDER BY 2 DESC").fetchall())
+def links_per_rule(con: duckdb.DuckDBPyConnection, graph: TableName = IDENTITY_GRAPH) -> dict[str, int]:
+    return dict(con.execute(f"SELECT rule, count(*) FROM {graph.sql} GROUP BY rule ORDER BY 2 DESC").fetchall())

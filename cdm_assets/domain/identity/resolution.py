@@ -13,31 +13,30 @@ from datetime import datetime
 
 import duckdb
 
-from cdm_assets.config.model import CdmConfig, MatchRule
+from cdm_assets.config.model import CUSTOMER, CdmConfig, MatchRule
 from cdm_assets.domain.identity.clustering import build_clusters
-from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP, IdAssignment, assign_customer_ids
-from cdm_assets.domain.identity.match_rules import (
-    IDENTITY_GRAPH,
-    SOURCE_LOOKUP,
-    build_identity_graph,
-    default_rules,
-)
+from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_customer_ids
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
+from cdm_assets.domain.identity.match_rules import build_identity_graph, default_rules
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
-from cdm_assets.domain.warehouse import TableName, staged_tables
+from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables
 
 
-def match_rules(config: CdmConfig) -> list[MatchRule]:
-    """The configured rules, or the defaults for this config's identifiers."""
-    if config.identity.rules is not None:
-        return list(config.identity.rules)
-    return default_rules(config.identifier_names())
+def match_rules(config: CdmConfig, entity: str = CUSTOMER) -> list[MatchRule]:
+    """The entity's configured rules, or the defaults for its identifiers."""
+    rules = config.identity_settings(entity).rules
+    if rules is not None:
+        return list(rules)
+    return default_rules(config.identifier_names(entity))
 
 
-def assign_ids_from_graph(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> IdAssignment:
+def assign_ids_from_graph(
+    con: duckdb.DuckDBPyConnection, now: datetime | None = None, tables: EntityTables = CUSTOMER_TABLES
+) -> IdAssignment:
     """Cluster the identity graph and give every cluster its stable Customer ID."""
-    with staged_tables(con, TableName("identity", "clusters")) as (clusters,):
-        build_clusters(con, SOURCE_LOOKUP, IDENTITY_GRAPH, clusters)
-        return assign_customer_ids(con, SOURCE_LOOKUP, clusters, now=now)
+    with staged_tables(con, TableName(tables.graph.schema, f"{tables.entity}_clusters")) as (clusters,):
+        build_clusters(con, tables.lookup, tables.graph, clusters)
+        return assign_customer_ids(con, tables.lookup, clusters, now=now, tables=tables)
 
 
 @dataclass
@@ -48,40 +47,49 @@ class IdentityRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_identity_resolution(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> IdentityRun:
-    """Rebuild the whole identity layer from the raw customer tables."""
+def run_identity_resolution(
+    con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER
+) -> IdentityRun:
+    """Rebuild the whole identity layer of `entity` from its raw tables."""
+    tables = entity_tables(config, entity)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    records = build_source_lookup(con, config)
+    records = build_source_lookup(con, config, entity)
     seconds["source_lookup"] = time.perf_counter() - start
     start = time.perf_counter()
-    links = build_identity_graph(con, match_rules(config), config.identity.max_records_per_key)
+    settings = config.identity_settings(entity)
+    links = build_identity_graph(con, match_rules(config, entity), settings.max_records_per_key, tables)
     seconds["identity_graph"] = time.perf_counter() - start
     start = time.perf_counter()
-    assignment = assign_ids_from_graph(con)
+    assignment = assign_ids_from_graph(con, tables=tables)
     seconds["customer_ids"] = time.perf_counter() - start
     return IdentityRun(records, links, assignment, seconds)
 
 
-def cluster_size_distribution(con: duckdb.DuckDBPyConnection) -> dict[int, int]:
+def cluster_size_distribution(
+    con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES
+) -> dict[int, int]:
     """Number of customers per cluster size (records per customer_id)."""
     rows = con.execute(
         f"""
         SELECT size, count(*) FROM (
-            SELECT count(*) AS size FROM {CUSTOMER_ID_MAP.sql} GROUP BY customer_id
+            SELECT count(*) AS size FROM {tables.id_map.sql} GROUP BY {quote_ident(tables.id_column)}
         ) GROUP BY size ORDER BY size
         """
     ).fetchall()
     return {int(size): int(n) for size, n in rows}
 
 
-def largest_clusters(con: duckdb.DuckDBPyConnection, limit: int = 5) -> list[tuple[str, int]]:
+def largest_clusters(
+    con: duckdb.DuckDBPyConnection, limit: int = 5, tables: EntityTables = CUSTOMER_TABLES
+) -> list[tuple[str, int]]:
+    id_column = quote_ident(tables.id_column)
     return [
         (customer_id, int(size))
         for customer_id, size in con.execute(
             f"""
-            SELECT customer_id, count(*) AS size FROM {CUSTOMER_ID_MAP.sql}
-            GROUP BY customer_id ORDER BY size DESC, customer_id LIMIT ?
+            SELECT {id_column}, count(*) AS size FROM {tables.id_map.sql}
+            GROUP BY {id_column} ORDER BY size DESC, {id_column} LIMIT ?
             """,
             [limit],
         ).fetchall()

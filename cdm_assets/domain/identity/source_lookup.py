@@ -23,19 +23,16 @@ from contextlib import contextmanager
 import duckdb
 import pyarrow as pa
 
-from cdm_assets.config.model import CdmConfig
+from cdm_assets.config.model import CUSTOMER, CdmConfig
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.identity.countries import country_aliases
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
 from cdm_assets.domain.identity.phone_numbers import e164_sql, phone_prefixes, phone_regions, phone_stage_sql
 from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_records import NAME_FIELDS, customer_records
 from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in
 
-SOURCE_LOOKUP = TableName("identity", "source_lookup")
-# Built beside the lookup while it builds, then dropped: each distinct typed
-# country → ISO code, and each distinct first and last name → display form and keys.
-TYPED_COUNTRIES = TableName("identity", "typed_countries")
-PERSON_NAMES = TableName("identity", "person_names")
+SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
 
 # Columns every lookup has, in order; `id_<name>` columns follow `country`.
 LEADING_COLUMNS = (
@@ -55,22 +52,28 @@ _PHONE_REGIONS = "_cdm_ref_phone_regions"
 _PHONE_PREFIXES = "_cdm_ref_phone_prefixes"
 
 
-def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> int:
-    """Rebuild `identity.source_lookup` from `raw.<source>` of every customer source; returns its row count.
+def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER) -> int:
+    """Rebuild `identity.source_lookup` (or the lookup of another customer-like entity)
+    from `raw.<source>` of every source of the entity; returns its row count.
 
     Three statements: distinct countries and distinct names are standardised
     first (they repeat a lot), then one pass over the records does the rest.
     """
+    target = entity_tables(config, entity).lookup
     try:
-        records = customer_records(con, config)
+        records = customer_records(con, config, entity=entity)
         # narrow unkeyed records for the distinct-value steps
-        countries_only = customer_records(con, config, fields=("country",), keyed=False)
-        names_only = customer_records(con, config, fields=NAME_FIELDS, keyed=False)
+        countries_only = customer_records(con, config, fields=("country",), keyed=False, entity=entity)
+        names_only = customer_records(con, config, fields=NAME_FIELDS, keyed=False, entity=entity)
     except LookupError as error:
-        raise LookupError(f"cannot build {SOURCE_LOOKUP}: {error}") from None
+        raise LookupError(f"cannot build {target}: {error}") from None
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    # Built beside the lookup while it builds, then dropped: each distinct typed
+    # country → ISO code, and each distinct first and last name → display form and keys.
+    typed_countries = TableName(target.schema, f"{target.name}_typed_countries")
+    person_names = TableName(target.schema, f"{target.name}_person_names")
     with (
-        staged_tables(con, SOURCE_LOOKUP, TYPED_COUNTRIES, PERSON_NAMES) as (staging, countries, names),
+        staged_tables(con, target, typed_countries, person_names) as (staging, countries, names),
         _reference_tables(con),
     ):
         con.execute(
@@ -80,11 +83,11 @@ def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> in
         # National numbers belong to the record's country, else the source's phone region.
         typed = con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()
         home_regions = sorted({row[0] for row in typed} | set(records.phone_regions))
-        lookup = lookup_sql(records.sql, config.identifier_names(), countries, names, home_regions)
+        lookup = lookup_sql(records.sql, config.identifier_names(entity), countries, names, home_regions)
         con.execute(f"CREATE TABLE {staging.sql} AS {lookup}", records.params)
-        swap_in(con, [(SOURCE_LOOKUP, staging)])
+        swap_in(con, [(target, staging)])
     # fetch to the end: an unfinished result would block the next query on this connection
-    return con.execute(f"SELECT count(*) FROM {SOURCE_LOOKUP.sql}").fetchall()[0][0]
+    return con.execute(f"SELECT count(*) FROM {target.sql}").fetchall()[0][0]
 
 
 def lookup_columns(identifier_names: list[str]) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.config.model import CdmConfig, SourceConfig, column_of, format_of
+from cdm_assets.config.model import CUSTOMER, CdmConfig, SourceConfig, column_of, format_of
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.warehouse import TableName, quote_ident, table_columns, table_exists
 
@@ -37,21 +37,25 @@ class SourceRecords:
 
 
 def customer_records(
-    con: duckdb.DuckDBPyConnection, config: CdmConfig, fields: Sequence[str] = TEXT_FIELDS, keyed: bool = True
+    con: duckdb.DuckDBPyConnection,
+    config: CdmConfig,
+    fields: Sequence[str] = TEXT_FIELDS,
+    keyed: bool = True,
+    entity: str = CUSTOMER,
 ) -> SourceRecords:
     """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region` and
     `<field>_raw` for each of `fields`; when `keyed` also `birth_date`, `id_<name>` and `record_key`.
 
-    Unkeyed, narrow records feed the distinct-value steps cheaply. Sources are
-    taken in name order. Raises LookupError naming raw tables that do not exist yet.
+    Unkeyed, narrow records feed the distinct-value steps cheaply. Sources (of
+    `entity`, a customer-like entity) are taken in name order. Raises LookupError naming raw tables that do not exist yet.
     """
-    sources = dict(sorted(config.sources_of("customer").items()))
+    sources = dict(sorted(config.sources_of(entity).items()))
     missing = [name for name in sources if not table_exists(con, TableName("raw", name))]
     if missing:
         raise LookupError(
             f"raw table(s) {', '.join(f'raw.{n}' for n in missing)} do not exist yet; load those sources first"
         )
-    identifiers = config.identifier_names() if keyed else []
+    identifiers = config.identifier_names(entity) if keyed else []
     selects, params, first_key = [], {}, 0
     for index, (name, source) in enumerate(sources.items()):
         table = TableName("raw", name)

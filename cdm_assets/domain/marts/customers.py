@@ -7,19 +7,23 @@ recent (the source's `updated_at`), then the most frequent. `customers.survivors
 number, postcode, city, country) survive together from one record, so a
 golden address is never stitched from two homes. Attributes declared under a
 source's `attributes:` become columns with no code change.
+
+Other customer-like entities (e.g. `account`) get their golden records the
+same way, in their own table (`marts.accounts`, keyed by `account_id`). A
+record's `links:` (a contact's account) become an `<entity>_id` column: the
+linked record's stable id, surviving like any other field.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from cdm_assets.config.model import CdmConfig, column_of, format_of
-from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
-from cdm_assets.domain.identity.match_rules import SOURCE_LOOKUP
+from cdm_assets.config.model import CUSTOMER, CdmConfig, column_of, format_of
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.marts.parsing import timestamp_sql
 from cdm_assets.domain.warehouse import TableName, ensure_schemas, quote_ident, staged_tables, swap_in
 
-CUSTOMERS = TableName("marts", "customers")
+CUSTOMERS = CUSTOMER_TABLES.golden
 PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
 ADDRESS_FIELDS = ("street", "house_number", "postcode", "city", "country")
 ADDRESS = "address"
@@ -38,17 +42,21 @@ _ORDER = {
 }
 
 
-def attribute_names(config: CdmConfig) -> list[str]:
-    return sorted({a for s in config.sources_of("customer").values() for a in s.attributes})
+def attribute_names(config: CdmConfig, entity: str = CUSTOMER) -> list[str]:
+    return config.attribute_names(entity)
 
 
-def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> int:
-    """Rebuild `marts.customers`; returns the number of customers."""
+def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER) -> int:
+    """Rebuild `marts.customers` (or the golden records of another customer-like
+    entity); returns the number of golden records."""
     ensure_schemas(con, "marts")
-    attributes = attribute_names(config)
-    with staged_tables(con, TableName("marts", "customer_records"), CUSTOMERS) as (records, staging):
-        _build_customer_records(con, config, attributes, records)
-        rule = config.customers.survivorship
+    tables = entity_tables(config, entity)
+    links = [entity_tables(config, linked) for linked in config.linked_entities(entity)]
+    attributes = [*(t.id_column for t in links), *config.attribute_names(entity)]
+    golden = tables.golden
+    with staged_tables(con, TableName(golden.schema, f"{golden.name}_records"), golden) as (records, staging):
+        _build_customer_records(con, config, tables, links, attributes, records)
+        rule = config.survivorship(entity)
         person = [_surviving_field(records, f, rule.get(f, "precedence")) for f in (*PERSON_FIELDS, *attributes)]
         address_rule = rule.get(ADDRESS, "precedence")
         ctes = ",\n".join(
@@ -72,7 +80,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> int:
             f"""
             CREATE TABLE {staging.sql} AS
             WITH {ctes}
-            SELECT summary.customer_id, {", ".join(selected)},
+            SELECT summary.customer_id AS {quote_ident(tables.id_column)}, {", ".join(selected)},
                    summary.sources, summary.record_count, summary.first_seen, summary.last_seen
             FROM summary
             {joins}
@@ -80,16 +88,22 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> int:
             ORDER BY summary.customer_id
             """
         )
-        swap_in(con, [(CUSTOMERS, staging)])
-    return con.execute(f"SELECT count(*) FROM {CUSTOMERS.sql}").fetchone()[0]
+        swap_in(con, [(golden, staging)])
+    return con.execute(f"SELECT count(*) FROM {golden.sql}").fetchone()[0]
 
 
 def _build_customer_records(
-    con: duckdb.DuckDBPyConnection, config: CdmConfig, attributes: list[str], records: TableName
+    con: duckdb.DuckDBPyConnection,
+    config: CdmConfig,
+    tables: EntityTables,
+    links: list[EntityTables],
+    attributes: list[str],
+    records: TableName,
 ) -> None:
-    """Every customer record with its id, standardised fields, attributes and recency."""
+    """Every record of the entity with its id (as `customer_id`), standardised fields,
+    linked ids, attributes and recency."""
     per_source = []
-    for name, source in config.sources_of("customer").items():
+    for name, source in config.sources_of(tables.entity).items():
         updated = (
             timestamp_sql(quote_ident(column_of(source.updated_at)), format_of(source.updated_at))
             if source.updated_at is not None
@@ -100,7 +114,20 @@ def _build_customer_records(
             if a in source.attributes
             else f"NULL::VARCHAR AS {quote_ident(a)}"
             for a in attributes
+            if a not in {t.id_column for t in links}
         ]
+        for linked in links:
+            reference = source.links.get(linked.entity)
+            source_name = "NULL::VARCHAR" if reference is None else f"'{reference.source}'"
+            record_id = (
+                "NULL::VARCHAR"
+                if reference is None
+                else f"nullif(trim(CAST({quote_ident(reference.column)} AS VARCHAR)), '')"
+            )
+            attribute_columns += [
+                f"{source_name} AS {quote_ident('_link_source_' + linked.entity)}",
+                f"{record_id} AS {quote_ident('_link_record_' + linked.entity)}",
+            ]
         per_source.append(
             f"""
             SELECT '{name}' AS source, trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS source_record_id,
@@ -110,14 +137,23 @@ def _build_customer_records(
             """
         )
     fields = ", ".join(f"l.{quote_ident(f)}" for f in (*PERSON_FIELDS, *ADDRESS_FIELDS))
+    # each linked record's stable id, looked up in its entity's id map
+    link_ids = "".join(f", {quote_ident('link_' + t.entity)}.{quote_ident(t.id_column)}" for t in links)
+    link_joins = "\n".join(
+        f"""LEFT JOIN {t.id_map.sql} {quote_ident('link_' + t.entity)}
+            ON {quote_ident('link_' + t.entity)}.source = r.{quote_ident('_link_source_' + t.entity)}
+           AND {quote_ident('link_' + t.entity)}.source_record_id = r.{quote_ident('_link_record_' + t.entity)}"""
+        for t in links
+    )
     con.execute(
         f"""
         CREATE TABLE {records.sql} AS
-        SELECT m.customer_id, l.source, l.source_record_id, l.precedence, {fields},
-               r.* EXCLUDE (source, source_record_id)
-        FROM {SOURCE_LOOKUP.sql} l
-        JOIN {CUSTOMER_ID_MAP.sql} m USING (source, source_record_id)
+        SELECT m.{quote_ident(tables.id_column)} AS customer_id, l.source, l.source_record_id, l.precedence, {fields},
+               r.* EXCLUDE (source, source_record_id){link_ids}
+        FROM {tables.lookup.sql} l
+        JOIN {tables.id_map.sql} m USING (source, source_record_id)
         JOIN ({" UNION ALL BY NAME ".join(per_source)}) r USING (source, source_record_id)
+        {link_joins}
         """
     )
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
-from cdm_assets.domain.identity.match_rules import SOURCE_LOOKUP
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
 from cdm_assets.domain.marts.customers import CUSTOMERS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
-from cdm_assets.domain.warehouse import TableName
+from cdm_assets.domain.identity.standardise import sql_string
+from cdm_assets.domain.warehouse import TableName, quote_ident
 
 SAMPLE_SIZE = 5
 
@@ -53,28 +53,32 @@ def negative_amounts(con: duckdb.DuckDBPyConnection) -> Outcome:
     )
 
 
-def duplicate_customer_ids(con: duckdb.DuckDBPyConnection) -> Outcome:
+def duplicate_customer_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES) -> Outcome:
+    """Golden records sharing an id (in `marts.customers`, or another entity's golden table)."""
+    id_column = tables.id_column
     return _outcome(
         con,
-        f"SELECT customer_id, count(*) AS rows FROM {CUSTOMERS.sql} GROUP BY customer_id HAVING count(*) > 1",
-        f"SELECT count(*) FROM {CUSTOMERS.sql}",
+        f"SELECT {id_column}, count(*) AS rows FROM {tables.golden.sql} GROUP BY {id_column} HAVING count(*) > 1",
+        f"SELECT count(*) FROM {tables.golden.sql}",
     )
 
 
-def records_without_exactly_one_customer_id(con: duckdb.DuckDBPyConnection) -> Outcome:
+def records_without_exactly_one_customer_id(
+    con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES
+) -> Outcome:
     """Lookup records mapped to no Customer ID or to several, and map rows with no record."""
     return _outcome(
         con,
         f"""
         SELECT coalesce(l.source, m.source) AS source,
                coalesce(l.source_record_id, m.source_record_id) AS source_record_id,
-               count(m.customer_id) AS customer_ids, bool_or(l.source IS NULL) AS unknown_record
-        FROM {SOURCE_LOOKUP.sql} l
-        FULL JOIN {CUSTOMER_ID_MAP.sql} m USING (source, source_record_id)
+               count(m.{tables.id_column}) AS {tables.id_column}s, bool_or(l.source IS NULL) AS unknown_record
+        FROM {tables.lookup.sql} l
+        FULL JOIN {tables.id_map.sql} m USING (source, source_record_id)
         GROUP BY ALL
-        HAVING count(m.customer_id) <> 1 OR bool_or(l.source IS NULL)
+        HAVING count(m.{tables.id_column}) <> 1 OR bool_or(l.source IS NULL)
         """,
-        f"SELECT count(*) FROM {SOURCE_LOOKUP.sql}",
+        f"SELECT count(*) FROM {tables.lookup.sql}",
     )
 
 
@@ -106,15 +110,54 @@ def quarantined_rows(con: duckdb.DuckDBPyConnection, source: str, accepted: Tabl
     return Outcome(outcome.failing, outcome.total + outcome.failing, outcome.sample)
 
 
-def oversized_clusters(con: duckdb.DuckDBPyConnection, max_cluster_size: int) -> Outcome:
+def oversized_clusters(
+    con: duckdb.DuckDBPyConnection, max_cluster_size: int, tables: EntityTables = CUSTOMER_TABLES
+) -> Outcome:
+    id_column = tables.id_column
     return _outcome(
         con,
         f"""
-        SELECT customer_id, count(*) AS records FROM {CUSTOMER_ID_MAP.sql}
-        GROUP BY customer_id HAVING count(*) > {int(max_cluster_size)}
+        SELECT {id_column}, count(*) AS records FROM {tables.id_map.sql}
+        GROUP BY {id_column} HAVING count(*) > {int(max_cluster_size)}
         ORDER BY records DESC
         """,
-        f"SELECT count(DISTINCT customer_id) FROM {CUSTOMER_ID_MAP.sql}",
+        f"SELECT count(DISTINCT {id_column}) FROM {tables.id_map.sql}",
+    )
+
+
+@dataclass(frozen=True)
+class Link:
+    """A source whose records name a record of another source (a contact's account)."""
+
+    source: str
+    record_id: str  # the source's record id column
+    column: str  # the column naming the linked record
+    target_source: str
+
+
+def dangling_links(con: duckdb.DuckDBPyConnection, links: list[Link], target: EntityTables) -> Outcome:
+    """Records whose link names a record that is not in `target`'s id map."""
+    if not links:
+        return Outcome(0, 0)
+    per_source = " UNION ALL ".join(
+        f"""SELECT {sql_string(link.source)} AS source,
+                   CAST({quote_ident(link.record_id)} AS VARCHAR) AS source_record_id,
+                   {sql_string(link.target_source)} AS linked_source,
+                   nullif(trim(CAST({quote_ident(link.column)} AS VARCHAR)), '') AS linked_record_id
+            FROM {TableName("raw", link.source).sql}"""
+        for link in links
+    )
+    linked = f"SELECT * FROM ({per_source}) WHERE linked_record_id IS NOT NULL"
+    return _outcome(
+        con,
+        f"""
+        SELECT r.* FROM ({linked}) r
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {target.id_map.sql} m
+            WHERE m.source = r.linked_source AND m.source_record_id = r.linked_record_id
+        )
+        """,
+        f"SELECT count(*) FROM ({linked})",
     )
 
 
