@@ -1,4 +1,8 @@
-"""`python -m cdm_assets.explain <customer_id>`: print why records form a customer."""
+"""`python -m cdm_assets.explain <customer_id>`: print why records form a customer.
+
+Ids of other customer-like entities (`acc_...` for accounts) are explained
+from their own tables: the entity is the one whose id prefix the id carries.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,29 @@ import sys
 import duckdb
 
 from cdm_assets.config import duckdb_path, load_config
+from cdm_assets.config.model import CUSTOMER, CdmConfig
+from cdm_assets.domain.identity.entity_tables import EntityTables, entity_tables
 from cdm_assets.domain.identity.explain import UnknownCustomer, explain_customer
+
+
+def tables_for_id(config: CdmConfig, some_id: str) -> EntityTables:
+    """The tables of the entity whose ids start like `some_id` (customers by default)."""
+    for entity in config.customer_entities():
+        if some_id.startswith(config.id_prefix(entity)):
+            return entity_tables(config, entity)
+    return entity_tables(config, CUSTOMER)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cdm explain", description=__doc__)
-    parser.add_argument("customer_id")
+    parser.add_argument("customer_id", help="a Customer ID (cus_...) or the id of another customer-like entity")
     parser.add_argument("--db", help="DuckDB warehouse file (default: from CDM_DUCKDB_PATH or cdm.yaml)")
     args = parser.parse_args(argv)
-    path = args.db or str(duckdb_path(load_config()))
+    config = load_config()
+    path = args.db or str(duckdb_path(config))
     with duckdb.connect(path, read_only=True) as con:
         try:
-            print(explain_customer(con, args.customer_id))
+            print(explain_customer(con, args.customer_id, tables_for_id(config, args.customer_id)))
         except UnknownCustomer as error:
             print(error, file=sys.stderr)
             return 1

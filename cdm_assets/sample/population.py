@@ -58,6 +58,8 @@ def pick(rng: np.random.Generator, choices, size: int) -> np.ndarray:
 def _digits(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
     """`size` strings of `count` random digits."""
     numbers = rng.integers(0, 10**count, size, dtype=np.int64)
+    if size == 0:  # numpy's zfill cannot take an empty array
+        return np.empty(0, dtype=object)
     return np.char.zfill(numbers.astype(str), count).astype(object)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
-from cdm_assets.domain.warehouse import quote_ident
+from cdm_assets.domain.warehouse import quote_ident, table_columns
 
 RECORD_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "postcode", "city", "country")
 
@@ -20,9 +20,11 @@ def explain_customer(
     """A plain-text account of one customer (or one id of another customer-like
     entity): records, links with their rules, id history."""
     id_column, previous_column = quote_ident(tables.id_column), quote_ident(tables.previous_id_column)
+    identifiers = [name for name, _ in table_columns(con, tables.lookup) if name.startswith("id_")]
+    fields = [*RECORD_FIELDS, *identifiers]
     records = con.execute(
         f"""
-        SELECT l.source, l.source_record_id, {", ".join(f"l.{f}" for f in RECORD_FIELDS)}
+        SELECT l.source, l.source_record_id, {", ".join(f"l.{quote_ident(f)}" for f in fields)}
         FROM {tables.id_map.sql} m JOIN {tables.lookup.sql} l USING (source, source_record_id)
         WHERE m.{id_column} = ?
         ORDER BY l.precedence, l.source, l.source_record_id
@@ -52,7 +54,7 @@ def explain_customer(
     sources = sorted({r[0] for r in records})
     lines = [f"{tables.entity.replace('_', ' ').capitalize()} {customer_id}: {len(records)} record(s) from {', '.join(sources)}", "", "Records:"]
     for source, record_id, *values in records:
-        shown = ", ".join(f"{name}={value}" for name, value in zip(RECORD_FIELDS, values) if value is not None)
+        shown = ", ".join(f"{name}={value}" for name, value in zip(fields, values) if value is not None)
         lines.append(f"  {source}:{record_id}  {shown}")
     lines += ["", f"Links ({len(links)}):"]
     for record_a, record_b, rule, score in links:

@@ -57,7 +57,8 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
     with staged_tables(con, TableName(golden.schema, f"{golden.name}_records"), golden) as (records, staging):
         _build_customer_records(con, config, tables, links, attributes, records)
         rule = config.survivorship(entity)
-        person = [_surviving_field(records, f, rule.get(f, "precedence")) for f in (*PERSON_FIELDS, *attributes)]
+        own = _golden_fields(config, entity)
+        person = [_surviving_field(records, f, rule.get(f, "precedence")) for f in (*own, *attributes)]
         address_rule = rule.get(ADDRESS, "precedence")
         ctes = ",\n".join(
             [
@@ -70,9 +71,9 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
                 )""",
             ]
         )
-        selected = [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[: len(PERSON_FIELDS)]]
+        selected = [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[: len(own)]]
         selected += [f"address.{quote_ident(f)}" for f in ADDRESS_FIELDS]
-        selected += [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[len(PERSON_FIELDS) :]]
+        selected += [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[len(own) :]]
         joins = "\n".join(
             f"LEFT JOIN {quote_ident('f_' + name)} USING (customer_id)" for name, _ in person
         )
@@ -90,6 +91,17 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
         )
         swap_in(con, [(golden, staging)])
     return con.execute(f"SELECT count(*) FROM {golden.sql}").fetchone()[0]
+
+
+def _golden_fields(config: CdmConfig, entity: str) -> tuple[str, ...]:
+    """The person fields of the golden record: all of them for customers (the table's
+    contract), only those some source maps for other entities (accounts have no birth date)."""
+    if entity == CUSTOMER:
+        return PERSON_FIELDS
+    mapped = {f for s in config.sources_of(entity).values() for f in s.fields}
+    if "full_name" in mapped:
+        mapped |= {"first_name", "last_name"}
+    return tuple(f for f in PERSON_FIELDS if f in mapped)
 
 
 def _build_customer_records(
