@@ -7,9 +7,11 @@ process materialises every asset and check in-process with Dagster
 (`dagster.materialize`, the in-process executor the project uses) against a
 new DuckDB file, and prints per asset the wall time and the peak resident
 memory while it ran, the total, and the identity quality against the ground
-truth. In the same child and on the same data it times a reference: an
-exact-key baseline (connected components over exact email, phone and
-name + birth date keys, placeholders removed), with its quality.
+truth. In the same child and on the same data it times references, with
+their quality and peak memory: an exact-key baseline (connected components
+over exact email, phone and name + birth date keys, placeholders removed)
+and, when installed (`pip install '.[bench]'`; `--no-splink` leaves it out),
+a Splink 5 model on DuckDB (see `benchmarks/splink_reference.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.identity_quality import SEED, load_truth, sample_config, scores  # noqa: E402
+from benchmarks.splink_reference import MATCH_PROBABILITY, run_splink_reference, splink_available  # noqa: E402
 
 BASELINE_KEYS = (
     "email_key",
@@ -87,7 +90,21 @@ def exact_key_baseline(con) -> tuple[float, object]:
     return seconds, table
 
 
-def measure(config_path: Path, truth_path: Path, queue) -> None:
+def score_labels(con, labels, prefix: str) -> dict:
+    """Quality of a record_key -> cluster table, scored as cdm's own Customer IDs are."""
+    con.register("reference_labels", labels)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE identity.customer_id_map AS
+        SELECT l.source, l.source_record_id, '{prefix}' || r.cluster AS customer_id
+        FROM identity.source_lookup l JOIN reference_labels r USING (record_key)
+        """
+    )
+    con.unregister("reference_labels")
+    return scores(con)
+
+
+def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> None:
     import dagster as dg
     import duckdb
 
@@ -107,8 +124,8 @@ def measure(config_path: Path, truth_path: Path, queue) -> None:
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         events = instance.all_logs(result.run_id)
-    total = time.time() - started
-    sampler.stop()
+    ended = time.time()
+    total = ended - started
     steps: dict[str, dict] = {}
     for event in events:
         if event.step_key is None or not event.is_dagster_event:
@@ -131,34 +148,42 @@ def measure(config_path: Path, truth_path: Path, queue) -> None:
         table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         for table in ("identity.source_lookup", "marts.transactions", "marts.events", "marts.customers")
     }
+    baseline_started = time.time()
     baseline_seconds, labels = exact_key_baseline(con)
-    con.register("baseline_labels", labels)
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE identity.customer_id_map AS
-        SELECT l.source, l.source_record_id, 'b' || b.cluster AS customer_id
-        FROM identity.source_lookup l JOIN baseline_labels b USING (record_key)
-        """
-    )
-    baseline = scores(con)
+    baseline_peak_mb = sampler.peak_between(baseline_started, time.time()) / 2**20
+    baseline = score_labels(con, labels, "b")
+    splink = None
+    if with_splink:
+        splink_started = time.time()
+        run = run_splink_reference(con, seed=SEED)
+        splink = {
+            "seconds": run.seconds,
+            "stage_seconds": run.stage_seconds,
+            "links": run.links,
+            "peak_mb": sampler.peak_between(splink_started, time.time()) / 2**20,
+            "quality": score_labels(con, run.labels, "s"),
+        }
+    sampler.stop()
     queue.put(
         {
             "success": result.success,
             "total_seconds": total,
-            "peak_mb": max((rss for _, rss in sampler.samples), default=0) / 2**20,
+            "peak_mb": sampler.peak_between(started, ended) / 2**20,
             "steps": per_step,
             "quality": quality,
             "counts": counts,
             "baseline_seconds": baseline_seconds,
             "baseline": baseline,
+            "baseline_peak_mb": baseline_peak_mb,
+            "splink": splink,
         }
     )
 
 
-def in_child(config_path: Path, truth_path: Path) -> dict:
+def in_child(config_path: Path, truth_path: Path, with_splink: bool) -> dict:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=measure, args=(config_path, truth_path, queue))
+    process = context.Process(target=measure, args=(config_path, truth_path, with_splink, queue))
     process.start()
     try:
         return queue.get(timeout=3600)
@@ -166,17 +191,29 @@ def in_child(config_path: Path, truth_path: Path) -> dict:
         process.join()
 
 
+def quality_row(name: str, q: dict, seconds: float, peak_mb: float) -> str:
+    return (
+        f"{name:<24}{q['pair_precision']:>8.4f}{q['pair_recall']:>8.4f}{q['pair_f1']:>8.4f}{q['bcubed_f1']:>8.4f}"
+        f"{q['largest_cluster']:>8}{seconds:>9.2f}{peak_mb:>9.0f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--no-splink", action="store_true", help="leave the Splink reference out even when installed")
     args = parser.parse_args(argv)
     from cdm_assets.sample import generate
+
+    with_splink = not args.no_splink and splink_available()
+    if not args.no_splink and not with_splink:
+        print("Splink reference skipped: splink is not installed (pip install '.[bench]')")
 
     for persons in args.persons:
         with tempfile.TemporaryDirectory(prefix="cdm-run-") as tmp:
             out = Path(tmp)
             generated = generate(persons=persons, seed=SEED, out=out)
-            result = in_child(sample_config(out), out / "truth" / "customer_records.parquet")
+            result = in_child(sample_config(out), out / "truth" / "customer_records.parquet", with_splink)
         counts = result["counts"]
         print(
             f"\n{persons:,} persons: {counts['identity.source_lookup']:,} customer records, "
@@ -186,16 +223,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'step':<48}{'seconds':>9}{'peak MB':>9}")
         for step, (seconds, peak) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
             print(f"{step:<48}{seconds:>9.2f}{peak:>9.0f}")
-        identity = sum(s for k, (s, _) in result["steps"].items() if k in ("identity__source_lookup", "identity__identity_graph", "customer_ids"))
+        identity_steps = [v for k, v in result["steps"].items() if k in ("identity__source_lookup", "identity__identity_graph", "customer_ids")]
+        identity = sum(seconds for seconds, _ in identity_steps)
+        identity_peak = max((peak for _, peak in identity_steps), default=0)
         print(f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}")
         print(f"{'identity step (lookup + graph + ids)':<48}{identity:>9.2f}")
-        q, b = result["quality"], result["baseline"]
-        print(f"{'':<24}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'seconds':>9}")
-        print(f"{'cdm identity':<24}{q['pair_precision']:>8.4f}{q['pair_recall']:>8.4f}{q['pair_f1']:>8.4f}{q['bcubed_f1']:>8.4f}{q['largest_cluster']:>8}{identity:>9.2f}")
-        print(
-            f"{'exact-key baseline':<24}{b['pair_precision']:>8.4f}{b['pair_recall']:>8.4f}{b['pair_f1']:>8.4f}{b['bcubed_f1']:>8.4f}"
-            f"{b['largest_cluster']:>8}{result['baseline_seconds']:>9.2f}  (edges + components on the same lookup)"
-        )
+        print(f"{'':<24}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'seconds':>9}{'peak MB':>9}")
+        print(quality_row("cdm identity", result["quality"], identity, identity_peak))
+        print(quality_row("exact-key baseline", result["baseline"], result["baseline_seconds"], result["baseline_peak_mb"]), " (edges + components on the same lookup)")
+        splink = result["splink"]
+        if splink is not None:
+            stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in splink["stage_seconds"].items())
+            print(
+                quality_row("Splink 5 on DuckDB", splink["quality"], splink["seconds"], splink["peak_mb"]),
+                f" ({stages}; {splink['links']:,} pairs at p >= {MATCH_PROBABILITY})",
+            )
     return 0
 
 
