@@ -95,6 +95,21 @@ class QuarantineReplacement:
     staging: TableName  # holds QUARANTINE_COLUMNS
 
 
+SCRATCH = "temp"  # the schema of per-connection scratch tables: in memory, never written to the file
+
+
+def create_table(table: TableName) -> str:
+    """`CREATE TABLE <table>`, or `CREATE TEMP TABLE` for a scratch table (schema `temp`).
+
+    Intermediate results that only one build reads belong in scratch tables:
+    writing a persistent table compresses it, which costs about as much as
+    computing it.
+    """
+    if table.schema == SCRATCH:
+        return f"CREATE TEMP TABLE {quote_ident(table.name)}"
+    return f"CREATE TABLE {table.sql}"
+
+
 @contextmanager
 def staged_tables(con: duckdb.DuckDBPyConnection, *targets: TableName) -> Iterator[list[TableName]]:
     """Staging names for `targets`; whatever is left of them is dropped on exit."""

@@ -21,7 +21,7 @@ import duckdb
 from cdm_assets.config.model import CUSTOMER, CdmConfig, column_of, format_of
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.marts.parsing import timestamp_sql
-from cdm_assets.domain.warehouse import TableName, ensure_schemas, quote_ident, staged_tables, swap_in
+from cdm_assets.domain.warehouse import SCRATCH, TableName, create_table, ensure_schemas, quote_ident, staged_tables, swap_in
 
 CUSTOMERS = CUSTOMER_TABLES.golden
 PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
@@ -54,7 +54,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
     links = [entity_tables(config, linked) for linked in config.linked_entities(entity)]
     attributes = [*(t.id_column for t in links), *config.attribute_names(entity)]
     golden = tables.golden
-    with staged_tables(con, TableName(golden.schema, f"{golden.name}_records"), golden) as (records, staging):
+    with staged_tables(con, TableName(SCRATCH, f"{golden.name}_records"), golden) as (records, staging):
         _build_customer_records(con, config, tables, links, attributes, records)
         rule = config.survivorship(entity)
         own = _golden_fields(config, entity)
@@ -159,7 +159,7 @@ def _build_customer_records(
     )
     con.execute(
         f"""
-        CREATE TABLE {records.sql} AS
+        {create_table(records)} AS
         SELECT m.{quote_ident(tables.id_column)} AS customer_id, l.source, l.source_record_id, l.precedence, {fields},
                r.* EXCLUDE (source, source_record_id){link_ids}
         FROM {tables.lookup.sql} l
