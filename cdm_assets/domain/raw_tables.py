@@ -71,10 +71,9 @@ def load_raw_source(
     ensure_quarantine(con)
     target = TableName("raw", name)
     report = RawLoadReport(name, target, [str(f) for f in files])
-    with staged_tables(con, TableName("raw", f"{name}_landed"), TableName("raw", f"{name}_rejects")) as (
-        landed,
-        rejects,
-    ):
+    # Rows are written once: the landed table becomes the new table after its
+    # rejects are moved to the quarantine and its helper columns dropped.
+    with staged_tables(con, target, TableName("raw", f"{name}_rejects")) as (landed, rejects):
         _create_rejects_table(con, rejects)
         landed_any = False
         for path in files:
@@ -83,14 +82,13 @@ def load_raw_source(
         if not landed_any:
             _create_empty_landed(con, source, landed)
         _require_mapped_columns(con, name, source, landed, files)
-        with staged_tables(con, target) as (staging,):
-            _write_accepted_and_flag_the_rest(con, name, source, landed, rejects, staging)
-            report.rows_accepted = con.execute(f"SELECT count(*) FROM {staging.sql}").fetchone()[0]
-            report.quarantined_by_reason = Counter(
-                dict(con.execute(f"SELECT reason_kind, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
-            )
-            report.rows_in = report.rows_accepted + report.rows_quarantined
-            swap_in(con, [(target, staging)], QuarantineReplacement((name,), RAW_STAGE, rejects))
+        _move_rejects_out(con, name, source, landed, rejects)
+        report.rows_accepted = con.execute(f"SELECT count(*) FROM {landed.sql}").fetchone()[0]
+        report.quarantined_by_reason = Counter(
+            dict(con.execute(f"SELECT reason_kind, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
+        )
+        report.rows_in = report.rows_accepted + report.rows_quarantined
+        swap_in(con, [(target, landed)], QuarantineReplacement((name,), RAW_STAGE, rejects))
     return report
 
 
@@ -149,7 +147,6 @@ def _land_file(
         con.register("landed_file", landed_file.rows)
         params = [str(path)]
         if file_format == "jsonl":
-            _parse_json_lines(con)
             select = _jsonl_select(con, path)
             _reject_bad_json_lines(con, name, path, rejects)
         else:
@@ -166,7 +163,6 @@ def _land_file(
     finally:
         if file_format != "parquet":
             con.unregister("landed_file")
-        con.execute("DROP TABLE IF EXISTS json_lines")
 
 
 def _delimited_select(schema: pa.Schema) -> str:
@@ -191,36 +187,40 @@ def _delimited_select(schema: pa.Schema) -> str:
     """
 
 
-def _parse_json_lines(con: duckdb.DuckDBPyConnection) -> None:
-    """Decode and validate every non-blank line once; later steps only read the verdict."""
+def _json_lines_sql(select: str, where: str) -> str:
+    """`select` over the registered file's non-empty lines: `text` (NULL when not
+    valid UTF-8), `bytes` and `_row_number`, filtered by `where`.
+
+    Each pass parses the lines it needs again: cheaper than keeping a decoded
+    copy of a large file in memory. Lines of only whitespace parse as nothing,
+    so only the pass over the lines that are not objects needs to tell them
+    apart (a trim of every line would cost more than a parse).
+    """
     line = quote_ident(JSONL_LINE_COLUMN)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE json_lines AS
-        SELECT _row_number, text, bytes,
-               CASE WHEN text IS NULL THEN 'invalid UTF-8 bytes'
-                    WHEN try(json_type(text)) IS NULL THEN 'malformed JSON'
-                    WHEN json_type(text) <> 'OBJECT' THEN 'JSON line is not an object' END AS problem
-        FROM (
+    return f"""
+        SELECT {select} FROM (
             SELECT _row_number, try(decode({line})) AS text, {line} AS bytes
             FROM landed_file
             WHERE octet_length({line}) > 0
         )
-        WHERE text IS NULL OR trim(text) <> ''  -- blank lines carry no record
-        """
-    )
+        WHERE {where}
+    """
+
+
+_JSON_PROBLEM = """
+    CASE WHEN text IS NULL THEN 'invalid UTF-8 bytes'
+         WHEN try(json_type(text)) IS NULL THEN 'malformed JSON'
+         WHEN json_type(text) <> 'OBJECT' THEN 'JSON line is not an object' END
+"""
 
 
 def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     """One text column per key seen in the file's JSON objects, extracted in one pass per line."""
+    # json_keys is empty for JSON that is not an object and fails on malformed lines.
+    keys_sql = _json_lines_sql("unnest(try(json_keys(text))) AS key, _row_number", "text IS NOT NULL")
     keys = [
         row[0]
-        for row in con.execute(
-            """
-            SELECT key FROM (SELECT unnest(json_keys(text)) AS key, _row_number FROM json_lines WHERE problem IS NULL)
-            GROUP BY key ORDER BY min(_row_number), key
-            """
-        ).fetchall()
+        for row in con.execute(f"SELECT key FROM ({keys_sql}) GROUP BY key ORDER BY min(_row_number), key").fetchall()
     ]
     for key in keys:
         if '"' in key or any(ord(ch) < 32 for ch in key) or not key.strip():
@@ -228,17 +228,23 @@ def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     paths = ", ".join(f"'$.\"{_sql_text(k)}\"'" for k in keys)
     extracted = [f"_values[{index}] AS {quote_ident(k)}" for index, k in enumerate(keys, start=1)]
     values = f"json_extract_string(text, [{paths}])" if keys else "[]::VARCHAR[]"
+    objects = _json_lines_sql(f"{values} AS _values, _row_number", "try(json_type(text)) = 'OBJECT'")
     return f"""
         SELECT {"".join(e + ", " for e in extracted)}
                ?::VARCHAR AS _file,
                _row_number,
                NULL::VARCHAR AS _bad_column,
                NULL::VARCHAR AS _raw
-        FROM (SELECT {values} AS _values, _row_number FROM json_lines WHERE problem IS NULL)
+        FROM ({objects})
     """
 
 
 def _reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, rejects: TableName) -> None:
+    problems = _json_lines_sql(
+        f"_row_number, text, bytes, {_JSON_PROBLEM} AS problem",
+        # blank lines carry no record
+        "CASE WHEN try(json_type(text)) = 'OBJECT' THEN false ELSE text IS NULL OR trim(text) <> '' END",
+    )
     con.execute(
         f"""
         INSERT INTO {rejects.sql}
@@ -247,8 +253,7 @@ def _reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path
                             WHEN 'malformed JSON' THEN 'malformed JSON'
                             ELSE 'not a JSON object' END,
                coalesce(text, CAST(bytes AS VARCHAR))
-        FROM json_lines
-        WHERE problem IS NOT NULL
+        FROM ({problems})
         """,
         [name, str(path)],
     )
@@ -319,17 +324,16 @@ def _require_mapped_columns(
         )
 
 
-def _write_accepted_and_flag_the_rest(
+def _move_rejects_out(
     con: duckdb.DuckDBPyConnection,
     name: str,
     source: SourceConfig,
     landed: TableName,
     rejects: TableName,
-    staging: TableName,
 ) -> None:
+    """Quarantine undecodable rows, missing and duplicate record ids; delete them from `landed`."""
     record_id = quote_ident(source.record_id)
     data_columns = [row[0] for row in con.execute(f"DESCRIBE {landed.sql}").fetchall() if row[0] not in _HELPER_COLUMNS]
-    columns = ", ".join(quote_ident(c) for c in data_columns)
     row_json = "CAST(to_json(struct_pack(" + ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in data_columns) + ")) AS VARCHAR)"
     key = f"nullif(trim(CAST({record_id} AS VARCHAR)), '')"
     # Duplicates are rare: rank only the rows whose key occurs more than once.
@@ -369,18 +373,18 @@ def _write_accepted_and_flag_the_rest(
         )
         con.execute(
             f"""
-            CREATE TABLE {staging.sql} AS
-            SELECT {columns}, _file, _row_number
-            FROM {landed.sql} l
-            WHERE _bad_column IS NULL AND {key} IS NOT NULL
-              AND NOT EXISTS (
+            DELETE FROM {landed.sql} l
+            WHERE _bad_column IS NOT NULL OR {key} IS NULL
+               OR EXISTS (
                   SELECT 1 FROM duplicate_landed d
                   WHERE d._occurrence > 1 AND d._file = l._file AND d._row_number = l._row_number
-              )
+               )
             """
         )
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_landed")
+    for helper in ("_bad_column", "_raw"):
+        con.execute(f"ALTER TABLE {landed.sql} DROP COLUMN {helper}")
 
 
 _HELPER_COLUMNS = {"_file", "_row_number", "_bad_column", "_raw"}
