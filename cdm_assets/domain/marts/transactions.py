@@ -15,7 +15,7 @@ import duckdb
 
 from cdm_assets.config.model import CdmConfig, SourceConfig, TransactionTypes, column_of, format_of
 from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
-from cdm_assets.domain.marts.parsing import amount_sql, reference_columns_sql, row_json_sql, timestamp_sql
+from cdm_assets.domain.marts.parsing import amount_sql, raw_columns_sql, reference_columns_sql, timestamp_sql
 from cdm_assets.domain.marts.reference_data import ISO_CURRENCIES
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
@@ -44,72 +44,84 @@ def build_transactions(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> Tra
     ensure_schemas(con, "marts")
     ensure_quarantine(con)
     sources = config.sources_of("transaction")
-    con.execute("CREATE OR REPLACE TEMP TABLE iso_currencies AS SELECT unnest(?::VARCHAR[]) AS code", [list(ISO_CURRENCIES)])
-    with staged_tables(con, TableName("marts", "transactions_parsed"), TableName("marts", "transactions_rejects"), TRANSACTIONS) as (
-        parsed,
-        rejects,
-        staging,
-    ):
-        selects = [_parsed_select(name, source) for name, source in sources.items()]
-        if selects:
-            con.execute(f"CREATE TABLE {parsed.sql} AS " + "\nUNION ALL BY NAME\n".join(selects))
-        else:
-            con.execute(f"CREATE TABLE {parsed.sql} AS {_EMPTY_PARSED}")
+    selects = [_checked_select(name, source) for name, source in sources.items()]
+    checked = "\nUNION ALL BY NAME\n".join(selects) or _EMPTY_CHECKED
+    with staged_tables(con, TRANSACTIONS, TableName("marts", "transactions_rejects")) as (staging, rejects):
+        # Every row is parsed and written once, problem rows included (their
+        # problem columns are empty for all others, which costs next to
+        # nothing); the problem rows then move to the quarantine. Filtering on
+        # the problem while parsing would make DuckDB parse each row again.
+        con.execute(
+            f"""
+            CREATE TABLE {staging.sql} AS
+            SELECT p.transaction_id, p.source, m.customer_id, p.customer_source, p.customer_ref,
+                   abs(p.amount) AS amount, p.currency, p.type, p.occurred_at,
+                   CASE WHEN p.type = 'return' THEN -abs(p.amount) ELSE abs(p.amount) END AS signed_amount,
+                   p._file, p._row_number, p.problem, p.problem_column, p.raw_row
+            FROM (
+                SELECT * REPLACE (
+                    CASE WHEN has_type THEN type WHEN amount < 0 THEN 'return' ELSE 'order' END AS type
+                )
+                FROM ({checked})
+            ) p
+            LEFT JOIN {CUSTOMER_ID_MAP.sql} m
+                   ON m.source = p.customer_source AND m.source_record_id = p.customer_ref
+            """
+        )
         con.execute(
             f"""
             CREATE TABLE {rejects.sql} AS
             SELECT source, '{STAGE}' AS stage, _file, _row_number, problem_column AS column_name,
                    problem AS reason, raw_row
-            FROM (
-                SELECT *,
-                    CASE
-                        WHEN amount_text IS NULL THEN 'missing amount'
-                        WHEN amount IS NULL THEN 'unparseable amount ' || amount_text
-                        WHEN amount < 0 AND has_type THEN 'negative amount ' || amount_text
-                        WHEN occurred_at_text IS NULL THEN 'missing timestamp'
-                        WHEN occurred_at IS NULL THEN 'unparseable timestamp ' || occurred_at_text
-                        WHEN currency IS NOT NULL AND currency NOT IN (SELECT code FROM iso_currencies)
-                            THEN 'unknown currency ' || currency
-                        WHEN has_type AND type IS NULL THEN 'unknown transaction type ' || coalesce(type_text, '(empty)')
-                    END AS problem,
-                    CASE
-                        WHEN amount IS NULL OR (amount < 0 AND has_type) THEN amount_column
-                        WHEN occurred_at IS NULL THEN occurred_at_column
-                        WHEN currency IS NOT NULL AND currency NOT IN (SELECT code FROM iso_currencies) THEN currency_column
-                        ELSE type_column
-                    END AS problem_column
-                FROM {parsed.sql}
-            )
+            FROM {staging.sql}
             WHERE problem IS NOT NULL
             """
         )
-        con.execute(
-            f"""
-            CREATE TABLE {staging.sql} AS
-            SELECT p.transaction_id, p.source, m.customer_id, p.customer_source, p.customer_ref,
-                   abs(p.amount) AS amount, p.currency,
-                   CASE WHEN p.has_type THEN p.type WHEN p.amount < 0 THEN 'return' ELSE 'order' END AS type,
-                   p.occurred_at,
-                   CASE WHEN (CASE WHEN p.has_type THEN p.type WHEN p.amount < 0 THEN 'return' ELSE 'order' END) = 'return'
-                        THEN -abs(p.amount) ELSE abs(p.amount) END AS signed_amount,
-                   p._file, p._row_number
-            FROM {parsed.sql} p
-            LEFT JOIN {CUSTOMER_ID_MAP.sql} m
-                   ON m.source = p.customer_source AND m.source_record_id = p.customer_ref
-            WHERE NOT EXISTS (
-                SELECT 1 FROM {rejects.sql} r
-                WHERE r.source = p.source AND r._file = p._file AND r._row_number = p._row_number
-            )
-            ORDER BY p.source, p.occurred_at, p.transaction_id
-            """
-        )
-        rows_in = con.execute(f"SELECT count(*) FROM {parsed.sql}").fetchone()[0]
+        con.execute(f"DELETE FROM {staging.sql} WHERE problem IS NOT NULL")
+        for helper in ("problem", "problem_column", "raw_row"):
+            con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {helper}")
         quarantined = con.execute(f"SELECT count(*) FROM {rejects.sql}").fetchone()[0]
         rows, unattributed = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE customer_id IS NULL) FROM {staging.sql}"
         ).fetchone()
+        rows_in = rows + quarantined  # every parsed row either has a problem or not
         swap_in(con, [(TRANSACTIONS, staging)], QuarantineReplacement(tuple(sources), STAGE, rejects))
     return TransactionsReport(rows_in=rows_in, rows=rows, quarantined=quarantined, unattributed=unattributed)
+
+
+def _checked_select(name: str, source: SourceConfig) -> str:
+    """One source's rows parsed, with the first problem that keeps a row out of the mart
+    (NULL when there is none), the column to blame and, for those rows only, the raw row."""
+    return f"""
+        SELECT * EXCLUDE (_raw_columns),
+               CASE WHEN problem IS NOT NULL THEN CAST(to_json(_raw_columns) AS VARCHAR) END AS raw_row
+        FROM (
+            SELECT *, {_PROBLEM} AS problem, {_PROBLEM_COLUMN} AS problem_column
+            FROM ({_parsed_select(name, source)})
+        )
+    """
+
+
+_KNOWN_CURRENCY = "list_contains([" + ", ".join(f"'{code}'" for code in ISO_CURRENCIES) + "], currency)"
+_PROBLEM = f"""
+    CASE
+        WHEN amount_text IS NULL THEN 'missing amount'
+        WHEN amount IS NULL THEN 'unparseable amount ' || amount_text
+        WHEN amount < 0 AND has_type THEN 'negative amount ' || amount_text
+        WHEN occurred_at_text IS NULL THEN 'missing timestamp'
+        WHEN occurred_at IS NULL THEN 'unparseable timestamp ' || occurred_at_text
+        WHEN currency IS NOT NULL AND NOT {_KNOWN_CURRENCY} THEN 'unknown currency ' || currency
+        WHEN has_type AND type IS NULL THEN 'unknown transaction type ' || coalesce(type_text, '(empty)')
+    END
+"""
+_PROBLEM_COLUMN = f"""
+    CASE
+        WHEN amount IS NULL OR (amount < 0 AND has_type) THEN amount_column
+        WHEN occurred_at IS NULL THEN occurred_at_column
+        WHEN currency IS NOT NULL AND NOT {_KNOWN_CURRENCY} THEN currency_column
+        ELSE type_column
+    END
+"""
 
 
 def _parsed_select(name: str, source: SourceConfig) -> str:
@@ -140,18 +152,19 @@ def _parsed_select(name: str, source: SourceConfig) -> str:
                {f"'{_text(column_of(fields['type']))}'" if kind else "NULL"} AS type_column,
                '{_text(column_of(fields["occurred_at"]))}' AS occurred_at_column,
                _file, _row_number,
-               {row_json_sql(source)} AS raw_row
+               {raw_columns_sql(source)} AS _raw_columns
         FROM {raw.sql}
     """
 
 
-_EMPTY_PARSED = """
+_EMPTY_CHECKED = """
     SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS transaction_id, NULL::VARCHAR AS customer_source,
            NULL::VARCHAR AS customer_ref, NULL::VARCHAR AS amount_text, NULL::DECIMAL(18, 2) AS amount,
            NULL::VARCHAR AS currency, NULL::VARCHAR AS type_text, NULL::VARCHAR AS type, false AS has_type,
            NULL::VARCHAR AS occurred_at_text, NULL::TIMESTAMP AS occurred_at, NULL::VARCHAR AS amount_column,
            NULL::VARCHAR AS currency_column, NULL::VARCHAR AS type_column, NULL::VARCHAR AS occurred_at_column,
-           NULL::VARCHAR AS _file, NULL::BIGINT AS _row_number, NULL::VARCHAR AS raw_row
+           NULL::VARCHAR AS _file, NULL::BIGINT AS _row_number, NULL::VARCHAR AS raw_row,
+           NULL::VARCHAR AS problem, NULL::VARCHAR AS problem_column
     LIMIT 0
 """
 
