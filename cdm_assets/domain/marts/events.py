@@ -39,26 +39,31 @@ class EventsReport:
 def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsReport:
     """Rebuild `marts.events` from the raw event tables."""
     ensure_schemas(con, "marts")
-    selects = [_parsed_select(name, source) for name, source in config.sources_of("event").items()]
-    with staged_tables(con, TableName("marts", "events_parsed"), EVENTS) as (parsed, staging):
-        body = "\nUNION ALL BY NAME\n".join(selects) if selects else _EMPTY_PARSED
-        con.execute(f"CREATE TABLE {parsed.sql} AS {body}")
+    sources = config.sources_of("event")
+    selects = [_parsed_select(name, source) for name, source in sources.items()]
+    body = "\nUNION ALL BY NAME\n".join(selects) if selects else _EMPTY_PARSED
+    emails = "\nUNION ALL\n".join(_email_select(name, source) for name, source in sources.items()) or _NO_EMAILS
+    with staged_tables(con, EVENTS) as (staging,):
+        # The events are parsed on the fly, never written twice; only the
+        # emails that events carry are looked up among the customer records.
         con.execute(
             f"""
             CREATE TABLE {staging.sql} AS
-            WITH email_owner AS (  -- emails that identify exactly one customer
+            WITH parsed AS ({body}),
+            event_emails AS (SELECT DISTINCT email FROM ({emails}) WHERE email IS NOT NULL),
+            email_owner AS (  -- emails that identify exactly one customer
                 SELECT l.email, min(m.customer_id) AS customer_id
                 FROM {SOURCE_LOOKUP.sql} l JOIN {CUSTOMER_ID_MAP.sql} m USING (source, source_record_id)
-                WHERE l.email IS NOT NULL
+                WHERE l.email IN (SELECT email FROM event_emails)
                 GROUP BY l.email
-                HAVING count(DISTINCT m.customer_id) = 1
+                HAVING min(m.customer_id) = max(m.customer_id)
             ),
             linked AS (
                 SELECT p.*,
                        coalesce(by_ref.customer_id, by_email.customer_id) AS known_customer_id,
                        CASE WHEN by_ref.customer_id IS NOT NULL THEN 'customer_reference'
                             WHEN by_email.customer_id IS NOT NULL THEN 'email' END AS known_by
-                FROM {parsed.sql} p
+                FROM parsed p
                 LEFT JOIN {CUSTOMER_ID_MAP.sql} by_ref
                        ON by_ref.source = p.customer_source AND by_ref.source_record_id = p.customer_ref
                 LEFT JOIN email_owner by_email ON by_email.email = p.email
@@ -80,7 +85,6 @@ def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsRep
                    coalesce(l.known_by, CASE WHEN d.customer_id IS NOT NULL THEN 'stitched' END) AS attribution,
                    l.email, l.customer_source, l.customer_ref, l._file, l._row_number
             FROM linked l LEFT JOIN device_owner d USING (anonymous_id)
-            ORDER BY l.occurred_at, l.source, l.event_id
             """
         )
         by_attribution = dict(
@@ -93,19 +97,32 @@ def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsRep
     return EventsReport(rows=rows, by_attribution=by_attribution)
 
 
+def _text(source: SourceConfig, field: str) -> str:
+    if field not in source.fields:
+        return "NULL::VARCHAR"
+    return f"nullif(trim(CAST({quote_ident(column_of(source.fields[field]))} AS VARCHAR)), '')"
+
+
+def _email_sql(source: SourceConfig) -> str:
+    """The event's email: lower case, and only when it looks like one (the column may hold ids)."""
+    return f"CASE WHEN contains({_text(source, 'email')}, '@') THEN lower({_text(source, 'email')}) END"
+
+
+def _email_select(name: str, source: SourceConfig) -> str:
+    return f"SELECT {_email_sql(source)} AS email FROM {TableName('raw', name).sql}"
+
+
 def _parsed_select(name: str, source: SourceConfig) -> str:
     fields = source.fields
 
     def text(field: str) -> str:
-        if field not in fields:
-            return "NULL::VARCHAR"
-        return f"nullif(trim(CAST({quote_ident(column_of(fields[field]))} AS VARCHAR)), '')"
+        return _text(source, field)
 
     occurred = quote_ident(column_of(fields["occurred_at"])) if "occurred_at" in fields else None
     occurred_format = format_of(fields["occurred_at"]) if "occurred_at" in fields else None
     return f"""
         SELECT {reference_columns_sql(name, source, "event_id")},
-               CASE WHEN contains({text("email")}, '@') THEN lower({text("email")}) END AS email,
+               {_email_sql(source)} AS email,
                {text("anonymous_id")} AS anonymous_id,
                {text("event_type")} AS event_type,
                {timestamp_sql(occurred, occurred_format)} AS occurred_at,
@@ -121,3 +138,5 @@ _EMPTY_PARSED = """
            NULL::BIGINT AS _row_number
     LIMIT 0
 """
+
+_NO_EMAILS = "SELECT NULL::VARCHAR AS email LIMIT 0"
