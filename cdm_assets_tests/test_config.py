@@ -147,3 +147,21 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path, monkeypatch):
     assert duckdb_path(config) == tmp_path / "wh" / "cdm.duckdb"
     monkeypatch.setenv("CDM_DUCKDB_PATH", str(tmp_path / "other.duckdb"))
     assert duckdb_path(config) == tmp_path / "other.duckdb"
+
+
+def test_warehouse_limits_reach_every_duckdb_connection(write_config, tmp_path):
+    from cdm_assets.wiring.resources import warehouse_resource
+
+    config = write_config(
+        {"crm": {"entity": "customer", "path": "crm/*.csv", "record_id": "id", "fields": {"email": "email"}}},
+        warehouse={"duckdb_path": "w.duckdb", "memory_limit": "1GB", "threads": 1},
+    )
+    with warehouse_resource(config).get_connection() as con:
+        [(limit, threads)] = con.sql("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()
+    assert (limit, threads) == ("953.6 MiB", 1)  # DuckDB reports 1GB (10^9 bytes) in MiB
+
+
+def test_a_memory_limit_must_be_a_size(write_config):
+    message = error_for(lambda d: d["warehouse"].update(memory_limit="lots"))
+    assert message.startswith(f"{CONFIG_FILE}: warehouse.memory_limit: ")
+    assert "expected a size such as '4GB'" in message

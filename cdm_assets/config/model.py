@@ -288,8 +288,22 @@ class FieldError(ValueError):
         self.message = message
 
 
+DUCKDB_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
 class WarehouseConfig(StrictModel):
     duckdb_path: str = "data/cdm.duckdb"
+    # DuckDB's limits for every step: it spills to disk beyond `memory_limit`
+    # (default: DuckDB's own, 80% of RAM) and uses `threads` cores (default: all).
+    memory_limit: str | None = None
+    threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not DUCKDB_SIZE.match(value):
+            raise ValueError(f"bad memory limit {value!r}: expected a size such as '4GB' or '512MB'")
+        return value
 
 
 # Keys a match rule can compare; `identifier:<name>` adds the source ids

@@ -26,7 +26,13 @@ class WarehouseResource(DuckDBResource):
             yield connection
 
 
+def connection_config(config: CdmConfig) -> dict:
+    """DuckDB settings for every connection, with the warehouse's limits from cdm.yaml."""
+    limits = {"memory_limit": config.warehouse.memory_limit, "threads": config.warehouse.threads}
+    return {**CONNECTION_CONFIG, **{name: value for name, value in limits.items() if value is not None}}
+
+
 def warehouse_resource(config: CdmConfig) -> WarehouseResource:
     path = duckdb_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return WarehouseResource(database=str(path), connection_config=CONNECTION_CONFIG)
+    return WarehouseResource(database=str(path), connection_config=connection_config(config))
