@@ -14,23 +14,29 @@ from cdm_assets.domain.warehouse import TableName, ensure_schemas, staged_tables
 CUSTOMER_METRICS = TableName("marts", "customer_metrics")
 
 METRICS_SQL = f"""
-WITH orders AS (
-    SELECT customer_id,
+WITH per_currency AS (  -- one pass over the transactions
+    SELECT customer_id, currency,
            count(*) FILTER (WHERE type = 'order') AS orders,
            count(*) FILTER (WHERE type = 'return') AS returns,
            min(occurred_at) FILTER (WHERE type = 'order') AS first_order_at,
-           max(occurred_at) FILTER (WHERE type = 'order') AS last_order_at
+           max(occurred_at) FILTER (WHERE type = 'order') AS last_order_at,
+           sum(signed_amount) AS net
     FROM {TRANSACTIONS.sql} WHERE customer_id IS NOT NULL
-    GROUP BY customer_id
+    GROUP BY ALL
 ),
-revenue AS (  -- net revenue per currency: orders minus returns
+orders AS (
     SELECT customer_id,
-           map_from_entries(list(struct_pack(k := coalesce(currency, '?'), v := net) ORDER BY currency)) AS net_revenue
-    FROM (
-        SELECT customer_id, currency, sum(signed_amount) AS net
-        FROM {TRANSACTIONS.sql} WHERE customer_id IS NOT NULL
-        GROUP BY ALL
-    )
+           CAST(sum(orders) AS BIGINT) AS orders,
+           CAST(sum(returns) AS BIGINT) AS returns,
+           min(first_order_at) AS first_order_at,
+           max(last_order_at) AS last_order_at,
+           -- net revenue per currency, orders minus returns; currencies in order, none last
+           -- (sorting each small list is much cheaper than an ordered aggregate)
+           map_from_entries(list_transform(
+               list_sort(list(struct_pack(no_currency := currency IS NULL, currency := currency, net := net))),
+               lambda e: struct_pack(k := coalesce(e.currency, '?'), v := e.net)
+           )) AS net_revenue
+    FROM per_currency
     GROUP BY customer_id
 ),
 activity AS (
@@ -41,7 +47,7 @@ activity AS (
 SELECT c.customer_id,
        coalesce(o.orders, 0) AS orders,
        coalesce(o.returns, 0) AS returns,
-       r.net_revenue,
+       o.net_revenue,
        o.first_order_at,
        o.last_order_at,
        date_diff('day', o.last_order_at, $as_of) AS days_since_last_order,
@@ -49,7 +55,6 @@ SELECT c.customer_id,
        a.last_event_at
 FROM {CUSTOMERS.sql} c
 LEFT JOIN orders o USING (customer_id)
-LEFT JOIN revenue r USING (customer_id)
 LEFT JOIN activity a USING (customer_id)
 ORDER BY c.customer_id
 """
