@@ -461,3 +461,19 @@ def test_a_source_without_landed_files_adds_no_records(tmp_path, warehouse, writ
     assert [(r["record_key"], r["source"], r["first_name"], r["id_card"]) for r in build(warehouse, config)] == [
         (0, "crm", "Ann", None)
     ]
+
+
+def test_particles_written_after_the_surname_go_back_in_front_of_it(lookup_of):
+    fields = {"first_name": "fn", "last_name": "ln", "full_name": "full"}
+    columns = {
+        "fn": ["Wouter", "", "", "", ""],
+        "ln": ["Bourgondië, van", "", "", "", ""],
+        "full": ["", "Wouter Bourgondië, van", "Bourgondië, van, Wouter", "Berg, van der, Jan", "Berg, Jan van der"],
+    }
+    rows = lookup_of(fields, columns)
+    assert [(r["first_name"], r["last_name"]) for r in rows] == [("Wouter", "van Bourgondië")] * 3 + [
+        ("Jan", "van der Berg")
+    ] * 2
+    assert {(r["first_name_key"], r["last_name_key"], r["last_name_core"]) for r in rows[:3]} == {
+        ("wouter", "vanbourgondie", "bourgondie")
+    }

@@ -175,13 +175,14 @@ def _split_names_sql(records: str) -> str:
 
     Typed first and last names win; a full name fills what is missing:
     "Berg, Jan van der" (last name first; particles after the given name move
-    back) or "Jan van der Berg" (first word, then the rest). Titles go first.
+    back) or "Jan van der Berg" (first word, then the rest). Titles go first,
+    and particles written after the surname ("Bourgondië, van") go before it.
     """
     after_comma = std.without_titles("trim(substring(_full_name, _comma + 1))")
     return f"""
     full_names AS (
-        SELECT *, {std.without_titles(std.collapsed('full_name_raw'))} AS _full_name
-        FROM {records}
+        SELECT * EXCLUDE (_titled_name), {std.particles_before_surname('_titled_name')} AS _full_name
+        FROM (SELECT *, {std.without_titles(std.collapsed('full_name_raw'))} AS _titled_name FROM {records})
     ),
     comma_names AS (
         SELECT *, strpos(_full_name, ',') AS _comma FROM full_names
@@ -231,7 +232,7 @@ def person_names_sql(records: str) -> str:
         FROM {_NICKNAMES}
     ),
     last_name_values AS (
-        SELECT typed, {std.collapsed('typed')} AS cleaned
+        SELECT typed, {std.particles_before_surname(std.collapsed('typed'))} AS cleaned
         FROM distinct_names WHERE part = 'last' AND typed IS NOT NULL
     )
     SELECT 'first' AS part, typed,

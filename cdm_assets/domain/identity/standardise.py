@@ -108,6 +108,23 @@ def given_name_and_particles(expr: str) -> str:
     return f"regexp_extract({expr}, {sql_string(pattern)}, ['given', 'particles'], 'i')"
 
 
+def particles_before_surname(expr: str) -> str:
+    """Particles written after the surname and a comma go back in front of it.
+
+    Directories write "Bourgondië, van" for "van Bourgondië"; full names then
+    read "Wouter Bourgondië, van" or "Bourgondië, van, Wouter". A comma
+    segment of nothing but particles moves before the word in front of the
+    comma: "Wouter van Bourgondië", "van Bourgondië, Wouter". Names without
+    such a segment ("Berg, Jan van der") are left as they are.
+    """
+    particles = rf"(?:{_PARTICLES})(?:\s+(?:{_PARTICLES}))*"
+    pattern = rf"^((?:[^,]*\s)?)([^,\s]+)\s*,\s*({particles})\s*(,.*)?$"
+    return (
+        f"CASE WHEN strpos({expr}, ',') > 0 "
+        rf"THEN regexp_replace({expr}, {sql_string(pattern)}, '\1\3 \2\4', 'i') ELSE {expr} END"
+    )
+
+
 def _capitalised(word: str) -> str:
     """Upper-case the first letter of each hyphen part; after "o'" / "d'" as well (O'Brien)."""
     return (
