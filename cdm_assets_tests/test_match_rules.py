@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+
+from cdm_assets.config import BUNDLED_CONFIG, ConfigError, parse_config
 from cdm_assets.config.model import MatchRule
 from cdm_assets.domain.identity.match_rules import build_identity_graph, default_rules
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
@@ -96,3 +100,94 @@ def test_rules_are_configurable_and_each_link_carries_the_first_rule_that_made_i
     ]
     found = links(["1,Ann,Lee,ann@lee.org,,1990-01-01,,", "2,Anne,Lee,ann@lee.org,,1990-01-01,,", "3,Bo,Chan,ann@lee.org,,,,"], rules)
     assert found == {("1", "2"): "same_last_name_and_birth_date", ("1", "3"): "same_email", ("2", "3"): "same_email"}
+
+
+def test_a_placeholder_phone_shared_by_many_records_cannot_contradict(links):
+    strangers = [f"{i},Kim{i},Peters{i},,0612345678,,," for i in range(10, 15)]
+    found = links([
+        "1,Jan,Jansen,jan.jansen@ziggo.nl,0612345678,,,",
+        "2,Jan,Jansen,jan.jansen@ziggo.nl,0687654321,,,",
+        *strangers,
+    ], max_records_per_key=4)
+    assert found == {("1", "2"): "email_and_first_name"}
+
+
+def test_a_common_last_name_still_blocks_with_a_birth_date(links):
+    # "Jansen" is held by more records than max_records_per_key; only
+    # placeholder-prone keys (email, phone, address, identifiers) count alone
+    others = [f"{i},Piet,Jansen,,,19{i}-01-01,," for i in range(50, 55)]
+    found = links(["1,Jan,Jansen,,,1980-05-05,,", "2,Jan,Jansen,,,1980-05-05,,", *others], max_records_per_key=4)
+    assert found == {("1", "2"): "name_and_birth_date"}
+
+
+def test_an_email_shared_by_people_with_different_last_names_links_nobody(links):
+    found = links([
+        "1,Lisa,Baxter,lisa26@gmail.com,,,,",
+        "2,Lisa,Smith,lisa26@gmail.com,,,,",
+        "3,Lisa,,lisa26@gmail.com,,,,",  # whose? the inbox has two last names
+    ])
+    assert found == {}
+
+
+def test_a_record_without_a_last_name_joins_its_first_name_in_a_household_inbox(links):
+    found = links([
+        "1,Piet,de Boer,familie.deboer@kpnmail.nl,,1970-01-01,,",
+        "2,Marja,de Boer,familie.deboer@kpnmail.nl,,1972-05-05,,",
+        "3,Marja,,familie.deboer@kpnmail.nl,,,,",
+    ])
+    assert found == {("2", "3"): "email_and_first_name"}
+
+
+def test_twins_joined_only_through_a_fuzzy_name_are_split_where_their_phones_conflict(links):
+    found = links([
+        "1,Sara,Jansen,familie.jansen@ziggo.nl,0611111222,1990-03-03,,",
+        "2,Sarah,Jansen,familie.jansen@ziggo.nl,0622222333,1990-03-03,,",
+        "3,Sarah,Jansen,familie.jansen@ziggo.nl,,1990-03-03,,",  # no phone: pairs with both twins
+    ])
+    assert found == {("2", "3"): "email_and_first_name"}
+
+
+def test_a_typo_in_the_first_name_links_on_the_same_phone(links):
+    found = links(["1,Didier,Deryck,,+32 485 74 13 62,,,", "2,Ddier,Deryck,,0032485741362,,,"])
+    assert found == {("1", "2"): "phone_and_first_name"}
+
+
+def test_a_double_first_name_written_without_hyphen_matches_when_split_elsewhere(links):
+    found = links(["1,Heinz Dieter,Stiffel,,0612340987,,,", "2,Heinz,Dieter Stiffel,,0612340987,,,"])
+    assert found == {("1", "2"): "phone_and_first_name"}
+
+
+def test_first_and_last_name_swapped_with_a_typo_still_match(links):
+    found = links(["1,Benny,Vanparys,,0612340987,,,", "2,Vanparys,Bneny,,0612340987,,,"])
+    assert found == {("1", "2"): "phone_and_first_name"}
+
+
+def test_a_first_name_only_record_matches_a_swapped_record_on_a_private_email(links):
+    found = links(["1,Masson,Michele,michele.masson@free.fr,,,,", "2,Michele,,michele.masson@free.fr,,,,"])
+    assert found == {("1", "2"): "email_and_first_name"}
+
+
+def test_max_edits_links_values_one_typo_apart(links):
+    rules = [MatchRule(name="phone_typo", exact=["last_name", "birth_date"], max_edits={"phone": 1})]
+    found = links([
+        "1,Ann,Lee,,0612345670,1990-01-01,,",
+        "2,Ann,Lee,,0612345607,1990-01-01,,",  # two digits swapped: one edit
+        "3,Ann,Lee,,0698765432,1990-01-01,,",
+    ], rules)
+    assert found == {("1", "2"): "phone_typo"}
+
+
+@pytest.mark.parametrize(
+    ("max_edits", "message"),
+    [
+        ({"shoe_size": 1}, "unknown max_edits key 'shoe_size'"),
+        ({"identifier:passport": 1}, "'identifier:passport' names no identifier declared"),
+        ({"phone": 0}, "max_edits for 'phone' must be 1, 2 or 3"),
+    ],
+)
+def test_a_bad_max_edits_is_a_config_error_naming_the_rule(max_edits, message):
+    document = yaml.safe_load(BUNDLED_CONFIG.read_text())
+    document["identity"]["rules"] = [{"name": "typo", "exact": ["birth_date"], "max_edits": max_edits}]
+    with pytest.raises(ConfigError) as raised:
+        parse_config(document, Path("/configs/cdm.yaml"))
+    assert message in str(raised.value) and "identity.rules.0" in str(raised.value)

@@ -324,12 +324,14 @@ SIMILAR_KEYS = ("first_name", "last_name")
 
 class MatchRule(StrictModel):
     """Two records are linked when every `exact` key is equal (and not empty),
-    every `similar` key reaches its Jaro-Winkler threshold, and none of the
-    `must_not_differ` keys holds two different values."""
+    every `similar` key reaches its Jaro-Winkler threshold, every `max_edits`
+    key is at most that many edits apart, and none of the `must_not_differ`
+    keys holds two different values."""
 
     name: str
     exact: list[str] = Field(min_length=1)
     similar: dict[str, float] = Field(default_factory=dict)
+    max_edits: dict[str, int] = Field(default_factory=dict)  # key -> Damerau-Levenshtein distance
     must_not_differ: list[str] = Field(default_factory=list)
 
     @field_validator("name")
@@ -347,6 +349,18 @@ class MatchRule(StrictModel):
                 raise ValueError(
                     f"unknown match key {key!r}; expected one of: {', '.join(MATCH_KEYS)}, identifier:<name>"
                 )
+        return value
+
+    @field_validator("max_edits")
+    @classmethod
+    def _known_max_edits(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, edits in value.items():
+            if key not in MATCH_KEYS and not key.startswith("identifier:"):
+                raise ValueError(
+                    f"unknown max_edits key {key!r}; expected one of: {', '.join(MATCH_KEYS)}, identifier:<name>"
+                )
+            if not 1 <= edits <= 3:
+                raise ValueError(f"max_edits for {key!r} must be 1, 2 or 3, got {edits}")
         return value
 
     @field_validator("similar")
@@ -534,7 +548,7 @@ class CdmConfig(StrictModel):
     def _check_rule_identifiers(self, entity: str, key: tuple[str, ...]) -> None:
         declared = self.identifier_names(entity)
         for index, rule in enumerate(self.identity_settings(entity).rules or []):
-            for field_name in ("exact", "must_not_differ"):
+            for field_name in ("exact", "max_edits", "must_not_differ"):
                 for match_key in getattr(rule, field_name):
                     if match_key.startswith("identifier:") and match_key.split(":", 1)[1] not in declared:
                         raise FieldError(

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import duckdb
 
 from cdm_assets.config.model import MatchRule
+from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
+from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in
 
 SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
@@ -51,13 +53,13 @@ DEFAULT_RULES: tuple[MatchRule, ...] = (
     MatchRule(
         name="email_and_first_name",
         exact=["email"],
-        similar={"first_name": 0.9},
+        similar={"first_name": 0.9, "last_name": 0.8},
         must_not_differ=["birth_date", "phone"],
     ),
     MatchRule(
         name="phone_and_first_name",
         exact=["phone"],
-        similar={"first_name": 0.9, "last_name": 0.8},
+        similar={"first_name": 0.85, "last_name": 0.8},
         must_not_differ=["birth_date"],
     ),
     MatchRule(
@@ -105,83 +107,145 @@ def key_column(key: str) -> str:
     return KEY_COLUMNS[key]
 
 
+def placeholder_prone(key: str) -> bool:
+    """Keys whose values belong to one person or one home: a value held by more
+    than `max_records_per_key` records is a placeholder (or a shop's own phone),
+    neither evidence for a link nor against one."""
+    return key in ("email", "phone", "address") or key.startswith("identifier:")
+
+
+def without_placeholders(key: str, placeholders: TableName) -> str:
+    """The key's lookup column, NULL where its value is listed in `placeholders`."""
+    column = quote_ident(key_column(key))
+    return (
+        f"CASE WHEN {column} IN (SELECT value FROM {placeholders.sql} "
+        f"WHERE key_column = {sql_string(key_column(key))}) THEN NULL ELSE {column} END"
+    )
+
+
 # The lookup columns a rule needs besides its own keys.
 _COMPARED = ("record_key", "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date")
 
 
-def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP) -> str:
-    """One rule as a SELECT of (key_a, key_b, score); `$max_records` is max_records_per_key.
+def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: TableName | None = None) -> str:
+    """One rule as a SELECT of (key_a, key_b, score, weak); `$max_records` is max_records_per_key.
 
     Blocks are found with GROUP BY, not window functions: most key values
     belong to one record and are dropped before any pair is formed.
+    `placeholders` (key_column, value) lists the placeholder values of
+    placeholder-prone keys; they cannot contradict under `must_not_differ`.
+    A link is `weak` when it rests on a fuzzy or a missing name.
     """
     exact = [quote_ident(key_column(k)) for k in rule.exact]
+    near = {quote_ident(key_column(k)): edits for k, edits in rule.max_edits.items()}
     block = ", ".join(exact)
-    columns = list(dict.fromkeys([*(quote_ident(c) for c in _COMPARED), *exact,
-                                  *(quote_ident(key_column(k)) for k in rule.must_not_differ)]))
-    not_null = " AND ".join(f"{c} IS NOT NULL" for c in exact)
+    selected = dict.fromkeys([*(quote_ident(c) for c in _COMPARED), *exact, *near])
+    selected.update(dict.fromkeys(quote_ident(key_column(key)) for key in rule.must_not_differ))
+    columns = ", ".join(selected)
+    if rule.similar:
+        columns += ", first_name_key || last_name_key AS _full_name_key"
+    not_null = " AND ".join(f"{c} IS NOT NULL" for c in [*exact, *near])
     # A value shared by too many records is a placeholder or a shared inbox:
-    # each key counts on its own, not just the combination.
+    # each such key counts on its own, not just the combination. Names, dates
+    # and postcodes are shared by many people by nature.
     shared_alone = "".join(
-        f" AND {c} NOT IN (SELECT {c} FROM keyed GROUP BY {c} HAVING count(*) > $max_records)"
-        for c in exact
+        f" AND {quote_ident(key_column(k))} NOT IN (SELECT {quote_ident(key_column(k))} FROM keyed "
+        f"GROUP BY {quote_ident(key_column(k))} HAVING count(*) > $max_records)"
+        for k in rule.exact if placeholder_prone(k)
     ) if len(exact) > 1 else ""
     join = " AND ".join(f"a.{c} = b.{c}" for c in exact)
-    similarities = [_similarity_sql(key) for key in rule.similar]
-    conditions = [
-        # A missing name cannot contradict, but only on a private key: one that
-        # every record sharing it agrees on (one first name, one birth date).
-        f"({sim} >= {float(threshold)!r} OR (a._private AND {_missing_sql(key)}))"
-        for key, sim, threshold in zip(rule.similar, similarities, rule.similar.values())
-    ]
+    pair_conditions = ["a.record_key < b.record_key"]
     for key in rule.must_not_differ:
         column = quote_ident(key_column(key))
-        conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column})")
-    score = f"least({', '.join(similarities)})" if similarities else "NULL::DOUBLE"
-    where = " AND ".join(["a.record_key < b.record_key", *conditions])
+        # checked only for the few pairs whose values differ
+        placeholder = (
+            f" OR a.{column} IN (SELECT value FROM {placeholders.sql} WHERE key_column = {sql_string(key_column(key))})"
+            f" OR b.{column} IN (SELECT value FROM {placeholders.sql} WHERE key_column = {sql_string(key_column(key))})"
+            if placeholders is not None and placeholder_prone(key) else ""
+        )
+        pair_conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column}{placeholder})")
+    pair_conditions += [f"damerau_levenshtein(a.{c}, b.{c}) <= {int(edits)}" for c, edits in near.items()]
+    similarities = [f"{_similarity_sql(key)} AS _sim{i}, {_missing_sql(key)} AS _missing{i}"
+                    for i, key in enumerate(rule.similar)]
+    # A missing name cannot contradict, but only on a private key: one that
+    # every record sharing it agrees on (one first name, last name and birth date).
+    conditions = [
+        f"(_sim{i} >= {float(t)!r} OR ({'_private_last_name' if key == 'last_name' else '_private'} AND _missing{i}))"
+        for i, (key, t) in enumerate(rule.similar.items())
+    ]
+    sims = [f"_sim{i}" for i in range(len(rule.similar))]
+    score = f"least({', '.join(sims)})" if sims else "NULL::DOUBLE"
+    weak = f"NOT coalesce({' AND '.join(f'{s} = 1.0' for s in sims)}, false)" if sims else "false"
     return f"""
         WITH keyed AS (
-            SELECT {", ".join(columns)} FROM {lookup.sql} WHERE {not_null}
+            SELECT {columns} FROM {lookup.sql} WHERE {not_null}
         ),
         blocks AS (
-            SELECT {block}, count(DISTINCT birth_date) AS _birth_dates, mode(first_name_key) AS _usual_first_name
+            SELECT {block}, count(DISTINCT birth_date) AS _birth_dates,
+                   mode(first_name_key) AS _usual_first_name, mode(last_name_core) AS _usual_last_name
             FROM keyed
             WHERE true{shared_alone}
             GROUP BY {block}
             HAVING count(*) BETWEEN 2 AND $max_records
         ),
         members AS (
-            SELECT keyed.*, blocks._birth_dates, blocks._usual_first_name
+            SELECT keyed.*, blocks._birth_dates, blocks._usual_first_name, blocks._usual_last_name
             FROM keyed JOIN blocks USING ({block})
         ),
         private_blocks AS (
             -- private: everybody sharing the key has one birth date and (typos
-            -- aside) one first name
+            -- aside) one first name and one last name; a missing last name
+            -- only needs the one last name
             SELECT {block},
                    bool_and(_birth_dates <= 1 AND (first_name_key IS NULL OR
-                       jaro_winkler_similarity(first_name_key, _usual_first_name) >= {PRIVATE_NAME_SIMILARITY})) AS _private
-            FROM members GROUP BY {block}
+                       jaro_winkler_similarity(first_name_key, _usual_first_name) >= {PRIVATE_NAME_SIMILARITY}))
+                   AND bool_and(_same_last_name) AS _private,
+                   bool_and(_same_last_name) AS _private_last_name
+            FROM (
+                SELECT *, last_name_core IS NULL OR jaro_winkler_similarity(last_name_core, _usual_last_name)
+                       >= {PRIVATE_NAME_SIMILARITY} AS _same_last_name
+                FROM members
+            )
+            GROUP BY {block}
         ),
-        eligible AS (SELECT * FROM members JOIN private_blocks USING ({block}))
-        SELECT a.record_key AS key_a, b.record_key AS key_b, {score} AS score
-        FROM eligible a JOIN eligible b ON {join}
-        WHERE {where}
+        eligible AS (SELECT * FROM members JOIN private_blocks USING ({block})),
+        pairs AS (
+            SELECT a.record_key AS key_a, b.record_key AS key_b, a._private, a._private_last_name
+                   {"".join(", " + s for s in similarities)}
+            FROM eligible a JOIN eligible b ON {join}
+            WHERE {" AND ".join(pair_conditions)}
+        )
+        SELECT key_a, key_b, {score} AS score, {weak} AS weak
+        FROM pairs
+        WHERE {" AND ".join(["true", *conditions])}
     """
 
 
 def _similarity_sql(key: str) -> str:
-    if key == "first_name":
-        # A nickname of the same root name is as good as the same name, and so
-        # are first and last name written the other way round.
-        return (
-            "CASE WHEN a.first_name_root = b.first_name_root THEN 1.0 "
-            "WHEN a.first_name_key = b.last_name_key AND a.last_name_key = b.first_name_key THEN 1.0 "
-            "ELSE jaro_winkler_similarity(a.first_name_key, b.first_name_key) END"
-        )
+    """How alike two records' first (or last) names are, 0..1.
+
+    Equal nickname roots (or last names without particles) count as equal;
+    so do names whose first and last parts together read the same ("Hans
+    Dieter | Müller" and "Hans | Dieter Müller") and names written the other
+    way round. Otherwise the Jaro-Winkler similarity, or for names that look
+    swapped (crosswise initials agree) the better of it and the weaker of the
+    two crosswise similarities, so a swap with a typo still counts.
+    """
+    same_root = (
+        "a.first_name_root = b.first_name_root" if key == "first_name" else "a.last_name_core = b.last_name_core"
+    )
+    column = "first_name_key" if key == "first_name" else "last_name_key"
+    straight = f"jaro_winkler_similarity(a.{column}, b.{column})"
     return (
-        "CASE WHEN a.last_name_core = b.last_name_core THEN 1.0 "
-        "WHEN a.first_name_key = b.last_name_key AND a.last_name_key = b.first_name_key THEN 1.0 "
-        "ELSE jaro_winkler_similarity(a.last_name_key, b.last_name_key) END"
+        f"CASE WHEN {same_root} OR a._full_name_key = b._full_name_key THEN 1.0 "
+        # one record swapped, the other with a first name only
+        "WHEN (b.last_name_key IS NULL AND a.last_name_key = b.first_name_key) "
+        "OR (a.last_name_key IS NULL AND b.last_name_key = a.first_name_key) THEN 1.0 "
+        "WHEN left(a.first_name_key, 1) = left(b.last_name_key, 1) "
+        "AND left(a.last_name_key, 1) = left(b.first_name_key, 1) "
+        f"THEN greatest({straight}, least(jaro_winkler_similarity(a.first_name_key, b.last_name_key), "
+        "jaro_winkler_similarity(a.last_name_key, b.first_name_key))) "
+        f"ELSE {straight} END"
     )
 
 
@@ -196,30 +260,57 @@ def build_identity_graph(
     max_records_per_key: int,
     tables: EntityTables = CUSTOMER_TABLES,
 ) -> int:
-    """Write `identity.identity_graph` (or another entity's graph): one row per linked pair, with its rule."""
+    """Write `identity.identity_graph` (or another entity's graph): one row per linked pair, with its rule.
+
+    Weak links that would put two different values of a rule's
+    `must_not_differ` key into one customer are left out (`cannot_link`).
+    """
     lookup, graph = tables.lookup, tables.graph
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    with staged_tables(con, TableName(graph.schema, f"{graph.name}_candidates"), graph) as (candidates, staging):
+    work = [TableName(graph.schema, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links")]
+    with staged_tables(con, *work, graph) as (placeholders, candidates, links, staging):
+        params = {"max_records": max_records_per_key}
+        checked = _placeholder_checked_keys(rules)
+        con.execute(f"CREATE TABLE {placeholders.sql} (key_column VARCHAR, value VARCHAR)")
+        for key in checked:
+            column = quote_ident(key_column(key))
+            con.execute(
+                f"INSERT INTO {placeholders.sql} SELECT {sql_string(key_column(key))}, {column} FROM {lookup.sql} "
+                f"WHERE {column} IS NOT NULL GROUP BY {column} HAVING count(*) > $max_records",
+                params,
+            )
         con.execute(
-            f"CREATE TABLE {candidates.sql} (key_a BIGINT, key_b BIGINT, rule VARCHAR, rule_order INTEGER, score DOUBLE)"
+            f"CREATE TABLE {candidates.sql} (key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN)"
         )
         for order, rule in enumerate(rules):
             con.execute(
-                f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule, $rule_order, score FROM ({rule_sql(rule, lookup)})",
-                {"rule": rule.name, "rule_order": order, "max_records": max_records_per_key},
+                f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule_order, score, weak "
+                f"FROM ({rule_sql(rule, lookup, placeholders)})",
+                {**params, "rule_order": order},
             )
+        con.execute(
+            f"""
+            CREATE TABLE {links.sql} AS
+            SELECT key_a, key_b, min(rule_order) AS rule_order, arg_min(score, rule_order) AS score,
+                   arg_min(weak, rule_order) AS weak
+            FROM {candidates.sql}
+            GROUP BY key_a, key_b
+            """
+        )
+        con.execute(f"DROP TABLE {candidates.sql}")
+        key_values, rule_orders = _cannot_link_keys(rules, placeholders)
+        drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders)
+        names = "CASE link.rule_order " + " ".join(
+            f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules)
+        ) + " END" if rules else "NULL::VARCHAR"
         con.execute(
             f"""
             CREATE TABLE {staging.sql} AS
             SELECT a.source AS source_a, a.source_record_id AS record_id_a,
                    b.source AS source_b, b.source_record_id AS record_id_b,
-                   link.rule, round(link.score, 4) AS score,
+                   {names} AS rule, round(link.score, 4) AS score,
                    link.key_a, link.key_b
-            FROM (
-                SELECT key_a, key_b, arg_min(rule, rule_order) AS rule, arg_min(score, rule_order) AS score
-                FROM {candidates.sql}
-                GROUP BY key_a, key_b
-            ) AS link
+            FROM {links.sql} AS link
             JOIN {lookup.sql} a ON a.record_key = link.key_a
             JOIN {lookup.sql} b ON b.record_key = link.key_b
             ORDER BY link.key_a, link.key_b
@@ -227,6 +318,28 @@ def build_identity_graph(
         )
         swap_in(con, [(graph, staging)])
     return con.execute(f"SELECT count(*) FROM {graph.sql}").fetchone()[0]
+
+
+def _placeholder_checked_keys(rules: Sequence[MatchRule]) -> list[str]:
+    """Placeholder-prone keys some rule says must not differ: their placeholders are listed."""
+    return sorted({key for rule in rules for key in rule.must_not_differ if placeholder_prone(key)})
+
+
+def _cannot_link_keys(rules: Sequence[MatchRule], placeholders: TableName) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """Per lookup column that a rule with names to compare says must not differ: its value
+    expression (placeholders as NULL) and the rules (by order) that name it."""
+    key_values: dict[str, str] = {}
+    rule_orders: dict[str, list[int]] = {}
+    for order, rule in enumerate(rules):
+        if not rule.similar:
+            continue  # no weak links
+        for key in rule.must_not_differ:
+            column = key_column(key)
+            key_values[column] = (
+                without_placeholders(key, placeholders) if placeholder_prone(key) else quote_ident(column)
+            )
+            rule_orders.setdefault(column, []).append(order)
+    return key_values, rule_orders
 
 
 def links_per_rule(con: duckdb.DuckDBPyConnection, graph: TableName = IDENTITY_GRAPH) -> dict[str, int]:

@@ -1,0 +1,86 @@
+"""Cannot-link across a customer: weak links that would join two people come out.
+
+A rule's `must_not_differ` keys keep two records with different birth dates
+(or phones) apart, but only pair by pair: twins "Sara" and "Sarah" sharing an
+inbox still end up in one customer when the record that joins them lacks the
+birth date or phone that would tell them apart. So the check is repeated on
+the connected components of the links: in a component whose records hold two
+different values of a key, every *weak* link (one resting on a fuzzy or a
+missing name) of a rule with that key under `must_not_differ` is dropped.
+Links on equal names and identifiers stay, so one person's records stay
+together; what the weak links joined falls apart where it conflicts.
+
+Vectorised: components with scipy (only those holding a weak link are
+checked), the conflict test as one GROUP BY in DuckDB (`min <> max`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from cdm_assets.domain.identity.clustering import cluster_labels
+from cdm_assets.domain.warehouse import TableName, quote_ident
+
+_MEMBERS = "_cdm_cannot_link_members"
+
+
+def drop_weak_links_in_conflict(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    links: TableName,
+    key_values: Mapping[str, str],
+    rule_orders: Mapping[str, Sequence[int]],
+) -> int:
+    """Delete from `links` (key_a, key_b, rule_order, weak) the weak links that sit in a
+    component holding two different values of a key their rule says must not differ.
+
+    `key_values` maps each such lookup column to the SQL expression of its value
+    (placeholders already NULL); `rule_orders` maps it to the rules (by order)
+    that name it. Returns the number of links dropped.
+    """
+    if not key_values:
+        return 0
+    record_count = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchall()[0][0]
+    edges = con.sql(f"SELECT key_a, key_b, weak FROM {links.sql}").to_arrow_table()
+    key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
+    key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
+    weak = edges.column("weak").to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    if not weak.any():
+        return 0
+    labels = cluster_labels(record_count, key_a, key_b)
+    suspects = np.flatnonzero(np.isin(labels, np.unique(labels[key_a[weak]])))
+    members = pa.table({"record_key": suspects, "component": labels[suspects]})
+    flags = {column: f"_conflict_{index}" for index, column in enumerate(key_values)}
+    values = ", ".join(f"{expression} AS {quote_ident(column)}" for column, expression in key_values.items())
+    conflicts = ", ".join(
+        f"min({quote_ident(column)}) <> max({quote_ident(column)}) AS {flag}" for column, flag in flags.items()
+    )
+    dropped = " OR ".join(
+        f"(links.rule_order IN ({', '.join(str(int(o)) for o in rule_orders[column])}) AND conflicted.{flag})"
+        for column, flag in flags.items()
+    )
+    con.register(_MEMBERS, members)
+    try:
+        before = con.execute(f"SELECT count(*) FROM {links.sql}").fetchall()[0][0]
+        con.execute(
+            f"""
+            DELETE FROM {links.sql} AS links USING (
+                WITH members AS (
+                    SELECT m.record_key, m.component, {values}
+                    FROM {_MEMBERS} m JOIN {lookup.sql} USING (record_key)
+                )
+                SELECT members.record_key, conflicts.*
+                FROM members
+                JOIN (SELECT component, {conflicts} FROM members GROUP BY component) AS conflicts USING (component)
+            ) AS conflicted
+            WHERE links.key_a = conflicted.record_key AND links.weak AND ({dropped})
+            """
+        )
+        after = con.execute(f"SELECT count(*) FROM {links.sql}").fetchall()[0][0]
+    finally:
+        con.unregister(_MEMBERS)
+    return before - after
