@@ -32,12 +32,27 @@ class Outcome:
         return self.failing / self.total if self.total else 0.0
 
 
-def _outcome(con: duckdb.DuckDBPyConnection, failing_sql: str, total_sql: str, params: list | None = None) -> Outcome:
-    failing = con.execute(f"SELECT count(*) FROM ({failing_sql})", params or []).fetchone()[0]
+_FAILING = "_failing_rows"
+
+
+def _outcome(
+    con: duckdb.DuckDBPyConnection,
+    failing_sql: str,
+    total_sql: str,
+    params: list | None = None,
+    order_by: str | None = None,
+) -> Outcome:
+    """Count the failing rows and sample a few of them (the first by `order_by`) in one
+    query: most tests join or group whole tables, and a second query would repeat that."""
+    order = f"ORDER BY {order_by}" if order_by else ""
+    cursor = con.execute(
+        f"SELECT *, count(*) OVER () AS {_FAILING} FROM ({failing_sql}) {order} LIMIT {SAMPLE_SIZE}", params or []
+    )
+    names = [d[0] for d in cursor.description][:-1]
+    rows = cursor.fetchall()
+    failing = rows[0][-1] if rows else 0
     total = con.execute(total_sql).fetchone()[0]
-    cursor = con.execute(f"SELECT * FROM ({failing_sql}) LIMIT {SAMPLE_SIZE}", params or [])
-    names = [d[0] for d in cursor.description]
-    sample = [{n: _plain(v) for n, v in zip(names, row)} for row in cursor.fetchall()]
+    sample = [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
     return Outcome(failing, total, sample)
 
 
@@ -119,9 +134,9 @@ def oversized_clusters(
         f"""
         SELECT {id_column}, count(*) AS records FROM {tables.id_map.sql}
         GROUP BY {id_column} HAVING count(*) > {int(max_cluster_size)}
-        ORDER BY records DESC
         """,
         f"SELECT count(DISTINCT {id_column}) FROM {tables.id_map.sql}",
+        order_by=f"records DESC, {id_column}",
     )
 
 
