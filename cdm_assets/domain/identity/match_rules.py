@@ -75,15 +75,9 @@ DEFAULT_RULES: tuple[MatchRule, ...] = (
         must_not_differ=["phone"],
     ),
     MatchRule(
-        name="birth_date_and_address",
-        exact=["birth_date", "address"],
-        similar={"first_name": 0.97, "last_name": 0.85},
-        must_not_differ=["phone"],
-    ),
-    MatchRule(
         name="birth_date_and_postcode",
         exact=["birth_date", "postcode"],
-        similar={"first_name": 0.97, "last_name": 0.9},
+        similar={"first_name": 0.97, "last_name": 0.85},
         must_not_differ=["phone"],
     ),
     MatchRule(
@@ -182,7 +176,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         ),
         blocks AS (
             SELECT {block}, count(DISTINCT birth_date) AS _birth_dates,
-                   mode(first_name_key) AS _usual_first_name, mode(last_name_core) AS _usual_last_name
+                   min(first_name_key) AS _usual_first_name, min(last_name_core) AS _usual_last_name
             FROM keyed
             WHERE true{shared_alone}
             GROUP BY {block}
@@ -209,7 +203,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
             GROUP BY {block}
         ),
         eligible AS (SELECT * FROM members JOIN private_blocks USING ({block})),
-        pairs AS (
+        pairs AS MATERIALIZED (
             SELECT a.record_key AS key_a, b.record_key AS key_b, a._private, a._private_last_name
                    {"".join(", " + s for s in similarities)}
             FROM eligible a JOIN eligible b ON {join}
