@@ -108,13 +108,15 @@ def placeholder_prone(key: str) -> bool:
     return key in ("email", "phone", "address") or key.startswith("identifier:")
 
 
+def is_placeholder(value: str, key: str, placeholders: TableName) -> str:
+    """Whether `value` (an expression of the key's lookup column) is listed in `placeholders`."""
+    return f"{value} IN (SELECT value FROM {placeholders.sql} WHERE key_column = {sql_string(key_column(key))})"
+
+
 def without_placeholders(key: str, placeholders: TableName) -> str:
     """The key's lookup column, NULL where its value is listed in `placeholders`."""
     column = quote_ident(key_column(key))
-    return (
-        f"CASE WHEN {column} IN (SELECT value FROM {placeholders.sql} "
-        f"WHERE key_column = {sql_string(key_column(key))}) THEN NULL ELSE {column} END"
-    )
+    return f"CASE WHEN {is_placeholder(column, key, placeholders)} THEN NULL ELSE {column} END"
 
 
 # The lookup columns a rule needs besides its own keys.
@@ -153,8 +155,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         column = quote_ident(key_column(key))
         # checked only for the few pairs whose values differ
         placeholder = (
-            f" OR a.{column} IN (SELECT value FROM {placeholders.sql} WHERE key_column = {sql_string(key_column(key))})"
-            f" OR b.{column} IN (SELECT value FROM {placeholders.sql} WHERE key_column = {sql_string(key_column(key))})"
+            f" OR {is_placeholder(f'a.{column}', key, placeholders)} OR {is_placeholder(f'b.{column}', key, placeholders)}"
             if placeholders is not None and placeholder_prone(key) else ""
         )
         pair_conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column}{placeholder})")
