@@ -52,7 +52,9 @@ def drop_weak_links_in_conflict(
     if not weak.any():
         return 0
     labels = cluster_labels(record_count, key_a, key_b)
-    suspects = np.flatnonzero(np.isin(labels, np.unique(labels[key_a[weak]])))
+    holds_weak_link = np.zeros(int(labels.max()) + 1, dtype=bool)
+    holds_weak_link[labels[key_a[weak]]] = True
+    suspects = np.flatnonzero(holds_weak_link[labels])
     members = pa.table({"record_key": suspects, "component": labels[suspects]})
     flags = {column: f"_conflict_{index}" for index, column in enumerate(key_values)}
     values = ", ".join(f"{expression} AS {quote_ident(column)}" for column, expression in key_values.items())

@@ -138,8 +138,8 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
     selected = dict.fromkeys([*(quote_ident(c) for c in _COMPARED), *exact, *near])
     selected.update(dict.fromkeys(quote_ident(key_column(key)) for key in rule.must_not_differ))
     columns = ", ".join(selected)
-    if rule.similar:
-        columns += ", first_name_key || last_name_key AS _full_name_key"
+    # only for the records of a block, not every keyed record
+    full_name = ", first_name_key || last_name_key AS _full_name_key" if rule.similar else ""
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in [*exact, *near])
     # A value shared by too many records is a placeholder or a shared inbox:
     # each such key counts on its own, not just the combination. Names, dates
@@ -184,7 +184,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
             HAVING count(*) BETWEEN 2 AND $max_records
         ),
         members AS (
-            SELECT keyed.*, blocks._birth_dates, blocks._usual_first_name, blocks._usual_last_name
+            SELECT keyed.*, blocks._birth_dates, blocks._usual_first_name, blocks._usual_last_name{full_name}
             FROM keyed JOIN blocks USING ({block})
         ),
         private_blocks AS (
@@ -308,7 +308,7 @@ def build_identity_graph(
             FROM {links.sql} AS link
             JOIN {lookup.sql} a ON a.record_key = link.key_a
             JOIN {lookup.sql} b ON b.record_key = link.key_b
-            ORDER BY link.key_a, link.key_b
+
             """
         )
         swap_in(con, [(graph, staging)])
