@@ -14,7 +14,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cdm_assets.domain.warehouse import TableName
+from cdm_assets.domain.warehouse import TableName, create_table
 
 
 def cluster_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def build_clusters(
     table = pa.table({"record_key": np.arange(record_count, dtype=np.int64), "cluster": labels})
     con.register("cluster_labels", table)
     try:
-        con.execute(f"CREATE TABLE {clusters.sql} AS SELECT * FROM cluster_labels")
+        con.execute(f"{create_table(clusters)} AS SELECT * FROM cluster_labels")
     finally:
         con.unregister("cluster_labels")
     return int(labels.max()) + 1 if record_count else 0

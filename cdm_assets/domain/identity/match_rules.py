@@ -23,7 +23,7 @@ from cdm_assets.config.model import MatchRule
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
 from cdm_assets.domain.identity.standardise import sql_string
-from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in
+from cdm_assets.domain.warehouse import SCRATCH, TableName, create_table, quote_ident, staged_tables, swap_in
 
 SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
 IDENTITY_GRAPH = CUSTOMER_TABLES.graph
@@ -262,11 +262,11 @@ def build_identity_graph(
     """
     lookup, graph = tables.lookup, tables.graph
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    work = [TableName(graph.schema, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links")]
+    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links")]
     with staged_tables(con, *work, graph) as (placeholders, candidates, links, staging):
         params = {"max_records": max_records_per_key}
         checked = _placeholder_checked_keys(rules)
-        con.execute(f"CREATE TABLE {placeholders.sql} (key_column VARCHAR, value VARCHAR)")
+        con.execute(f"{create_table(placeholders)} (key_column VARCHAR, value VARCHAR)")
         for key in checked:
             column = quote_ident(key_column(key))
             con.execute(
@@ -275,7 +275,7 @@ def build_identity_graph(
                 params,
             )
         con.execute(
-            f"CREATE TABLE {candidates.sql} (key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN)"
+            f"{create_table(candidates)} (key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN)"
         )
         for order, rule in enumerate(rules):
             con.execute(
@@ -285,7 +285,7 @@ def build_identity_graph(
             )
         con.execute(
             f"""
-            CREATE TABLE {links.sql} AS
+            {create_table(links)} AS
             SELECT key_a, key_b, min(rule_order) AS rule_order, arg_min(score, rule_order) AS score,
                    arg_min(weak, rule_order) AS weak
             FROM {candidates.sql}

@@ -19,7 +19,7 @@ from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_custome
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.identity.match_rules import build_identity_graph, default_rules
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
-from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables
+from cdm_assets.domain.warehouse import SCRATCH, TableName, quote_ident, staged_tables
 
 
 def match_rules(config: CdmConfig, entity: str = CUSTOMER) -> list[MatchRule]:
@@ -34,7 +34,7 @@ def assign_ids_from_graph(
     con: duckdb.DuckDBPyConnection, now: datetime | None = None, tables: EntityTables = CUSTOMER_TABLES
 ) -> IdAssignment:
     """Cluster the identity graph and give every cluster its stable Customer ID."""
-    with staged_tables(con, TableName(tables.graph.schema, f"{tables.entity}_clusters")) as (clusters,):
+    with staged_tables(con, TableName(SCRATCH, f"{tables.entity}_clusters")) as (clusters,):
         build_clusters(con, tables.lookup, tables.graph, clusters)
         return assign_customer_ids(con, tables.lookup, clusters, now=now, tables=tables)
 
