@@ -125,13 +125,17 @@ def swap_in(
     con: duckdb.DuckDBPyConnection,
     replacements: Sequence[tuple[TableName, TableName]],
     quarantine: QuarantineReplacement | None = None,
+    appends: Sequence[tuple[TableName, TableName]] = (),
 ) -> None:
-    """Replace each target with its staging table (and quarantine rows) in one transaction."""
+    """Replace each target with its staging table (and quarantine rows), and append the
+    rows of each `appends` table to its target (an append-only history), in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
         for target, staging in replacements:
             con.execute(f"DROP TABLE IF EXISTS {target.sql}")
             con.execute(f"ALTER TABLE {staging.sql} RENAME TO {quote_ident(target.name)}")
+        for target, rows in appends:
+            con.execute(f"INSERT INTO {target.sql} BY NAME SELECT * FROM {rows.sql}")
         if quarantine is not None:
             con.execute(
                 "DELETE FROM raw.quarantine WHERE stage = ? AND list_contains(?, source)",

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 import duckdb
 
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
-from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in, table_exists
+from cdm_assets.domain.warehouse import SCRATCH, TableName, create_table, quote_ident, staged_tables, swap_in, table_exists
 
 CUSTOMER_ID_MAP = CUSTOMER_TABLES.id_map
 CUSTOMER_ID_HISTORY = CUSTOMER_TABLES.id_history
@@ -123,19 +123,19 @@ def assign_customer_ids(
         SELECT cluster, customer_id, true AS is_new FROM id_minted
         """
     )
-    with staged_tables(con, id_map, id_history) as (map_staging, history_staging):
+    # The history is append-only: this run's changes are appended in the transaction that swaps the map in.
+    with staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes")) as (map_staging, changes):
         con.execute(
             f"""
             CREATE TABLE {map_staging.sql} AS
             SELECT r.source, r.source_record_id, i.customer_id AS {id_column}, r.record_key, r.cluster
             FROM id_records r JOIN id_by_cluster i USING (cluster)
-            ORDER BY r.record_key
             """
         )
-        con.execute(f"CREATE TABLE {history_staging.sql} AS SELECT * FROM {id_history.sql}")
+        con.execute(f"{create_table(changes)} AS SELECT * FROM {id_history.sql} LIMIT 0")
         con.execute(
             f"""
-            INSERT INTO {history_staging.sql}
+            INSERT INTO {changes.sql}
             -- brand-new customers
             SELECT i.customer_id, NULL, 'created', $changed_at, count(*)
             FROM id_by_cluster i JOIN id_records r USING (cluster)
@@ -172,26 +172,20 @@ def assign_customer_ids(
         counts = dict(
             con.execute(
                 f"""
-                SELECT change, count(*) FROM {history_staging.sql}
-                WHERE changed_at = $changed_at GROUP BY change
-                """,
-                {"changed_at": changed_at},
+                SELECT change, count(*) FROM {changes.sql} GROUP BY change
+                """
             ).fetchall()
         )
+        split = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {changes.sql} WHERE change = 'split'").fetchone()[0]
         customers = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {map_staging.sql}").fetchone()[0]
-        swap_in(con, [(id_map, map_staging), (id_history, history_staging)])
+        swap_in(con, [(id_map, map_staging)], appends=[(id_history, changes)])
     for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return IdAssignment(
         customers=customers,
         created=counts.get("created", 0),
         merged=counts.get("merged", 0),
-        split=len(
-            con.execute(
-                f"SELECT DISTINCT {id_column} FROM {id_history.sql} WHERE change = 'split' AND changed_at = ?",
-                [changed_at],
-            ).fetchall()
-        ),
+        split=split,
         retired=counts.get("retired", 0),
     )
 
