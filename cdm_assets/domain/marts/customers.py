@@ -86,7 +86,6 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
             FROM summary
             {joins}
             LEFT JOIN address USING (customer_id)
-            ORDER BY summary.customer_id
             """
         )
         swap_in(con, [(golden, staging)])
