@@ -124,3 +124,38 @@ def test_transactions_have_bad_rows_and_orphans_and_events_mix_known_and_anonymo
     assert events["user_id"].isna().mean() > 0.3
     assert (events["name"] == "login").any()
     assert events["user_id"].dropna().str.contains("@").any()  # some logins carry an email
+
+
+def test_a_large_run_is_written_in_parts_with_unique_ids_and_resolving_references(tmp_path):
+    import duckdb
+
+    out = tmp_path / "parts"
+    summary = generate(persons=2500, seed=7, out=out, part_size=1000)
+    landing = out / "landing"
+    assert sorted(p.name for p in (landing / "crm").iterdir()) == [
+        "crm_customers-part01.csv", "crm_customers-part02.csv", "crm_customers.csv",
+    ]
+    con = duckdb.connect()
+    crm = f"read_csv('{landing}/crm/*.csv', all_varchar=true, ignore_errors=true)"
+    webshop = f"read_csv('{landing}/webshop/*.csv', all_varchar=true)"
+    orders = f"read_parquet('{landing}/orders/*.parquet')"
+    events = f"read_json('{landing}/events/*.jsonl', format='newline_delimited')"
+    [(crm_rows, crm_ids)] = con.sql(f"SELECT count(*), count(DISTINCT crm_id) FROM {crm} WHERE crm_id IS NOT NULL").fetchall()
+    assert crm_ids >= summary.rows["crm"] - 5  # unique across parts, apart from the injected duplicate id
+    for relation, key in ((webshop, "account_id"), (orders, "order_id"), (events, "event_id")):
+        [(rows, distinct)] = con.sql(f"SELECT count(*), count(DISTINCT {key}) FROM {relation}").fetchall()
+        assert rows == distinct
+    [(dangling,)] = con.sql(
+        f"SELECT count(*) FROM {orders} WHERE account_id NOT IN (SELECT account_id FROM {webshop}) AND account_id <> 'W9999999'"
+    ).fetchall()
+    assert dangling == 0
+    [(cookies_across_parts,)] = con.sql(
+        f"SELECT count(*) FROM (SELECT anon_id FROM {events} GROUP BY anon_id HAVING count(DISTINCT left(event_id, 3)) > 1)"
+    ).fetchall()
+    assert cookies_across_parts == 0
+    truth = con.sql(f"SELECT * FROM read_parquet('{out}/truth/customer_records.parquet')")
+    [(records, persons_seen, max_person)] = truth.aggregate("count(*), count(DISTINCT person_id), max(person_id)").fetchall()
+    assert records == sum(summary.rows[s] for s in ("crm", "webshop", "loyalty", "newsletter", "support")) + 5
+    assert 2000 < max_person < 2500 and persons_seen > 1500
+    [(people,)] = con.sql(f"SELECT count(DISTINCT person_id) FROM read_parquet('{out}/truth/persons.parquet')").fetchall()
+    assert people == 2500

@@ -54,60 +54,111 @@ def _append_lines(path: Path, lines: list[bytes]) -> int:
     return rows + 1
 
 
-def generate(persons: int, seed: int, out: Path) -> GenerationSummary:
-    """Generate `persons` people's records under `out/landing` and `out/truth`."""
+# Persons generated in one piece at most: larger runs are written in parts of
+# this size, so memory stays that of one part (about 3.5 GB).
+PART_SIZE = 1_000_000
+CUSTOMER_SOURCES = {  # name: (renderer, file, record id column, delimiter; None for JSON lines)
+    "crm": (sources.crm, "crm/crm_customers.csv", "crm_id", ","),
+    "webshop": (sources.webshop, "webshop/webshop_accounts.csv", "account_id", ","),
+    "loyalty": (sources.loyalty, "loyalty/loyalty_members.csv", "kaartnummer", ";"),
+    "newsletter": (sources.newsletter, "newsletter/newsletter_subscribers.jsonl", "subscriber_id", None),
+    "support": (sources.support, "support/support_contacts.csv", "contact_id", ","),
+}
+
+
+def generate(persons: int, seed: int, out: Path, part_size: int = PART_SIZE) -> GenerationSummary:
+    """Generate `persons` people's records under `out/landing` and `out/truth`.
+
+    Up to `part_size` persons are one part, written to the files the demo
+    config reads. Beyond that, each further part has its own seed, its own
+    files (`crm/crm_customers-part01.csv`, ...), person and household ids
+    that continue the previous part's, and record, transaction, event and
+    cookie ids led by `P<k>-`; references between its files use those ids.
+    The raw defects are injected once, in the first part.
+    """
     started = time.perf_counter()
     out = Path(out)
-    rng = np.random.default_rng(seed)
-    population = make_population(persons, rng)
-    landing, truth_dir = out / "landing", out / "truth"
-    truth_dir.mkdir(parents=True, exist_ok=True)
+    (out / "truth").mkdir(parents=True, exist_ok=True)
     summary = GenerationSummary(persons, seed, out)
+    sizes = [min(part_size, persons - first) for first in range(0, persons, part_size)]
+    truth: dict[str, list[pa.Table]] = {"customer_records": [], "persons": [], "transactions": [], "events": []}
+    for part, size in enumerate(sizes):
+        rng = np.random.default_rng(seed if part == 0 else [seed, part])
+        for name, table in _generate_part(part, part * part_size, size, rng, out / "landing", summary).items():
+            truth[name].append(table)
+    for name, tables in truth.items():
+        pq.write_table(pa.concat_tables(tables, promote_options="permissive"), out / "truth" / f"{name}.parquet")
+    summary.seconds = time.perf_counter() - started
+    return summary
 
-    customer_sources = {
-        "crm": (sources.crm, "crm/crm_customers.csv", "crm_id", ","),
-        "webshop": (sources.webshop, "webshop/webshop_accounts.csv", "account_id", ","),
-        "loyalty": (sources.loyalty, "loyalty/loyalty_members.csv", "kaartnummer", ";"),
-        "newsletter": (sources.newsletter, "newsletter/newsletter_subscribers.jsonl", "subscriber_id", None),
-        "support": (sources.support, "support/support_contacts.csv", "contact_id", ","),
-    }
+
+def _generate_part(
+    part: int, first_person: int, persons: int, rng: np.random.Generator, landing: Path, summary: GenerationSummary
+) -> dict[str, pa.Table]:
+    """Write one part's landing files; returns its truth tables."""
+    population = make_population(persons, rng, first_person)
+    prefix = f"P{part}-" if part else ""
+
+    def file(relative: str) -> Path:
+        path = Path(relative)
+        return landing / (path.with_name(f"{path.stem}-part{part:02d}{path.suffix}") if part else path)
+
+    def led(values) -> np.ndarray:
+        values = np.asarray(values, dtype=object)
+        return prefix + values if prefix else values
+
+    def count(name: str, rows: int) -> None:
+        summary.rows[name] = summary.rows.get(name, 0) + rows
+
     frames: dict[str, tuple[pd.DataFrame, np.ndarray, str]] = {}
     truth = []
-    for name, (render, relative, id_column, delimiter) in customer_sources.items():
+    for name, (render, relative, id_column, delimiter) in CUSTOMER_SOURCES.items():
         frame, people = render(population, rng)
+        frame[id_column] = led(frame[id_column])
         frames[name] = (frame, people, id_column)
-        path = landing / relative
         if delimiter is None:
-            _write_jsonl(frame, path)
+            _write_jsonl(frame, file(relative))
         else:
-            _write_csv(frame, path, delimiter)
+            _write_csv(frame, file(relative), delimiter)
         truth.append(pd.DataFrame({
-            "source": name, "record_id": frame[id_column], "person_id": people,
+            "source": name, "record_id": frame[id_column], "person_id": population.person_id[people],
             "household_id": population.household_id[people], "defect": None,
         }))
-        summary.rows[name] = len(frame)
-    truth.append(_inject_raw_defects(landing, frames, population))
-    pd.concat(truth, ignore_index=True).to_parquet(truth_dir / "customer_records.parquet", index=False)
-    population.frame().to_parquet(truth_dir / "persons.parquet", index=False)
+        count(name, len(frame))
+    if part == 0:
+        truth.append(_inject_raw_defects(landing, frames, population))
+    records = pd.concat(truth, ignore_index=True)
 
     accounts, account_people, _ = frames["webshop"]
     orders, order_people, order_defects = sources.webshop_orders(population, accounts, account_people, rng)
-    (landing / "orders").mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), landing / "orders/webshop_orders.parquet")
+    orders["order_id"] = led(orders["order_id"])
+    file("orders/webshop_orders.parquet").parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), file("orders/webshop_orders.parquet"))
     sales, sale_people, sale_defects = sources.store_sales(
         population, {name: frames[name] for name in ("crm", "loyalty")}, rng
     )
-    _write_csv(sales, landing / "store_sales/store_sales.csv")
-    pd.concat([
-        pd.DataFrame({"source": "webshop_orders", "transaction_id": orders["order_id"], "person_id": order_people, "defect": order_defects}),
-        pd.DataFrame({"source": "store_sales", "transaction_id": sales["sale_id"], "person_id": sale_people, "defect": sale_defects}),
-    ], ignore_index=True).to_parquet(truth_dir / "transactions.parquet", index=False)
+    sales["sale_id"] = led(sales["sale_id"])
+    _write_csv(sales, file("store_sales/store_sales.csv"))
+    transactions = pd.concat([
+        pd.DataFrame({"source": "webshop_orders", "transaction_id": orders["order_id"],
+                      "person_id": order_people + first_person, "defect": order_defects}),
+        pd.DataFrame({"source": "store_sales", "transaction_id": sales["sale_id"],
+                      "person_id": sale_people + first_person, "defect": sale_defects}),
+    ], ignore_index=True)
     events, event_truth = sources.clickstream(population, accounts, account_people, rng)
-    _write_jsonl(events, landing / "events/clickstream.jsonl")
-    event_truth.to_parquet(truth_dir / "events.parquet", index=False)
-    summary.rows.update(webshop_orders=len(orders), store_sales=len(sales), clickstream=len(events))
-    summary.seconds = time.perf_counter() - started
-    return summary
+    events["event_id"], events["anon_id"] = led(events["event_id"]), led(events["anon_id"])
+    event_truth["event_id"], event_truth["anon_id"] = events["event_id"], events["anon_id"]
+    event_truth["person_id"] = event_truth["person_id"] + first_person
+    _write_jsonl(events, file("events/clickstream.jsonl"))
+    count("webshop_orders", len(orders))
+    count("store_sales", len(sales))
+    count("clickstream", len(events))
+    return {
+        "customer_records": pa.Table.from_pandas(records, preserve_index=False),
+        "persons": pa.Table.from_pandas(population.frame(), preserve_index=False),
+        "transactions": pa.Table.from_pandas(transactions, preserve_index=False),
+        "events": pa.Table.from_pandas(event_truth, preserve_index=False),
+    }
 
 
 def _inject_raw_defects(landing: Path, frames: dict, population) -> pd.DataFrame:

@@ -138,8 +138,13 @@ def _ascii_lower(values: np.ndarray) -> np.ndarray:
     return np.array([folded[name] for name in values], dtype=object)
 
 
-def make_population(persons: int, rng: np.random.Generator) -> Population:
-    """`persons` people living in households, with twins and namesakes among them."""
+def make_population(persons: int, rng: np.random.Generator, first_person: int = 0) -> Population:
+    """`persons` people living in households, with twins and namesakes among them.
+
+    Person and household ids start at `first_person`, so populations generated
+    in parts never share an id (nor an email address built from one). The
+    arrays are indexed by position: position i is person `first_person + i`.
+    """
     # Households: most people live alone here; some share a home (and an inbox, a landline).
     sizes = rng.choice([1, 2, 3, 4], size=persons, p=[0.78, 0.12, 0.06, 0.04])
     household_id = np.repeat(np.arange(len(sizes)), sizes)[:persons]
@@ -191,7 +196,8 @@ def make_population(persons: int, rng: np.random.Generator) -> Population:
         mask = country == code
         domains[mask] = pick(rng, v.EMAIL_DOMAINS[code], int(mask.sum()))
         old_domains[mask] = pick(rng, v.EMAIL_DOMAINS[code], int(mask.sum()))
-    person_id = np.arange(persons)
+    household_id = household_id + first_person  # at most one household per person: unique across parts
+    person_id = np.arange(persons) + first_person
     local = _ascii_lower(first) + "." + _ascii_lower(last) + person_id.astype(str).astype(object)
     email = local + "@" + domains
     old_email = _ascii_lower(first) + (rng.integers(10, 99, persons).astype(str).astype(object)) + "@" + old_domains
@@ -218,5 +224,5 @@ def make_population(persons: int, rng: np.random.Generator) -> Population:
         old_city=old_city,
         household_id=household_id,
         household_email=household_email,
-        twin_of=twin_of,
+        twin_of=np.where(twin_of >= 0, twin_of + first_person, -1),
     )
