@@ -83,6 +83,18 @@ def test_declared_attributes_become_golden_record_columns(shop_warehouse, write_
     assert (a["first_seen"], a["last_seen"]) == (datetime(2024, 1, 1), datetime(2024, 6, 1))
 
 
+def test_golden_records_built_in_several_passes_equal_those_built_in_one(shop_warehouse, write_config, monkeypatch):
+    """Large runs aggregate a share of the customers at a time; the result must not change."""
+    from cdm_assets.domain.marts import customers
+
+    config = write_config({"crm": CRM, "shop": SHOP})
+    build_customers(shop_warehouse, config)
+    one_pass = shop_warehouse.execute("SELECT * FROM marts.customers ORDER BY customer_id").fetchall()
+    monkeypatch.setattr(customers, "RECORDS_PER_PASS", 1)
+    assert build_customers(shop_warehouse, config) == 2
+    assert shop_warehouse.execute("SELECT * FROM marts.customers ORDER BY customer_id").fetchall() == one_pass
+
+
 def transactions_warehouse(con, rows):
     create_raw(con, "orders", ["order_id", "account", "amount", "currency", "kind", "ts"], rows)
 

@@ -35,6 +35,9 @@ ADDRESS = "address"
 _PRECEDENCE = "precedence"
 _RECENCY = "coalesce(-epoch(updated_at), 1e18)"
 _FREQUENCY = "-frequency"
+# Customers' records are aggregated in passes of about this many records, so a
+# large run's aggregations fit in memory (a customer's records share one pass).
+RECORDS_PER_PASS = 3_000_000
 _ORDER = {
     "precedence": (_PRECEDENCE, _RECENCY, _FREQUENCY),
     "most_recent": (_RECENCY, _PRECEDENCE, _FREQUENCY),
@@ -54,42 +57,58 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
     links = [entity_tables(config, linked) for linked in config.linked_entities(entity)]
     attributes = [*(t.id_column for t in links), *config.attribute_names(entity)]
     golden = tables.golden
-    with staged_tables(con, TableName(SCRATCH, f"{golden.name}_records"), golden) as (records, staging):
+    with staged_tables(
+        con, TableName(SCRATCH, f"{golden.name}_records"), TableName(SCRATCH, f"{golden.name}_part"), golden
+    ) as (records, part, staging):
         _build_customer_records(con, config, tables, links, attributes, records)
         rule = config.survivorship(entity)
-        own = _golden_fields(config, entity)
-        person = [_surviving_field(records, f, rule.get(f, "precedence")) for f in (*own, *attributes)]
-        address_rule = rule.get(ADDRESS, "precedence")
-        ctes = ",\n".join(
-            [
-                *(f"{quote_ident('f_' + name)} AS ({sql})" for name, sql in person),
-                f"address AS ({_surviving_address(records, address_rule)})",
-                f"""summary AS (
-                    SELECT customer_id, list(DISTINCT source ORDER BY source) AS sources,
-                           count(*) AS record_count, min(updated_at) AS first_seen, max(updated_at) AS last_seen
-                    FROM {records.sql} GROUP BY customer_id
-                )""",
-            ]
-        )
-        selected = [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[: len(own)]]
-        selected += [f"address.{quote_ident(f)}" for f in ADDRESS_FIELDS]
-        selected += [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[len(own) :]]
-        joins = "\n".join(
-            f"LEFT JOIN {quote_ident('f_' + name)} USING (customer_id)" for name, _ in person
-        )
-        con.execute(
-            f"""
-            CREATE TABLE {staging.sql} AS
-            WITH {ctes}
-            SELECT summary.customer_id AS {quote_ident(tables.id_column)}, {", ".join(selected)},
-                   summary.sources, summary.record_count, summary.first_seen, summary.last_seen
-            FROM summary
-            {joins}
-            LEFT JOIN address USING (customer_id)
-            """
-        )
+        fields = [*_golden_fields(config, entity), *attributes]
+        passes = max(1, -(-_row_count(con, records) // RECORDS_PER_PASS))
+        for number in range(passes):
+            if passes > 1:  # a share of the customers at a time keeps the aggregations' memory bounded
+                con.execute(f"DROP TABLE IF EXISTS {part.sql}")
+                con.execute(
+                    f"{create_table(part)} AS SELECT * FROM {records.sql} WHERE hash(customer_id) % $passes = $number",
+                    {"passes": passes, "number": number},
+                )
+            select = _golden_select(part if passes > 1 else records, fields, len(attributes), rule, tables.id_column)
+            con.execute(f"CREATE TABLE {staging.sql} AS {select}" if number == 0 else f"INSERT INTO {staging.sql} {select}")
         swap_in(con, [(golden, staging)])
-    return con.execute(f"SELECT count(*) FROM {golden.sql}").fetchone()[0]
+    return _row_count(con, golden)
+
+
+def _row_count(con: duckdb.DuckDBPyConnection, table: TableName) -> int:
+    return con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+
+
+def _golden_select(records: TableName, fields: list[str], extra: int, rule: dict[str, str], id_column: str) -> str:
+    """The golden records of the customers in `records`: each of `fields` survives on its own
+    (the last `extra` of them are linked ids and attributes), the address as a whole."""
+    person = [_surviving_field(records, f, rule.get(f, "precedence")) for f in fields]
+    ctes = ",\n".join(
+        [
+            *(f"{quote_ident('f_' + name)} AS ({sql})" for name, sql in person),
+            f"address AS ({_surviving_address(records, rule.get(ADDRESS, 'precedence'))})",
+            f"""summary AS (
+                SELECT customer_id, list(DISTINCT source ORDER BY source) AS sources,
+                       count(*) AS record_count, min(updated_at) AS first_seen, max(updated_at) AS last_seen
+                FROM {records.sql} GROUP BY customer_id
+            )""",
+        ]
+    )
+    own = len(person) - extra
+    selected = [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[:own]]
+    selected += [f"address.{quote_ident(f)}" for f in ADDRESS_FIELDS]
+    selected += [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[own:]]
+    joins = "\n".join(f"LEFT JOIN {quote_ident('f_' + name)} USING (customer_id)" for name, _ in person)
+    return f"""
+        WITH {ctes}
+        SELECT summary.customer_id AS {quote_ident(id_column)}, {", ".join(selected)},
+               summary.sources, summary.record_count, summary.first_seen, summary.last_seen
+        FROM summary
+        {joins}
+        LEFT JOIN address USING (customer_id)
+    """
 
 
 def _golden_fields(config: CdmConfig, entity: str) -> tuple[str, ...]:
