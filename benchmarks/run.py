@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -122,6 +124,7 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
             resources=defs.resources,
             instance=instance,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
         )
         events = instance.all_logs(result.run_id)
     ended = time.time()
@@ -140,6 +143,12 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
         for key, s in steps.items()
         if "start" in s and "end" in s
     }
+    if not result.success:  # report how far it got
+        sampler.stop()
+        failed = [e.step_key for e in events if e.is_dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"]
+        queue.put({"success": False, "failed_steps": failed, "total_seconds": total, "steps": per_step,
+                   "peak_mb": sampler.peak_between(started, ended) / 2**20})
+        return
     con = duckdb.connect(str(config.resolve(config.warehouse.duckdb_path)))
     con.execute("SET enable_progress_bar = false")
     load_truth(con, truth_path)
@@ -202,7 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, nargs="+", default=[100_000])
     parser.add_argument("--no-splink", action="store_true", help="leave the Splink reference out even when installed")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="use the sample data already generated in this folder (`cdm sample --persons N --seed 42 --out DIR`) "
+        "instead of generating it; --persons then gives N",
+    )
+    parser.add_argument("--memory-limit", help="warehouse.memory_limit for the run, e.g. 6GB (default: DuckDB's own)")
     args = parser.parse_args(argv)
+    if args.data is not None and len(args.persons) != 1:
+        parser.error("--data takes one --persons value: the size the data was generated with")
     from cdm_assets.sample import generate
 
     with_splink = not args.no_splink and splink_available()
@@ -211,14 +229,29 @@ def main(argv: list[str] | None = None) -> int:
 
     for persons in args.persons:
         with tempfile.TemporaryDirectory(prefix="cdm-run-") as tmp:
-            out = Path(tmp)
-            generated = generate(persons=persons, seed=SEED, out=out)
-            result = in_child(sample_config(out), out / "truth" / "customer_records.parquet", with_splink)
+            out = args.data.resolve() if args.data is not None else Path(tmp)
+            generated_in = "given" if args.data is not None else None
+            if args.data is None:
+                generated_in = f"generated in {generate(persons=persons, seed=SEED, out=out).seconds:.1f}s"
+            config_path = sample_config(out)
+            if args.memory_limit:
+                document = yaml.safe_load(config_path.read_text())
+                document["warehouse"]["memory_limit"] = args.memory_limit
+                config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+            (out / "bench.duckdb").unlink(missing_ok=True)
+            result = in_child(config_path, out / "truth" / "customer_records.parquet", with_splink)
+        if not result["success"]:
+            print(f"\n{persons:,} persons: run FAILED in {', '.join(result['failed_steps'])}")
+            for step, (seconds, peak) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
+                print(f"{step:<48}{seconds:>9.2f}{peak:>9.0f}")
+            print(f"{'total until the failure':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}")
+            continue
         counts = result["counts"]
         print(
             f"\n{persons:,} persons: {counts['identity.source_lookup']:,} customer records, "
             f"{counts['marts.transactions']:,} transactions, {counts['marts.events']:,} events "
-            f"(generated in {generated.seconds:.1f}s); run {'succeeded' if result['success'] else 'FAILED'}"
+            f"({generated_in}{', memory limit ' + args.memory_limit if args.memory_limit else ''}); "
+            f"run {'succeeded' if result['success'] else 'FAILED'}"
         )
         print(f"{'step':<48}{'seconds':>9}{'peak MB':>9}")
         for step, (seconds, peak) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
