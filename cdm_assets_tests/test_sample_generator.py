@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 
+import duckdb
 import pandas as pd
 import phonenumbers
 import pytest
@@ -126,36 +127,115 @@ def test_transactions_have_bad_rows_and_orphans_and_events_mix_known_and_anonymo
     assert events["user_id"].dropna().str.contains("@").any()  # some logins carry an email
 
 
-def test_a_large_run_is_written_in_parts_with_unique_ids_and_resolving_references(tmp_path):
-    import duckdb
+PART_RECORD_IDS = {  # landing files (as the demo config's globs read them) and their record id column
+    "crm": ("crm/*.csv", "crm_id"),
+    "webshop": ("webshop/*.csv", "account_id"),
+    "loyalty": ("loyalty/*.csv", "kaartnummer"),
+    "newsletter": ("newsletter/*.jsonl", "subscriber_id"),
+    "support": ("support/*.csv", "contact_id"),
+    "webshop_orders": ("orders/*.parquet", "order_id"),
+    "store_sales": ("store_sales/*.csv", "sale_id"),
+    "clickstream": ("events/*.jsonl", "event_id"),
+}
 
-    out = tmp_path / "parts"
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """2,500 persons in parts of 1,000: a first part, written to the files of a small run, and two more."""
+    out = tmp_path_factory.mktemp("parts")
     summary = generate(persons=2500, seed=7, out=out, part_size=1000)
-    landing = out / "landing"
-    assert sorted(p.name for p in (landing / "crm").iterdir()) == [
+    con = duckdb.connect()
+    for name, (pattern, _) in PART_RECORD_IDS.items():
+        path = out / "landing" / pattern
+        if pattern.endswith(".csv"):
+            delimiter = ";" if name == "loyalty" else ","
+            relation = f"read_csv('{path}', all_varchar=true, delim='{delimiter}', ignore_errors=true, filename=true)"
+        elif pattern.endswith(".jsonl"):
+            relation = f"read_json('{path}', format='newline_delimited', filename=true)"
+        else:
+            relation = f"read_parquet('{path}', filename=true)"
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {relation}")
+    for name in ("customer_records", "persons", "transactions", "events"):
+        con.execute(f"CREATE VIEW truth_{name} AS SELECT * FROM read_parquet('{out}/truth/{name}.parquet')")
+    return out, summary, con
+
+
+def test_a_large_run_is_written_in_parts_each_with_its_own_files(parts):
+    out, _, con = parts
+    assert sorted(p.name for p in (out / "landing/crm").iterdir()) == [
         "crm_customers-part01.csv", "crm_customers-part02.csv", "crm_customers.csv",
     ]
-    con = duckdb.connect()
-    crm = f"read_csv('{landing}/crm/*.csv', all_varchar=true, ignore_errors=true)"
-    webshop = f"read_csv('{landing}/webshop/*.csv', all_varchar=true)"
-    orders = f"read_parquet('{landing}/orders/*.parquet')"
-    events = f"read_json('{landing}/events/*.jsonl', format='newline_delimited')"
-    [(crm_rows, crm_ids)] = con.sql(f"SELECT count(*), count(DISTINCT crm_id) FROM {crm} WHERE crm_id IS NOT NULL").fetchall()
-    assert crm_ids >= summary.rows["crm"] - 5  # unique across parts, apart from the injected duplicate id
-    for relation, key in ((webshop, "account_id"), (orders, "order_id"), (events, "event_id")):
-        [(rows, distinct)] = con.sql(f"SELECT count(*), count(DISTINCT {key}) FROM {relation}").fetchall()
-        assert rows == distinct
-    [(dangling,)] = con.sql(
-        f"SELECT count(*) FROM {orders} WHERE account_id NOT IN (SELECT account_id FROM {webshop}) AND account_id <> 'W9999999'"
+    for name in PART_RECORD_IDS:
+        [(files,)] = con.sql(f"SELECT count(DISTINCT filename) FROM {name}").fetchall()
+        assert files == 3, name
+    first_part = out.parent / "first_part"
+    generate(persons=1000, seed=7, out=first_part)
+    assert {k: v for k, v in digest(out / "landing").items() if "-part" not in k} == digest(first_part / "landing")
+
+
+def test_record_transaction_and_event_ids_are_unique_across_parts(parts):
+    _, _, con = parts
+    for name, (_, key) in PART_RECORD_IDS.items():
+        [(rows, distinct)] = con.sql(f"SELECT count({key}), count(DISTINCT {key}) FROM {name}").fetchall()
+        assert rows == distinct + (1 if name == "crm" else 0), name  # crm: the injected duplicate id
+    [(cookies_in_two_parts,)] = con.sql(
+        "SELECT count(*) FROM (SELECT anon_id FROM clickstream GROUP BY anon_id HAVING count(DISTINCT filename) > 1)"
     ).fetchall()
-    assert dangling == 0
-    [(cookies_across_parts,)] = con.sql(
-        f"SELECT count(*) FROM (SELECT anon_id FROM {events} GROUP BY anon_id HAVING count(DISTINCT left(event_id, 3)) > 1)"
+    assert cookies_in_two_parts == 0
+
+
+def part_of(alias: str) -> str:
+    """SQL for the part a row's file belongs to: '' for the first part, '01', '02', ... for the others."""
+    return f"regexp_extract({alias}.filename, '-part(\\d+)\\.', 1)"
+
+
+def test_references_between_files_resolve_within_and_across_parts(parts):
+    _, _, con = parts
+    orphans = "(SELECT transaction_id FROM truth_transactions WHERE defect = 'orphan')"
+    [(dangling_orders,)] = con.sql(
+        f"SELECT count(*) FROM webshop_orders o ANTI JOIN webshop w ON o.account_id = w.account_id "
+        f"WHERE o.order_id NOT IN {orphans}"
     ).fetchall()
-    assert cookies_across_parts == 0
-    truth = con.sql(f"SELECT * FROM read_parquet('{out}/truth/customer_records.parquet')")
-    [(records, persons_seen, max_person)] = truth.aggregate("count(*), count(DISTINCT person_id), max(person_id)").fetchall()
-    assert records == sum(summary.rows[s] for s in ("crm", "webshop", "loyalty", "newsletter", "support")) + 5
-    assert 2000 < max_person < 2500 and persons_seen > 1500
-    [(people,)] = con.sql(f"SELECT count(DISTINCT person_id) FROM read_parquet('{out}/truth/persons.parquet')").fetchall()
-    assert people == 2500
+    [(dangling_sales, sales_in_other_parts)] = con.sql(f"""
+        SELECT count(*) FILTER (WHERE c.filename IS NULL), count(*) FILTER (WHERE {part_of('c')} <> {part_of('s')})
+        FROM store_sales s
+        LEFT JOIN (SELECT 'crm' AS source, crm_id AS ref, filename FROM crm
+                   UNION ALL SELECT 'loyalty', kaartnummer, filename FROM loyalty) c
+          ON s.customer_source = c.source AND s.customer_ref = c.ref
+        WHERE s.sale_id NOT IN {orphans}
+    """).fetchall()
+    [(dangling_logins,)] = con.sql(
+        "SELECT count(*) FROM clickstream e ANTI JOIN webshop w ON e.user_id = w.account_id "
+        "WHERE e.user_id IS NOT NULL AND e.user_id NOT LIKE '%@%'"
+    ).fetchall()
+    assert (dangling_orders, dangling_sales, sales_in_other_parts, dangling_logins) == (0, 0, 0, 0)
+
+
+def test_the_truth_covers_every_part_with_unique_persons_and_households(parts):
+    _, summary, con = parts
+    [(persons, distinct, households, split_households)] = con.sql("""
+        SELECT count(*), count(DISTINCT person_id), count(DISTINCT household_id),
+               (SELECT count(*) FROM (SELECT household_id FROM truth_persons GROUP BY household_id
+                                      HAVING count(DISTINCT person_id // 1000) > 1))
+        FROM truth_persons
+    """).fetchall()
+    assert (persons, distinct, split_households) == (2500, 2500, 0)
+    assert 1500 < households < 2500
+    [(max_person,)] = con.sql("SELECT max(person_id) FROM truth_persons").fetchall()
+    assert max_person == 2499
+    truth_of = {"webshop_orders": ("truth_transactions", "transaction_id"),
+                "store_sales": ("truth_transactions", "transaction_id"), "clickstream": ("truth_events", "event_id")}
+    for name, (_, key) in PART_RECORD_IDS.items():
+        truth, id_column = truth_of.get(name, ("truth_customer_records", "record_id"))
+        same_source = "" if truth == "truth_events" else f"t.source = '{name}' AND "
+        [(missing,)] = con.sql(
+            f"SELECT count(*) FROM {name} f ANTI JOIN {truth} t ON {same_source}t.{id_column} = f.{key} WHERE f.{key} IS NOT NULL"
+        ).fetchall()
+        assert missing == 0, name
+    [(clean, defects, unknown_persons)] = con.sql("""
+        SELECT count(*) FILTER (WHERE defect IS NULL), count(*) FILTER (WHERE defect IS NOT NULL),
+               count(*) FILTER (WHERE defect IS NULL AND person_id NOT IN (SELECT person_id FROM truth_persons))
+        FROM truth_customer_records
+    """).fetchall()
+    assert clean == sum(summary.rows[s] for s in ("crm", "webshop", "loyalty", "newsletter", "support"))
+    assert (defects, unknown_persons) == (5, 0)  # the raw defects are injected once, not per part

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import duckdb
 import numpy as np
@@ -55,7 +56,7 @@ def _append_lines(path: Path, lines: list[bytes]) -> int:
 
 
 # Persons generated in one piece at most: larger runs are written in parts of
-# this size, so memory stays that of one part (about 3.5 GB).
+# this size, so memory stays that of one part.
 PART_SIZE = 1_000_000
 CUSTOMER_SOURCES = {  # name: (renderer, file, record id column, delimiter; None for JSON lines)
     "crm": (sources.crm, "crm/crm_customers.csv", "crm_id", ","),
@@ -74,100 +75,133 @@ def generate(persons: int, seed: int, out: Path, part_size: int = PART_SIZE) -> 
     files (`crm/crm_customers-part01.csv`, ...), person and household ids
     that continue the previous part's, and record, transaction, event and
     cookie ids led by `P<k>-`; references between its files use those ids.
-    The raw defects are injected once, in the first part.
+    The raw defects are injected once, in the first part. The truth files
+    cover all parts; each part's share is written as soon as it is made.
     """
     started = time.perf_counter()
     out = Path(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     summary = GenerationSummary(persons, seed, out)
     sizes = [min(part_size, persons - first) for first in range(0, persons, part_size)]
-    truth: dict[str, list[pa.Table]] = {"customer_records": [], "persons": [], "transactions": [], "events": []}
-    for part, size in enumerate(sizes):
-        rng = np.random.default_rng(seed if part == 0 else [seed, part])
-        for name, table in _generate_part(part, part * part_size, size, rng, out / "landing", summary).items():
-            truth[name].append(table)
-    for name, tables in truth.items():
-        pq.write_table(pa.concat_tables(tables, promote_options="permissive"), out / "truth" / f"{name}.parquet")
+    with _TruthFiles(out / "truth", several_parts=len(sizes) > 1) as truth:
+        for part, size in enumerate(sizes):
+            rng = np.random.default_rng(seed if part == 0 else [seed, part])
+            _generate_part(part, part * part_size, size, rng, out / "landing", summary, truth)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
+class _TruthFiles:
+    """The ground truth's parquet files, appended to part by part.
+
+    The first part's table fixes each file's schema (one part's file is what
+    `pq.write_table` writes); later parts are cast to it, with any column
+    they lack (the defects' row numbers) left null.
+    """
+
+    def __init__(self, folder: Path, several_parts: bool):
+        self.folder, self.several_parts = folder, several_parts
+        self.writers: dict[str, pq.ParquetWriter] = {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+    def write(self, name: str, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if name not in self.writers:
+            schema = table.schema
+            if self.several_parts:  # a column without a value in this part (no defects) has text in another
+                schema = pa.schema(
+                    [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema], metadata=schema.metadata
+                )
+            self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", schema)
+        schema = self.writers[name].schema
+        columns = [
+            table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type) for f in schema
+        ]
+        self.writers[name].write_table(pa.Table.from_arrays(columns, schema=schema))
+
+
 def _generate_part(
-    part: int, first_person: int, persons: int, rng: np.random.Generator, landing: Path, summary: GenerationSummary
-) -> dict[str, pa.Table]:
-    """Write one part's landing files; returns its truth tables."""
+    part: int, first_person: int, persons: int, rng: np.random.Generator, landing: Path, summary: GenerationSummary,
+    truth: _TruthFiles,
+) -> None:
+    """Write one part's landing files and its share of the truth.
+
+    Each file's frame is dropped once written: only the customer sources'
+    record ids and persons stay, for the transactions and events that refer
+    to them.
+    """
     population = make_population(persons, rng, first_person)
+    truth.write("persons", population.frame())
     prefix = f"P{part}-" if part else ""
 
     def file(relative: str) -> Path:
         path = Path(relative)
-        return landing / (path.with_name(f"{path.stem}-part{part:02d}{path.suffix}") if part else path)
-
-    def led(values) -> np.ndarray:
-        values = np.asarray(values, dtype=object)
-        return prefix + values if prefix else values
+        path = landing / (path.with_name(f"{path.stem}-part{part:02d}{path.suffix}") if part else path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def count(name: str, rows: int) -> None:
         summary.rows[name] = summary.rows.get(name, 0) + rows
 
-    frames: dict[str, tuple[pd.DataFrame, np.ndarray, str]] = {}
-    truth = []
+    customers: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # source: (record ids, persons by position)
+    records = []
     for name, (render, relative, id_column, delimiter) in CUSTOMER_SOURCES.items():
-        frame, people = render(population, rng)
-        frame[id_column] = led(frame[id_column])
-        frames[name] = (frame, people, id_column)
+        frame, people = render(population, rng, prefix)
         if delimiter is None:
             _write_jsonl(frame, file(relative))
         else:
             _write_csv(frame, file(relative), delimiter)
-        truth.append(pd.DataFrame({
-            "source": name, "record_id": frame[id_column], "person_id": population.person_id[people],
+        customers[name] = (frame[id_column].to_numpy(copy=True), people)  # a view would keep the whole frame
+        records.append(pd.DataFrame({
+            "source": name, "record_id": customers[name][0], "person_id": population.person_id[people],
             "household_id": population.household_id[people], "defect": None,
         }))
         count(name, len(frame))
+        del frame
     if part == 0:
-        truth.append(_inject_raw_defects(landing, frames, population))
-    records = pd.concat(truth, ignore_index=True)
+        records.append(_inject_raw_defects(landing, customers))
+    truth.write("customer_records", pd.concat(records, ignore_index=True))
+    country, email = population.country, population.email
+    del records, population  # the rest of the population is written: its memory goes to the transactions and events
 
-    accounts, account_people, _ = frames["webshop"]
-    orders, order_people, order_defects = sources.webshop_orders(population, accounts, account_people, rng)
-    orders["order_id"] = led(orders["order_id"])
-    file("orders/webshop_orders.parquet").parent.mkdir(parents=True, exist_ok=True)
+    orders, order_people, order_defects = sources.webshop_orders(country, *customers["webshop"], rng, prefix)
     pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), file("orders/webshop_orders.parquet"))
-    sales, sale_people, sale_defects = sources.store_sales(
-        population, {name: frames[name] for name in ("crm", "loyalty")}, rng
-    )
-    sales["sale_id"] = led(sales["sale_id"])
-    _write_csv(sales, file("store_sales/store_sales.csv"))
-    transactions = pd.concat([
-        pd.DataFrame({"source": "webshop_orders", "transaction_id": orders["order_id"],
-                      "person_id": order_people + first_person, "defect": order_defects}),
-        pd.DataFrame({"source": "store_sales", "transaction_id": sales["sale_id"],
-                      "person_id": sale_people + first_person, "defect": sale_defects}),
-    ], ignore_index=True)
-    events, event_truth = sources.clickstream(population, accounts, account_people, rng)
-    events["event_id"], events["anon_id"] = led(events["event_id"]), led(events["anon_id"])
-    event_truth["event_id"], event_truth["anon_id"] = events["event_id"], events["anon_id"]
-    event_truth["person_id"] = event_truth["person_id"] + first_person
-    _write_jsonl(events, file("events/clickstream.jsonl"))
+    transactions = [pd.DataFrame({"source": "webshop_orders", "transaction_id": orders["order_id"],
+                                  "person_id": order_people + first_person, "defect": order_defects})]
     count("webshop_orders", len(orders))
+    del orders
+    sales, sale_people, sale_defects = sources.store_sales(
+        country, {name: customers[name] for name in ("crm", "loyalty")}, rng, prefix
+    )
+    _write_csv(sales, file("store_sales/store_sales.csv"))
+    transactions.append(pd.DataFrame({"source": "store_sales", "transaction_id": sales["sale_id"],
+                                      "person_id": sale_people + first_person, "defect": sale_defects}))
     count("store_sales", len(sales))
+    del sales
+    truth.write("transactions", pd.concat(transactions, ignore_index=True))
+    del transactions
+
+    events, event_truth = sources.clickstream(email, *customers["webshop"], rng, prefix)
+    del customers, country, email
+    _write_jsonl(events, file("events/clickstream.jsonl"))
     count("clickstream", len(events))
-    return {
-        "customer_records": pa.Table.from_pandas(records, preserve_index=False),
-        "persons": pa.Table.from_pandas(population.frame(), preserve_index=False),
-        "transactions": pa.Table.from_pandas(transactions, preserve_index=False),
-        "events": pa.Table.from_pandas(event_truth, preserve_index=False),
-    }
+    del events
+    event_truth["person_id"] = event_truth["person_id"] + first_person
+    truth.write("events", event_truth)
 
 
-def _inject_raw_defects(landing: Path, frames: dict, population) -> pd.DataFrame:
+def _inject_raw_defects(landing: Path, customers: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
     """A few rows the raw layer must quarantine: short, long, duplicate id, missing id, bad bytes."""
-    crm, crm_people, _ = frames["crm"]
-    support, support_people, _ = frames["support"]
-    if len(crm) < 2 or len(support) < 1:
+    crm_ids, support_ids = customers["crm"][0], customers["support"][0]
+    if len(crm_ids) < 2 or len(support_ids) < 1:
         return pd.DataFrame(columns=["source", "record_id", "person_id", "household_id", "defect"])
-    first_id = crm["crm_id"].iloc[0]
+    first_id = crm_ids[0]
     lines = [
         b"C9000001,Kort",  # too few columns
         b"C9000002,Lang,Regel,a@b.nl,,,,,,NL,2024-01-01T00:00:00,extra",  # too many columns

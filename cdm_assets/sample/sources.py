@@ -28,6 +28,12 @@ def iso(values: np.ndarray) -> np.ndarray:
     return np.datetime_as_string(values, unit="s").astype(object)
 
 
+def numbered(prefix: str, letter: str, digits: int, count: int, first: int = 1) -> np.ndarray:
+    """Ids `<prefix><letter>0000001`, ...: a part's `prefix` keeps them apart from other parts' ids."""
+    ids = (f"{prefix}{letter}{i:0{digits}d}" for i in range(first, first + count))
+    return np.fromiter(ids, dtype=object, count=count)
+
+
 def _email(p: Population, ids: np.ndarray, rng: np.random.Generator, old_share: float) -> np.ndarray:
     email = p.email[ids].copy()
     household = p.household_email[ids]
@@ -60,7 +66,7 @@ def _swap_some(first: np.ndarray, last: np.ndarray, rng: np.random.Generator, sh
     return np.where(swapped, last, first), np.where(swapped, first, last)
 
 
-def crm(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+def crm(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.6, duplicates=0.03)
     first, last = _swap_some(p.first_name[ids], p.last_name[ids], rng, 0.01)
     street, postcode, city = _address(p, ids, rng, 0.06)
@@ -69,7 +75,7 @@ def crm(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarr
     names = np.array([v.COUNTRY_NAMES[c][int(r * 2) % 2] for c, r in zip(country[spelled], rng.random(int(spelled.sum())))], dtype=object)
     country[spelled] = names
     frame = pd.DataFrame({
-        "crm_id": [f"C{i:07d}" for i in range(1, len(ids) + 1)],
+        "crm_id": numbered(prefix, "C", 7, len(ids)),
         "first_name": noise.names(first, rng, nicknames=0.05),
         "last_name": noise.names(last, rng),
         "email": _email(p, ids, rng, old_share=0.08),
@@ -84,14 +90,14 @@ def crm(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarr
     return frame, ids
 
 
-def webshop(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+def webshop(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.5, duplicates=0.03)
     first = noise.names(p.first_name[ids], rng, nicknames=0.08)
     last = noise.names(p.last_name[ids], rng)
     comma = rng.random(len(ids)) < 0.1
     full = np.where(comma, last + ", " + first, first + " " + last)
     frame = pd.DataFrame({
-        "account_id": [f"W{i:07d}" for i in range(1, len(ids) + 1)],
+        "account_id": numbered(prefix, "W", 7, len(ids)),
         "full_name": noise.blank(full, rng, 0.02),
         "email_address": _email(p, ids, rng, old_share=0.05),
         "mobile": _phone(p, ids, rng, "international_unless_nl"),
@@ -101,13 +107,13 @@ def webshop(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.n
     return frame, ids
 
 
-def loyalty(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+def loyalty(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
     share = np.where(np.isin(p.country, ["NL", "BE"]), 0.55, 0.08)
     ids = np.flatnonzero(rng.random(len(p)) < share)
     street, postcode, city = _address(p, ids, rng, 0.04)
     birth = pd.to_datetime(p.birth_date[ids]).strftime("%d/%m/%Y").to_numpy(dtype=object)
     frame = pd.DataFrame({
-        "kaartnummer": [f"L{i:08d}" for i in range(1, len(ids) + 1)],
+        "kaartnummer": numbered(prefix, "L", 8, len(ids)),
         "voornaam": noise.names(p.first_name[ids], rng, nicknames=0.05),
         "achternaam": noise.names(p.last_name[ids], rng),
         "geboortedatum": noise.blank(birth, rng, 0.05),
@@ -120,11 +126,11 @@ def loyalty(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.n
     return frame, ids
 
 
-def newsletter(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+def newsletter(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.3)
     email = _email(p, ids, rng, old_share=0.1)
     frame = pd.DataFrame({
-        "subscriber_id": [f"N{i:07d}" for i in range(1, len(ids) + 1)],
+        "subscriber_id": numbered(prefix, "N", 7, len(ids)),
         "email": email,
         "first_name": noise.blank(noise.names(p.first_name[ids], rng, nicknames=0.1), rng, 0.2),
         "subscribed_at": iso(timestamps(rng, len(ids))),
@@ -133,11 +139,11 @@ def newsletter(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, n
     return frame[keep].reset_index(drop=True), ids[keep]
 
 
-def support(p: Population, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+def support(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.2)
     name = noise.names(p.last_name[ids], rng) + ", " + noise.names(p.first_name[ids], rng, nicknames=0.05)
     frame = pd.DataFrame({
-        "contact_id": [f"S{i:07d}" for i in range(1, len(ids) + 1)],
+        "contact_id": numbered(prefix, "S", 7, len(ids)),
         "name": name,
         "email": _email(p, ids, rng, old_share=0.05),
         "phone": _phone(p, ids, rng, "national"),
@@ -150,29 +156,38 @@ def _amounts(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.round(rng.lognormal(3.5, 0.8, size), 2)
 
 
-def webshop_orders(p: Population, accounts: pd.DataFrame, account_people: np.ndarray, rng: np.random.Generator):
-    counts = rng.poisson(2.0, len(accounts))
-    rows = np.repeat(np.arange(len(accounts)), counts)
+def webshop_orders(
+    country: np.ndarray, account_ids: np.ndarray, account_people: np.ndarray, rng: np.random.Generator, prefix: str = ""
+):
+    """Orders and returns of webshop accounts; `country` (by person) gives the currency."""
+    counts = rng.poisson(2.0, len(account_ids))
+    rows = np.repeat(np.arange(len(account_ids)), counts)
     n = len(rows)
     people = account_people[rows]
     kind = np.where(rng.random(n) < 0.08, "return", "order").astype(object)
     frame = pd.DataFrame({
-        "order_id": [f"O{i:08d}" for i in range(1, n + 1)],
-        "account_id": accounts["account_id"].to_numpy()[rows],
+        "order_id": numbered(prefix, "O", 8, n),
+        "account_id": account_ids[rows],
         "amount": _amounts(rng, n),
-        "currency": np.array([v.CURRENCIES[c] for c in p.country[people]], dtype=object),
+        "currency": np.array([v.CURRENCIES[c] for c in country[people]], dtype=object),
         "kind": kind,
         "ts": iso(timestamps(rng, n)),
     })
     return _with_bad_rows(frame, people, rng, "account_id", "W9999999")
 
 
-def store_sales(p: Population, customers: dict[str, tuple[pd.DataFrame, np.ndarray, str]], rng: np.random.Generator):
+def store_sales(
+    country: np.ndarray, customers: dict[str, tuple[np.ndarray, np.ndarray]], rng: np.random.Generator, prefix: str = ""
+):
+    """Sales at the till, each referring to a record of a customer source.
+
+    `customers`: source name: (record ids, their persons); `country` (by person) gives the currency.
+    """
     parts = []
-    for source, (frame, people, id_column) in customers.items():
-        counts = rng.poisson(0.8, len(frame))
-        rows = np.repeat(np.arange(len(frame)), counts)
-        parts.append((source, frame[id_column].to_numpy()[rows], people[rows]))
+    for source, (ids, people) in customers.items():
+        counts = rng.poisson(0.8, len(ids))
+        rows = np.repeat(np.arange(len(ids)), counts)
+        parts.append((source, ids[rows], people[rows]))
     source = np.concatenate([np.full(len(r), s, dtype=object) for s, r, _ in parts])
     refs = np.concatenate([r for _, r, _ in parts])
     people = np.concatenate([pp for _, _, pp in parts])
@@ -180,11 +195,11 @@ def store_sales(p: Population, customers: dict[str, tuple[pd.DataFrame, np.ndarr
     source, refs, people = source[order], refs[order], people[order]
     n = len(refs)
     frame = pd.DataFrame({
-        "sale_id": [f"S{i:08d}" for i in range(1, n + 1)],
+        "sale_id": numbered(prefix, "S", 8, n),
         "customer_source": source,
         "customer_ref": refs,
         "amount": np.char.mod("%.2f", _amounts(rng, n)).astype(object),
-        "currency": np.array([v.CURRENCIES[c] for c in p.country[people]], dtype=object),
+        "currency": np.array([v.CURRENCIES[c] for c in country[people]], dtype=object),
         "type": np.where(rng.random(n) < 0.06, "return", "order").astype(object),
         "ts": iso(timestamps(rng, n)),
     })
@@ -215,14 +230,19 @@ def _with_bad_rows(frame: pd.DataFrame, people: np.ndarray, rng: np.random.Gener
     return frame, person, defect
 
 
-def clickstream(p: Population, accounts: pd.DataFrame, account_people: np.ndarray, rng: np.random.Generator):
-    """Cookies of account holders (logging in at some point, or never) and of strangers."""
-    first_account = pd.Series(np.arange(len(accounts))).groupby(account_people).first()
+def clickstream(
+    email: np.ndarray, account_ids: np.ndarray, account_people: np.ndarray, rng: np.random.Generator, prefix: str = ""
+):
+    """Cookies of account holders (logging in at some point, or never) and of strangers.
+
+    `email` (by person) is what a login by email address carries.
+    """
+    first_account = pd.Series(np.arange(len(account_ids))).groupby(account_people).first()
     holder_people = first_account.index.to_numpy()
     cookies_per = rng.integers(1, 3, len(holder_people))
     cookie_person = np.repeat(holder_people, cookies_per)
     cookie_account = np.repeat(first_account.to_numpy(), cookies_per)
-    strangers = max(1, len(p) // 10)
+    strangers = max(1, len(email) // 10)
     n_cookies = len(cookie_person) + strangers
     cookie_person = np.concatenate([cookie_person, np.full(strangers, -1)])
     cookie_account = np.concatenate([cookie_account, np.full(strangers, -1)])
@@ -238,17 +258,16 @@ def clickstream(p: Population, accounts: pd.DataFrame, account_people: np.ndarra
     is_login = logs_in[cookie] & (position == login_at)
     after = logs_in[cookie] & (position > login_at) & (rng.random(n) < 0.5)
     known = is_login | after
-    account_ids = accounts["account_id"].to_numpy()
     person = cookie_person[cookie]
     user = np.full(n, None, dtype=object)
     by_email = known & (rng.random(n) < 0.2)
     user[known & ~by_email] = account_ids[cookie_account[cookie][known & ~by_email]]
-    user[by_email] = p.email[person[by_email]]
+    user[by_email] = email[person[by_email]]
     name = pick(rng, ("page_view", "page_view", "product_view", "add_to_cart", "search", "purchase"), n)
     name[is_login] = "login"
     frame = pd.DataFrame({
-        "event_id": [f"E{i:09d}" for i in range(1, n + 1)],
-        "anon_id": np.char.add("ck_", np.char.zfill(cookie.astype(str), 9)).astype(object),
+        "event_id": numbered(prefix, "E", 9, n),
+        "anon_id": numbered(prefix, "ck_", 9, n_cookies, first=0)[cookie],  # one string per cookie, not per event
         "user_id": user,
         "name": name,
         "ts": iso(ts),
