@@ -57,21 +57,16 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
     links = [entity_tables(config, linked) for linked in config.linked_entities(entity)]
     attributes = [*(t.id_column for t in links), *config.attribute_names(entity)]
     golden = tables.golden
-    with staged_tables(
-        con, TableName(SCRATCH, f"{golden.name}_records"), TableName(SCRATCH, f"{golden.name}_part"), golden
-    ) as (records, part, staging):
-        _build_customer_records(con, config, tables, links, attributes, records)
-        rule = config.survivorship(entity)
-        fields = [*_golden_fields(config, entity), *attributes]
-        passes = max(1, -(-_row_count(con, records) // RECORDS_PER_PASS))
+    rule = config.survivorship(entity)
+    fields = [*_golden_fields(config, entity), *attributes]
+    # A share of the customers at a time (all records of a customer in one pass)
+    # keeps the working table and the aggregations' memory bounded on large runs.
+    passes = max(1, -(-_row_count(con, tables.id_map) // RECORDS_PER_PASS))
+    with staged_tables(con, TableName(SCRATCH, f"{golden.name}_records"), golden) as (records, staging):
         for number in range(passes):
-            if passes > 1:  # a share of the customers at a time keeps the aggregations' memory bounded
-                con.execute(f"DROP TABLE IF EXISTS {part.sql}")
-                con.execute(
-                    f"{create_table(part)} AS SELECT * FROM {records.sql} WHERE hash(customer_id) % $passes = $number",
-                    {"passes": passes, "number": number},
-                )
-            select = _golden_select(part if passes > 1 else records, fields, len(attributes), rule, tables.id_column)
+            con.execute(f"DROP TABLE IF EXISTS {records.sql}")
+            _build_customer_records(con, config, tables, links, attributes, records, (number, passes))
+            select = _golden_select(records, fields, len(attributes), rule, tables.id_column)
             con.execute(f"CREATE TABLE {staging.sql} AS {select}" if number == 0 else f"INSERT INTO {staging.sql} {select}")
         swap_in(con, [(golden, staging)])
     return _row_count(con, golden)
@@ -129,9 +124,10 @@ def _build_customer_records(
     links: list[EntityTables],
     attributes: list[str],
     records: TableName,
+    share: tuple[int, int] = (0, 1),
 ) -> None:
     """Every record of the entity with its id (as `customer_id`), standardised fields,
-    linked ids, attributes and recency."""
+    linked ids, attributes and recency; of the customers in pass `share` = (number, passes)."""
     per_source = []
     for name, source in config.sources_of(tables.entity).items():
         updated = (
@@ -184,7 +180,9 @@ def _build_customer_records(
         JOIN {tables.id_map.sql} m USING (source, source_record_id)
         JOIN ({" UNION ALL BY NAME ".join(per_source)}) r USING (source, source_record_id)
         {link_joins}
-        """
+        {"WHERE hash(m." + quote_ident(tables.id_column) + ") % $passes = $number" if share[1] > 1 else ""}
+        """,
+        {"number": share[0], "passes": share[1]} if share[1] > 1 else {},
     )
 
 
