@@ -397,6 +397,16 @@ class CustomersConfig(StrictModel):
     survivorship: dict[str, SurvivorshipRule] = Field(default_factory=dict)
 
 
+def default_golden_table(entity: str) -> str:
+    """`customers` for customers, `accounts` for accounts: the entity's name + "s"."""
+    return f"{entity}s"
+
+
+def default_id_prefix(entity: str) -> str:
+    """`cus_` for customers, `acc_` for accounts: the entity's first three letters + "_"."""
+    return f"{entity[:3]}_"
+
+
 class EntityConfig(StrictModel):
     """A customer-like entity besides `customer`, such as B2B accounts or marketplace
     sellers: its sources get a lookup, identity graph, stable ids and golden records
@@ -489,9 +499,9 @@ class CdmConfig(StrictModel):
         return self
 
     def _check_entities(self) -> None:
-        tables = {"customers", "transactions", "events", "customer_metrics"}
-        prefixes = {"cus_"}
-        for entity, settings in self.entities.items():
+        tables = {default_golden_table(CUSTOMER), "transactions", "events", "customer_metrics"}
+        prefixes = {default_id_prefix(CUSTOMER)}
+        for entity in self.entities:
             if not SOURCE_NAME.match(entity) or len(entity) > 40 or entity in BUILT_IN_ENTITIES:
                 raise FieldError(
                     ("entities", entity),
@@ -569,14 +579,12 @@ class CdmConfig(StrictModel):
 
     def golden_table(self, entity: str = CUSTOMER) -> str:
         """The name of the entity's golden-record table in `marts`."""
-        if entity == CUSTOMER:
-            return "customers"
-        return self.entities[entity].table or f"{entity}s"
+        configured = None if entity == CUSTOMER else self.entities[entity].table
+        return configured or default_golden_table(entity)
 
     def id_prefix(self, entity: str = CUSTOMER) -> str:
-        if entity == CUSTOMER:
-            return "cus_"
-        return self.entities[entity].id_prefix or f"{entity[:3]}_"
+        configured = None if entity == CUSTOMER else self.entities[entity].id_prefix
+        return configured or default_id_prefix(entity)
 
     def identifier_names(self, entity: str = CUSTOMER) -> list[str]:
         """Identifier names declared by the entity's sources, sorted."""

@@ -47,13 +47,12 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
     map_key, history_key = table_key(tables.id_map), table_key(tables.id_history)
     label = tables.label
     records = "customer records" if entity == CUSTOMER else f"{entity} records"
+    spec_common = {"group_name": IDENTITY_GROUP, "kinds": {"duckdb"}, "owners": OWNERS}
 
     @dg.asset(
         key=lookup_key,
         deps=raw_sources,
-        group_name=IDENTITY_GROUP,
-        kinds={"duckdb"},
-        owners=OWNERS,
+        **spec_common,
         pool="duckdb",
         description=(
             f"Every record of every {entity} source, one row each: names, emails, phones (E.164), "
@@ -74,9 +73,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
     @dg.asset(
         key=graph_key,
         deps=[lookup_key],
-        group_name=IDENTITY_GROUP,
-        kinds={"duckdb"},
-        owners=OWNERS,
+        **spec_common,
         pool="duckdb",
         metadata={"rules": dg.MetadataValue.json([r.model_dump() for r in rules])},
         description=(
@@ -98,9 +95,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             dg.AssetSpec(
                 map_key,
                 deps=[graph_key],
-                group_name=IDENTITY_GROUP,
-                kinds={"duckdb"},
-                owners=OWNERS,
+                **spec_common,
                 description=(
                     f"The stable {label} of every {entity} record: connected groups of the identity "
                     "graph, keeping their ids across re-runs (merges keep the older id, splits leave it "
@@ -110,9 +105,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             dg.AssetSpec(
                 history_key,
                 deps=[graph_key],
-                group_name=IDENTITY_GROUP,
-                kinds={"duckdb"},
-                owners=OWNERS,
+                **spec_common,
                 description=f"Every {label} change: created, merged, split, moved, retired; append-only.",
             ),
         ],

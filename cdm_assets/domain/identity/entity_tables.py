@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdm_assets.config.model import CUSTOMER, CdmConfig
+from cdm_assets.config.model import CUSTOMER, CdmConfig, default_golden_table, default_id_prefix
 from cdm_assets.domain.warehouse import TableName
 
 
@@ -48,12 +48,12 @@ def tables_of(entity: str = CUSTOMER, golden_table: str | None = None, id_prefix
     return EntityTables(
         entity=entity,
         id_column=f"{id_name}_id",
-        id_prefix=id_prefix or ("cus_" if entity == CUSTOMER else f"{entity[:3]}_"),
+        id_prefix=id_prefix or default_id_prefix(entity),
         lookup=TableName("identity", f"{lead}source_lookup"),
         graph=TableName("identity", f"{lead}identity_graph"),
         id_map=TableName("identity", f"{id_name}_id_map"),
         id_history=TableName("identity", f"{id_name}_id_history"),
-        golden=TableName("marts", golden_table or f"{entity}s"),
+        golden=TableName("marts", golden_table or default_golden_table(entity)),
     )
 
 

@@ -21,7 +21,16 @@ import duckdb
 from cdm_assets.config.model import CUSTOMER, CdmConfig, column_of, format_of
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.marts.parsing import timestamp_sql
-from cdm_assets.domain.warehouse import SCRATCH, TableName, create_table, ensure_schemas, quote_ident, staged_tables, swap_in
+from cdm_assets.domain.warehouse import (
+    SCRATCH,
+    TableName,
+    create_table,
+    ensure_schemas,
+    quote_ident,
+    row_count,
+    staged_tables,
+    swap_in,
+)
 
 CUSTOMERS = CUSTOMER_TABLES.golden
 PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
@@ -45,10 +54,6 @@ _ORDER = {
 }
 
 
-def attribute_names(config: CdmConfig, entity: str = CUSTOMER) -> list[str]:
-    return config.attribute_names(entity)
-
-
 def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER) -> int:
     """Rebuild `marts.customers` (or the golden records of another customer-like
     entity); returns the number of golden records."""
@@ -61,7 +66,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
     fields = [*_golden_fields(config, entity), *attributes]
     # A share of the customers at a time (all records of a customer in one pass)
     # keeps the working table and the aggregations' memory bounded on large runs.
-    passes = max(1, -(-_row_count(con, tables.id_map) // RECORDS_PER_PASS))
+    passes = max(1, -(-row_count(con, tables.id_map) // RECORDS_PER_PASS))
     with staged_tables(con, TableName(SCRATCH, f"{golden.name}_records"), golden) as (records, staging):
         for number in range(passes):
             con.execute(f"DROP TABLE IF EXISTS {records.sql}")
@@ -69,11 +74,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
             select = _golden_select(records, fields, len(attributes), rule, tables.id_column)
             con.execute(f"CREATE TABLE {staging.sql} AS {select}" if number == 0 else f"INSERT INTO {staging.sql} {select}")
         swap_in(con, [(golden, staging)])
-    return _row_count(con, golden)
-
-
-def _row_count(con: duckdb.DuckDBPyConnection, table: TableName) -> int:
-    return con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+    return row_count(con, golden)
 
 
 def _golden_select(records: TableName, fields: list[str], extra: int, rule: dict[str, str], id_column: str) -> str:
