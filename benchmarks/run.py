@@ -41,29 +41,35 @@ BASELINE_KEYS = (
 
 
 class RssSampler(threading.Thread):
-    """Samples this process's resident memory every few milliseconds."""
+    """Samples this process's resident memory and CPU time every few milliseconds."""
 
     def __init__(self, interval: float = 0.02):
         super().__init__(daemon=True)
         self.interval = interval
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, float]] = []  # (time, rss bytes, cpu seconds)
         self._halt = threading.Event()
 
     def run(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
-        with open("/proc/self/statm") as statm:
-            while not self._halt.is_set():
-                statm.seek(0)
-                self.samples.append((time.time(), int(statm.read().split()[1]) * page))
-                time.sleep(self.interval)
+        while not self._halt.is_set():
+            with open("/proc/self/statm") as statm:
+                rss = int(statm.read().split()[1]) * page
+            cpu = os.times()
+            self.samples.append((time.time(), rss, cpu.user + cpu.system))
+            time.sleep(self.interval)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
 
     def peak_between(self, start: float, end: float) -> int:
-        inside = [rss for t, rss in self.samples if start <= t <= end]
+        inside = [rss for t, rss, _ in self.samples if start <= t <= end]
         return max(inside) if inside else 0
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds (user + system, all threads) spent between two times."""
+        inside = [cpu for t, _, cpu in self.samples if start <= t <= end]
+        return inside[-1] - inside[0] if len(inside) > 1 else 0.0
 
 
 def exact_key_baseline(con) -> tuple[float, object]:
@@ -138,8 +144,19 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
             steps.setdefault(event.step_key, {})["start"] = event.timestamp
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
             steps.setdefault(event.step_key, {})["end"] = event.timestamp
+    # Raw sources load side by side in one step; each reports its own load time.
+    raw_loads = {
+        event.dagster_event.asset_key.to_user_string(): event.dagster_event.event_specific_data.materialization.metadata[
+            "load_seconds"
+        ].value
+        for event in events
+        if event.is_dagster_event
+        and event.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+        and "load_seconds" in event.dagster_event.event_specific_data.materialization.metadata
+    }
     per_step = {
-        key: (s["end"] - s["start"], sampler.peak_between(s["start"], s["end"]) / 2**20)
+        key: (s["end"] - s["start"], sampler.peak_between(s["start"], s["end"]) / 2**20,
+              sampler.cpu_between(s["start"], s["end"]))
         for key, s in steps.items()
         if "start" in s and "end" in s
     }
@@ -178,7 +195,9 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
             "success": result.success,
             "total_seconds": total,
             "peak_mb": sampler.peak_between(started, ended) / 2**20,
+            "cpu_seconds": sampler.cpu_between(started, ended),
             "steps": per_step,
+            "raw_loads": raw_loads,
             "quality": quality,
             "counts": counts,
             "baseline_seconds": baseline_seconds,
@@ -242,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             result = in_child(config_path, out / "truth" / "customer_records.parquet", with_splink)
         if not result["success"]:
             print(f"\n{persons:,} persons: run FAILED in {', '.join(result['failed_steps'])}")
-            for step, (seconds, peak) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
+            for step, (seconds, peak, _) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
                 print(f"{step:<48}{seconds:>9.2f}{peak:>9.0f}")
             print(f"{'total until the failure':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}")
             continue
@@ -253,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
             f"({generated_in}{', memory limit ' + args.memory_limit if args.memory_limit else ''}); "
             f"run {'succeeded' if result['success'] else 'FAILED'}"
         )
-        print(f"{'step':<48}{'seconds':>9}{'peak MB':>9}")
-        for step, (seconds, peak) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
-            print(f"{step:<48}{seconds:>9.2f}{peak:>9.0f}")
+        print(f"{'step':<48}{'seconds':>9}{'peak MB':>9}{'cpu s':>9}")
+        for step, (seconds, peak, cpu) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
+            print(f"{step:<48}{seconds:>9.2f}{peak:>9.0f}{cpu:>9.2f}")
+            if step == "raw_sources":
+                for asset, load in sorted(result["raw_loads"].items(), key=lambda item: -item[1]):
+                    print(f"  {asset + ' (loaded alongside others)':<46}{load:>9.2f}")
         identity_steps = [v for k, v in result["steps"].items() if k in ("identity__source_lookup", "identity__identity_graph", "customer_ids")]
-        identity = sum(seconds for seconds, _ in identity_steps)
-        identity_peak = max((peak for _, peak in identity_steps), default=0)
-        print(f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}")
+        identity = sum(seconds for seconds, _, _ in identity_steps)
+        identity_peak = max((peak for _, peak, _ in identity_steps), default=0)
+        print(f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}{result['cpu_seconds']:>9.2f}")
         print(f"{'identity step (lookup + graph + ids)':<48}{identity:>9.2f}")
         print(f"{'':<24}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'seconds':>9}{'peak MB':>9}")
         print(quality_row("cdm identity", result["quality"], identity, identity_peak))

@@ -42,7 +42,7 @@ def write_text(path: Path, text: str | bytes) -> Path:
     return path
 
 
-def materialize_all(defs: dg.Definitions, selection: str | None = None) -> dg.ExecuteInProcessResult:
+def materialize_all(defs: dg.Definitions, selection: str | list[str] | None = None) -> dg.ExecuteInProcessResult:
     """Materialise the project's assets in-process, as `dagster asset materialize` would."""
     return dg.materialize(
         [*defs.assets, *(defs.asset_checks or [])],

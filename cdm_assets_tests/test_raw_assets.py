@@ -36,3 +36,30 @@ def test_materialising_raw_assets_reports_counts_schema_and_preview(tmp_path, wr
     assert "| C1 | a@example.com |" in crm["preview"].value
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw.newsletter").fetchone() == (1,)
+
+
+def test_a_source_that_cannot_be_loaded_fails_the_run_but_the_others_load(tmp_path, write_config):
+    write_text(tmp_path / "landing/crm/a.csv", "crm_id,email\nC1,a@example.com\n")
+    write_text(tmp_path / "landing/news/n.jsonl", '{"id": "N1", "mail": "n@example.com"}\n')
+    write_text(tmp_path / "shop/broken.csv", "shop_id\nS1\n")  # has no `email` column
+    shop = {**CRM, "path": "shop/*.csv", "record_id": "shop_id"}
+    defs = build_definitions(write_config({"crm": CRM, "newsletter": NEWS, "shop": shop}))
+    result = materialize_all(defs, selection=[f"raw/{name}" for name in ("crm", "newsletter", "shop")])
+    assert not result.success
+    assert set(materialization_metadata(result)) == {"raw/crm", "raw/newsletter"}
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    errors = failure.step_failure_data.user_failure_data.metadata["errors"].value
+    assert "raw/shop" in errors and "broken.csv" in errors and "email" in errors
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw.crm").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'shop'").fetchone() == (0,)
+
+
+def test_selecting_one_raw_asset_loads_only_that_source(tmp_path, write_config):
+    write_text(tmp_path / "landing/crm/a.csv", "crm_id,email\nC1,a@example.com\n")
+    write_text(tmp_path / "landing/news/n.jsonl", '{"id": "N1", "mail": "n@example.com"}\n')
+    defs = build_definitions(write_config({"crm": CRM, "newsletter": NEWS}))
+    result = materialize_all(defs, selection="raw/newsletter")
+    assert result.success
+    assert set(materialization_metadata(result)) == {"raw/newsletter"}
+    assert materialization_metadata(result)["raw/newsletter"]["load_seconds"].value >= 0

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +46,10 @@ from cdm_assets.domain.warehouse import (
 )
 
 RAW_STAGE = "raw"
+# Sources loaded at once by `load_raw_sources`. A load is half single-threaded
+# parsing and Python, half DuckDB on every core: two at a time keep a 2-core
+# machine busy without holding three large files in memory.
+CONCURRENT_LOADS = 2
 
 
 @dataclass
@@ -53,6 +62,7 @@ class RawLoadReport:
     rows_in: int = 0
     rows_accepted: int = 0
     quarantined_by_reason: Counter = field(default_factory=Counter)
+    seconds: float = 0.0  # wall time of the load, swap included
 
     @property
     def rows_quarantined(self) -> int:
@@ -64,10 +74,54 @@ def landed_files(pattern: Path) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(os.path.normpath(pattern), recursive=True) if Path(p).is_file())
 
 
+def load_raw_sources(
+    con: duckdb.DuckDBPyConnection,
+    sources: Mapping[str, tuple[SourceConfig, list[Path]]],
+    concurrent: int = CONCURRENT_LOADS,
+) -> Iterator[tuple[str, RawLoadReport | Exception]]:
+    """Load several sources, `concurrent` at a time, each on its own cursor;
+    yields (name, report) as each finishes, or (name, error) for a source
+    that failed (the others still load). Largest landings start first.
+
+    Each source's swap into `raw.<source>` and `raw.quarantine` is its own
+    transaction; swaps take turns, so two never race on the quarantine.
+    """
+    ensure_quarantine(con)  # once, before the loads race to create it
+    swap_lock = threading.Lock()
+
+    def load(name: str) -> RawLoadReport:
+        cursor = con.cursor()
+        try:
+            source, files = sources[name]
+            return load_raw_source(cursor, name, source, files, swap_lock=swap_lock)
+        finally:
+            cursor.close()
+
+    largest_first = sorted(sources, key=lambda name: -sum(_size(f) for f in sources[name][1]))
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrent, len(sources)))) as pool:
+        futures = {pool.submit(load, name): name for name in largest_first}
+        for future in as_completed(futures):
+            error = future.exception()
+            yield futures[future], (error if error is not None else future.result())
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def load_raw_source(
-    con: duckdb.DuckDBPyConnection, name: str, source: SourceConfig, files: list[Path]
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: SourceConfig,
+    files: list[Path],
+    swap_lock: AbstractContextManager = nullcontext(),
 ) -> RawLoadReport:
-    """Load `files` into `raw.<name>`, quarantining what cannot be accepted."""
+    """Load `files` into `raw.<name>`, quarantining what cannot be accepted;
+    `swap_lock` is held while the new table and quarantine rows are swapped in."""
+    started = time.perf_counter()
     ensure_quarantine(con)
     target = TableName("raw", name)
     report = RawLoadReport(name, target, [str(f) for f in files])
@@ -88,7 +142,9 @@ def load_raw_source(
             dict(con.execute(f"SELECT reason_kind, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
         )
         report.rows_in = report.rows_accepted + report.rows_quarantined
-        swap_in(con, [(target, landed)], QuarantineReplacement((name,), RAW_STAGE, rejects))
+        with swap_lock:
+            swap_in(con, [(target, landed)], QuarantineReplacement((name,), RAW_STAGE, rejects))
+    report.seconds = time.perf_counter() - started
     return report
 
 

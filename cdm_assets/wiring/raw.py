@@ -1,12 +1,18 @@
-"""One `raw/<source>` asset per configured source, built from the config."""
+"""One `raw/<source>` asset per configured source, built from the config.
 
+The sources are loaded by one subsettable step: a run that selects several
+raw assets loads them side by side (`load_raw_sources`), which keeps both
+cores busy while a file is parsed; a run that selects one (a landing sensor's
+run) loads just that one. Each asset still gets its own materialisation,
+metadata, checks and lineage.
+"""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, SourceConfig
+from cdm_assets.domain.raw_tables import RawLoadReport, landed_files, load_raw_sources
 from cdm_assets.wiring.metadata import table_metadata
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 
 RAW_GROUP = "raw"
 OWNERS = ["team:data-platform"]
@@ -16,48 +22,78 @@ def raw_asset_key(source_name: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", source_name])
 
 
-def build_raw_asset(config: CdmConfig, name: str, source: SourceConfig) -> dg.AssetsDefinition:
-    """The asset that loads every landed file of one source into `raw.<source>`."""
-    pattern = config.resolve(source.path)
+def raw_asset_spec(config: CdmConfig, name: str, source: SourceConfig) -> dg.AssetSpec:
+    """The asset of one source: every landed file of it, loaded into `raw.<source>`."""
     file_format = source.file_format()
-
-    @dg.asset(
+    return dg.AssetSpec(
         key=raw_asset_key(name),
         group_name=RAW_GROUP,
         kinds={"duckdb", file_format},
         owners=OWNERS,
-        pool="duckdb",
         tags={"cdm/entity": source.entity},
         description=(
             f"Every {file_format} file landed at `{source.path}` for the {source.entity} source "
             f"**{name}**, one row per accepted input row with `_file` and `_row_number`. "
             "Rows that cannot be accepted go to `raw.quarantine` with the reason."
         ),
-        metadata={"cdm/landing_glob": str(pattern), "cdm/record_id": source.record_id},
+        metadata={"cdm/landing_glob": str(config.resolve(source.path)), "cdm/record_id": source.record_id},
     )
-    def raw_source(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        files = landed_files(pattern)
-        if not files:
-            context.log.warning(f"sources.{name}.path: no file matches {pattern}; loading an empty table")
-        with duckdb.get_connection() as con:
-            report = load_raw_source(con, name, source, files)
-            metadata = table_metadata(con, report.table)
-        context.log.info(
-            f"{name}: {report.rows_in} rows in, {report.rows_accepted} accepted, "
-            f"{report.rows_quarantined} quarantined from {len(files)} file(s)"
-        )
-        return dg.MaterializeResult(
-            metadata={
-                **metadata,
-                "files": len(files),
-                "rows_in": report.rows_in,
-                "quarantined": report.rows_quarantined,
-                "quarantined_by_reason": dg.MetadataValue.json(dict(report.quarantined_by_reason)),
-            }
-        )
-
-    return raw_source
 
 
 def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
-    return [build_raw_asset(config, name, source) for name, source in config.sources.items()]
+    if not config.sources:
+        return []
+    names_by_key = {raw_asset_key(name): name for name in config.sources}
+
+    @dg.multi_asset(
+        name="raw_sources",
+        specs=[raw_asset_spec(config, name, source) for name, source in config.sources.items()],
+        can_subset=True,
+        pool="duckdb",
+    )
+    def raw_sources(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+        selected = [names_by_key[key] for key in context.selected_asset_keys]
+        landings = {}
+        for name in selected:
+            source = config.sources[name]
+            files = landed_files(config.resolve(source.path))
+            if not files:
+                context.log.warning(
+                    f"sources.{name}.path: no file matches {config.resolve(source.path)}; loading an empty table"
+                )
+            landings[name] = (source, files)
+        failed = []
+        with duckdb.get_connection() as con:
+            for name, outcome in load_raw_sources(con, landings):
+                if isinstance(outcome, Exception):
+                    context.log.error(f"raw/{name}: {outcome}")
+                    failed.append(f"raw/{name}: {outcome}")
+                    continue
+                yield _materialization(context, con, outcome, len(landings[name][1]))
+        if failed:
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(selected)} sources could not be loaded; the others were",
+                metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in failed))},
+            )
+
+    return [raw_sources]
+
+
+def _materialization(
+    context: dg.AssetExecutionContext, con, report: RawLoadReport, files: int
+) -> dg.MaterializeResult:
+    context.log.info(
+        f"{report.source}: {report.rows_in} rows in, {report.rows_accepted} accepted, "
+        f"{report.rows_quarantined} quarantined from {files} file(s)"
+    )
+    return dg.MaterializeResult(
+        asset_key=raw_asset_key(report.source),
+        metadata={
+            **table_metadata(con, report.table),
+            "files": files,
+            "rows_in": report.rows_in,
+            "quarantined": report.rows_quarantined,
+            "quarantined_by_reason": dg.MetadataValue.json(dict(report.quarantined_by_reason)),
+            "load_seconds": round(report.seconds, 2),
+        },
+    )
