@@ -83,6 +83,32 @@ def test_declared_attributes_become_golden_record_columns(shop_warehouse, write_
     assert (a["first_seen"], a["last_seen"]) == (datetime(2024, 1, 1), datetime(2024, 6, 1))
 
 
+def test_a_customer_of_one_record_is_that_record(shop_warehouse, write_config):
+    build_customers(shop_warehouse, write_config({"crm": CRM, "shop": SHOP}))
+    b = golden(shop_warehouse, "cus_b")
+    assert (b["first_name"], b["last_name"], b["email"]) == ("Piet", "Peters", "piet@example.com")
+    assert b["birth_date"] == date(1980, 1, 2)
+    assert b["signup_at"] == "2022-01-01"
+    assert (b["sources"], b["record_count"]) == (["shop"], 1)
+    assert (b["first_seen"], b["last_seen"]) == (datetime(2024, 2, 1), datetime(2024, 2, 1))
+
+
+def test_a_city_without_street_or_postcode_is_no_address_for_one_record_or_several(warehouse, write_config):
+    create_raw(warehouse, "crm", ["id", "first_name", "email", "changed"], [("C1", "Ann", None, "2024-01-01")])
+    create_raw(warehouse, "shop", ["id", "name", "email", "changed", "created"],
+               [("W1", "Ann Smit", None, "2024-01-01", None), ("W2", "Bo Smit", None, "2024-01-01", None)])
+    create_identity(
+        warehouse,
+        [{"source": "crm", "source_record_id": "C1", "precedence": 1, "city": "Delft"},
+         {"source": "shop", "source_record_id": "W1", "precedence": 2, "city": "Delft"},
+         {"source": "shop", "source_record_id": "W2", "precedence": 2, "city": "Gouda", "country": "NL"}],
+        {"crm:C1": "cus_a", "shop:W1": "cus_a", "shop:W2": "cus_b"},
+    )
+    build_customers(warehouse, write_config({"crm": CRM, "shop": SHOP}))
+    for customer in ("cus_a", "cus_b"):
+        assert (golden(warehouse, customer)["city"], golden(warehouse, customer)["country"]) == (None, None)
+
+
 def test_golden_records_built_in_several_passes_equal_those_built_in_one(shop_warehouse, write_config, monkeypatch):
     """Large runs aggregate a share of the customers at a time; the result must not change."""
     from cdm_assets.domain.marts import customers

@@ -64,6 +64,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
     golden = tables.golden
     rule = config.survivorship(entity)
     fields = [*_golden_fields(config, entity), *attributes]
+    source_names = sorted(config.sources_of(entity))
     # A share of the customers at a time (all records of a customer in one pass)
     # keeps the working table and the aggregations' memory bounded on large runs.
     passes = max(1, -(-row_count(con, tables.id_map) // RECORDS_PER_PASS))
@@ -71,24 +72,30 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
         for number in range(passes):
             con.execute(f"DROP TABLE IF EXISTS {records.sql}")
             _build_customer_records(con, config, tables, links, attributes, records, (number, passes))
-            select = _golden_select(records, fields, len(attributes), rule, tables.id_column)
+            select = _golden_select(records, fields, len(attributes), rule, tables.id_column, source_names)
             con.execute(f"CREATE TABLE {staging.sql} AS {select}" if number == 0 else f"INSERT INTO {staging.sql} {select}")
         swap_in(con, [(golden, staging)])
     return row_count(con, golden)
 
 
-def _golden_select(records: TableName, fields: list[str], extra: int, rule: dict[str, str], id_column: str) -> str:
+def _golden_select(
+    records: TableName, fields: list[str], extra: int, rule: dict[str, str], id_column: str, sources: list[str]
+) -> str:
     """The golden records of the customers in `records`: each of `fields` survives on its own
-    (the last `extra` of them are linked ids and attributes), the address as a whole."""
-    person = [_surviving_field(records, f, rule.get(f, "precedence")) for f in fields]
+    (the last `extra` of them are linked ids and attributes), the address as a whole.
+
+    A customer of one record (a third of them) is that record: only customers
+    of several records go through survivorship.
+    """
+    person = [_surviving_field(records, f, rule.get(f, "precedence"), _SEVERAL) for f in fields]
     ctes = ",\n".join(
         [
             *(f"{quote_ident('f_' + name)} AS ({sql})" for name, sql in person),
-            f"address AS ({_surviving_address(records, rule.get(ADDRESS, 'precedence'))})",
+            f"address AS ({_surviving_address(records, rule.get(ADDRESS, 'precedence'), _SEVERAL)})",
             f"""summary AS (
-                SELECT customer_id, list(DISTINCT source ORDER BY source) AS sources,
+                SELECT customer_id, {_source_masks(sources)},
                        count(*) AS record_count, min(updated_at) AS first_seen, max(updated_at) AS last_seen
-                FROM {records.sql} GROUP BY customer_id
+                FROM {records.sql} WHERE {_SEVERAL} GROUP BY customer_id
             )""",
         ]
     )
@@ -97,14 +104,58 @@ def _golden_select(records: TableName, fields: list[str], extra: int, rule: dict
     selected += [f"address.{quote_ident(f)}" for f in ADDRESS_FIELDS]
     selected += [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[own:]]
     joins = "\n".join(f"LEFT JOIN {quote_ident('f_' + name)} USING (customer_id)" for name, _ in person)
+    # one record: its own values; an address needs a street or a postcode, as in survivorship
+    has_address = "street IS NOT NULL OR postcode IS NOT NULL"
+    single = [quote_ident(name) for name, _ in person[:own]]
+    single += [f"CASE WHEN {has_address} THEN {quote_ident(f)} END" for f in ADDRESS_FIELDS]
+    single += [quote_ident(name) for name, _ in person[own:]]
     return f"""
         WITH {ctes}
         SELECT summary.customer_id AS {quote_ident(id_column)}, {", ".join(selected)},
-               summary.sources, summary.record_count, summary.first_seen, summary.last_seen
+               {_source_list(sources)} AS sources, summary.record_count, summary.first_seen, summary.last_seen
         FROM summary
         {joins}
         LEFT JOIN address USING (customer_id)
+        UNION ALL
+        SELECT customer_id, {", ".join(single)}, [source] AS sources, 1::BIGINT, updated_at, updated_at
+        FROM {records.sql} WHERE NOT {_SEVERAL}
     """
+
+
+# Whether a row of the working table belongs to a customer of several records.
+_SEVERAL = "_records > 1"
+# Sources per bit mask: the customer's sources are bits, cheaper to aggregate
+# than a distinct list (one BIGINT per 62 sources).
+_SOURCES_PER_MASK = 62
+
+
+def _source_masks(sources: list[str]) -> str:
+    """Aggregates `_sources<k>`: bit i set when the customer has a record of source 62k + i."""
+    index = f"(list_position({_sql_list(sources)}, source) - 1)"
+    return ", ".join(
+        f"bit_or(CASE WHEN {index} // {_SOURCES_PER_MASK} = {chunk} "
+        f"THEN 1::BIGINT << ({index} % {_SOURCES_PER_MASK}) END) AS _sources{chunk}"
+        for chunk in range(_mask_count(sources))
+    )
+
+
+def _source_list(sources: list[str]) -> str:
+    """The sorted list of the sources whose bits `_source_masks` set."""
+    parts = [
+        f"list_filter({_sql_list(chunk)}, lambda s, i: (coalesce(_sources{k}, 0) >> (i - 1)) & 1 = 1)"
+        for k, chunk in enumerate(
+            sources[start : start + _SOURCES_PER_MASK] for start in range(0, len(sources), _SOURCES_PER_MASK)
+        )
+    ]
+    return parts[0] if len(parts) == 1 else f"flatten([{', '.join(parts)}])"
+
+
+def _mask_count(sources: list[str]) -> int:
+    return max(1, -(-len(sources) // _SOURCES_PER_MASK))
+
+
+def _sql_list(values: list[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]::VARCHAR[]"
 
 
 def _golden_fields(config: CdmConfig, entity: str) -> tuple[str, ...]:
@@ -175,11 +226,14 @@ def _build_customer_records(
     con.execute(
         f"""
         {create_table(records)} AS
-        SELECT m.{quote_ident(tables.id_column)} AS customer_id, l.source, l.source_record_id, l.precedence, {fields},
-               r.* EXCLUDE (source, source_record_id){link_ids}
+        SELECT m.{quote_ident(tables.id_column)} AS customer_id, _records, l.source, l.source_record_id, l.precedence,
+               {fields}, r.* EXCLUDE (source, source_record_id){link_ids}
         FROM {tables.lookup.sql} l
         JOIN {tables.id_map.sql} m USING (source, source_record_id)
         JOIN ({" UNION ALL BY NAME ".join(per_source)}) r USING (source, source_record_id)
+        JOIN (
+            SELECT {quote_ident(tables.id_column)}, count(*) AS _records FROM {tables.id_map.sql} GROUP BY ALL
+        ) USING ({quote_ident(tables.id_column)})
         {link_joins}
         {"WHERE hash(m." + quote_ident(tables.id_column) + ") % $passes = $number" if share[1] > 1 else ""}
         """,
@@ -187,8 +241,9 @@ def _build_customer_records(
     )
 
 
-def _surviving_value(records: TableName, value: str, rule: str) -> str:
-    """Per customer, the surviving one of the distinct non-empty values of `value`.
+def _surviving_value(records: TableName, value: str, rule: str, where: str = "true") -> str:
+    """Per customer, the surviving one of the distinct non-empty values of `value`
+    (among the records that meet `where`).
 
     Grouping by (customer, value) first makes each criterion an aggregate, so
     the choice is two GROUP BYs instead of a window over every record.
@@ -201,20 +256,20 @@ def _surviving_value(records: TableName, value: str, rule: str) -> str:
             SELECT customer_id, {value} AS value, min(precedence) AS precedence,
                    max(updated_at) AS updated_at, count(*) AS frequency
             FROM {records.sql}
-            WHERE {value} IS NOT NULL
+            WHERE {value} IS NOT NULL AND {where}
             GROUP BY ALL
         )
         GROUP BY customer_id
     """
 
 
-def _surviving_field(records: TableName, field: str, rule: str) -> tuple[str, str]:
-    return field, _surviving_value(records, quote_ident(field), rule)
+def _surviving_field(records: TableName, field: str, rule: str, where: str = "true") -> tuple[str, str]:
+    return field, _surviving_value(records, quote_ident(field), rule, where)
 
 
-def _surviving_address(records: TableName, rule: str) -> str:
+def _surviving_address(records: TableName, rule: str, where: str = "true") -> str:
     """The address parts of one record, chosen as a whole."""
     parts = ", ".join(f"{quote_ident(f)} := {quote_ident(f)}" for f in ADDRESS_FIELDS)
     address = f"CASE WHEN street IS NOT NULL OR postcode IS NOT NULL THEN struct_pack({parts}) END"
     unpacked = ", ".join(f"value.{quote_ident(f)} AS {quote_ident(f)}" for f in ADDRESS_FIELDS)
-    return f"SELECT customer_id, {unpacked} FROM ({_surviving_value(records, address, rule)})"
+    return f"SELECT customer_id, {unpacked} FROM ({_surviving_value(records, address, rule, where)})"
