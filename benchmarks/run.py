@@ -46,7 +46,8 @@ class RssSampler(threading.Thread):
     def __init__(self, interval: float = 0.02):
         super().__init__(daemon=True)
         self.interval = interval
-        self.samples: list[tuple[float, int, float]] = []  # (time, rss bytes, cpu seconds)
+        # (time, rss bytes, this process's cpu seconds, (machine busy ticks, idle ticks))
+        self.samples: list[tuple[float, int, float, tuple[int, int]]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -55,7 +56,7 @@ class RssSampler(threading.Thread):
             with open("/proc/self/statm") as statm:
                 rss = int(statm.read().split()[1]) * page
             cpu = os.times()
-            self.samples.append((time.time(), rss, cpu.user + cpu.system))
+            self.samples.append((time.time(), rss, cpu.user + cpu.system, _machine_ticks()))
             time.sleep(self.interval)
 
     def stop(self) -> None:
@@ -63,13 +64,31 @@ class RssSampler(threading.Thread):
         self.join()
 
     def peak_between(self, start: float, end: float) -> int:
-        inside = [rss for t, rss, _ in self.samples if start <= t <= end]
+        inside = [rss for t, rss, _, _ in self.samples if start <= t <= end]
         return max(inside) if inside else 0
+
+    def others_between(self, start: float, end: float) -> float:
+        """Cores other processes kept busy on average between two times: a run
+        that shared the machine is flagged, its timings are not comparable."""
+        inside = [(t, cpu, machine) for t, _, cpu, machine in self.samples if start <= t <= end]
+        if len(inside) < 2:
+            return 0.0
+        (t0, cpu0, (busy0, _)), (t1, cpu1, (busy1, _)) = inside[0], inside[-1]
+        ticks = os.sysconf("SC_CLK_TCK")
+        return max(0.0, ((busy1 - busy0) / ticks - (cpu1 - cpu0)) / (t1 - t0))
 
     def cpu_between(self, start: float, end: float) -> float:
         """CPU seconds (user + system, all threads) spent between two times."""
-        inside = [cpu for t, _, cpu in self.samples if start <= t <= end]
+        inside = [cpu for t, _, cpu, _ in self.samples if start <= t <= end]
         return inside[-1] - inside[0] if len(inside) > 1 else 0.0
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, idle) clock ticks of all cores since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, idle
 
 
 def exact_key_baseline(con) -> tuple[float, object]:
@@ -196,6 +215,7 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
             "total_seconds": total,
             "peak_mb": sampler.peak_between(started, ended) / 2**20,
             "cpu_seconds": sampler.cpu_between(started, ended),
+            "others_cores": sampler.others_between(started, time.time()),
             "steps": per_step,
             "raw_loads": raw_loads,
             "quality": quality,
@@ -293,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                 quality_row("Splink 5 on DuckDB", splink["quality"], splink["seconds"], splink["peak_mb"]),
                 f" ({stages}; {splink['links']:,} pairs at p >= {MATCH_PROBABILITY})",
             )
+        print(
+            f"other processes kept {result['others_cores']:.2f} cores busy on average during the run"
+            + (" (a shared machine: compare only the ratios within this run)" if result["others_cores"] > 0.1 else "")
+        )
     return 0
 
 
