@@ -119,7 +119,7 @@ def without_placeholders(key: str, placeholders: TableName) -> str:
     return f"CASE WHEN {is_placeholder(column, key, placeholders)} THEN NULL ELSE {column} END"
 
 
-# The lookup columns a rule needs besides its own keys.
+# The lookup columns a rule that compares names needs besides its own keys.
 _COMPARED = ("record_key", "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date")
 
 
@@ -134,13 +134,11 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
     """
     exact = [quote_ident(key_column(k)) for k in rule.exact]
     near = {quote_ident(key_column(k)): edits for k, edits in rule.max_edits.items()}
-    block = ", ".join(exact)
-    selected = dict.fromkeys([*(quote_ident(c) for c in _COMPARED), *exact, *near])
+    compared = [quote_ident(c) for c in _COMPARED] if rule.similar else ["record_key"]
+    selected = dict.fromkeys([*compared, *exact, *near])
     selected.update(dict.fromkeys(quote_ident(key_column(key)) for key in rule.must_not_differ))
-    columns = ", ".join(selected)
-    # only for the records of a block, not every keyed record
-    full_name = ", first_name_key || last_name_key AS _full_name_key" if rule.similar else ""
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in [*exact, *near])
+    keyed = f"SELECT {', '.join(selected)} FROM {lookup.sql} WHERE {not_null}"
     # A value shared by too many records is a placeholder or a shared inbox:
     # each such key counts on its own, not just the combination. Names, dates
     # and postcodes are shared by many people by nature.
@@ -160,6 +158,33 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         )
         pair_conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column}{placeholder})")
     pair_conditions += [f"damerau_levenshtein(a.{c}, b.{c}) <= {int(edits)}" for c, edits in near.items()]
+    if not rule.similar:
+        return _key_pairs_sql(keyed, ", ".join(exact), shared_alone, join, pair_conditions)
+    return _name_pairs_sql(rule, keyed, ", ".join(exact), shared_alone, join, pair_conditions)
+
+
+def _key_pairs_sql(keyed: str, block: str, shared_alone: str, join: str, pair_conditions: list[str]) -> str:
+    """A rule without names to compare: every pair of a block that meets the conditions, never weak."""
+    return f"""
+        WITH keyed AS ({keyed}),
+        blocks AS (
+            SELECT {block} FROM keyed
+            WHERE true{shared_alone}
+            GROUP BY {block}
+            HAVING count(*) BETWEEN 2 AND $max_records
+        ),
+        eligible AS MATERIALIZED (SELECT keyed.* FROM keyed JOIN blocks USING ({block}))
+        SELECT a.record_key AS key_a, b.record_key AS key_b, NULL::DOUBLE AS score, false AS weak
+        FROM eligible a JOIN eligible b ON {join}
+        WHERE {" AND ".join(pair_conditions)}
+    """
+
+
+def _name_pairs_sql(
+    rule: MatchRule, keyed: str, block: str, shared_alone: str, join: str, pair_conditions: list[str]
+) -> str:
+    """A rule with `similar` names: the pairs of a block whose names are alike enough (or
+    missing on a private key), scored by the weaker similarity."""
     similarities = [f"{_similarity_sql(key)} AS _sim{i}, {_missing_sql(key)} AS _missing{i}"
                     for i, key in enumerate(rule.similar)]
     # A missing name cannot contradict, but only on a private key: one that
@@ -169,14 +194,12 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         for i, (key, t) in enumerate(rule.similar.items())
     ]
     sims = [f"_sim{i}" for i in range(len(rule.similar))]
-    score = f"least({', '.join(sims)})" if sims else "NULL::DOUBLE"
-    weak = f"NOT coalesce({' AND '.join(f'{s} = 1.0' for s in sims)}, false)" if sims else "false"
+    weak = f"NOT coalesce({' AND '.join(f'{s} = 1.0' for s in sims)}, false)"
     return f"""
-        WITH keyed AS (
-            SELECT {columns} FROM {lookup.sql} WHERE {not_null}
-        ),
+        WITH keyed AS ({keyed}),
         blocks AS (
-            SELECT {block}, count(DISTINCT birth_date) AS _birth_dates,
+            -- min = max: at most one birth date (cheaper than count(DISTINCT))
+            SELECT {block}, min(birth_date) IS NOT DISTINCT FROM max(birth_date) AS _one_birth_date,
                    min(first_name_key) AS _usual_first_name, min(last_name_core) AS _usual_last_name
             FROM keyed
             WHERE true{shared_alone}
@@ -184,35 +207,40 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
             HAVING count(*) BETWEEN 2 AND $max_records
         ),
         members AS (
-            SELECT keyed.*, blocks._birth_dates, blocks._usual_first_name, blocks._usual_last_name{full_name}
+            -- the full name only for the records of a block, not every keyed record
+            SELECT keyed.*, blocks._one_birth_date, blocks._usual_first_name, blocks._usual_last_name,
+                   first_name_key || last_name_key AS _full_name_key
             FROM keyed JOIN blocks USING ({block})
         ),
         private_blocks AS (
             -- private: everybody sharing the key has one birth date and (typos
             -- aside) one first name and one last name; a missing last name
-            -- only needs the one last name
+            -- only needs the one last name. CASE: Jaro-Winkler only where a
+            -- name is not the block's usual one.
             SELECT {block},
-                   bool_and(_birth_dates <= 1 AND (first_name_key IS NULL OR
-                       jaro_winkler_similarity(first_name_key, _usual_first_name) >= {PRIVATE_NAME_SIMILARITY}))
+                   bool_and(_one_birth_date AND CASE WHEN first_name_key IS NULL OR first_name_key = _usual_first_name
+                       THEN true ELSE jaro_winkler_similarity(first_name_key, _usual_first_name)
+                       >= {PRIVATE_NAME_SIMILARITY} END)
                    AND bool_and(_same_last_name) AS _private,
                    bool_and(_same_last_name) AS _private_last_name
             FROM (
-                SELECT *, last_name_core IS NULL OR jaro_winkler_similarity(last_name_core, _usual_last_name)
-                       >= {PRIVATE_NAME_SIMILARITY} AS _same_last_name
+                SELECT *, CASE WHEN last_name_core IS NULL OR last_name_core = _usual_last_name THEN true
+                       ELSE jaro_winkler_similarity(last_name_core, _usual_last_name) >= {PRIVATE_NAME_SIMILARITY}
+                       END AS _same_last_name
                 FROM members
             )
             GROUP BY {block}
         ),
         eligible AS (SELECT * FROM members JOIN private_blocks USING ({block})),
         pairs AS MATERIALIZED (
-            SELECT a.record_key AS key_a, b.record_key AS key_b, a._private, a._private_last_name
-                   {"".join(", " + s for s in similarities)}
+            SELECT a.record_key AS key_a, b.record_key AS key_b, a._private, a._private_last_name,
+                   {", ".join(similarities)}
             FROM eligible a JOIN eligible b ON {join}
             WHERE {" AND ".join(pair_conditions)}
         )
-        SELECT key_a, key_b, {score} AS score, {weak} AS weak
+        SELECT key_a, key_b, least({", ".join(sims)}) AS score, {weak} AS weak
         FROM pairs
-        WHERE {" AND ".join(["true", *conditions])}
+        WHERE {" AND ".join(conditions)}
     """
 
 
