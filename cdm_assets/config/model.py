@@ -325,8 +325,9 @@ SIMILAR_KEYS = ("first_name", "last_name")
 class MatchRule(StrictModel):
     """Two records are linked when every `exact` key is equal (and not empty),
     every `similar` key reaches its Jaro-Winkler threshold, every `max_edits`
-    key is at most that many edits apart, and none of the `must_not_differ`
-    keys holds two different values."""
+    key is at most that many edits apart (for phones, addresses, postcodes and
+    identifiers: and not neighbours in a sequence), and none of the
+    `must_not_differ` keys holds two different values."""
 
     name: str
     exact: list[str] = Field(min_length=1)

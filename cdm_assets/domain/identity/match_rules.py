@@ -2,8 +2,9 @@
 
 A rule blocks on `exact` keys (records sharing every key value are compared),
 keeps the pairs whose `similar` names reach a Jaro-Winkler threshold (a
-nickname of the same name counts as identical), and drops pairs that hold two
-different values for a `must_not_differ` key. Key values shared by more than
+nickname of the same name counts as identical) and whose `max_edits` keys are
+that few typos apart, and drops pairs that hold two different values for a
+`must_not_differ` key. Key values shared by more than
 `max_records_per_key` records link nothing: placeholders such as
 `test@test.com` or a shop's own phone number must not chain strangers into
 one customer.
@@ -45,56 +46,6 @@ KEY_COLUMNS = {
     "address": "address_key",
 }
 
-# The defaults are tuned so that a shared household email, phone or address
-# never links on its own: a link also needs the same (or a similar) first
-# name and no conflicting birth date. Twins share everything but the first
-# name, so first-name thresholds stay high.
-DEFAULT_RULES: tuple[MatchRule, ...] = (
-    MatchRule(
-        name="email_and_first_name",
-        exact=["email"],
-        similar={"first_name": 0.9, "last_name": 0.8},
-        must_not_differ=["birth_date", "phone"],
-    ),
-    MatchRule(
-        name="phone_and_first_name",
-        exact=["phone"],
-        similar={"first_name": 0.85, "last_name": 0.8},
-        must_not_differ=["birth_date"],
-    ),
-    MatchRule(
-        name="name_and_birth_date",
-        exact=["last_name_core", "birth_date"],
-        similar={"first_name": 0.9},
-        must_not_differ=["phone", "email"],
-    ),
-    MatchRule(
-        name="first_name_birth_date_similar_last_name",
-        exact=["first_name_root", "birth_date"],
-        similar={"last_name": 0.9},
-        must_not_differ=["phone"],
-    ),
-    MatchRule(
-        name="birth_date_and_postcode",
-        exact=["birth_date", "postcode"],
-        similar={"first_name": 0.97, "last_name": 0.85},
-        must_not_differ=["phone"],
-    ),
-    MatchRule(
-        name="name_and_address",
-        exact=["address", "last_name_core"],
-        similar={"first_name": 0.9},
-        must_not_differ=["birth_date", "phone"],
-    ),
-)
-
-
-def default_rules(identifier_names: Sequence[str]) -> list[MatchRule]:
-    """Shared source identifiers first (strongest evidence), then the defaults."""
-    by_identifier = [MatchRule(name=f"same_{name}", exact=[f"identifier:{name}"]) for name in identifier_names]
-    return [*by_identifier, *DEFAULT_RULES]
-
-
 def key_column(key: str) -> str:
     if key.startswith("identifier:"):
         return "id_" + key.split(":", 1)[1]
@@ -106,6 +57,13 @@ def placeholder_prone(key: str) -> bool:
     than `max_records_per_key` records is a placeholder (or a shop's own phone),
     neither evidence for a link nor against one."""
     return key in ("email", "phone", "address") or key.startswith("identifier:")
+
+
+def numbered(key: str) -> bool:
+    """Keys whose values are handed out in sequence (cards, accounts, phone
+    lines, house numbers, postcodes): neighbouring values belong to neighbours,
+    so one apart in the last place is no typo."""
+    return key in ("phone", "address", "postcode") or key.startswith("identifier:")
 
 
 def is_placeholder(value: str, key: str, placeholders: TableName) -> str:
@@ -157,7 +115,13 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
             if placeholders is not None and placeholder_prone(key) else ""
         )
         pair_conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column}{placeholder})")
-    pair_conditions += [f"damerau_levenshtein(a.{c}, b.{c}) <= {int(edits)}" for c, edits in near.items()]
+    for key, edits in rule.max_edits.items():
+        a, b = (f"{side}.{quote_ident(key_column(key))}::VARCHAR" for side in "ab")
+        within = f"damerau_levenshtein({a}, {b}) <= {int(edits)}"
+        # CASE: the sequence test (regular expressions) only for the few pairs within reach
+        pair_conditions.append(
+            f"CASE WHEN {within} THEN NOT {_in_sequence(a, b)} ELSE false END" if numbered(key) else within
+        )
     if not rule.similar:
         return _key_pairs_sql(keyed, ", ".join(exact), shared_alone, join, pair_conditions)
     return _name_pairs_sql(rule, keyed, ", ".join(exact), shared_alone, join, pair_conditions)
@@ -242,6 +206,19 @@ def _name_pairs_sql(
         FROM pairs
         WHERE {" AND ".join(conditions)}
     """
+
+
+def _in_sequence(a: str, b: str) -> str:
+    """Whether two values look handed out in sequence rather than typed wrong: the
+    same but for the last character, or for trailing numbers at most 5 apart (a
+    family's loyalty cards L0000019 and L0000020). Two swapped last digits
+    (…65 and …56, 9 or more apart) remain a typo."""
+    prefix, number = "'^(.*?)[0-9]+$'", "'[0-9]+$'"
+    return (
+        f"coalesce(left({a}, -1) = left({b}, -1) OR (regexp_extract({a}, {prefix}, 1) = regexp_extract({b}, {prefix}, 1) "
+        f"AND abs(try_cast(regexp_extract({a}, {number}) AS BIGINT) - try_cast(regexp_extract({b}, {number}) AS BIGINT)) <= 5), "
+        "false)"
+    )
 
 
 def _similarity_sql(key: str) -> str:

@@ -17,7 +17,8 @@ from cdm_assets.config.model import CUSTOMER, CdmConfig, MatchRule
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_customer_ids
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
-from cdm_assets.domain.identity.match_rules import build_identity_graph, default_rules
+from cdm_assets.domain.identity.default_rules import default_rules
+from cdm_assets.domain.identity.match_rules import build_identity_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
 from cdm_assets.domain.warehouse import SCRATCH, TableName, quote_ident, staged_tables
 
