@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cdm_assets.sample import vocabulary as v
-from cdm_assets.sample.generator import GenerationSummary, _write_csv, _write_jsonl
+from cdm_assets.sample.generator import GenerationSummary, write_csv, write_jsonl
 from cdm_assets.sample.population import make_population, pick
 from cdm_assets.sample.sources import iso, timestamps
 
@@ -165,9 +165,9 @@ def generate_b2b(accounts: int, seed: int, out: Path) -> GenerationSummary:
     }
     summary = GenerationSummary(persons=len(people), seed=seed, out=out)
     for name, (frame, path) in files.items():
-        _write_csv(frame, path)
+        write_csv(frame, path)
         summary.rows[name] = len(frame)
-    _write_jsonl(webinar[["lead_id", "full_name", "email", "registered_at"]], landing / "webinar_leads" / "leads.jsonl")
+    write_jsonl(webinar[["lead_id", "full_name", "email", "registered_at"]], landing / "webinar_leads" / "leads.jsonl")
     summary.rows["webinar_leads"] = len(webinar)
     truth.mkdir(parents=True, exist_ok=True)
     pd.concat(

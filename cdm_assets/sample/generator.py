@@ -31,14 +31,16 @@ class GenerationSummary:
         return f"{self.persons:,} persons (seed {self.seed}) in {self.seconds:.1f}s → {self.out}: {counts}"
 
 
-def _write_csv(frame: pd.DataFrame, path: Path, delimiter: str = ",") -> None:
+def write_csv(frame: pd.DataFrame, path: Path, delimiter: str = ",") -> None:
+    """A landing CSV file: every value as text, quoted only where needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame.astype(object).where(frame.notna(), None), preserve_index=False)
     table = table.cast(pa.schema([(name, pa.string()) for name in table.column_names]))
     pa_csv.write_csv(table, path, write_options=pa_csv.WriteOptions(delimiter=delimiter, quoting_style="needed"))
 
 
-def _write_jsonl(frame: pd.DataFrame, path: Path) -> None:
+def write_jsonl(frame: pd.DataFrame, path: Path) -> None:
+    """A landing JSON lines file, one object per row, in row order."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect() as con:
         con.execute("SET threads = 1")  # keeps row order, so output is byte-identical per seed
@@ -154,9 +156,9 @@ def _generate_part(
     for name, (render, relative, id_column, delimiter) in CUSTOMER_SOURCES.items():
         frame, people = render(population, rng, prefix)
         if delimiter is None:
-            _write_jsonl(frame, file(relative))
+            write_jsonl(frame, file(relative))
         else:
-            _write_csv(frame, file(relative), delimiter)
+            write_csv(frame, file(relative), delimiter)
         customers[name] = (frame[id_column].to_numpy(copy=True), people)  # a view would keep the whole frame
         records.append(pd.DataFrame({
             "source": name, "record_id": customers[name][0], "person_id": population.person_id[people],
@@ -179,7 +181,7 @@ def _generate_part(
     sales, sale_people, sale_defects = sources.store_sales(
         country, {name: customers[name] for name in ("crm", "loyalty")}, rng, prefix
     )
-    _write_csv(sales, file("store_sales/store_sales.csv"))
+    write_csv(sales, file("store_sales/store_sales.csv"))
     transactions.append(pd.DataFrame({"source": "store_sales", "transaction_id": sales["sale_id"],
                                       "person_id": sale_people + first_person, "defect": sale_defects}))
     count("store_sales", len(sales))
@@ -189,7 +191,7 @@ def _generate_part(
 
     events, event_truth = sources.clickstream(email, *customers["webshop"], rng, prefix)
     del customers, country, email
-    _write_jsonl(events, file("events/clickstream.jsonl"))
+    write_jsonl(events, file("events/clickstream.jsonl"))
     count("clickstream", len(events))
     del events
     event_truth["person_id"] = event_truth["person_id"] + first_person
