@@ -122,6 +122,14 @@ def test_identifiers_become_id_columns_empty_for_sources_without_them(tmp_path, 
     assert (rows["C1"]["id_loyalty_card"], rows["C1"]["id_national_id"]) == (None, "123")
 
 
+def test_identifiers_compare_without_case_spaces_dashes_dots_and_slashes(tmp_path, warehouse, write_config):
+    rows = [["C1", "nl-12 345.678/9"], ["C2", " NL12345678\u00a09 "], ["C3", " - "], ["C4", "K_1"]]
+    write_text(tmp_path / "landing/crm/a.csv", csv_text(["id", "vat"], rows))
+    config = write_config({"crm": customer_source("crm", "id", {}, identifiers={"vat_number": "vat"})})
+    ids = {id_: row["id_vat_number"] for id_, row in by_id(build(warehouse, config)).items()}
+    assert ids == {"C1": "NL123456789", "C2": "NL123456789", "C3": None, "C4": "K_1"}
+
+
 def test_rebuilding_replaces_the_lookup_and_leaves_no_staging_tables(tmp_path, warehouse, write_config):
     path = write_text(tmp_path / "landing/crm/a.csv", csv_text(["id", "fn"], [["C1", "Ann"], ["C2", "Bo"]]))
     config = write_config({"crm": customer_source("crm", "id", {"first_name": "fn"})})

@@ -131,11 +131,21 @@ def _as_text(column: str, data_type: str) -> str:
     return quoted if data_type == "VARCHAR" else f"CAST({quoted} AS VARCHAR)"
 
 
+# Characters people type into ids to group digits ("NL-12 345.678/9"); they carry no identity.
+_ID_SEPARATORS = r"[\s\pZ\-./]+"
+
+
 def _identifier(column: str | None, column_types: dict[str, str]) -> str:
-    """A source identifier as trimmed text; NULL for sources that do not have it."""
+    """A source identifier as comparable text: upper-cased, without spaces, dashes,
+    dots and slashes; NULL when empty and for sources that do not have it."""
     if column is None:
         return "NULL::VARCHAR"
-    return f"nullif(trim({_as_text(column, column_types.get(column, 'VARCHAR'))}), '')"
+    text = _as_text(column, column_types.get(column, "VARCHAR"))
+    separators = std.sql_string(_ID_SEPARATORS)
+    return (
+        f"nullif(upper(CASE WHEN regexp_matches({text}, {separators}) "
+        f"THEN regexp_replace({text}, {separators}, '', 'g') ELSE {text} END), '')"
+    )
 
 
 def _as_date(column: str, data_type: str, strftime_format: str | None) -> str:
