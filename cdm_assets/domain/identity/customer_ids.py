@@ -177,7 +177,8 @@ def assign_customer_ids(
             ).fetchall()
         )
         split = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {changes.sql} WHERE change = 'split'").fetchone()[0]
-        customers = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {map_staging.sql}").fetchone()[0]
+        # one id per cluster: counting the (small, scratch) id table is counting the map's distinct ids
+        customers = con.execute("SELECT count(*) FROM id_by_cluster").fetchone()[0]
         swap_in(con, [(id_map, map_staging)], appends=[(id_history, changes)])
     for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
