@@ -69,7 +69,7 @@ def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
                     context.log.error(f"raw/{name}: {outcome}")
                     failed.append(f"raw/{name}: {outcome}")
                     continue
-                yield _materialization(context, con, outcome, len(landings[name][1]))
+                yield _materialization(context, con, outcome)
         if failed:
             raise dg.Failure(
                 description=f"{len(failed)} of {len(selected)} sources could not be loaded; the others were",
@@ -79,18 +79,16 @@ def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
     return [raw_sources]
 
 
-def _materialization(
-    context: dg.AssetExecutionContext, con, report: RawLoadReport, files: int
-) -> dg.MaterializeResult:
+def _materialization(context: dg.AssetExecutionContext, con, report: RawLoadReport) -> dg.MaterializeResult:
     context.log.info(
         f"{report.source}: {report.rows_in} rows in, {report.rows_accepted} accepted, "
-        f"{report.rows_quarantined} quarantined from {files} file(s)"
+        f"{report.rows_quarantined} quarantined from {len(report.files)} file(s)"
     )
     return dg.MaterializeResult(
         asset_key=raw_asset_key(report.source),
         metadata={
             **table_metadata(con, report.table),
-            "files": files,
+            "files": len(report.files),
             "rows_in": report.rows_in,
             "quarantined": report.rows_quarantined,
             "quarantined_by_reason": dg.MetadataValue.json(dict(report.quarantined_by_reason)),

@@ -20,6 +20,7 @@ import duckdb
 
 from cdm_assets.config.model import CUSTOMER, CdmConfig, column_of, format_of
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
+from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.marts.parsing import timestamp_sql
 from cdm_assets.domain.warehouse import (
     SCRATCH,
@@ -36,6 +37,8 @@ CUSTOMERS = CUSTOMER_TABLES.golden
 PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
 ADDRESS_FIELDS = ("street", "house_number", "postcode", "city", "country")
 ADDRESS = "address"
+# A record has an address when it has a street or a postcode (a city alone is none).
+_HAS_ADDRESS = "street IS NOT NULL OR postcode IS NOT NULL"
 
 # Sort keys per survivorship rule, over one candidate value of one customer:
 # its best precedence, its latest update (missing dates last), how many
@@ -107,10 +110,9 @@ def _golden_select(
     selected += [f"address.{quote_ident(f)}" for f in ADDRESS_FIELDS]
     selected += [f"{quote_ident('f_' + name)}.value AS {quote_ident(name)}" for name, _ in person[own:]]
     joins = "\n".join(f"LEFT JOIN {quote_ident('f_' + name)} USING (customer_id)" for name, _ in person)
-    # one record: its own values; an address needs a street or a postcode, as in survivorship
-    has_address = "street IS NOT NULL OR postcode IS NOT NULL"
+    # one record: its own values, the address only where it counts as one
     single = [quote_ident(name) for name, _ in person[:own]]
-    single += [f"CASE WHEN {has_address} THEN {quote_ident(f)} END" for f in ADDRESS_FIELDS]
+    single += [f"CASE WHEN {_HAS_ADDRESS} THEN {quote_ident(f)} END" for f in ADDRESS_FIELDS]
     single += [quote_ident(name) for name, _ in person[own:]]
     return f"""
         WITH {ctes}
@@ -136,9 +138,9 @@ def _source_masks(sources: list[str]) -> str:
     """Aggregates `_sources<k>`: bit i set when the customer has a record of source 62k + i."""
     index = f"(list_position({_sql_list(sources)}, source) - 1)"
     return ", ".join(
-        f"bit_or(CASE WHEN {index} // {_SOURCES_PER_MASK} = {chunk} "
-        f"THEN 1::BIGINT << ({index} % {_SOURCES_PER_MASK}) END) AS _sources{chunk}"
-        for chunk in range(_mask_count(sources))
+        f"bit_or(CASE WHEN {index} // {_SOURCES_PER_MASK} = {k} "
+        f"THEN 1::BIGINT << ({index} % {_SOURCES_PER_MASK}) END) AS _sources{k}"
+        for k in range(len(_source_chunks(sources)))
     )
 
 
@@ -146,19 +148,18 @@ def _source_list(sources: list[str]) -> str:
     """The sorted list of the sources whose bits `_source_masks` set."""
     parts = [
         f"list_filter({_sql_list(chunk)}, lambda s, i: (coalesce(_sources{k}, 0) >> (i - 1)) & 1 = 1)"
-        for k, chunk in enumerate(
-            sources[start : start + _SOURCES_PER_MASK] for start in range(0, len(sources), _SOURCES_PER_MASK)
-        )
+        for k, chunk in enumerate(_source_chunks(sources))
     ]
     return parts[0] if len(parts) == 1 else f"flatten([{', '.join(parts)}])"
 
 
-def _mask_count(sources: list[str]) -> int:
-    return max(1, -(-len(sources) // _SOURCES_PER_MASK))
+def _source_chunks(sources: list[str]) -> list[list[str]]:
+    """The sources in runs of one mask each (at least one run, empty when there are no sources)."""
+    return [sources[start : start + _SOURCES_PER_MASK] for start in range(0, len(sources), _SOURCES_PER_MASK)] or [[]]
 
 
 def _sql_list(values: list[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]::VARCHAR[]"
+    return "[" + ", ".join(sql_string(v) for v in values) + "]::VARCHAR[]"
 
 
 def _golden_fields(config: CdmConfig, entity: str) -> tuple[str, ...]:
@@ -274,6 +275,6 @@ def _surviving_field(records: TableName, field: str, rule: str, where: str = "tr
 def _surviving_address(records: TableName, rule: str, where: str = "true") -> str:
     """The address parts of one record, chosen as a whole."""
     parts = ", ".join(f"{quote_ident(f)} := {quote_ident(f)}" for f in ADDRESS_FIELDS)
-    address = f"CASE WHEN street IS NOT NULL OR postcode IS NOT NULL THEN struct_pack({parts}) END"
+    address = f"CASE WHEN {_HAS_ADDRESS} THEN struct_pack({parts}) END"
     unpacked = ", ".join(f"value.{quote_ident(f)} AS {quote_ident(f)}" for f in ADDRESS_FIELDS)
     return f"SELECT customer_id, {unpacked} FROM ({_surviving_value(records, address, rule, where)})"
