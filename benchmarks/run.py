@@ -185,8 +185,11 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
         queue.put({"success": False, "failed_steps": failed, "total_seconds": total, "steps": per_step,
                    "peak_mb": sampler.peak_between(started, ended) / 2**20})
         return
-    con = duckdb.connect(str(config.resolve(config.warehouse.duckdb_path)))
+    warehouse = config.resolve(config.warehouse.duckdb_path)
+    con = duckdb.connect(str(warehouse))
     con.execute("SET enable_progress_bar = false")
+    in_use = con.execute("SELECT used_blocks * block_size FROM pragma_database_size()").fetchall()[0][0]
+    file_mb = (warehouse.stat().st_size / 2**20, in_use / 2**20)  # before the references add their tables
     load_truth(con, truth_path)
     quality = scores(con)
     counts = {
@@ -220,6 +223,7 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
             "raw_loads": raw_loads,
             "quality": quality,
             "counts": counts,
+            "warehouse_mb": file_mb,
             "baseline_seconds": baseline_seconds,
             "baseline": baseline,
             "baseline_peak_mb": baseline_peak_mb,
@@ -303,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         identity_peak = max((peak for _, peak, _ in identity_steps), default=0)
         print(f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}{result['cpu_seconds']:>9.2f}")
         print(f"{'identity step (lookup + graph + ids)':<48}{identity:>9.2f}")
+        file_mb, in_use_mb = result["warehouse_mb"]
+        print(f"warehouse file {file_mb:,.0f} MB, {in_use_mb:,.0f} MB of it in use (the rest is free for the next run)")
         print(f"{'':<24}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'seconds':>9}{'peak MB':>9}")
         print(quality_row("cdm identity", result["quality"], identity, identity_peak))
         print(quality_row("exact-key baseline", result["baseline"], result["baseline_seconds"], result["baseline_peak_mb"]), " (edges + components on the same lookup)")

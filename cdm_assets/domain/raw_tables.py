@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from cdm_assets.config.model import SourceConfig
+from cdm_assets.config.model import SourceConfig, column_of
 from cdm_assets.domain.landing_files import (
     JSONL_LINE_COLUMN,
     LandedFile,
@@ -38,6 +38,7 @@ from cdm_assets.domain.landing_files import (
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
     TableName,
+    create_table_as,
     ensure_quarantine,
     quote_ident,
     staged_tables,
@@ -148,6 +149,22 @@ def load_raw_source(
     return report
 
 
+# Canonical fields whose values are about one per record.
+_NEAR_UNIQUE_FIELDS = ("email", "phone", "postcode", "occurred_at")
+
+
+def near_unique_columns(source: SourceConfig) -> set[str]:
+    """The source's columns that hold about one value per record (its ids, contact
+    points and timestamps): stored plain, like `warehouse.PLAIN_TEXT_COLUMNS`."""
+    columns = {source.record_id, *source.identifiers.values()}
+    columns |= {column_of(source.fields[name]) for name in _NEAR_UNIQUE_FIELDS if name in source.fields}
+    if source.updated_at is not None:
+        columns.add(column_of(source.updated_at))
+    if source.customer is not None:
+        columns.add(source.customer.column)
+    return columns
+
+
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection, sources: dict[str, SourceConfig]) -> list[str]:
     """Create an empty `raw.<source>` for every source not loaded yet; returns their names.
 
@@ -211,7 +228,7 @@ def _land_file(
         _require_columns_in_file(source, path, [row[0] for row in con.execute(f"DESCRIBE {select}", params).fetchall()])
     try:
         if first:
-            con.execute(f"CREATE TABLE {landed.sql} AS {select}", params)
+            create_table_as(con, landed, select, params, plain_text=near_unique_columns(source))
         else:
             con.execute(f"INSERT INTO {landed.sql} BY NAME {select}", params)
     except duckdb.Error as error:

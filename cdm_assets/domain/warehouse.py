@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -108,6 +108,50 @@ def create_table(table: TableName) -> str:
     if table.schema == SCRATCH:
         return f"CREATE TEMP TABLE {quote_ident(table.name)}"
     return f"CREATE TABLE {table.sql}"
+
+
+# Text columns of the warehouse tables that hold about one value per row:
+# ids, contact points and the match keys built from them. DuckDB's default
+# compression of text (a dictionary, then FSST) makes writing such a column
+# three to four times as costly as writing it plain, and only halves it; on
+# repetitive text (sources, names, cities, file names) it costs next to nothing
+# and shrinks the column twenty- to a hundredfold. So these columns are
+# stored plain and every other column keeps the default: at 1M persons the
+# whole build spends about 10 % less CPU for a warehouse file ~1.5x as large.
+PLAIN_TEXT_COLUMNS = frozenset({
+    "source_record_id", "record_id_a", "record_id_b", "customer_id", "customer_ref",
+    "transaction_id", "event_id",
+    "email", "phone", "postcode", "email_key", "phone_key", "postcode_key", "address_key",
+})  # fmt: skip
+
+
+def create_table_as(
+    con: duckdb.DuckDBPyConnection,
+    table: TableName,
+    select: str,
+    params: object = None,
+    plain_text: Collection[str] = (),
+) -> None:
+    """`CREATE TABLE <table> AS <select>`, with the text columns named in
+    `PLAIN_TEXT_COLUMNS` or `plain_text` stored uncompressed (see above).
+
+    A scratch table (schema `temp`) lives in memory and is never compressed.
+    """
+    if table.schema == SCRATCH:
+        _execute(con, f"{create_table(table)} AS {select}", params)
+        return
+    plain = PLAIN_TEXT_COLUMNS | set(plain_text)
+    columns = _execute(con, f"DESCRIBE {select}", params).fetchall()
+    definitions = ", ".join(
+        f"{quote_ident(name)} {dtype}" + (" USING COMPRESSION uncompressed" if dtype == "VARCHAR" and name in plain else "")
+        for name, dtype, *_ in columns
+    )
+    con.execute(f"CREATE TABLE {table.sql} ({definitions})")
+    _execute(con, f"INSERT INTO {table.sql} {select}", params)
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: object) -> duckdb.DuckDBPyConnection:
+    return con.execute(sql) if params is None else con.execute(sql, params)
 
 
 @contextmanager

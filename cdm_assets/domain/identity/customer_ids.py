@@ -27,7 +27,16 @@ from datetime import datetime, timezone
 import duckdb
 
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
-from cdm_assets.domain.warehouse import SCRATCH, TableName, create_table, quote_ident, staged_tables, swap_in, table_exists
+from cdm_assets.domain.warehouse import (
+    SCRATCH,
+    TableName,
+    create_table,
+    create_table_as,
+    quote_ident,
+    staged_tables,
+    swap_in,
+    table_exists,
+)
 
 CUSTOMER_ID_MAP = CUSTOMER_TABLES.id_map
 CUSTOMER_ID_HISTORY = CUSTOMER_TABLES.id_history
@@ -125,12 +134,14 @@ def assign_customer_ids(
     )
     # The history is append-only: this run's changes are appended in the transaction that swaps the map in.
     with staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes")) as (map_staging, changes):
-        con.execute(
+        create_table_as(
+            con,
+            map_staging,
             f"""
-            CREATE TABLE {map_staging.sql} AS
             SELECT r.source, r.source_record_id, i.customer_id AS {id_column}, r.record_key, r.cluster
             FROM id_records r JOIN id_by_cluster i USING (cluster)
-            """
+            """,
+            plain_text=[id_column],
         )
         con.execute(f"{create_table(changes)} AS SELECT * FROM {id_history.sql} LIMIT 0")
         con.execute(

@@ -24,7 +24,15 @@ from cdm_assets.config.model import MatchRule
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
 from cdm_assets.domain.identity.standardise import sql_string
-from cdm_assets.domain.warehouse import SCRATCH, TableName, create_table, quote_ident, staged_tables, swap_in
+from cdm_assets.domain.warehouse import (
+    SCRATCH,
+    TableName,
+    create_table,
+    create_table_as,
+    quote_ident,
+    staged_tables,
+    swap_in,
+)
 
 SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
 IDENTITY_GRAPH = CUSTOMER_TABLES.graph
@@ -303,9 +311,10 @@ def build_identity_graph(
         names = "CASE link.rule_order " + " ".join(
             f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules)
         ) + " END" if rules else "NULL::VARCHAR"
-        con.execute(
+        create_table_as(
+            con,
+            staging,
             f"""
-            CREATE TABLE {staging.sql} AS
             SELECT a.source AS source_a, a.source_record_id AS record_id_a,
                    b.source AS source_b, b.source_record_id AS record_id_b,
                    {names} AS rule, round(link.score, 4) AS score,
@@ -313,8 +322,7 @@ def build_identity_graph(
             FROM {links.sql} AS link
             JOIN {lookup.sql} a ON a.record_key = link.key_a
             JOIN {lookup.sql} b ON b.record_key = link.key_b
-
-            """
+            """,
         )
         swap_in(con, [(graph, staging)])
     return con.execute(f"SELECT count(*) FROM {graph.sql}").fetchone()[0]

@@ -30,7 +30,7 @@ from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tab
 from cdm_assets.domain.identity.phone_numbers import e164_sql, phone_prefixes, phone_regions, phone_stage_sql
 from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_records import NAME_FIELDS, customer_records
-from cdm_assets.domain.warehouse import TableName, quote_ident, staged_tables, swap_in
+from cdm_assets.domain.warehouse import TableName, create_table_as, quote_ident, staged_tables, swap_in
 
 SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
 
@@ -84,7 +84,8 @@ def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig, entit
         typed = con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()
         home_regions = sorted({row[0] for row in typed} | set(records.phone_regions))
         lookup = lookup_sql(records.sql, config.identifier_names(entity), countries, names, home_regions)
-        con.execute(f"CREATE TABLE {staging.sql} AS {lookup}", records.params)
+        identifier_columns = [f"id_{name}" for name in config.identifier_names(entity)]
+        create_table_as(con, staging, lookup, records.params, plain_text=identifier_columns)
         swap_in(con, [(target, staging)])
     # fetch to the end: an unfinished result would block the next query on this connection
     return con.execute(f"SELECT count(*) FROM {target.sql}").fetchall()[0][0]

@@ -9,7 +9,7 @@ import duckdb
 from cdm_assets.domain.marts.customers import CUSTOMERS
 from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
-from cdm_assets.domain.warehouse import TableName, ensure_schemas, staged_tables, swap_in
+from cdm_assets.domain.warehouse import TableName, create_table_as, ensure_schemas, staged_tables, swap_in
 
 CUSTOMER_METRICS = TableName("marts", "customer_metrics")
 
@@ -65,6 +65,6 @@ def build_customer_metrics(con: duckdb.DuckDBPyConnection, as_of: datetime | Non
     ensure_schemas(con, "marts")
     moment = (as_of or datetime.now(timezone.utc)).replace(tzinfo=None)
     with staged_tables(con, CUSTOMER_METRICS) as (staging,):
-        con.execute(f"CREATE TABLE {staging.sql} AS {METRICS_SQL}", {"as_of": moment})
+        create_table_as(con, staging, METRICS_SQL, {"as_of": moment})
         swap_in(con, [(CUSTOMER_METRICS, staging)])
     return con.execute(f"SELECT count(*) FROM {CUSTOMER_METRICS.sql}").fetchone()[0]

@@ -26,6 +26,7 @@ from cdm_assets.domain.warehouse import (
     SCRATCH,
     TableName,
     create_table,
+    create_table_as,
     ensure_schemas,
     quote_ident,
     row_count,
@@ -79,7 +80,10 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
             con.execute(f"DROP TABLE IF EXISTS {records.sql}")
             _build_customer_records(con, config, tables, links, attributes, records, (number, passes))
             select = _golden_select(records, fields, len(attributes), rule, tables.id_column, source_names)
-            con.execute(f"CREATE TABLE {staging.sql} AS {select}" if number == 0 else f"INSERT INTO {staging.sql} {select}")
+            if number == 0:
+                create_table_as(con, staging, select, plain_text=[tables.id_column])
+            else:
+                con.execute(f"INSERT INTO {staging.sql} {select}")
         swap_in(con, [(golden, staging)])
     return row_count(con, golden)
 

@@ -21,7 +21,7 @@ from cdm_assets.config.model import CdmConfig, SourceConfig, column_of, format_o
 from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
 from cdm_assets.domain.identity.match_rules import SOURCE_LOOKUP
 from cdm_assets.domain.marts.parsing import reference_columns_sql, timestamp_sql
-from cdm_assets.domain.warehouse import TableName, ensure_schemas, quote_ident, staged_tables, swap_in
+from cdm_assets.domain.warehouse import TableName, create_table_as, ensure_schemas, quote_ident, staged_tables, swap_in
 
 EVENTS = TableName("marts", "events")
 
@@ -46,9 +46,10 @@ def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsRep
     with staged_tables(con, EVENTS) as (staging,):
         # The events are parsed on the fly, never written twice; only the
         # emails that events carry are looked up among the customer records.
-        con.execute(
+        create_table_as(
+            con,
+            staging,
             f"""
-            CREATE TABLE {staging.sql} AS
             WITH parsed AS ({body}),
             event_emails AS (SELECT DISTINCT email FROM ({emails}) WHERE email IS NOT NULL),
             email_owner AS (  -- emails that identify exactly one customer
@@ -85,7 +86,7 @@ def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsRep
                    coalesce(l.known_by, CASE WHEN d.customer_id IS NOT NULL THEN 'stitched' END) AS attribution,
                    l.email, l.customer_source, l.customer_ref, l._file, l._row_number
             FROM linked l LEFT JOIN device_owner d USING (anonymous_id)
-            """
+            """,
         )
         by_attribution = dict(
             con.execute(

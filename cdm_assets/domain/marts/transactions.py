@@ -20,6 +20,7 @@ from cdm_assets.domain.marts.reference_data import ISO_CURRENCIES
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
     TableName,
+    create_table_as,
     ensure_quarantine,
     ensure_schemas,
     quote_ident,
@@ -51,9 +52,10 @@ def build_transactions(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> Tra
         # problem columns are empty for all others, which costs next to
         # nothing); the problem rows then move to the quarantine. Filtering on
         # the problem while parsing would make DuckDB parse each row again.
-        con.execute(
+        create_table_as(
+            con,
+            staging,
             f"""
-            CREATE TABLE {staging.sql} AS
             SELECT p.transaction_id, p.source, m.customer_id, p.customer_source, p.customer_ref,
                    abs(p.amount) AS amount, p.currency, p.type, p.occurred_at,
                    CASE WHEN p.type = 'return' THEN -abs(p.amount) ELSE abs(p.amount) END AS signed_amount,
@@ -66,7 +68,7 @@ def build_transactions(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> Tra
             ) p
             LEFT JOIN {CUSTOMER_ID_MAP.sql} m
                    ON m.source = p.customer_source AND m.source_record_id = p.customer_ref
-            """
+            """,
         )
         con.execute(
             f"""

@@ -1,0 +1,81 @@
+"""Warehouse storage: near-unique text is stored plain, everything else compressed."""
+
+from __future__ import annotations
+
+from cdm_assets.config.model import SourceConfig
+from cdm_assets.domain.raw_tables import landed_files, load_raw_source, near_unique_columns
+from cdm_assets.domain.warehouse import TableName, create_table_as
+from cdm_assets_tests.conftest import write_text
+
+RECORDS = """
+    SELECT 'crm' AS source, 'C' || lpad(i::VARCHAR, 7, '0') AS source_record_id,
+           'person' || i || '@example.com' AS email, ['Ann', 'Bob', 'Cee'][i % 3 + 1] AS first_name,
+           i AS record_key
+    FROM range($rows) AS r(i)
+"""
+
+
+def text_compression(con, table: TableName) -> dict[str, set[str]]:
+    """The compressions DuckDB chose for each text column's data segments."""
+    con.execute("CHECKPOINT")
+    rows = con.execute(
+        "SELECT column_name, compression FROM pragma_storage_info(?) WHERE segment_type = 'VARCHAR'", [str(table)]
+    ).fetchall()
+    found: dict[str, set[str]] = {}
+    for column, compression in rows:
+        found.setdefault(column, set()).add(compression)
+    return found
+
+
+def test_ids_and_contact_points_are_stored_plain_and_repetitive_text_compressed(warehouse):
+    warehouse.execute("CREATE SCHEMA identity")
+    table = TableName("identity", "records")
+    create_table_as(warehouse, table, RECORDS, {"rows": 200_000})
+    compression = text_compression(warehouse, table)
+    assert compression["source_record_id"] == {"Uncompressed"}
+    assert compression["email"] == {"Uncompressed"}
+    assert "Uncompressed" not in compression["source"] | compression["first_name"]
+    # same rows and column types as a plain CREATE TABLE AS
+    assert warehouse.execute(f"DESCRIBE {table.sql}").fetchall() == warehouse.execute(
+        f"DESCRIBE {RECORDS}", {"rows": 1}
+    ).fetchall()
+    assert warehouse.execute(f"SELECT count(*), max(source_record_id) FROM {table.sql}").fetchone() == (
+        200_000,
+        "C0199999",
+    )
+
+
+def test_callers_name_more_plain_columns_and_scratch_tables_stay_in_memory(warehouse):
+    warehouse.execute("CREATE SCHEMA identity")
+    table = TableName("identity", "records")
+    create_table_as(warehouse, table, RECORDS, {"rows": 200_000}, plain_text=["first_name"])
+    assert text_compression(warehouse, table)["first_name"] == {"Uncompressed"}
+    create_table_as(warehouse, TableName("temp", "scratch_records"), RECORDS, {"rows": 10})
+    assert warehouse.execute(
+        "SELECT temporary FROM duckdb_tables() WHERE table_name = 'scratch_records'"
+    ).fetchone() == (True,)
+
+
+def test_a_raw_sources_ids_contact_points_and_timestamps_are_stored_plain(tmp_path, warehouse):
+    source = SourceConfig(
+        entity="customer",
+        path=str(tmp_path / "landing/crm/*.csv"),
+        record_id="crm_id",
+        fields={"first_name": "voornaam", "email": "mail", "phone": "tel", "postcode": "zip"},
+        identifiers={"loyalty_card": "card"},
+        updated_at="changed",
+        attributes={"segment": "segment"},
+    )
+    assert near_unique_columns(source) == {"crm_id", "mail", "tel", "zip", "card", "changed"}
+    rows = "".join(
+        f"C{i},{['Ann', 'Bob'][i % 2]},p{i}@example.com,+3161{i:07d},{1000 + i % 9000}AB,L{i},2024-01-01T{i % 24:02d}:00,"
+        f"{['gold', 'silver'][i % 2]}\n"
+        for i in range(150_000)
+    )
+    write_text(tmp_path / "landing/crm/a.csv", "crm_id,voornaam,mail,tel,zip,card,changed,segment\n" + rows)
+    load_raw_source(warehouse, "crm", source, landed_files(tmp_path / "landing/crm/*.csv"))
+    compression = text_compression(warehouse, TableName("raw", "crm"))
+    for column in ("crm_id", "mail", "tel", "zip", "card", "changed"):
+        assert compression[column] == {"Uncompressed"}, column
+    for column in ("voornaam", "segment", "_file"):
+        assert "Uncompressed" not in compression[column], column
