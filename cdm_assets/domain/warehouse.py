@@ -116,8 +116,9 @@ def create_table(table: TableName) -> str:
 # three to four times as costly as writing it plain, and only halves it; on
 # repetitive text (sources, names, cities, file names) it costs next to nothing
 # and shrinks the column twenty- to a hundredfold. So these columns are
-# stored plain and every other column keeps the default: at 1M persons the
-# whole build spends about 10 % less CPU for a warehouse file ~1.5x as large.
+# stored plain and every other column keeps the default. At 1M persons the
+# whole build spends 12-18 % less CPU (72 → 59-64 CPU seconds) for a warehouse
+# file twice as large (640 MB → 1.23 GB); see benchmarks/RESULTS.md.
 PLAIN_TEXT_COLUMNS = frozenset({
     "source_record_id", "record_id_a", "record_id_b", "customer_id", "customer_ref",
     "transaction_id", "event_id",
