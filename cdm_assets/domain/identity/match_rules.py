@@ -104,7 +104,10 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
     selected = dict.fromkeys([*compared, *exact, *near])
     selected.update(dict.fromkeys(quote_ident(key_column(key)) for key in rule.must_not_differ))
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in [*exact, *near])
-    keyed = f"SELECT {', '.join(selected)} FROM {lookup.sql} WHERE {not_null}"
+    # Blocks are grouped and joined on one hash of the exact keys, far cheaper
+    # than the strings themselves; the pairs still compare the keys, so a hash
+    # collision can only merge two blocks' statistics, never link two records.
+    keyed = f"SELECT {', '.join(selected)}, hash({', '.join(exact)}) AS _block FROM {lookup.sql} WHERE {not_null}"
     # A value shared by too many records is a placeholder or a shared inbox:
     # each such key counts on its own, not just the combination. Names, dates
     # and postcodes are shared by many people by nature.
@@ -113,7 +116,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         f"GROUP BY {quote_ident(key_column(k))} HAVING count(*) > $max_records)"
         for k in rule.exact if placeholder_prone(k)
     ) if len(exact) > 1 else ""
-    join = " AND ".join(f"a.{c} = b.{c}" for c in exact)
+    join = " AND ".join(f"a.{c} = b.{c}" for c in ["_block", *exact])
     pair_conditions = ["a.record_key < b.record_key"]
     for key in rule.must_not_differ:
         column = quote_ident(key_column(key))
@@ -131,14 +134,14 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
             f"CASE WHEN {within} THEN NOT {_in_sequence(a, b)} ELSE false END" if numbered(key) else within
         )
     if not rule.similar:
-        return _key_pairs_sql(keyed, ", ".join(exact), shared_alone, join, pair_conditions)
-    return _name_pairs_sql(rule, keyed, ", ".join(exact), shared_alone, join, pair_conditions)
+        return _key_pairs_sql(keyed, "_block", shared_alone, join, pair_conditions)
+    return _name_pairs_sql(rule, keyed, "_block", shared_alone, join, pair_conditions)
 
 
 def _key_pairs_sql(keyed: str, block: str, shared_alone: str, join: str, pair_conditions: list[str]) -> str:
     """A rule without names to compare: every pair of a block that meets the conditions, never weak."""
     return f"""
-        WITH keyed AS ({keyed}),
+        WITH keyed AS NOT MATERIALIZED ({keyed}),
         blocks AS (
             SELECT {block} FROM keyed
             WHERE true{shared_alone}
@@ -168,7 +171,7 @@ def _name_pairs_sql(
     sims = [f"_sim{i}" for i in range(len(rule.similar))]
     weak = f"NOT coalesce({' AND '.join(f'{s} = 1.0' for s in sims)}, false)"
     return f"""
-        WITH keyed AS ({keyed}),
+        WITH keyed AS NOT MATERIALIZED ({keyed}),
         blocks AS (
             -- min = max: at most one birth date (cheaper than count(DISTINCT))
             SELECT {block}, min(birth_date) IS NOT DISTINCT FROM max(birth_date) AS _one_birth_date,
