@@ -74,11 +74,15 @@ def test_quarantined_share_counts_rows_in(marts):
     assert (outcome.failing, outcome.total, outcome.share) == (1, 4, 0.25)
 
 
-def test_oversized_clusters(marts):
-    assert data_tests.oversized_clusters(marts, 2).failing == 0
+def test_oversized_clusters_count_customers_over_the_limit_out_of_all_customers(marts):
+    customers = marts.execute("SELECT count(DISTINCT customer_id) FROM identity.customer_id_map").fetchone()[0]
+    clean = data_tests.oversized_clusters(marts, 2)
+    assert (clean.failing, clean.total, clean.sample) == (0, customers, [])
     for i in range(3):
         marts.execute("INSERT INTO identity.customer_id_map VALUES ('shop', ?, 'cus_big')", [f"X{i}"])
-    assert data_tests.oversized_clusters(marts, 2).sample == [{"customer_id": "cus_big", "records": 3}]
+    outcome = data_tests.oversized_clusters(marts, 2)
+    assert (outcome.failing, outcome.total) == (1, customers + 1)
+    assert outcome.sample == [{"customer_id": "cus_big", "records": 3}]
 
 
 def test_row_count_drop():

@@ -56,7 +56,6 @@ SELECT c.customer_id,
 FROM {CUSTOMERS.sql} c
 LEFT JOIN orders o USING (customer_id)
 LEFT JOIN activity a USING (customer_id)
-ORDER BY c.customer_id
 """
 
 

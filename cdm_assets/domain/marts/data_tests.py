@@ -129,15 +129,21 @@ def oversized_clusters(
     con: duckdb.DuckDBPyConnection, max_cluster_size: int, tables: EntityTables = CUSTOMER_TABLES
 ) -> Outcome:
     id_column = tables.id_column
-    return _outcome(
+    sizes = f"SELECT {id_column}, count(*) AS records FROM {tables.id_map.sql} GROUP BY {id_column}"
+    limit = int(max_cluster_size)
+    # one aggregation for both counts; the sample only when something fails
+    customers, failing = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE records > {limit}) FROM ({sizes})"
+    ).fetchall()[0]
+    if not failing:
+        return Outcome(0, customers)
+    outcome = _outcome(
         con,
-        f"""
-        SELECT {id_column}, count(*) AS records FROM {tables.id_map.sql}
-        GROUP BY {id_column} HAVING count(*) > {int(max_cluster_size)}
-        """,
-        f"SELECT count(DISTINCT {id_column}) FROM {tables.id_map.sql}",
+        f"SELECT * FROM ({sizes}) WHERE records > {limit}",
+        "SELECT 0",
         order_by=f"records DESC, {id_column}",
     )
+    return Outcome(outcome.failing, customers, outcome.sample)
 
 
 @dataclass(frozen=True)
