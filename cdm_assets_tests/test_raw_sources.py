@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cdm_assets.domain import landing_files
 from cdm_assets.domain.landing_files import LandingError
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 from cdm_assets_tests.conftest import write_text
@@ -86,6 +87,23 @@ def test_duplicate_ids_across_files_keep_the_newest_file(tmp_path, warehouse, wr
     report = load(warehouse, write_config({"crm": CRM}), "crm")
     assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (2, 1, 1)
     assert warehouse.execute("SELECT first_name, _file FROM raw.crm").fetchall() == [("New", str(newer))]
+
+
+@pytest.mark.parametrize("malformed_row", [None, 3217])
+def test_large_files_read_in_blocks_keep_every_rows_number(tmp_path, warehouse, write_config, monkeypatch, malformed_row):
+    # small blocks: the file is parsed in many pieces on several threads, as a large one is
+    monkeypatch.setattr(landing_files, "_BLOCK_SIZE", 4096)
+    rows = [f"C{i},Name{i},p{i}@example.com" for i in range(1, 5001)]
+    if malformed_row is not None:
+        rows[malformed_row - 1] = "C_bad,only two"
+    write_text(tmp_path / "landing/crm/a.csv", "crm_id,first_name,email\n" + "\n".join(rows) + "\n")
+    report = load(warehouse, write_config({"crm": CRM}), "crm")
+    rejected = 0 if malformed_row is None else 1
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (5000, 5000 - rejected, rejected)
+    numbered = warehouse.execute("SELECT crm_id, _row_number FROM raw.crm").fetchall()
+    assert all(crm_id == f"C{number}" for crm_id, number in numbered)
+    if malformed_row is not None:
+        assert [(row, raw) for _, row, _, _, raw in quarantine(warehouse, "crm")] == [(malformed_row, "C_bad,only two")]
 
 
 def test_semicolon_delimited_csv_with_local_headers(tmp_path, warehouse, write_config):
