@@ -53,6 +53,20 @@ def test_every_record_has_exactly_one_customer_id(marts):
     assert sorted((r["source_record_id"], r["customer_ids"]) for r in failing.sample) == [("W1", 2), ("W3", 0)]
 
 
+def test_map_rows_without_a_record_empty_ids_and_repeated_records_fail_too(marts):
+    marts.execute("INSERT INTO identity.customer_id_map VALUES ('shop', 'W9', 'cus_c')")  # no such record
+    marts.execute("UPDATE identity.customer_id_map SET customer_id = NULL WHERE source_record_id = 'W2'")
+    marts.execute("INSERT INTO identity.source_lookup (record_key, source, source_record_id) VALUES (2, 'shop', 'W1')")
+    failing = data_tests.records_without_exactly_one_customer_id(marts)
+    assert failing.failing == 3
+    assert failing.total == 3  # lookup rows
+    assert sorted((r["source_record_id"], r["customer_ids"], r["unknown_record"]) for r in failing.sample) == [
+        ("W1", 2, False),  # two lookup rows, each meeting the one id
+        ("W2", 0, False),
+        ("W9", 1, True),
+    ]
+
+
 def test_orphan_customer_ids_in_marts(marts):
     assert data_tests.orphan_customer_ids(marts, TRANSACTIONS, "transaction_id").failing == 0
     assert data_tests.orphan_customer_ids(marts, EVENTS, "event_id").failing == 0

@@ -81,17 +81,28 @@ def duplicate_customer_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables 
 def records_without_exactly_one_customer_id(
     con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES
 ) -> Outcome:
-    """Lookup records mapped to no Customer ID or to several, and map rows with no record."""
+    """Lookup records mapped to no Customer ID or to several, and map rows with no record.
+
+    One aggregation over both tables' keys (cheaper than joining them): per
+    record, `records` lookup rows and `ids` ids, so a lookup row meets
+    max(records, 1) * ids ids, as a full join of the two would count them.
+    """
+    id_column = tables.id_column
+    ids = f"greatest(records, 1) * ids"
     return _outcome(
         con,
         f"""
-        SELECT coalesce(l.source, m.source) AS source,
-               coalesce(l.source_record_id, m.source_record_id) AS source_record_id,
-               count(m.{tables.id_column}) AS {tables.id_column}s, bool_or(l.source IS NULL) AS unknown_record
-        FROM {tables.lookup.sql} l
-        FULL JOIN {tables.id_map.sql} m USING (source, source_record_id)
-        GROUP BY ALL
-        HAVING count(m.{tables.id_column}) <> 1 OR bool_or(l.source IS NULL)
+        SELECT source, source_record_id, {ids} AS {id_column}s, records = 0 AS unknown_record
+        FROM (
+            SELECT source, source_record_id, count(*) FILTER (WHERE in_lookup) AS records, count(id) AS ids
+            FROM (
+                SELECT source, source_record_id, true AS in_lookup, NULL::VARCHAR AS id FROM {tables.lookup.sql}
+                UNION ALL
+                SELECT source, source_record_id, false, {id_column} FROM {tables.id_map.sql}
+            )
+            GROUP BY ALL
+        )
+        WHERE {ids} <> 1 OR records = 0
         """,
         f"SELECT count(*) FROM {tables.lookup.sql}",
     )
