@@ -174,6 +174,18 @@ def test_json_lines_become_columns_and_bad_lines_are_quarantined(tmp_path, wareh
     ]
 
 
+def test_clean_json_lines_skip_blank_and_whitespace_lines_and_keep_indented_objects(tmp_path, warehouse, write_config):
+    text = b'{"subscriber_id": "N1", "email": "a@example.com"}\n   \n\n  {"subscriber_id": "N4"}\n\t\n'
+    write_text(tmp_path / "landing/news/s.jsonl", text)
+    source = {"entity": "customer", "path": "landing/news/*.jsonl", "record_id": "subscriber_id", "fields": {"email": "email"}}
+    report = load(warehouse, write_config({"news": source}), "news")
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (2, 2, 0)
+    assert warehouse.execute("SELECT subscriber_id, email, _row_number FROM raw.news ORDER BY _row_number").fetchall() == [
+        ("N1", "a@example.com", 1),
+        ("N4", None, 4),
+    ]
+
+
 def test_no_files_yet_gives_an_empty_table_with_the_configured_columns(tmp_path, warehouse, write_config):
     report = load(warehouse, write_config({"crm": CRM}), "crm")
     assert report.rows_in == 0

@@ -220,8 +220,8 @@ def _land_file(
         con.register("landed_file", landed_file.rows)
         params = [str(path)]
         if file_format == "jsonl":
-            select = _jsonl_select(con, path)
-            _reject_bad_json_lines(con, name, path, rejects)
+            bad_lines = _reject_bad_json_lines(con, name, path, rejects)
+            select = _jsonl_select(con, path, objects_only=bad_lines == 0)
         else:
             select = _delimited_select(landed_file.rows.schema)
     if file_format == "parquet":
@@ -287,8 +287,12 @@ _JSON_PROBLEM = """
 """
 
 
-def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
-    """One text column per key seen in the file's JSON objects, extracted in one pass per line."""
+def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path, objects_only: bool) -> str:
+    """One text column per key seen in the file's JSON objects, extracted in one pass per line.
+
+    `objects_only`: every line is a JSON object or blank, so a line holding a
+    brace is an object (cheaper to test than parsing the line for its type).
+    """
     # json_keys is empty for JSON that is not an object and fails on malformed lines.
     keys_sql = _json_lines_sql("unnest(try(json_keys(text))) AS key, _row_number", "text IS NOT NULL")
     keys = [
@@ -301,7 +305,8 @@ def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     paths = ", ".join(f"'$.\"{_sql_text(k)}\"'" for k in keys)
     extracted = [f"_values[{index}] AS {quote_ident(k)}" for index, k in enumerate(keys, start=1)]
     values = f"json_extract_string(text, [{paths}])" if keys else "[]::VARCHAR[]"
-    objects = _json_lines_sql(f"{values} AS _values, _row_number", "try(json_type(text)) = 'OBJECT'")
+    is_object = "contains(text, '{')" if objects_only else "try(json_type(text)) = 'OBJECT'"
+    objects = _json_lines_sql(f"{values} AS _values, _row_number", is_object)
     return f"""
         SELECT {"".join(e + ", " for e in extracted)}
                ?::VARCHAR AS _file,
@@ -312,13 +317,14 @@ def _jsonl_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     """
 
 
-def _reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, rejects: TableName) -> None:
+def _reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path, rejects: TableName) -> int:
+    """Quarantine the lines that are not JSON objects (blank lines aside); returns how many."""
     problems = _json_lines_sql(
         f"_row_number, text, bytes, {_JSON_PROBLEM} AS problem",
-        # blank lines carry no record
-        "CASE WHEN try(json_type(text)) = 'OBJECT' THEN false ELSE text IS NULL OR trim(text) <> '' END",
+        # blank lines (spaces, tabs and the like only) carry no record
+        "CASE WHEN try(json_type(text)) = 'OBJECT' THEN false ELSE text IS NULL OR trim(text, ' \t\r\f\v') <> '' END",
     )
-    con.execute(
+    return con.execute(
         f"""
         INSERT INTO {rejects.sql}
         SELECT ?, '{RAW_STAGE}', ?, _row_number, NULL, problem,
@@ -329,7 +335,7 @@ def _reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, path: Path
         FROM ({problems})
         """,
         [name, str(path)],
-    )
+    ).fetchall()[0][0]
 
 
 def _parquet_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
@@ -425,7 +431,7 @@ def _move_rejects_out(
         """
     )
     try:
-        con.execute(
+        moved = con.execute(
             f"""
             INSERT INTO {rejects.sql}
             SELECT ?, '{RAW_STAGE}', _file, _row_number, _bad_column,
@@ -443,17 +449,18 @@ def _move_rejects_out(
             WHERE d._occurrence > 1
             """,
             [name, name, source.record_id, source.record_id, name, source.record_id],
-        )
-        con.execute(
-            f"""
-            DELETE FROM {landed.sql} l
-            WHERE _bad_column IS NOT NULL OR {key} IS NULL
-               OR EXISTS (
-                  SELECT 1 FROM duplicate_landed d
-                  WHERE d._occurrence > 1 AND d._file = l._file AND d._row_number = l._row_number
-               )
-            """
-        )
+        ).fetchall()[0][0]
+        if moved:  # most loads have nothing to delete: spare them a pass over every row
+            con.execute(
+                f"""
+                DELETE FROM {landed.sql} l
+                WHERE _bad_column IS NOT NULL OR {key} IS NULL
+                   OR EXISTS (
+                      SELECT 1 FROM duplicate_landed d
+                      WHERE d._occurrence > 1 AND d._file = l._file AND d._row_number = l._row_number
+                   )
+                """
+            )
     finally:
         con.execute("DROP TABLE IF EXISTS duplicate_landed")
     for helper in ("_bad_column", "_raw"):
