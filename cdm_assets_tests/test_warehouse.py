@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cdm_assets.config.model import SourceConfig
+from cdm_assets.domain.marts.customers import _near_unique_attributes
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source, near_unique_columns
 from cdm_assets.domain.warehouse import TableName, create_table_as
 from cdm_assets_tests.conftest import write_text
@@ -79,3 +80,19 @@ def test_a_raw_sources_ids_contact_points_and_timestamps_are_stored_plain(tmp_pa
         assert compression[column] == {"Uncompressed"}, column
     for column in ("voornaam", "segment", "_file"):
         assert "Uncompressed" not in compression[column], column
+
+
+def test_golden_attributes_read_from_a_near_unique_column_are_stored_plain_too(write_config):
+    config = write_config(
+        {
+            "crm": {
+                "entity": "customer",
+                "path": "landing/crm/*.csv",
+                "record_id": "crm_id",
+                "fields": {"email": "email"},
+                "updated_at": "changed",
+                "attributes": {"crm_changed_at": "changed", "crm_email": "email", "segment": "segment"},
+            }
+        }
+    )
+    assert _near_unique_attributes(config, "customer") == {"crm_changed_at", "crm_email"}

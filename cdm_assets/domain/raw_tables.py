@@ -150,7 +150,7 @@ def load_raw_source(
 
 
 # Canonical fields whose values are about one per record.
-_NEAR_UNIQUE_FIELDS = ("email", "phone", "postcode", "occurred_at")
+_NEAR_UNIQUE_FIELDS = ("email", "phone", "postcode", "occurred_at", "anonymous_id")
 
 
 def near_unique_columns(source: SourceConfig) -> set[str]:

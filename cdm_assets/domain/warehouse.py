@@ -121,7 +121,7 @@ def create_table(table: TableName) -> str:
 # file twice as large (640 MB → 1.23 GB); see benchmarks/RESULTS.md.
 PLAIN_TEXT_COLUMNS = frozenset({
     "source_record_id", "record_id_a", "record_id_b", "customer_id", "customer_ref",
-    "transaction_id", "event_id",
+    "transaction_id", "event_id", "anonymous_id",
     "email", "phone", "postcode", "email_key", "phone_key", "postcode_key", "address_key",
 })  # fmt: skip
 

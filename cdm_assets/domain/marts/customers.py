@@ -22,6 +22,7 @@ from cdm_assets.config.model import CUSTOMER, CdmConfig, column_of, format_of
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.marts.parsing import timestamp_sql
+from cdm_assets.domain.raw_tables import near_unique_columns
 from cdm_assets.domain.warehouse import (
     SCRATCH,
     TableName,
@@ -81,11 +82,23 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
             _build_customer_records(con, config, tables, links, attributes, records, (number, passes))
             select = _golden_select(records, fields, len(attributes), rule, tables.id_column, source_names)
             if number == 0:
-                create_table_as(con, staging, select, plain_text=[tables.id_column])
+                plain = [tables.id_column, *(t.id_column for t in links), *_near_unique_attributes(config, entity)]
+                create_table_as(con, staging, select, plain_text=plain)
             else:
                 con.execute(f"INSERT INTO {staging.sql} {select}")
         swap_in(con, [(golden, staging)])
     return row_count(con, golden)
+
+
+def _near_unique_attributes(config: CdmConfig, entity: str) -> set[str]:
+    """Attributes some source reads from a column of about one value per record (a
+    signup or last-change timestamp): stored plain, like the source's column."""
+    return {
+        attribute
+        for source in config.sources_of(entity).values()
+        for attribute, column in source.attributes.items()
+        if column in near_unique_columns(source)
+    }
 
 
 def _golden_select(
