@@ -118,7 +118,7 @@ def create_table(table: TableName) -> str:
 # and shrinks the column twenty- to a hundredfold. So these columns are
 # stored plain and every other column keeps the default. At 1M persons the
 # whole build spends 12-18 % less CPU (72 → 59-64 CPU seconds) for a warehouse
-# file twice as large (640 MB → 1.23 GB); see benchmarks/RESULTS.md.
+# file about twice as large (640 MB → 1.3 GB); see benchmarks/RESULTS.md.
 PLAIN_TEXT_COLUMNS = frozenset({
     "source_record_id", "record_id_a", "record_id_b", "customer_id", "customer_ref",
     "transaction_id", "event_id", "anonymous_id",
