@@ -85,6 +85,7 @@ def without_placeholders(key: str, placeholders: TableName) -> str:
     return f"CASE WHEN {is_placeholder(column, key, placeholders)} THEN NULL ELSE {column} END"
 
 
+_BLOCK = "_block"  # the column of a rule's keyed records holding the hash of their exact keys
 # The lookup columns a rule that compares names needs besides its own keys.
 _COMPARED = ("record_key", "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date")
 
@@ -107,7 +108,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
     # Blocks are grouped and joined on one hash of the exact keys, far cheaper
     # than the strings themselves; the pairs still compare the keys, so a hash
     # collision can only merge two blocks' statistics, never link two records.
-    keyed = f"SELECT {', '.join(selected)}, hash({', '.join(exact)}) AS _block FROM {lookup.sql} WHERE {not_null}"
+    keyed = f"SELECT {', '.join(selected)}, hash({', '.join(exact)}) AS {_BLOCK} FROM {lookup.sql} WHERE {not_null}"
     # A value shared by too many records is a placeholder or a shared inbox:
     # each such key counts on its own, not just the combination. Names, dates
     # and postcodes are shared by many people by nature.
@@ -116,7 +117,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         f"GROUP BY {quote_ident(key_column(k))} HAVING count(*) > $max_records)"
         for k in rule.exact if placeholder_prone(k)
     ) if len(exact) > 1 else ""
-    join = " AND ".join(f"a.{c} = b.{c}" for c in ["_block", *exact])
+    join = " AND ".join(f"a.{c} = b.{c}" for c in [_BLOCK, *exact])
     pair_conditions = ["a.record_key < b.record_key"]
     for key in rule.must_not_differ:
         column = quote_ident(key_column(key))
@@ -134,30 +135,29 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
             f"CASE WHEN {within} THEN NOT {_in_sequence(a, b)} ELSE false END" if numbered(key) else within
         )
     if not rule.similar:
-        return _key_pairs_sql(keyed, "_block", shared_alone, join, pair_conditions)
-    return _name_pairs_sql(rule, keyed, "_block", shared_alone, join, pair_conditions)
+        return _key_pairs_sql(keyed, shared_alone, join, pair_conditions)
+    return _name_pairs_sql(rule, keyed, shared_alone, join, pair_conditions)
 
 
-def _key_pairs_sql(keyed: str, block: str, shared_alone: str, join: str, pair_conditions: list[str]) -> str:
+
+def _key_pairs_sql(keyed: str, shared_alone: str, join: str, pair_conditions: list[str]) -> str:
     """A rule without names to compare: every pair of a block that meets the conditions, never weak."""
     return f"""
         WITH keyed AS NOT MATERIALIZED ({keyed}),
         blocks AS (
-            SELECT {block} FROM keyed
+            SELECT {_BLOCK} FROM keyed
             WHERE true{shared_alone}
-            GROUP BY {block}
+            GROUP BY {_BLOCK}
             HAVING count(*) BETWEEN 2 AND $max_records
         ),
-        eligible AS MATERIALIZED (SELECT keyed.* FROM keyed JOIN blocks USING ({block}))
+        eligible AS MATERIALIZED (SELECT keyed.* FROM keyed JOIN blocks USING ({_BLOCK}))
         SELECT a.record_key AS key_a, b.record_key AS key_b, NULL::DOUBLE AS score, false AS weak
         FROM eligible a JOIN eligible b ON {join}
         WHERE {" AND ".join(pair_conditions)}
     """
 
 
-def _name_pairs_sql(
-    rule: MatchRule, keyed: str, block: str, shared_alone: str, join: str, pair_conditions: list[str]
-) -> str:
+def _name_pairs_sql(rule: MatchRule, keyed: str, shared_alone: str, join: str, pair_conditions: list[str]) -> str:
     """A rule with `similar` names: the pairs of a block whose names are alike enough (or
     missing on a private key), scored by the weaker similarity."""
     similarities = [f"{_similarity_sql(key)} AS _sim{i}, {_missing_sql(key)} AS _missing{i}"
@@ -174,25 +174,25 @@ def _name_pairs_sql(
         WITH keyed AS NOT MATERIALIZED ({keyed}),
         blocks AS (
             -- min = max: at most one birth date (cheaper than count(DISTINCT))
-            SELECT {block}, min(birth_date) IS NOT DISTINCT FROM max(birth_date) AS _one_birth_date,
+            SELECT {_BLOCK}, min(birth_date) IS NOT DISTINCT FROM max(birth_date) AS _one_birth_date,
                    min(first_name_key) AS _usual_first_name, min(last_name_core) AS _usual_last_name
             FROM keyed
             WHERE true{shared_alone}
-            GROUP BY {block}
+            GROUP BY {_BLOCK}
             HAVING count(*) BETWEEN 2 AND $max_records
         ),
         members AS (
             -- the full name only for the records of a block, not every keyed record
             SELECT keyed.*, blocks._one_birth_date, blocks._usual_first_name, blocks._usual_last_name,
                    first_name_key || last_name_key AS _full_name_key
-            FROM keyed JOIN blocks USING ({block})
+            FROM keyed JOIN blocks USING ({_BLOCK})
         ),
         private_blocks AS (
             -- private: everybody sharing the key has one birth date and (typos
             -- aside) one first name and one last name; a missing last name
             -- only needs the one last name. CASE: Jaro-Winkler only where a
             -- name is not the block's usual one.
-            SELECT {block},
+            SELECT {_BLOCK},
                    bool_and(_one_birth_date AND CASE WHEN first_name_key IS NULL OR first_name_key = _usual_first_name
                        THEN true ELSE jaro_winkler_similarity(first_name_key, _usual_first_name)
                        >= {PRIVATE_NAME_SIMILARITY} END)
@@ -204,9 +204,9 @@ def _name_pairs_sql(
                        END AS _same_last_name
                 FROM members
             )
-            GROUP BY {block}
+            GROUP BY {_BLOCK}
         ),
-        eligible AS (SELECT * FROM members JOIN private_blocks USING ({block})),
+        eligible AS (SELECT * FROM members JOIN private_blocks USING ({_BLOCK})),
         pairs AS MATERIALIZED (
             SELECT a.record_key AS key_a, b.record_key AS key_b, a._private, a._private_last_name,
                    {", ".join(similarities)}

@@ -93,12 +93,11 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
 def _near_unique_attributes(config: CdmConfig, entity: str) -> set[str]:
     """Attributes some source reads from a column of about one value per record (a
     signup or last-change timestamp): stored plain, like the source's column."""
-    return {
-        attribute
-        for source in config.sources_of(entity).values()
-        for attribute, column in source.attributes.items()
-        if column in near_unique_columns(source)
-    }
+    attributes = set()
+    for source in config.sources_of(entity).values():
+        near_unique = near_unique_columns(source)
+        attributes |= {attribute for attribute, column in source.attributes.items() if column in near_unique}
+    return attributes
 
 
 def _golden_select(

@@ -42,6 +42,15 @@ def _outcome(
     params: list | None = None,
     order_by: str | None = None,
 ) -> Outcome:
+    """The failing rows of `failing_sql` (counted, and a few sampled) out of the `total_sql` count."""
+    failing, sample = _failing_rows(con, failing_sql, params, order_by)
+    total = con.execute(total_sql).fetchone()[0]
+    return Outcome(failing, total, sample)
+
+
+def _failing_rows(
+    con: duckdb.DuckDBPyConnection, failing_sql: str, params: list | None = None, order_by: str | None = None
+) -> tuple[int, list[dict]]:
     """Count the failing rows and sample a few of them (the first by `order_by`) in one
     query: most tests join or group whole tables, and a second query would repeat that."""
     order = f"ORDER BY {order_by}" if order_by else ""
@@ -51,9 +60,7 @@ def _outcome(
     names = [d[0] for d in cursor.description][:-1]
     rows = cursor.fetchall()
     failing = rows[0][-1] if rows else 0
-    total = con.execute(total_sql).fetchone()[0]
-    sample = [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
-    return Outcome(failing, total, sample)
+    return failing, [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
 
 
 def _plain(value: object) -> object:
@@ -88,11 +95,11 @@ def records_without_exactly_one_customer_id(
     max(records, 1) * ids ids, as a full join of the two would count them.
     """
     id_column = tables.id_column
-    ids = f"greatest(records, 1) * ids"
+    ids_met = "greatest(records, 1) * ids"
     return _outcome(
         con,
         f"""
-        SELECT source, source_record_id, {ids} AS {id_column}s, records = 0 AS unknown_record
+        SELECT source, source_record_id, {ids_met} AS {id_column}s, records = 0 AS unknown_record
         FROM (
             SELECT source, source_record_id, count(*) FILTER (WHERE in_lookup) AS records, count(id) AS ids
             FROM (
@@ -102,7 +109,7 @@ def records_without_exactly_one_customer_id(
             )
             GROUP BY ALL
         )
-        WHERE {ids} <> 1 OR records = 0
+        WHERE {ids_met} <> 1 OR records = 0
         """,
         f"SELECT count(*) FROM {tables.lookup.sql}",
     )
@@ -148,13 +155,10 @@ def oversized_clusters(
     ).fetchall()[0]
     if not failing:
         return Outcome(0, customers)
-    outcome = _outcome(
-        con,
-        f"SELECT * FROM ({sizes}) WHERE records > {limit}",
-        "SELECT 0",
-        order_by=f"records DESC, {id_column}",
+    failing, sample = _failing_rows(
+        con, f"SELECT * FROM ({sizes}) WHERE records > {limit}", order_by=f"records DESC, {id_column}"
     )
-    return Outcome(outcome.failing, customers, outcome.sample)
+    return Outcome(failing, customers, sample)
 
 
 @dataclass(frozen=True)
