@@ -62,7 +62,7 @@ def test_everything_materialises_and_every_check_passes(landing, write_config):
     metadata = materialization_metadata(result)
     assert set(metadata) == {
         "raw/crm", "raw/shop", "raw/orders", "raw/clicks",
-        "identity/source_lookup", "identity/identity_graph", "identity/customer_id_map", "identity/customer_id_history",
+        "identity/source_lookup", "identity/match_model", "identity/identity_graph", "identity/customer_id_map", "identity/customer_id_history",
         "marts/customers", "marts/transactions", "marts/events", "marts/customer_metrics",
     }
     failed = [e.asset_check_key for e in result.get_asset_check_evaluations() if not e.passed]
@@ -114,7 +114,7 @@ def test_explain_prints_the_records_links_and_rules_of_a_customer(landing, write
     printed = capsys.readouterr().out
     assert printed.startswith(f"Customer {customer_id}: 2 record(s) from crm, shop")
     assert "crm:C1  first_name=Jan, last_name=Jansen, email=jan@mail.nl, phone=+31612345678" in printed
-    assert "crm:C1 <-> shop:W1  rule=email_and_first_name score=1.000" in printed
+    assert "crm:C1 <-> shop:W1  rule=match_model" in printed
     assert "created" in printed
     assert main(["explain", "cus_nobody"]) == 1
 

@@ -345,21 +345,13 @@ class MatchRule(StrictModel):
     @field_validator("exact", "must_not_differ")
     @classmethod
     def _known_keys(cls, value: list[str]) -> list[str]:
-        for key in value:
-            if key not in MATCH_KEYS and not key.startswith("identifier:"):
-                raise ValueError(
-                    f"unknown match key {key!r}; expected one of: {', '.join(MATCH_KEYS)}, identifier:<name>"
-                )
-        return value
+        return _known_keys_in(value, "match")
 
     @field_validator("max_edits")
     @classmethod
     def _known_max_edits(cls, value: dict[str, int]) -> dict[str, int]:
+        _known_keys_in(list(value), "max_edits")
         for key, edits in value.items():
-            if key not in MATCH_KEYS and not key.startswith("identifier:"):
-                raise ValueError(
-                    f"unknown max_edits key {key!r}; expected one of: {', '.join(MATCH_KEYS)}, identifier:<name>"
-                )
             if not 1 <= edits <= 3:
                 raise ValueError(f"max_edits for {key!r} must be 1, 2 or 3, got {edits}")
         return value
@@ -375,10 +367,61 @@ class MatchRule(StrictModel):
         return value
 
 
+# Fields the match model can compare (each a comparison with its own levels).
+MODEL_FIELDS = ("first_name", "last_name", "birth_date", "email", "phone", "address")
+
+
+def _known_keys_in(value: list[str], what: str) -> list[str]:
+    for key in value:
+        if key not in MATCH_KEYS and not key.startswith("identifier:"):
+            raise ValueError(f"unknown {what} key {key!r}; expected one of: {', '.join(MATCH_KEYS)}, identifier:<name>")
+    return value
+
+
+class MatchModelConfig(StrictModel):
+    """The Fellegi-Sunter match model: which record pairs it compares (`blocking`,
+    lists of exact keys), the match probability a link needs, and which fields
+    may veto a link when they clearly differ (`cannot_link`). Its m and u
+    probabilities are estimated from the data, never configured."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.9, gt=0, lt=1)
+    blocking: list[list[str]] | None = None  # null: the default blocking rules
+    cannot_link: list[str] = Field(default_factory=lambda: ["first_name", "birth_date"])
+    # random record pairs sampled to estimate u (how often non-matches agree by chance)
+    u_sample_pairs: int = Field(default=1_000_000, ge=10_000)
+    # candidate pairs per blocking rule used to estimate m by EM (a deterministic sample)
+    em_max_pairs: int = Field(default=2_000_000, ge=1_000)
+
+    @field_validator("blocking")
+    @classmethod
+    def _known_blocking_keys(cls, value: list[list[str]] | None) -> list[list[str]] | None:
+        for keys in value or []:
+            if not keys:
+                raise ValueError("a blocking rule needs at least one key")
+            _known_keys_in(keys, "blocking")
+        return value
+
+    @field_validator("cannot_link")
+    @classmethod
+    def _known_fields(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in MODEL_FIELDS and not name.startswith("identifier:"):
+                raise ValueError(f"unknown field {name!r}; expected one of: {', '.join(MODEL_FIELDS)}, identifier:<name>")
+        return value
+
+
 class IdentityConfig(StrictModel):
-    """Identity resolution settings; `rules: null` means the default rule set."""
+    """Identity resolution settings.
+
+    By default records are linked by the match model plus one hard rule per
+    source identifier (`same_<identifier>`). Configured `rules:` replace the
+    hard rules; the model then runs only when `match_model:` is configured too,
+    so a rule set written before the model keeps its meaning.
+    """
 
     rules: list[MatchRule] | None = None
+    match_model: MatchModelConfig | None = None
     max_records_per_key: int = Field(default=50, ge=2)
     max_cluster_size: int = Field(default=25, ge=2)
 

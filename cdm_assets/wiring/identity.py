@@ -8,6 +8,8 @@ from cdm_assets.config.model import CUSTOMER
 from cdm_assets.wiring.metadata import table_metadata
 from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
+from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
+from cdm_assets.domain.identity.match_model.parameters import StoredModel
 from cdm_assets.domain.identity.match_rules import build_identity_graph, links_per_rule
 from cdm_assets.domain.identity.resolution import (
     assign_ids_from_graph,
@@ -28,9 +30,49 @@ def table_key(table: TableName) -> dg.AssetKey:
 
 
 SOURCE_LOOKUP_KEY = table_key(CUSTOMER_TABLES.lookup)
+MATCH_MODEL_KEY = table_key(CUSTOMER_TABLES.model)
 IDENTITY_GRAPH_KEY = table_key(CUSTOMER_TABLES.graph)
 CUSTOMER_ID_MAP_KEY = table_key(CUSTOMER_TABLES.id_map)
 CUSTOMER_ID_HISTORY_KEY = table_key(CUSTOMER_TABLES.id_history)
+
+
+class MatchModelRun(dg.Config):
+    """Run config of the match model asset."""
+
+    retrain: bool = False  # estimate the model anew even when a stored one fits the settings
+
+
+def model_metadata(model: StoredModel, trained: bool) -> dict[str, dg.MetadataValue | float | bool | str]:
+    """The model as a table (m, u, weight per level), a text chart of the weights,
+    and each level's weight as a number the UI plots across materialisations."""
+    rows, chart, numbers = [], [], {}
+    for parameters in model.parameters:
+        for level, m, u, weight in zip(parameters.levels, parameters.m, parameters.u, parameters.weights()):
+            rows.append(
+                dg.TableRecord(
+                    {"comparison": parameters.comparison, "level": level, "m": round(m, 6), "u": round(u, 9),
+                     "match_weight": round(weight, 2)}
+                )
+            )  # fmt: skip
+            bar = ("+" if weight >= 0 else "-") * min(int(abs(weight) + 0.5), 30)
+            chart.append(f"| {parameters.comparison} | {level} | {weight:+.1f} | `{bar}` |")
+            numbers[f"weight/{parameters.comparison}/{level}"] = round(weight, 3)
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("comparison", "string"), dg.TableColumn("level", "string"), dg.TableColumn("m", "float"),
+            dg.TableColumn("u", "float"), dg.TableColumn("match_weight", "float"),
+        ]
+    )  # fmt: skip
+    return {
+        "trained_now": trained,
+        "trained_at": model.trained_at.isoformat(sep=" ", timespec="seconds"),
+        "prior": model.prior,
+        "parameters": dg.MetadataValue.table(rows, schema=schema),
+        "match_weights": dg.MetadataValue.md(
+            "| comparison | level | weight (bits) | |\n| --- | --- | --- | --- |\n" + "\n".join(chart)
+        ),
+        **numbers,
+    }
 
 
 def build_identity_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
@@ -70,21 +112,53 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             metadata = table_metadata(con, tables.lookup)
         return dg.MaterializeResult(metadata={**metadata, "records_per_source": dg.MetadataValue.json(per_source)})
 
+    settings_of_model = model_settings(config, entity)
+    model_key = table_key(tables.model)
+    model_assets = []
+    if settings_of_model is not None:
+
+        @dg.asset(
+            key=model_key,
+            deps=[lookup_key],
+            **spec_common,
+            pool="duckdb",
+            description=(
+                f"The match model of {records}: per compared field and level, m (how often the records "
+                "of one person reach it) and u (how often two different people do), estimated from the "
+                "records themselves, without labels. Trained when missing, when its settings change or "
+                "with `retrain: true` in the run config; reused otherwise, so unchanged input keeps every id."
+            ),
+        )
+        def match_model(context: dg.AssetExecutionContext, config: MatchModelRun, duckdb: DuckDBResource):
+            with duckdb.get_connection() as con:
+                stored, trained = ensure_match_model(
+                    con, settings_of_model, tables.lookup, tables.model, retrain=config.retrain
+                )
+            context.log.info("match model " + ("trained" if trained else "reused: it fits the settings"))
+            return dg.MaterializeResult(metadata=model_metadata(stored, trained))
+
+        model_assets.append(match_model)
+
     @dg.asset(
         key=graph_key,
-        deps=[lookup_key],
+        deps=[lookup_key, *([model_key] if settings_of_model is not None else [])],
         **spec_common,
         pool="duckdb",
         metadata={"rules": dg.MetadataValue.json([r.model_dump() for r in rules])},
         description=(
             f"Which {records} are the same {'person' if entity == CUSTOMER else entity}: one row per link "
-            "between two records, labelled with the first match rule (in configured order) that linked "
-            "them and its similarity score where the rule has one."
+            "between two records, labelled with the hard rule that linked them (first in configured order) "
+            "or `match_model`, with the model's match probability, match weight and the weight of each "
+            "compared field."
         ),
     )
     def identity_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
-            build_identity_graph(con, rules, settings.max_records_per_key, tables)
+            model = None
+            if settings_of_model is not None:
+                stored, _ = ensure_match_model(con, settings_of_model, tables.lookup, tables.model)
+                model = scoring_model(settings_of_model, stored)
+            build_identity_graph(con, rules, settings.max_records_per_key, tables, model=model)
             per_rule = links_per_rule(con, tables.graph)
             metadata = table_metadata(con, tables.graph)
         return dg.MaterializeResult(metadata={**metadata, "links_per_rule": dg.MetadataValue.json(per_rule)})
@@ -141,4 +215,4 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             },
         )
 
-    return [source_lookup, identity_graph, entity_ids]
+    return [source_lookup, *model_assets, identity_graph, entity_ids]

@@ -98,9 +98,15 @@ def identifier_typo_rules(identifier: str) -> list[MatchRule]:
     ]
 
 
+def identifier_rules(identifier_names: Sequence[str]) -> list[MatchRule]:
+    """A shared source identifier (a loyalty card, a national id) is one person."""
+    return [MatchRule(name=f"same_{name}", exact=[f"identifier:{name}"]) for name in identifier_names]
+
+
 def default_rules(identifier_names: Sequence[str]) -> list[MatchRule]:
-    """Shared source identifiers first (strongest evidence), then identifiers one
-    typo apart, then the defaults."""
-    same = [MatchRule(name=f"same_{name}", exact=[f"identifier:{name}"]) for name in identifier_names]
+    """The rule set used when the match model is switched off: shared source
+    identifiers first (strongest evidence), then identifiers one typo apart,
+    then the defaults."""
+    same = identifier_rules(identifier_names)
     typos = [rule for name in identifier_names for rule in identifier_typo_rules(name)]
     return [*same, *typos, *DEFAULT_RULES]

@@ -24,6 +24,7 @@ class EntityTables:
     id_column: str  # `customer_id`, `account_id`, ...
     id_prefix: str  # opaque ids start with it: `cus_`, `acc_`, ...
     lookup: TableName
+    model: TableName
     graph: TableName
     id_map: TableName
     id_history: TableName
@@ -50,6 +51,7 @@ def tables_of(entity: str = CUSTOMER, golden_table: str | None = None, id_prefix
         id_column=f"{id_name}_id",
         id_prefix=id_prefix or default_id_prefix(entity),
         lookup=TableName("identity", f"{lead}source_lookup"),
+        model=TableName("identity", f"{lead}match_model"),
         graph=TableName("identity", f"{lead}identity_graph"),
         id_map=TableName("identity", f"{id_name}_id_map"),
         id_history=TableName("identity", f"{id_name}_id_history"),

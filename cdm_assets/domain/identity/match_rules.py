@@ -23,6 +23,8 @@ import duckdb
 from cdm_assets.config.model import MatchRule
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
+from cdm_assets.domain.identity.match_keys import KEY_COLUMNS, key_column  # noqa: F401 (KEY_COLUMNS re-exported)
+from cdm_assets.domain.identity.match_model.scoring import MODEL_RULE_ORDER, ScoringModel, build_model_links, weight_column
 from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.warehouse import (
     SCRATCH,
@@ -36,28 +38,11 @@ from cdm_assets.domain.warehouse import (
 
 SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
 IDENTITY_GRAPH = CUSTOMER_TABLES.graph
+MODEL_RULE = "match_model"  # the rule label of the links the match model makes
 
-# Match key → column of identity.source_lookup.
 # How alike the first names of everybody sharing a key must be for the key to
 # count as one person's own (so that a record without a name may use it).
 PRIVATE_NAME_SIMILARITY = 0.9
-
-KEY_COLUMNS = {
-    "email": "email_key",
-    "phone": "phone_key",
-    "first_name": "first_name_key",
-    "first_name_root": "first_name_root",
-    "last_name": "last_name_key",
-    "last_name_core": "last_name_core",
-    "birth_date": "birth_date",
-    "postcode": "postcode_key",
-    "address": "address_key",
-}
-
-def key_column(key: str) -> str:
-    if key.startswith("identifier:"):
-        return "id_" + key.split(":", 1)[1]
-    return KEY_COLUMNS[key]
 
 
 def placeholder_prone(key: str) -> bool:
@@ -270,16 +255,21 @@ def build_identity_graph(
     rules: Sequence[MatchRule],
     max_records_per_key: int,
     tables: EntityTables = CUSTOMER_TABLES,
+    model: ScoringModel | None = None,
 ) -> int:
-    """Write `identity.identity_graph` (or another entity's graph): one row per linked pair, with its rule.
+    """Write `identity.identity_graph` (or another entity's graph): one row per linked pair.
 
-    Weak links that would put two different values of a rule's
+    A pair is linked by a hard rule (labelled with the first rule, in
+    configured order, that links it) or by the match model (`match_model`)
+    when its match probability reaches the model's threshold. Model links
+    carry their probability, match weight and per-comparison weights. Weak
+    rule links that would put two different values of a rule's
     `must_not_differ` key into one customer are left out (`cannot_link`).
     """
     lookup, graph = tables.lookup, tables.graph
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links")]
-    with staged_tables(con, *work, graph) as (placeholders, candidates, links, staging):
+    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links", "model_links")]
+    with staged_tables(con, *work, graph) as (placeholders, candidates, links, model_links, staging):
         params = {"max_records": max_records_per_key}
         checked = _placeholder_checked_keys(rules)
         con.execute(f"{create_table(placeholders)} (key_column VARCHAR, value VARCHAR)")
@@ -314,15 +304,33 @@ def build_identity_graph(
         names = "CASE link.rule_order " + " ".join(
             f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules)
         ) + " END" if rules else "NULL::VARCHAR"
+        if model is not None:
+            build_model_links(con, lookup, model, max_records_per_key, model_links)
+            drop_weak_links_in_conflict(
+                con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},
+                {c: [MODEL_RULE_ORDER] for c in model.conflict_columns},
+            )  # fmt: skip
+            weights = [weight_column(c) for c in model.comparisons]
+            scored = ", ".join(
+                ["round(model.match_probability, 6) AS match_probability", "round(model.match_weight, 3) AS match_weight",
+                 *(f"round(model.{w}, 3) AS {w}" for w in weights)]
+            )  # fmt: skip
+            linked = f"""
+                SELECT coalesce(link.key_a, model.key_a) AS key_a, coalesce(link.key_b, model.key_b) AS key_b,
+                       coalesce({names}, {sql_string(MODEL_RULE)}) AS rule,
+                       round(coalesce(link.score, model.match_probability), 4) AS score, {scored}
+                FROM {links.sql} AS link FULL OUTER JOIN {model_links.sql} AS model USING (key_a, key_b)
+            """
+        else:
+            linked = f"SELECT link.key_a, link.key_b, {names} AS rule, round(link.score, 4) AS score FROM {links.sql} link"
         create_table_as(
             con,
             staging,
             f"""
             SELECT a.source AS source_a, a.source_record_id AS record_id_a,
                    b.source AS source_b, b.source_record_id AS record_id_b,
-                   {names} AS rule, round(link.score, 4) AS score,
-                   link.key_a, link.key_b
-            FROM {links.sql} AS link
+                   link.* EXCLUDE (key_a, key_b), link.key_a, link.key_b
+            FROM ({linked}) AS link
             JOIN {lookup.sql} a ON a.record_key = link.key_a
             JOIN {lookup.sql} b ON b.record_key = link.key_b
             """,

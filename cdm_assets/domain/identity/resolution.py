@@ -17,18 +17,37 @@ from cdm_assets.config.model import CUSTOMER, CdmConfig, MatchRule
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_customer_ids
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
-from cdm_assets.domain.identity.default_rules import default_rules
+from cdm_assets.domain.identity.default_rules import default_rules, identifier_rules
+from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
 from cdm_assets.domain.identity.match_rules import build_identity_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
 from cdm_assets.domain.warehouse import SCRATCH, TableName, quote_ident, staged_tables
 
 
 def match_rules(config: CdmConfig, entity: str = CUSTOMER) -> list[MatchRule]:
-    """The entity's configured rules, or the defaults for its identifiers."""
+    """The entity's hard rules: the configured ones; else, beside the match model, one
+    per source identifier (`same_<identifier>`); else (model switched off) the default rule set."""
     rules = config.identity_settings(entity).rules
     if rules is not None:
         return list(rules)
+    if model_settings(config, entity) is not None:
+        return identifier_rules(config.identifier_names(entity))
     return default_rules(config.identifier_names(entity))
+
+
+def build_graph(
+    con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER, retrain: bool = False
+) -> int:
+    """The identity graph of `entity`: its hard rules and, when on, its match model
+    (reused from the warehouse, or trained when missing, changed or `retrain`)."""
+    tables = entity_tables(config, entity)
+    settings = model_settings(config, entity)
+    model = None
+    if settings is not None:
+        stored, _ = ensure_match_model(con, settings, tables.lookup, tables.model, retrain=retrain)
+        model = scoring_model(settings, stored)
+    max_records = config.identity_settings(entity).max_records_per_key
+    return build_identity_graph(con, match_rules(config, entity), max_records, tables, model=model)
 
 
 def assign_ids_from_graph(
@@ -58,8 +77,7 @@ def run_identity_resolution(
     records = build_source_lookup(con, config, entity)
     seconds["source_lookup"] = time.perf_counter() - start
     start = time.perf_counter()
-    settings = config.identity_settings(entity)
-    links = build_identity_graph(con, match_rules(config, entity), settings.max_records_per_key, tables)
+    links = build_graph(con, config, entity)
     seconds["identity_graph"] = time.perf_counter() - start
     start = time.perf_counter()
     assignment = assign_ids_from_graph(con, tables=tables)

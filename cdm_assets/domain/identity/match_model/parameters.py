@@ -1,0 +1,87 @@
+"""The match model in the warehouse: one row per comparison level, plus the prior.
+
+`identity.match_model` (or `identity.<entity>_match_model`) holds m, u and
+the match weight of every level, which blocking rules trained it, when it
+was trained, and a fingerprint of the settings it was trained for. A model
+is reused while the fingerprint matches, so unchanged input keeps every id;
+it is retrained when missing, on demand, or when its settings change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import duckdb
+import pyarrow as pa
+
+from cdm_assets.domain.identity.match_model.training import ComparisonParameters, TrainedModel
+from cdm_assets.domain.warehouse import TableName, create_table_as, staged_tables, swap_in, table_exists
+
+PRIOR = "(prior)"  # the comparison name of the row that holds the prior
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    prior: float
+    parameters: tuple[ComparisonParameters, ...]
+    fingerprint: str
+    trained_at: datetime
+
+
+def settings_fingerprint(settings: dict) -> str:
+    """A short digest of what the model depends on: comparisons, levels, blocking, sampling."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_model(con: duckdb.DuckDBPyConnection, table: TableName, model: TrainedModel, fingerprint: str) -> None:
+    trained_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows: dict[str, list] = {
+        "comparison": [], "level_index": [], "level": [], "m_probability": [], "u_probability": [],
+        "match_weight": [], "trained_by": [],
+    }  # fmt: skip
+    for parameters in model.parameters:
+        for index, (level, m, u, weight) in enumerate(
+            zip(parameters.levels, parameters.m, parameters.u, parameters.weights())
+        ):
+            for key, value in zip(rows, (parameters.comparison, index, level, m, u, weight, parameters.trained_by)):
+                rows[key].append(value)
+    for key, value in zip(rows, (PRIOR, 0, "match", model.prior, None, None, [])):
+        rows[key].append(value)
+    arrow = pa.table(rows).append_column("fingerprint", pa.array([fingerprint] * len(rows["level"])))
+    arrow = arrow.append_column("trained_at", pa.array([trained_at] * len(rows["level"]), pa.timestamp("us")))
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
+    name = f"_cdm_match_model_{table.name}"
+    con.register(name, arrow)
+    try:
+        with staged_tables(con, table) as (staging,):
+            create_table_as(con, staging, f"SELECT * FROM {name}")
+            swap_in(con, [(table, staging)])
+    finally:
+        con.unregister(name)
+
+
+def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel | None:
+    """The stored model, or None when there is none."""
+    if not table_exists(con, table):
+        return None
+    rows = con.execute(
+        f"""
+        SELECT comparison, level, m_probability, u_probability, trained_by, fingerprint, trained_at
+        FROM {table.sql} ORDER BY comparison, level_index
+        """
+    ).fetchall()
+    if not rows:
+        return None
+    prior = next(row[2] for row in rows if row[0] == PRIOR)
+    parameters: dict[str, ComparisonParameters] = {}
+    for comparison, level, m, u, trained_by, _, _ in rows:
+        if comparison == PRIOR:
+            continue
+        entry = parameters.setdefault(comparison, ComparisonParameters(comparison, [], [], [], list(trained_by)))
+        entry.levels.append(level)
+        entry.m.append(m)
+        entry.u.append(u)
+    return StoredModel(prior, tuple(parameters.values()), rows[0][5], rows[0][6])

@@ -1,0 +1,192 @@
+"""Scoring candidate pairs with a trained match model.
+
+A pair's match weight is the prior's log-odds plus, per comparison, the
+log₂(m/u) of the level it reaches; on an exact level the u of the shared
+value itself is used (term frequency: two records both named "Jansen" say
+less than two named "Wijnaldum"). The match probability is 2^w / (1 + 2^w).
+A pair that clearly differs on a `cannot_link` field (its `different` level)
+is never linked by the model, whatever else it shares: a shared inbox with
+two first names is a household, not a person.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from cdm_assets.domain.identity.match_model.blocking import BlockingRule
+from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison
+from cdm_assets.domain.identity.match_model.training import ComparisonParameters
+from cdm_assets.domain.warehouse import TableName, create_table, quote_ident
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    comparisons: tuple[Comparison, ...]
+    parameters: tuple[ComparisonParameters, ...]
+    prior: float
+    threshold: float
+    blocking: tuple[BlockingRule, ...]
+    cannot_link: tuple[str, ...]
+    # Lookup columns on which one customer may not hold two values: weak links
+    # that would join two come out (see `personal_columns`).
+    conflict_columns: tuple[str, ...] = ()
+
+    @property
+    def prior_weight(self) -> float:
+        return math.log2(self.prior / (1 - self.prior))
+
+
+# A person rarely holds two values of a field when, by the model, fewer than this
+# share of a person's record pairs differ on it.
+PERSONAL_MAX_M = 0.01
+# The columns compared for such conflicts, per comparison.
+CONFLICT_COLUMNS = {"birth_date": "birth_date", "email": "email_key", "phone": "phone_key"}
+
+
+def personal_columns(parameters: Sequence[ComparisonParameters], cannot_link: Sequence[str]) -> tuple[str, ...]:
+    """Lookup columns whose two values in one customer mean two people: the birth date
+    when it is a cannot-link field, and any contact key or identifier that, in this
+    data, one person's records almost never hold two of (m of `different` below
+    PERSONAL_MAX_M). Where people do keep several phones, the phone is no such column."""
+    columns = []
+    for p in parameters:
+        column = CONFLICT_COLUMNS.get(p.comparison)
+        if p.comparison.startswith("identifier:"):
+            column = "id_" + p.comparison.split(":", 1)[1]
+        if column is None:
+            continue
+        if (p.comparison == "birth_date" and p.comparison in cannot_link) or p.m[-1] < PERSONAL_MAX_M:
+            columns.append(column)
+    return tuple(columns)
+
+
+def weight_column(comparison: Comparison) -> str:
+    return "weight_" + comparison.name.replace(":", "_")
+
+
+def _frequency_table(comparison: Comparison) -> str:
+    return f"tf_{comparison.name.replace(':', '_')}"
+
+
+def _weight_sql(comparison: Comparison, parameters: ComparisonParameters, frequency_alias: str | None) -> str:
+    """The comparison's weight for a pair, from its gamma column."""
+    weights = parameters.weights()
+    whens = [f"WHEN {MISSING} THEN 0.0"]
+    for level, weight in enumerate(weights):
+        if level == 0 and frequency_alias is not None:
+            # log2(m / u_value): the share of records holding the shared value is its u
+            exact = f"coalesce({math.log2(parameters.m[0])!r} - log2({frequency_alias}.tf), {weight!r})"
+            whens.append(f"WHEN 0 THEN {exact}")
+        else:
+            whens.append(f"WHEN {level} THEN {weight!r}")
+    return f"CASE {comparison.column} {' '.join(whens)} END"
+
+
+MODEL_RULE_ORDER = 10_000  # model links sort after every hard rule
+
+
+def build_model_links(
+    con: duckdb.DuckDBPyConnection, lookup: TableName, model: ScoringModel, max_records: int, links: TableName
+) -> dict[str, int]:
+    """Write `links` (key_a, key_b, blocking_rule, match_probability, match_weight,
+    weight_<comparison>...) for the candidate pairs the model links; returns counts
+    of candidate pairs, pairs over the threshold and pairs held apart by cannot-link."""
+    candidates = TableName(links.schema, f"{links.name}_candidates")
+    con.execute(f"{create_table(candidates)} (key_a BIGINT, key_b BIGINT, blocking_rule SMALLINT)")
+    for index, rule in enumerate(model.blocking):
+        con.execute(
+            f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule FROM ({rule.pairs_sql(lookup)})",
+            {"max_records": max_records, "rule": index},
+        )
+    frequencies = []
+    for comparison in model.comparisons:
+        if comparison.frequency_column is None:
+            continue
+        table = TableName(links.schema, f"{links.name}_{_frequency_table(comparison)}")
+        # u of a shared value: the share of the other records (or people) holding it, steadied by the typical u
+        holders = "greatest(count(DISTINCT first_name_root), 1)" if comparison.counts_holders else "count(*)"
+        present = con.execute(f"SELECT count(*) FROM {lookup.sql} r WHERE {comparison.present('r')}").fetchone()[0]
+        column = quote_ident(comparison.frequency_column)
+        con.execute(
+            f"""
+            {create_table(table)} AS
+            SELECT {column} AS value,
+                   ({holders} - 1 + $prior_pairs * $typical_u) / ($present - 1 + $prior_pairs) AS tf
+            FROM {lookup.sql} WHERE {column} IS NOT NULL GROUP BY {column}
+            """,
+            {"prior_pairs": PRIOR_PAIRS, "typical_u": comparison.levels[0].typical_u, "present": present},
+        )
+        frequencies.append((comparison, table))
+    aliases = {comparison.name: f"f{index}" for index, (comparison, _) in enumerate(frequencies)}
+    joins = " ".join(
+        f"LEFT JOIN {table.sql} {aliases[c.name]} ON {c.column} = 0 AND {aliases[c.name]}.value = a.{quote_ident(c.frequency_column)}"
+        for c, table in frequencies
+    )
+    gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in model.comparisons)
+    frequency_columns = "".join(
+        f"a.{column}, " for column in dict.fromkeys(quote_ident(c.frequency_column) for c, _ in frequencies)
+    )
+    weights = [
+        f"{_weight_sql(c, p, aliases.get(c.name))} AS {weight_column(c)}"
+        for c, p in zip(model.comparisons, model.parameters)
+    ]
+    total = " + ".join([repr(model.prior_weight), *(weight_column(c) for c in model.comparisons)])
+    held_apart = " OR ".join(
+        f"{c.column} = {c.different}" for c in model.comparisons if c.name in model.cannot_link
+    ) or "false"
+    # weak: resting on a fuzzy, shortened or missing first name
+    first = next((c for c in model.comparisons if c.name == "first_name"), None)
+    weak = f"{first.column} NOT IN (0, 1)" if first is not None else "false"
+    scored = TableName(links.schema, f"{links.name}_scored")
+    con.execute(
+        f"""
+        {create_table(scored)} AS
+        WITH pairs AS (
+            SELECT key_a, key_b, min(blocking_rule) AS blocking_rule FROM {candidates.sql} GROUP BY key_a, key_b
+        ),
+        compared AS (
+            SELECT pair.key_a, pair.key_b, pair.blocking_rule, {frequency_columns}{gammas}
+            FROM pairs pair
+            JOIN {lookup.sql} a ON a.record_key = pair.key_a
+            JOIN {lookup.sql} b ON b.record_key = pair.key_b
+        ),
+        weighed AS (
+            SELECT key_a, key_b, blocking_rule, {held_apart} AS held_apart, {weak} AS weak, {", ".join(weights)}
+            FROM compared AS a {joins}
+        )
+        SELECT *, {total} AS match_weight FROM weighed
+        """
+    )
+    con.execute(f"DROP TABLE {candidates.sql}")
+    for _, table in frequencies:
+        con.execute(f"DROP TABLE {table.sql}")
+    threshold_weight = math.log2(model.threshold / (1 - model.threshold))
+    counts = con.execute(
+        f"""
+        SELECT count(*), count(*) FILTER (match_weight >= $w),
+               count(*) FILTER (match_weight >= $w AND held_apart)
+        FROM {scored.sql}
+        """,
+        {"w": threshold_weight},
+    ).fetchone()
+    con.execute(
+        f"""
+        {create_table(links)} AS
+        SELECT key_a, key_b, blocking_rule, $rule_order AS rule_order, weak,
+               1.0 / (1.0 + pow(2.0, -match_weight)) AS match_probability,
+               match_weight, {", ".join(weight_column(c) for c in model.comparisons)}
+        FROM {scored.sql}
+        WHERE match_weight >= $w AND NOT held_apart
+        """,
+        {"w": threshold_weight, "rule_order": MODEL_RULE_ORDER},
+    )
+    con.execute(f"DROP TABLE {scored.sql}")
+    return {"candidate_pairs": counts[0], "over_threshold": counts[1], "held_apart": counts[2]}
+
+
+def comparisons_by_name(comparisons: Sequence[Comparison]) -> dict[str, Comparison]:
+    return {c.name: c for c in comparisons}

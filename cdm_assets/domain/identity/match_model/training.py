@@ -1,0 +1,271 @@
+"""Estimating the match model from the records being resolved, without labels.
+
+Fellegi-Sunter: for each comparison level, m is the probability that the
+records of a *matching* pair reach it, u the probability for a *non-matching*
+pair. Both come from the data at hand:
+
+- **u** from pairs of records drawn at random (nearly all non-matches): a
+  deterministic sample of `u_sample_pairs` pairs gives every level's share;
+  the exact level's u is computed exactly from value frequencies
+  (Σ c·(c-1) / (N·(N-1)): the chance two random records share a value).
+  Each level's typical u and a starting m act as weak priors (worth
+  `PRIOR_PAIRS` pairs and `PRIOR_MATCHES` matches), so that a model trained on
+  a handful of records is sensible and one trained on thousands is the data's.
+- **m** by expectation-maximisation over the candidate pairs of each blocking
+  rule (a deterministic sample of whole blocks), with u held fixed and the
+  comparisons the rule blocks on left out (its pairs agree on them by
+  construction). Each comparison's m is the average over the rules that
+  trained it, weighted by their expected matches.
+- **the prior** (the chance two random records match): the largest number of
+  expected matches any one rule holds, over all record pairs; a lower bound,
+  so the model errs towards precision.
+
+EM runs in numpy on the distinct comparison patterns and their counts (a few
+thousand rows), not on the pairs themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+
+from cdm_assets.domain.identity.match_model.blocking import BlockingRule
+from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison, comparison_of_key
+from cdm_assets.domain.warehouse import TableName
+
+EM_ITERATIONS = 40
+EM_TOLERANCE = 1e-6
+# Probabilities are kept off 0 and 1 so that every level has a finite weight.
+FLOOR = 1e-7
+# How many matching pairs the starting m counts for against EM's estimate: it
+# steers a model trained on a handful of records and vanishes on real volumes.
+PRIOR_MATCHES = 10
+
+
+@dataclass
+class ComparisonParameters:
+    comparison: str
+    levels: list[str]
+    m: list[float]
+    u: list[float]
+    trained_by: list[str]  # blocking rules whose EM estimated m
+
+    def weights(self) -> list[float]:
+        return [math.log2(m / u) for m, u in zip(self.m, self.u)]
+
+
+@dataclass
+class TrainedModel:
+    prior: float  # probability that two random records match
+    parameters: list[ComparisonParameters]
+    candidate_pairs: dict[str, int]  # per blocking rule
+    expected_matches: dict[str, float]  # per blocking rule, from its EM
+
+
+def estimate_u(
+    con: duckdb.DuckDBPyConnection, lookup: TableName, comparisons: Sequence[Comparison], sample_pairs: int
+) -> dict[str, list[float]]:
+    """u per comparison level, from random pairs (exact levels from value frequencies)."""
+    side = max(2, math.ceil(math.sqrt(sample_pairs)))
+    gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in comparisons)
+    counts = ", ".join(f"histogram({c.column}) AS {c.column}" for c in comparisons)
+    # Two deterministic samples of records, crossed: hash order is reproducible.
+    row = con.execute(
+        f"""
+        WITH a AS (SELECT * FROM {lookup.sql} ORDER BY hash(record_key, 'u-a') LIMIT $side),
+             b AS (SELECT * FROM {lookup.sql} ORDER BY hash(record_key, 'u-b') LIMIT $side),
+             pairs AS (SELECT {gammas} FROM a CROSS JOIN b WHERE a.record_key <> b.record_key)
+        SELECT {counts} FROM pairs
+        """,
+        {"side": side},
+    ).fetchone()
+    u: dict[str, list[float]] = {}
+    for comparison, histogram in zip(comparisons, row):
+        histogram = {int(k): int(v) for k, v in (histogram or {}).items() if int(k) != MISSING}
+        compared = sum(histogram.values())
+        shares = [
+            _with_prior(histogram.get(index, 0), compared, level.typical_u)
+            for index, level in enumerate(comparison.levels[:-1])
+        ]
+        exact = _exact_agreement(con, lookup, comparison)
+        if exact is not None:
+            shares[0] = exact
+        # the rest of the probability mass is `different`
+        shares.append(max(1.0 - sum(shares), FLOOR))
+        u[comparison.name] = [min(max(s, FLOOR), 1 - FLOOR) for s in shares]
+    return u
+
+
+def _with_prior(agreeing: float, pairs: float, typical_u: float) -> float:
+    """A level's share of pairs, steadied by its typical u counted as PRIOR_PAIRS pairs."""
+    return (agreeing + PRIOR_PAIRS * typical_u) / (pairs + PRIOR_PAIRS)
+
+
+def _exact_agreement(con: duckdb.DuckDBPyConnection, lookup: TableName, comparison: Comparison) -> float | None:
+    """The chance that two random records with a value agree exactly: pairs sharing a
+    value over all pairs (Σ c·(c-1)/2 over N·(N-1)/2), steadied by the level's typical u."""
+    column = comparison.frequency_column
+    if column is None:
+        return None
+    same, present = con.execute(
+        f"""
+        SELECT (SELECT coalesce(sum(n * (n - 1) / 2), 0)::DOUBLE FROM (
+                    SELECT count(*) AS n FROM {lookup.sql} WHERE "{column}" IS NOT NULL GROUP BY "{column}")),
+               (SELECT count(*)::DOUBLE FROM {lookup.sql} r WHERE {comparison.present('r')})
+        """
+    ).fetchone()
+    return _with_prior(same, present * (present - 1) / 2, comparison.levels[0].typical_u)
+
+
+def training_patterns(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    comparisons: Sequence[Comparison],
+    rules: Sequence[BlockingRule],
+    max_records: int,
+    max_pairs: int,
+) -> tuple[dict[str, int], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per blocking rule: its candidate pair count, and the comparison patterns
+    (one row of gammas each) with their counts over a sample of its blocks."""
+    gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in comparisons)
+    columns = ", ".join(c.column for c in comparisons)
+    pair_counts: dict[str, int] = {}
+    patterns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for rule in rules:
+        total = con.execute(rule.pair_count_sql(lookup), {"max_records": max_records}).fetchone()[0]
+        pair_counts[rule.name] = int(total)
+        if not total:
+            continue
+        rows = con.execute(
+            f"""
+            SELECT {columns}, count(*) AS n FROM (
+                SELECT {gammas}
+                FROM ({rule.pairs_sql(lookup, sampled=True)}) AS pair
+                JOIN {lookup.sql} a ON a.record_key = pair.key_a
+                JOIN {lookup.sql} b ON b.record_key = pair.key_b
+            ) GROUP BY ALL
+            """,
+            {"max_records": max_records, "sample": min(1.0, max_pairs / total)},
+        ).fetchnumpy()
+        counts = np.asarray(rows.pop("n"), dtype=np.float64)
+        matrix = np.column_stack([np.asarray(rows[c.column], dtype=np.int64) for c in comparisons])
+        patterns[rule.name] = (matrix, counts)
+    return pair_counts, patterns
+
+
+def expectation_maximisation(
+    matrix: np.ndarray,
+    counts: np.ndarray,
+    u: Sequence[np.ndarray],
+    trained: Sequence[bool],
+    m_start: Sequence[np.ndarray],
+) -> tuple[list[np.ndarray], float]:
+    """m per comparison (those `trained`) and the share of matches, u fixed.
+
+    `matrix` holds one pattern per row (a gamma per comparison, MISSING where
+    not comparable), `counts` how many pairs show it.
+    """
+    m = [level_m.copy() for level_m in m_start]
+    share = 0.5
+    log_u = [np.log(level_u) for level_u in u]
+    for _ in range(EM_ITERATIONS):
+        log_match = np.full(len(counts), math.log(share))
+        log_non_match = np.full(len(counts), math.log(1 - share))
+        for index, is_trained in enumerate(trained):
+            if not is_trained:
+                continue
+            gamma = matrix[:, index]
+            seen = gamma != MISSING
+            log_match[seen] += np.log(m[index])[gamma[seen]]
+            log_non_match[seen] += log_u[index][gamma[seen]]
+        posterior = 1.0 / (1.0 + np.exp(np.clip(log_non_match - log_match, -700, 700)))
+        expected = counts * posterior
+        new_share = float(expected.sum() / counts.sum())
+        change = abs(new_share - share)
+        share = min(max(new_share, FLOOR), 1 - FLOOR)
+        for index, is_trained in enumerate(trained):
+            if not is_trained:
+                continue
+            gamma = matrix[:, index]
+            seen = gamma != MISSING
+            per_level = np.bincount(gamma[seen], weights=expected[seen], minlength=len(m[index]))
+            if per_level.sum() > 0:
+                new_m = np.maximum(per_level / per_level.sum(), FLOOR)
+                change = max(change, float(np.abs(new_m - m[index]).max()))
+                m[index] = new_m / new_m.sum()
+        if change < EM_TOLERANCE:
+            break
+    return m, share
+
+
+def trained_comparisons(rule: BlockingRule, comparisons: Sequence[Comparison]) -> list[bool]:
+    """Which comparisons a rule's pairs can teach m: not those it blocks on (its
+    pairs agree on them by construction), and when it blocks on a household
+    key (a shared inbox, phone or address) none of the household comparisons:
+    among such pairs the non-matches are relatives, who share them too."""
+    blocked = {comparison_of_key(key) for key in rule.keys}
+    by_name = {c.name: c for c in comparisons}
+    if any(name in by_name and by_name[name].household for name in blocked):
+        blocked |= {c.name for c in comparisons if c.household}
+    return [c.name not in blocked for c in comparisons]
+
+
+def starting_m(levels: int) -> np.ndarray:
+    """Where EM starts: most matches agree exactly, few differ."""
+    start = np.array([0.8 * 0.5**i for i in range(levels - 1)] + [0.05])
+    return start / start.sum()
+
+
+def train(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    comparisons: Sequence[Comparison],
+    rules: Sequence[BlockingRule],
+    max_records: int,
+    u_sample_pairs: int,
+    em_max_pairs: int,
+) -> TrainedModel:
+    """Estimate the model's parameters from the lookup's records."""
+    u = estimate_u(con, lookup, comparisons, u_sample_pairs)
+    u_arrays = [np.asarray(u[c.name]) for c in comparisons]
+    pair_counts, patterns = training_patterns(con, lookup, comparisons, rules, max_records, em_max_pairs)
+    sums = [np.zeros(len(c.levels)) for c in comparisons]
+    weights = [0.0 for _ in comparisons]
+    trained_by: list[list[str]] = [[] for _ in comparisons]
+    expected_matches: dict[str, float] = {}
+    for rule in rules:
+        if rule.name not in patterns:
+            continue
+        matrix, counts = patterns[rule.name]
+        trained = trained_comparisons(rule, comparisons)
+        m, share = expectation_maximisation(matrix, counts, u_arrays, trained, [starting_m(len(c.levels)) for c in comparisons])
+        matches = share * pair_counts[rule.name]
+        expected_matches[rule.name] = matches
+        sampled_matches = share * counts.sum()
+        for index, is_trained in enumerate(trained):
+            if is_trained and (matrix[:, index] != MISSING).any():
+                sums[index] += m[index] * sampled_matches
+                weights[index] += sampled_matches
+                trained_by[index].append(rule.name)
+    parameters = []
+    for index, comparison in enumerate(comparisons):
+        # the EM estimates, steadied by the starting m counted as PRIOR_MATCHES matches
+        m = (sums[index] + PRIOR_MATCHES * starting_m(len(comparison.levels))) / (weights[index] + PRIOR_MATCHES)
+        m = np.clip(m, FLOOR, 1 - FLOOR)
+        parameters.append(
+            ComparisonParameters(
+                comparison=comparison.name,
+                levels=comparison.level_names,
+                m=[float(x) for x in m],
+                u=u[comparison.name],
+                trained_by=trained_by[index],
+            )
+        )
+    records = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
+    all_pairs = max(records * (records - 1) / 2, 1)
+    prior = min(max(max(expected_matches.values(), default=1.0) / all_pairs, FLOOR), 0.5)
+    return TrainedModel(prior, parameters, pair_counts, expected_matches)
