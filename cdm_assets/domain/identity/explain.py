@@ -33,9 +33,12 @@ def explain_customer(
     ).fetchall()
     if not records:
         raise UnknownCustomer(f"no {tables.entity} with id {customer_id!r}")
+    graph_columns = [name for name, _ in table_columns(con, tables.graph)]
+    weights = [name for name in graph_columns if name.startswith("weight_")]
+    scored = ", ".join(["g.match_weight", *(f"g.{quote_ident(w)}" for w in weights)]) if weights else "NULL"
     links = con.execute(
         f"""
-        SELECT g.source_a || ':' || g.record_id_a, g.source_b || ':' || g.record_id_b, g.rule, g.score
+        SELECT g.source_a || ':' || g.record_id_a, g.source_b || ':' || g.record_id_b, g.rule, g.score, {scored}
         FROM {tables.graph.sql} g
         JOIN {tables.id_map.sql} m ON m.source = g.source_a AND m.source_record_id = g.record_id_a
         WHERE m.{id_column} = ?
@@ -57,9 +60,16 @@ def explain_customer(
         shown = ", ".join(f"{name}={value}" for name, value in zip(fields, values) if value is not None)
         lines.append(f"  {source}:{record_id}  {shown}")
     lines += ["", f"Links ({len(links)}):"]
-    for record_a, record_b, rule, score in links:
+    for record_a, record_b, rule, score, *evidence in links:
         scored = f" score={score:.3f}" if score is not None else ""
         lines.append(f"  {record_a} <-> {record_b}  rule={rule}{scored}")
+        if weights and evidence[0] is not None:
+            # the model's evidence: bits for (+) or against (-) one person, per compared field
+            per_field = ", ".join(
+                f"{name.removeprefix('weight_')} {value:+.1f}"
+                for name, value in zip(weights, evidence[1:]) if value is not None and value != 0
+            )
+            lines.append(f"      match weight {evidence[0]:+.1f} bits: {per_field or 'no field compared'}")
     if not links:
         lines.append("  (a single record: nothing to link)")
     lines += ["", "History:"]

@@ -1,0 +1,135 @@
+"""The match model: estimated from the data, it keeps one person whole and two people apart."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from cdm_assets.config import load_config
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES
+from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
+from cdm_assets.domain.identity.match_model.parameters import load_model
+from cdm_assets.domain.identity.match_model.training import expectation_maximisation, starting_m
+from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph, run_identity_resolution
+from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets.sample import generate
+from cdm_assets_tests.conftest import write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.identity_quality import sample_config  # noqa: E402
+
+
+def test_em_recovers_known_m_and_the_share_of_matches_from_generated_pairs():
+    rng = np.random.default_rng(7)
+    true_m = [np.array([0.85, 0.10, 0.05]), np.array([0.90, 0.04, 0.06]), np.array([0.70, 0.30])]
+    u = [np.array([0.01, 0.04, 0.95]), np.array([0.001, 0.01, 0.989]), np.array([0.05, 0.95])]
+    pairs, share = 200_000, 0.3
+    is_match = rng.random(pairs) < share
+    columns = []
+    for m_levels, u_levels in zip(true_m, u):
+        from_m = rng.choice(len(m_levels), size=pairs, p=m_levels)
+        from_u = rng.choice(len(u_levels), size=pairs, p=u_levels)
+        columns.append(np.where(is_match, from_m, from_u))
+    columns[2][rng.random(pairs) < 0.2] = -1  # a fifth of the pairs cannot compare the third field
+    patterns, counts = np.unique(np.column_stack(columns), axis=0, return_counts=True)
+
+    m, estimated_share = expectation_maximisation(
+        patterns, counts.astype(float), u, [True, True, True], [starting_m(len(level)) for level in true_m]
+    )
+
+    assert estimated_share == pytest.approx(share, abs=0.01)
+    for estimated, expected in zip(m, true_m):
+        assert np.abs(estimated - expected).max() < 0.02
+
+
+CRM_HEADER = '"crm_id","first_name","last_name","email","phone","birth_date","street","zip","city","country","created_at"\n'
+SHOP_HEADER = '"account_id","full_name","email_address","mobile","created_at","loyalty_opt_in"\n'
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory):
+    """A 3,000-person sample plus a few people written to test the model's judgement."""
+    out = tmp_path_factory.mktemp("model")
+    generate(persons=3000, seed=11, out=out)
+    write_text(
+        out / "landing/crm/zz_people.csv",
+        CRM_HEADER
+        # one person, a mobile in the CRM and a landline in the webshop
+        + '"T1","Griet","Vandermeulen","griet.vandermeulen@example.be","+32 470 11 22 33","1971-05-14","Kerkstraat 9","9000","Gent","BE","2023-01-01T00:00:00"\n'
+        # two sisters sharing the family inbox and the address
+        + '"T2","Anna","Verhoeven","familie.verhoeven@example.nl","+31 6 11112222","1988-02-03","Dorpsstraat 5","1234 AB","Ede","NL","2023-01-01T00:00:00"\n'
+        + '"T3","Marloes","Verhoeven","familie.verhoeven@example.nl","+31 6 33334444","1991-09-30","Dorpsstraat 5","1234 AB","Ede","NL","2023-01-01T00:00:00"\n'
+        # twins: one birth date, one address, one inbox, two first names
+        + '"T4","Bram","Oosterhuis","oosterhuis.thuis@example.nl","","2004-06-06","Laan 12","4321 CD","Zwolle","NL","2023-01-01T00:00:00"\n'
+        + '"T5","Stijn","Oosterhuis","oosterhuis.thuis@example.nl","","2004-06-06","Laan 12","4321 CD","Zwolle","NL","2023-01-01T00:00:00"\n',
+    )
+    write_text(
+        out / "landing/webshop/zz_people.csv",
+        SHOP_HEADER
+        + '"S1","Griet Vandermeulen","griet.vandermeulen@example.be","+32 9 222 33 44","2023-02-01T00:00:00","no"\n'
+        + '"S2","Anna Verhoeven","familie.verhoeven@example.nl","","2023-02-01T00:00:00","no"\n'
+        + '"S3","Marloes Verhoeven","familie.verhoeven@example.nl","","2023-02-01T00:00:00","no"\n',
+    )
+    config = load_config(sample_config(out))
+    con = duckdb.connect(str(out / "bench.duckdb"))
+    for name, source in config.sources_of("customer").items():
+        load_raw_source(con, name, source, landed_files(config.resolve(source.path)))
+    run_identity_resolution(con, config)
+    yield con, config
+    con.close()
+
+
+def customer_ids(con) -> dict[str, str]:
+    return dict(con.execute("SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map").fetchall())
+
+
+def test_a_person_whose_email_names_and_birth_date_agree_stays_one_customer_with_two_phones(resolved):
+    con, _ = resolved
+    ids = customer_ids(con)
+    assert ids["crm:T1"] == ids["webshop:S1"]
+
+
+def test_sisters_sharing_an_inbox_and_twins_sharing_everything_but_the_first_name_stay_apart(resolved):
+    con, _ = resolved
+    ids = customer_ids(con)
+    assert ids["crm:T2"] == ids["webshop:S2"]  # Anna's own records do join
+    assert ids["crm:T3"] == ids["webshop:S3"]
+    assert ids["crm:T2"] != ids["crm:T3"]
+    assert ids["crm:T4"] != ids["crm:T5"]
+
+
+def test_the_model_is_estimated_from_the_data_and_stored_with_m_u_and_weights(resolved):
+    con, _ = resolved
+    model = load_model(con, CUSTOMER_TABLES.model)
+    assert model is not None
+    by_name = {p.comparison: p for p in model.parameters}
+    email = by_name["email"]
+    # matching records share an email far more often than random ones: a strong positive weight
+    assert email.m[0] > 0.5 and email.u[0] < 1e-3 and email.weights()[0] > 10
+    # every comparison's m and u are probability distributions over its levels
+    for parameters in model.parameters:
+        assert sum(parameters.m) == pytest.approx(1.0, abs=1e-6)
+        assert sum(parameters.u) == pytest.approx(1.0, abs=1e-6)
+    assert 0 < model.prior < 0.01
+    links = con.execute("SELECT count(*), min(match_probability) FROM identity.identity_graph WHERE rule = 'match_model'").fetchone()
+    assert links[0] > 0 and links[1] >= 0.9  # the configured default threshold
+
+
+def test_an_unchanged_rerun_reuses_the_model_and_retraining_on_unchanged_data_keeps_every_id(resolved):
+    con, config = resolved
+    before = customer_ids(con)
+    settings = model_settings(config)
+    table = CUSTOMER_TABLES.model
+    stored = load_model(con, table)
+    _, trained = ensure_match_model(con, settings, CUSTOMER_TABLES.lookup, table)
+    # not trained again: the stored model fits the settings
+    assert not trained and load_model(con, table).trained_at == stored.trained_at
+    build_graph(con, config, retrain=True)
+    assignment = assign_ids_from_graph(con)
+    assert (assignment.created, assignment.merged, assignment.split) == (0, 0, 0)
+    assert customer_ids(con) == before
