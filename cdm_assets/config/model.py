@@ -389,9 +389,9 @@ class MatchModelConfig(StrictModel):
     blocking: list[list[str]] | None = None  # null: the default blocking rules
     cannot_link: list[str] = Field(default_factory=lambda: ["first_name", "birth_date"])
     # random record pairs sampled to estimate u (how often non-matches agree by chance)
-    u_sample_pairs: int = Field(default=1_000_000, ge=10_000)
+    u_sample_pairs: int = Field(default=250_000, ge=10_000)
     # candidate pairs per blocking rule used to estimate m by EM (a deterministic sample)
-    em_max_pairs: int = Field(default=2_000_000, ge=1_000)
+    em_max_pairs: int = Field(default=100_000, ge=1_000)
 
     @field_validator("blocking")
     @classmethod
