@@ -72,14 +72,18 @@ def _frequency_table(comparison: Comparison) -> str:
     return f"tf_{comparison.name.replace(':', '_')}"
 
 
-def _weight_sql(comparison: Comparison, parameters: ComparisonParameters, frequency_alias: str | None) -> str:
-    """The comparison's weight for a pair, from its gamma column."""
+def _weight_sql(
+    comparison: Comparison, parameters: ComparisonParameters, frequency_alias: str | None, unlisted_u: float | None
+) -> str:
+    """The comparison's weight for a pair, from its gamma column; an exact agreement on a
+    value not listed in the frequency table has u `unlisted_u` (one holder)."""
     weights = parameters.weights()
     whens = [f"WHEN {MISSING} THEN 0.0"]
     for level, weight in enumerate(weights):
         if level == 0 and frequency_alias is not None:
             # log2(m / u_value): the share of records holding the shared value is its u
-            exact = f"coalesce({math.log2(parameters.m[0])!r} - log2({frequency_alias}.tf), {weight!r})"
+            fallback = math.log2(parameters.m[0] / unlisted_u) if unlisted_u else weight
+            exact = f"coalesce({math.log2(parameters.m[0])!r} - log2({frequency_alias}.tf), {fallback!r})"
             whens.append(f"WHEN 0 THEN {exact}")
         else:
             whens.append(f"WHEN {level} THEN {weight!r}")
@@ -111,27 +115,32 @@ def build_model_links(
         holders = "greatest(count(DISTINCT first_name_root), 1)" if comparison.counts_holders else "count(*)"
         present = con.execute(f"SELECT count(*) FROM {lookup.sql} r WHERE {comparison.present('r')}").fetchone()[0]
         column = quote_ident(comparison.frequency_column)
+        # Only values with more than one holder are listed: a value two records agree on is
+        # held at least twice, and one held by one person has the u of a single holder.
+        # That keeps the tables (and the joins) small: most emails and phones are one person's.
         con.execute(
             f"""
             {create_table(table)} AS
             SELECT {column} AS value,
                    ({holders} - 1 + $prior_pairs * $typical_u) / ($present - 1 + $prior_pairs) AS tf
-            FROM {lookup.sql} WHERE {column} IS NOT NULL GROUP BY {column}
+            FROM {lookup.sql} WHERE {column} IS NOT NULL GROUP BY {column} HAVING {holders} > 1
             """,
             {"prior_pairs": PRIOR_PAIRS, "typical_u": comparison.levels[0].typical_u, "present": present},
         )
-        frequencies.append((comparison, table))
-    aliases = {comparison.name: f"f{index}" for index, (comparison, _) in enumerate(frequencies)}
+        one_holder = PRIOR_PAIRS * comparison.levels[0].typical_u / (max(present, 1) - 1 + PRIOR_PAIRS)
+        frequencies.append((comparison, table, one_holder))
+    aliases = {comparison.name: f"f{index}" for index, (comparison, _, _) in enumerate(frequencies)}
+    unlisted = {comparison.name: one_holder for comparison, _, one_holder in frequencies}
     joins = " ".join(
         f"LEFT JOIN {table.sql} {aliases[c.name]} ON {c.column} = 0 AND {aliases[c.name]}.value = a.{quote_ident(c.frequency_column)}"
-        for c, table in frequencies
+        for c, table, _ in frequencies
     )
     gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in model.comparisons)
     frequency_columns = "".join(
-        f"a.{column}, " for column in dict.fromkeys(quote_ident(c.frequency_column) for c, _ in frequencies)
+        f"a.{column}, " for column in dict.fromkeys(quote_ident(c.frequency_column) for c, _, _ in frequencies)
     )
     weights = [
-        f"{_weight_sql(c, p, aliases.get(c.name))} AS {weight_column(c)}"
+        f"{_weight_sql(c, p, aliases.get(c.name), unlisted.get(c.name))} AS {weight_column(c)}"
         for c, p in zip(model.comparisons, model.parameters)
     ]
     total = " + ".join([repr(model.prior_weight), *(weight_column(c) for c in model.comparisons)])
@@ -162,7 +171,7 @@ def build_model_links(
         """
     )
     con.execute(f"DROP TABLE {candidates.sql}")
-    for _, table in frequencies:
+    for _, table, _ in frequencies:
         con.execute(f"DROP TABLE {table.sql}")
     threshold_weight = math.log2(model.threshold / (1 - model.threshold))
     counts = con.execute(
