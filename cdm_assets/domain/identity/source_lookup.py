@@ -206,7 +206,8 @@ def _reference_tables(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def lookup_sql(
     records: str, identifiers: list[str], countries: TableName, names: TableName, home_regions: list[str]
 ) -> str:
-    """The SELECT that standardises the union of per-source `records` into the lookup's columns.
+    """The SELECT that standardises the union of per-source `records` into the lookup's columns,
+    plus `NULLED_REASONS_COLUMN`: the bits of the `nulling_conditions` each record meets.
 
     Per-record work is kept to cheap string functions; names and countries,
     which repeat a lot, were standardised once per distinct value beforehand
