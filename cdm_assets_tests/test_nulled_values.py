@@ -90,6 +90,12 @@ def test_the_default_window_refuses_year_one_placeholders_and_accepts_the_middle
     assert counts == {("birth_date", "outside plausible window"): 1}
 
 
+def test_no_earliest_birth_date_means_no_lower_bound(crm_lookup):
+    lookup, counts = crm_lookup([record("1", born="0001-01-01")], identity={"birth_dates": {"earliest": None}})
+    assert lookup["1"]["birth_date"] == date(1, 1, 1)
+    assert counts == {}
+
+
 def test_a_window_that_ends_before_it_starts_is_refused_naming_the_key():
     document = yaml.safe_load(BUNDLED_CONFIG.read_text())
     document["identity"]["birth_dates"] = {"earliest": "2000-01-01", "latest": "1990-01-01"}
