@@ -147,37 +147,41 @@ def nulling_conditions(identifiers: list[str]) -> list[tuple[NullingReason, str]
     in `email` (shown, never matched): only its key is dropped. A phone without
     a key lost its E.164 form too.
     """
-    phone_typed = f"{std.trimmed('phone_text')} IS NOT NULL AND phone_key IS NULL"
+    # the cheap NULL tests first: the rest is evaluated only for the few records they leave
+    phone_typed = f"phone_key IS NULL AND phone_text IS NOT NULL AND {std.trimmed('phone_text')} IS NOT NULL"
     return [
-        (NullingReason("first_name_key", "no letters"), "first_name IS NOT NULL AND first_name_key IS NULL"),
+        (NullingReason("first_name_key", "no letters"), "first_name_key IS NULL AND first_name IS NOT NULL"),
         (
             NullingReason("first_name_root", "no letters in the first given name"),
-            "first_name_key IS NOT NULL AND first_name_root IS NULL",
+            "first_name_root IS NULL AND first_name_key IS NOT NULL",
         ),
-        (NullingReason("last_name_key", "no letters"), "last_name IS NOT NULL AND last_name_key IS NULL"),
-        (NullingReason("email", "invalid"), "_email_lower IS NOT NULL AND email IS NULL"),
-        (NullingReason("email_key", "placeholder"), "email IS NOT NULL AND email_key IS NULL"),
+        (NullingReason("last_name_key", "no letters"), "last_name_key IS NULL AND last_name IS NOT NULL"),
+        (NullingReason("email", "invalid"), "email IS NULL AND _email_lower IS NOT NULL"),
+        (NullingReason("email_key", "placeholder"), "email_key IS NULL AND email IS NOT NULL"),
         (NullingReason("phone", "placeholder"), f"{phone_typed} AND {_PHONE_KEY_LENGTH}"),
         (NullingReason("phone", "unparseable"), f"{phone_typed} AND NOT coalesce({_PHONE_KEY_LENGTH}, false)"),
         (
             NullingReason("phone", "no region to read it in (key kept)"),
-            "phone_key IS NOT NULL AND phone IS NULL AND _phone_number_region IS NULL",
+            "phone IS NULL AND phone_key IS NOT NULL AND _phone_number_region IS NULL",
         ),
         (
             NullingReason("phone", "impossible length for its region (key kept)"),
-            "phone_key IS NOT NULL AND phone IS NULL AND _phone_number_region IS NOT NULL",
+            "phone IS NULL AND phone_key IS NOT NULL AND _phone_number_region IS NOT NULL",
         ),
-        (NullingReason("birth_date", "unparseable"), "_birth_date_typed AND _birth_date_parsed IS NULL"),
+        (NullingReason("birth_date", "unparseable"), "_birth_date_unparseable"),
         (
             NullingReason("birth_date", "outside plausible window"),
-            "_birth_date_parsed IS NOT NULL AND birth_date IS NULL",
+            "birth_date IS NULL AND _birth_date_parsed IS NOT NULL",
         ),
-        (NullingReason("postcode_key", "no letters or digits"), "postcode IS NOT NULL AND postcode_key IS NULL"),
-        (NullingReason("country", "unknown"), "_country_typed AND country IS NULL"),
+        (NullingReason("postcode_key", "no letters or digits"), "postcode_key IS NULL AND postcode IS NOT NULL"),
+        (
+            NullingReason("country", "unknown"),
+            f"country IS NULL AND country_raw IS NOT NULL AND {std.trimmed('country_raw')} IS NOT NULL",
+        ),
         *(
             (
                 NullingReason(f"id_{name}", "only separators"),
-                f"{quote_ident(f'_id_{name}_typed')} AND {quote_ident(f'id_{name}')} IS NULL",
+                f"{quote_ident(f'id_{name}')} IS NULL AND {quote_ident(f'_id_{name}_typed')}",
             )
             for name in identifiers
         ),
@@ -220,9 +224,8 @@ def lookup_sql(
     WITH records AS ({records}),
     {_split_names_sql('records')},
     texts AS (
-        SELECT split_names.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw, country_raw),
+        SELECT split_names.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw),
                countries.country,
-               {std.trimmed('split_names.country_raw')} IS NOT NULL AS _country_typed,
                coalesce(countries.country, source_phone_region) AS phone_region,
                phone_raw AS phone_text,
                lower({std.trimmed('email_raw')}) AS _email_lower,
@@ -257,8 +260,8 @@ def lookup_sql(
            CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
                 THEN postcode_key || '|' || house_number END AS address_key,
            -- what the nulling reasons look at besides the lookup's columns
-           phone_text, _phone_nsn, _phone_number_region, _email_lower, _country_typed,
-           {typed_ids}_birth_date_typed, _birth_date_parsed
+           phone_text, _phone_nsn, _phone_number_region, _email_lower, phones.country_raw,
+           {typed_ids}_birth_date_unparseable, _birth_date_parsed
     FROM phones
     LEFT JOIN {names.sql} AS first_names
            ON first_names.part = 'first' AND first_names.typed = phones._first_name

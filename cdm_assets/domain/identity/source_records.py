@@ -46,7 +46,8 @@ def customer_records(
     """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region` and
     `<field>_raw` for each of `fields`; when `keyed` also `birth_date` (NULL outside the plausible
     window), `id_<name>` and `record_key`, and for the nulled-value counts `_birth_date_parsed` (no
-    window), `_birth_date_typed` and `_id_<name>_typed` (whether the record held more than spaces).
+    window), `_birth_date_unparseable` (a value that is not a date) and `_id_<name>_typed` (whether
+    the record held more than spaces).
 
     Unkeyed, narrow records feed the distinct-value steps cheaply. Sources (of
     `entity`, a customer-like entity) are taken in name order. Raises LookupError naming raw tables that do not exist yet.
@@ -102,14 +103,20 @@ def _source_sql(
     if not keyed:
         return f"SELECT {', '.join(columns)} FROM {table.sql}"
     birth = source.fields.get("birth_date")
+    birth_type = column_types.get(column_of(birth), "VARCHAR") if birth else "DATE"
     if birth is None:
-        birth_date, birth_typed = "NULL::DATE", "false"
+        birth_date = "NULL::DATE"
     else:
-        birth_type = column_types.get(column_of(birth), "VARCHAR")
         birth_date = _as_date(column_of(birth), birth_type, format_of(birth))
-        birth_typed = _typed(column_of(birth), birth_type)
+    # native dates always parse; for the rest, the (cheap) NULL test goes first
+    unparseable = (
+        "false"
+        if birth is None or birth_type == "DATE" or birth_type.startswith("TIMESTAMP")
+        else f"_birth_date_parsed IS NULL AND {_typed(column_of(birth), birth_type)}"
+    )
     plausible = std.plausible_birth_date("_birth_date_parsed", "$birth_earliest::DATE", "$birth_latest::DATE")
-    columns += [f"{birth_date} AS _birth_date_parsed", f"{birth_typed} AS _birth_date_typed"]
+    # `_birth_date_parsed` in `unparseable` is the alias just defined (the date is parsed once)
+    columns += [f"{birth_date} AS _birth_date_parsed", f"{unparseable} AS _birth_date_unparseable"]
     for name in identifiers:
         column = source.identifiers.get(name)
         columns.append(f"{_identifier(column, column_types)} AS {quote_ident('id_' + name)}")
