@@ -8,6 +8,7 @@ source) are checked on the whole document in `CdmConfig`.
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -367,6 +368,28 @@ class MatchRule(StrictModel):
         return value
 
 
+# Before any birth a customer or a historical record (parish registers, archives)
+# holds, after the year-1 dates some systems write for "unknown" (0001-01-01).
+EARLIEST_BIRTH_DATE = date(1000, 1, 1)
+
+
+class BirthDateWindow(StrictModel):
+    """The plausible birth dates; a parsed date outside them is NULL in the source lookup
+    (and counted). `latest: today` is the day the lookup is built: no one is born in the future."""
+
+    earliest: date | None = EARLIEST_BIRTH_DATE  # null: no lower bound
+    latest: date | Literal["today"] = "today"
+
+    @model_validator(mode="after")
+    def _earliest_before_latest(self) -> BirthDateWindow:
+        if self.earliest is not None and isinstance(self.latest, date) and self.earliest > self.latest:
+            raise ValueError(f"earliest birth date {self.earliest} is after the latest, {self.latest}")
+        return self
+
+    def bounds(self, today: date | None = None) -> tuple[date | None, date]:
+        """(earliest or None, latest) with `today` (default: the local date) for `latest: today`."""
+        latest = (today or date.today()) if self.latest == "today" else self.latest
+        return self.earliest, latest
 # Fields the match model can compare (each a comparison with its own levels).
 MODEL_FIELDS = ("first_name", "last_name", "birth_date", "email", "phone", "address")
 
@@ -421,6 +444,7 @@ class IdentityConfig(StrictModel):
     """
 
     rules: list[MatchRule] | None = None
+    birth_dates: BirthDateWindow = Field(default_factory=BirthDateWindow)
     match_model: MatchModelConfig | None = None
     max_records_per_key: int = Field(default=50, ge=2)
     max_cluster_size: int = Field(default=25, ge=2)

@@ -5,7 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.model import CUSTOMER
-from cdm_assets.wiring.metadata import table_metadata
+from cdm_assets.wiring.metadata import nulled_values_metadata, table_metadata
 from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
@@ -17,7 +17,7 @@ from cdm_assets.domain.identity.resolution import (
     largest_clusters,
     match_rules,
 )
-from cdm_assets.domain.identity.source_lookup import build_source_lookup
+from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
 from cdm_assets.domain.raw_tables import ensure_raw_tables
 from cdm_assets.domain.warehouse import TableName
 
@@ -98,19 +98,27 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
         pool="duckdb",
         description=(
             f"Every record of every {entity} source, one row each: names, emails, phones (E.164), "
-            "dates, addresses and countries standardised, plus the match keys the identity rules compare."
+            "dates, addresses and countries standardised, plus the match keys the identity rules compare. "
+            "Values a standardisation leaves NULL (an implausible birth date, an invalid or placeholder "
+            "email or phone, an unknown country) are counted per source, field and reason."
         ),
     )
     def source_lookup(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
             for name in ensure_raw_tables(con, config.sources):
                 context.log.warning(f"raw/{name} has not been loaded yet: it counts as an empty source")
-            build_source_lookup(con, config, entity)
+            build = build_source_lookup_counting_nulls(con, config, entity)
             per_source = dict(
                 con.execute(f"SELECT source, count(*) FROM {tables.lookup.sql} GROUP BY source ORDER BY source").fetchall()
             )
             metadata = table_metadata(con, tables.lookup)
-        return dg.MaterializeResult(metadata={**metadata, "records_per_source": dg.MetadataValue.json(per_source)})
+        return dg.MaterializeResult(
+            metadata={
+                **metadata,
+                "records_per_source": dg.MetadataValue.json(per_source),
+                **nulled_values_metadata(build.nulled),
+            }
+        )
 
     settings_of_model = model_settings(config, entity)
     model_key = table_key(tables.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
+from cdm_assets.domain.identity.nulled_values import NulledValues, total_nulled
 from cdm_assets.domain.warehouse import TableName, row_count, table_columns
 
 PREVIEW_ROWS = 5
@@ -21,6 +22,28 @@ def table_metadata(con: duckdb.DuckDBPyConnection, table: TableName) -> dict[str
         ),
         "dagster/table_name": f"{table}",
         "preview": dg.MetadataValue.md(markdown_preview(con, table, [name for name, _ in columns])),
+    }
+
+
+_NULLED_VALUES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("source", "string"),
+        dg.TableColumn("field", "string", description="the lookup column left NULL"),
+        dg.TableColumn("reason", "string"),
+        dg.TableColumn("values", "int", description="records whose value was dropped for this reason"),
+    ]
+)
+
+
+def nulled_values_metadata(counts: list[NulledValues]) -> dict[str, dg.MetadataValue | int]:
+    """The values a standardisation left NULL: the total and a table per source, field and reason
+    (counts only, never the values)."""
+    records = [
+        dg.TableRecord({"source": c.source, "field": c.field, "reason": c.reason, "values": c.values}) for c in counts
+    ]
+    return {
+        "values_nulled": total_nulled(counts),
+        "nulled_values": dg.MetadataValue.table(records=records, schema=_NULLED_VALUES_SCHEMA),
     }
 
 

@@ -13,12 +13,17 @@ a half-built lookup.
 
 `record_key` numbers the records 0..n-1 in (source, source_record_id) order:
 the identity graph and the clustering use it as the node id.
+
+Nothing is dropped silently: a value the standardisation leaves NULL (an
+implausible birth date, an invalid email, a placeholder phone, ...) is
+counted per source, field and reason (`nulled_values`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -27,7 +32,21 @@ from cdm_assets.config.model import CUSTOMER, CdmConfig
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.identity.countries import country_aliases
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
-from cdm_assets.domain.identity.phone_numbers import e164_sql, phone_prefixes, phone_regions, phone_stage_sql
+from cdm_assets.domain.identity.nulled_values import (
+    NULLED_REASONS_COLUMN,
+    NulledValues,
+    NullingReason,
+    count_nulled_values,
+    nulled_reasons_sql,
+)
+from cdm_assets.domain.identity.phone_numbers import (
+    MAX_KEY_DIGITS,
+    MIN_KEY_DIGITS,
+    e164_sql,
+    phone_prefixes,
+    phone_regions,
+    phone_stage_sql,
+)
 from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_records import NAME_FIELDS, customer_records
 from cdm_assets.domain.warehouse import TableName, create_table_as, quote_ident, staged_tables, swap_in
@@ -52,12 +71,29 @@ _PHONE_REGIONS = "_cdm_ref_phone_regions"
 _PHONE_PREFIXES = "_cdm_ref_phone_prefixes"
 
 
+@dataclass(frozen=True)
+class SourceLookupBuild:
+    """What a lookup build did: its row count and the values it left NULL, by source, field and reason."""
+
+    records: int
+    nulled: list[NulledValues]
+
+
 def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER) -> int:
     """Rebuild `identity.source_lookup` (or the lookup of another customer-like entity)
-    from `raw.<source>` of every source of the entity; returns its row count.
+    from `raw.<source>` of every source of the entity; returns its row count."""
+    return build_source_lookup_counting_nulls(con, config, entity).records
+
+
+def build_source_lookup_counting_nulls(
+    con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER
+) -> SourceLookupBuild:
+    """Rebuild the lookup of `entity` (see `build_source_lookup`) and count the values it nulled.
 
     Three statements: distinct countries and distinct names are standardised
-    first (they repeat a lot), then one pass over the records does the rest.
+    first (they repeat a lot), then one pass over the records does the rest
+    and marks each record with the reasons its values were nulled; the marks
+    are counted and dropped before the lookup is swapped in.
     """
     target = entity_tables(config, entity).lookup
     try:
@@ -83,17 +119,73 @@ def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig, entit
         # National numbers belong to the record's country, else the source's phone region.
         typed = con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()
         home_regions = sorted({row[0] for row in typed} | set(records.phone_regions))
-        lookup = lookup_sql(records.sql, config.identifier_names(entity), countries, names, home_regions)
-        identifier_columns = [f"id_{name}" for name in config.identifier_names(entity)]
+        identifiers = config.identifier_names(entity)
+        lookup = lookup_sql(records.sql, identifiers, countries, names, home_regions)
+        identifier_columns = [f"id_{name}" for name in identifiers]
         create_table_as(con, staging, lookup, records.params, plain_text=identifier_columns)
+        nulled = count_nulled_values(con, staging, [reason for reason, _ in nulling_conditions(identifiers)])
+        con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(NULLED_REASONS_COLUMN)}")
         swap_in(con, [(target, staging)])
     # fetch to the end: an unfinished result would block the next query on this connection
-    return con.execute(f"SELECT count(*) FROM {target.sql}").fetchall()[0][0]
+    records_built = con.execute(f"SELECT count(*) FROM {target.sql}").fetchall()[0][0]
+    return SourceLookupBuild(records_built, nulled)
 
 
 def lookup_columns(identifier_names: list[str]) -> list[str]:
     """The columns of `identity.source_lookup`, in order."""
     return [*LEADING_COLUMNS, *(f"id_{name}" for name in identifier_names), *KEY_COLUMNS]
+
+
+_PHONE_KEY_LENGTH = f"length(_phone_nsn) BETWEEN {MIN_KEY_DIGITS} AND {MAX_KEY_DIGITS}"
+
+
+def nulling_conditions(identifiers: list[str]) -> list[tuple[NullingReason, str]]:
+    """Every way the lookup leaves a field NULL although the record held a value there, with
+    its condition over the columns of `standardised_records` in `lookup_sql`.
+
+    Blank values (empty, spaces) were never values. A placeholder email stays
+    in `email` (shown, never matched): only its key is dropped. A phone without
+    a key lost its E.164 form too.
+    """
+    # the cheap NULL tests first: the rest is evaluated only for the few records they leave
+    phone_typed = f"phone_key IS NULL AND phone_text IS NOT NULL AND {std.trimmed('phone_text')} IS NOT NULL"
+    return [
+        (NullingReason("first_name_key", "no letters"), "first_name_key IS NULL AND first_name IS NOT NULL"),
+        (
+            NullingReason("first_name_root", "no letters in the first given name"),
+            "first_name_root IS NULL AND first_name_key IS NOT NULL",
+        ),
+        (NullingReason("last_name_key", "no letters"), "last_name_key IS NULL AND last_name IS NOT NULL"),
+        (NullingReason("email", "invalid"), "email IS NULL AND _email_lower IS NOT NULL"),
+        (NullingReason("email_key", "placeholder"), "email_key IS NULL AND email IS NOT NULL"),
+        (NullingReason("phone", "placeholder"), f"{phone_typed} AND {_PHONE_KEY_LENGTH}"),
+        (NullingReason("phone", "unparseable"), f"{phone_typed} AND NOT coalesce({_PHONE_KEY_LENGTH}, false)"),
+        (
+            NullingReason("phone", "no region to read it in (key kept)"),
+            "phone IS NULL AND phone_key IS NOT NULL AND _phone_number_region IS NULL",
+        ),
+        (
+            NullingReason("phone", "impossible length for its region (key kept)"),
+            "phone IS NULL AND phone_key IS NOT NULL AND _phone_number_region IS NOT NULL",
+        ),
+        (NullingReason("birth_date", "unparseable"), "_birth_date_unparseable"),
+        (
+            NullingReason("birth_date", "outside plausible window"),
+            "birth_date IS NULL AND _birth_date_parsed IS NOT NULL",
+        ),
+        (NullingReason("postcode_key", "no letters or digits"), "postcode_key IS NULL AND postcode IS NOT NULL"),
+        (
+            NullingReason("country", "unknown"),
+            f"country IS NULL AND country_raw IS NOT NULL AND {std.trimmed('country_raw')} IS NOT NULL",
+        ),
+        *(
+            (
+                NullingReason(f"id_{name}", "only separators"),
+                f"{quote_ident(f'id_{name}')} IS NULL AND {quote_ident(f'_id_{name}_typed')}",
+            )
+            for name in identifiers
+        ),
+    ]
 
 
 @contextmanager
@@ -118,18 +210,21 @@ def _reference_tables(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def lookup_sql(
     records: str, identifiers: list[str], countries: TableName, names: TableName, home_regions: list[str]
 ) -> str:
-    """The SELECT that standardises the union of per-source `records` into the lookup's columns.
+    """The SELECT that standardises the union of per-source `records` into the lookup's columns,
+    plus `NULLED_REASONS_COLUMN`: the bits of the `nulling_conditions` each record meets.
 
     Per-record work is kept to cheap string functions; names and countries,
     which repeat a lot, were standardised once per distinct value beforehand
     (`countries`, `names`) and are joined in.
     """
     ids = "".join(f"{quote_ident('id_' + i)}, " for i in identifiers)
+    typed_ids = "".join(f"{quote_ident('_id_' + i + '_typed')}, " for i in identifiers)
+    columns = ", ".join(quote_ident(c) for c in lookup_columns(identifiers))
     return f"""
     WITH records AS ({records}),
     {_split_names_sql('records')},
     texts AS (
-        SELECT split_names.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw, country_raw),
+        SELECT split_names.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw),
                countries.country,
                coalesce(countries.country, source_phone_region) AS phone_region,
                phone_raw AS phone_text,
@@ -151,7 +246,8 @@ def lookup_sql(
                {std.postcode_key('_postcode_text')} AS postcode_key
         FROM emails
     ),
-    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES, home_regions)}
+    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES, home_regions)},
+    standardised_records AS (
     SELECT record_key, source, source_record_id, precedence,
            first_names.name AS first_name, last_names.name AS last_name,
            email, {e164_sql()} AS phone, birth_date,
@@ -162,12 +258,18 @@ def lookup_sql(
            last_names.key AS last_name_key, last_names.root AS last_name_core,
            {std.email_key('email', '_email_at')} AS email_key, phone_key, postcode_key,
            CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
-                THEN postcode_key || '|' || house_number END AS address_key
+                THEN postcode_key || '|' || house_number END AS address_key,
+           -- what the nulling reasons look at besides the lookup's columns
+           phone_text, _phone_nsn, _phone_number_region, _email_lower, phones.country_raw,
+           {typed_ids}_birth_date_unparseable, _birth_date_parsed
     FROM phones
     LEFT JOIN {names.sql} AS first_names
            ON first_names.part = 'first' AND first_names.typed = phones._first_name
     LEFT JOIN {names.sql} AS last_names
            ON last_names.part = 'last' AND last_names.typed = phones._last_name
+    )
+    SELECT {columns}, {nulled_reasons_sql(nulling_conditions(identifiers))} AS {quote_ident(NULLED_REASONS_COLUMN)}
+    FROM standardised_records
     """
 
 

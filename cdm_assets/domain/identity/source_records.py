@@ -1,9 +1,9 @@
 """The customer records of every customer source as one relation, in canonical fields.
 
 Each source's SELECT maps its own columns to the canonical fields (raw text,
-plus a parsed birth date and its identifiers) and gives each record its
-`record_key`. The selects are combined with `UNION ALL BY NAME`; nothing is
-standardised here yet.
+plus a parsed birth date within the configured plausible window and its
+identifiers) and gives each record its `record_key`. The selects are
+combined with `UNION ALL BY NAME`; nothing is standardised here yet.
 
 `record_key` numbers the records 0..n-1 in (source, source_record_id) order.
 Sorting whole records for that costs more than everything else, so each
@@ -44,7 +44,10 @@ def customer_records(
     entity: str = CUSTOMER,
 ) -> SourceRecords:
     """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region` and
-    `<field>_raw` for each of `fields`; when `keyed` also `birth_date`, `id_<name>` and `record_key`.
+    `<field>_raw` for each of `fields`; when `keyed` also `birth_date` (NULL outside the plausible
+    window), `id_<name>` and `record_key`, and for the nulled-value counts `_birth_date_parsed` (no
+    window), `_birth_date_unparseable` (a value that is not a date) and `_id_<name>_typed` (whether
+    the record held more than spaces).
 
     Unkeyed, narrow records feed the distinct-value steps cheaply. Sources (of
     `entity`, a customer-like entity) are taken in name order. Raises LookupError naming raw tables that do not exist yet.
@@ -57,6 +60,8 @@ def customer_records(
         )
     identifiers = config.identifier_names(entity) if keyed else []
     selects, params, first_key = [], {}, 0
+    if keyed:
+        params["birth_earliest"], params["birth_latest"] = config.identity_settings(entity).birth_dates.bounds()
     for index, (name, source) in enumerate(sources.items()):
         table = TableName("raw", name)
         column_types = dict(table_columns(con, table))
@@ -98,15 +103,28 @@ def _source_sql(
     if not keyed:
         return f"SELECT {', '.join(columns)} FROM {table.sql}"
     birth = source.fields.get("birth_date")
-    birth_date = (
-        "NULL::DATE"
-        if birth is None
-        else _as_date(column_of(birth), column_types.get(column_of(birth), "VARCHAR"), format_of(birth))
+    birth_type = column_types.get(column_of(birth), "VARCHAR") if birth else "DATE"
+    if birth is None:
+        birth_date = "NULL::DATE"
+    else:
+        birth_date = _as_date(column_of(birth), birth_type, format_of(birth))
+    # native dates always parse; for the rest, the (cheap) NULL test goes first
+    unparseable = (
+        "false"
+        if birth is None or birth_type == "DATE" or birth_type.startswith("TIMESTAMP")
+        else f"_birth_date_parsed IS NULL AND {_typed(column_of(birth), birth_type)}"
     )
-    columns.append(f"{std.plausible_birth_date(birth_date)} AS birth_date")
+    plausible = std.plausible_birth_date("_birth_date_parsed", "$birth_earliest::DATE", "$birth_latest::DATE")
+    # `_birth_date_parsed` in `unparseable` is the alias just defined (the date is parsed once)
+    columns += [f"{birth_date} AS _birth_date_parsed", f"{unparseable} AS _birth_date_unparseable"]
     for name in identifiers:
-        columns.append(f"{_identifier(source.identifiers.get(name), column_types)} AS {quote_ident('id_' + name)}")
+        column = source.identifiers.get(name)
+        columns.append(f"{_identifier(column, column_types)} AS {quote_ident('id_' + name)}")
+        typed = "false" if column is None else _typed(column, column_types.get(column, "VARCHAR"))
+        columns.append(f"{typed} AS {quote_ident('_id_' + name + '_typed')}")
+    # the window is applied over the parsed date, so the date is parsed once
     return f"""
+        SELECT *, {plausible} AS birth_date FROM (
         SELECT {', '.join(columns)}, keys.record_key
         FROM {table.sql}
         JOIN (
@@ -114,7 +132,15 @@ def _source_sql(
                    CAST(${prefix}first_key + row_number() OVER (ORDER BY {record_id}) - 1 AS BIGINT) AS record_key
             FROM {table.sql}
         ) AS keys ON keys.key_rowid = {table.sql}.rowid
+        )
     """
+
+
+def _typed(column: str, data_type: str) -> str:
+    """Whether a raw column holds a value: more than spaces for text, not NULL otherwise."""
+    if data_type == "VARCHAR":
+        return f"{std.trimmed(quote_ident(column))} IS NOT NULL"
+    return f"{quote_ident(column)} IS NOT NULL"
 
 
 def _as_text(column: str, data_type: str) -> str:

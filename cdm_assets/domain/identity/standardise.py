@@ -217,9 +217,15 @@ def email_key(email_expr: str, at_expr: str) -> str:
 # -- dates --------------------------------------------------------------------
 
 
-def plausible_birth_date(date_expr: str) -> str:
-    """The date, or NULL before 1900 or in the future (typos and placeholder dates)."""
-    return f"CASE WHEN {date_expr} BETWEEN DATE '1900-01-01' AND current_date THEN {date_expr} END"
+def plausible_birth_date(date_expr: str, earliest: str, latest: str) -> str:
+    """The date, or NULL outside the configured window (future dates, placeholder years such as 0001).
+
+    `earliest` and `latest` are DATE expressions, usually parameters; a NULL `earliest` is no lower bound.
+    """
+    return (
+        f"CASE WHEN {date_expr} <= {latest} AND ({date_expr} >= {earliest} OR {earliest} IS NULL) "
+        f"THEN {date_expr} END"
+    )
 
 
 def parsed_date(text_expr: str, strftime_format: str | None) -> str:
