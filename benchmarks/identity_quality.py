@@ -125,6 +125,13 @@ def _connect_and_load(config_path: Path, database: Path):
 
 
 def _peak_mb() -> float:
+    """This process's peak resident memory since it started. Not ru_maxrss:
+    Linux carries that over from the parent, whose generated data would show
+    as the child's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
