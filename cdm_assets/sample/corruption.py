@@ -9,27 +9,29 @@ defaults were never measured against. Its rates, and where they come from:
 
 - FEBRL's data set generator (Christen 2005, "Probabilistic data generation
   for deduplication and data linkage", IDEAL; `dsgen/generate.py` of Febrl
-  0.4.2, the generator behind FEBRL1-4 and RLdata) draws birth dates from
+  0.4.2, of the generator family behind FEBRL1-4 and RLdata) draws birth dates from
   1900-1999; a corrupted birth date is a digit substitution 50 % of the time,
   a transposition 30 %, missing 10 %. Its name fields are chosen for a
-  modification 10-15 % of the time per modification of a record, and given
-  name and surname are swapped in 5 % of record modifications.
+  modification 10-15 % of the time per modification of a record, and it
+  swaps given name and surname with probability 0.05.
 - The typo literature it summarises (Damerau 1964; Pollock and Zamora 1984):
   80-95 % of misspellings hold one error, hence one typo per corrupted value.
 - The ONS synthetic linkage data (`ONSBigData/synthetic4linkage`, census vs.
-  survey) perturbs 15 % of birth days, 13 % of birth months and 13 % of birth
+  survey) plans to perturb 15 % of birth days, 13 % of birth months and 13 % of birth
   years between two records of one person: an upper bound for date typos,
   which our rates stay well below.
 - Issue #12's multi-source customer data: 19 % of same-person record pairs
   that both carry a phone carry different phones. `second_phone` x
   `second_phone_use` (0.35 x 0.5, so ~18 % of such pairs) aims at it.
 - Splink's synthetic person data (`splink_synthetic_data`, behind
-  `historical_50k`) corrupts first names to initials and nicknames and dates
-  by swapping day and month; it gives no single rate we could copy, so the
-  rates for initials and nicknames below are our assumption, kept small.
-- Name change at marriage, moves and changed email addresses are our
-  assumptions too, stated per field: about one in ten people moves house a
-  year in Western Europe, and records span years.
+  `historical_50k`) corrupts names into alternative forms (nicknames,
+  variants), keyboard typos and dropped name parts, and birth dates by keypad
+  typos that spare the century (as our digit typo does), shifts by days and
+  year-only dates; it gives no single rate we could copy.
+- Our assumptions, kept small and stated per field: initials for first names,
+  day/month swaps (where day-first and month-first date orders meet), name
+  change at marriage, moves (about one in ten people moves house a year in
+  Western Europe, and records span years) and changed email addresses.
 
 A rate is a probability per record (per value) unless its docstring says per
 person. Every corruption of the `hard` profile is drawn from its own random
@@ -64,14 +66,14 @@ class CorruptionRates:
     moved_use: float = 0.12  # a record carries the previous address; ~1 in 10 move a year
     married_name_change: float = 0.3  # per woman: a surname taken at marriage; assumption
     birth_name_use: float = 0.4  # a record of such a woman carries her birth surname
-    initials: float = 0.04  # a first name written as its initial ("J." or "J"); assumption (Splink synthetic data)
+    initials: float = 0.04  # a first name written as its initial ("J." or "J"); assumption
     nickname: float = 0.06  # a first name written as its nickname, beyond the sources' own habits
     name_typo: float = 0.05  # one more typo per name (FEBRL: names 10-15 % of modifications, one error each)
-    name_swap: float = 0.02  # first and last name exchanged (FEBRL: 5 % of record modifications)
+    name_swap: float = 0.02  # first and last name exchanged (FEBRL: 0.05 per duplicate)
     missing: float = 0.08  # a further share of each field left empty (FEBRL: dob missing in 10 % of its corruptions)
-    date_day_month_swap: float = 0.02  # birth day and month exchanged, where both are valid months
+    date_day_month_swap: float = 0.02  # birth day and month exchanged, where both are valid months; assumption
     date_year_off: float = 0.015  # birth year one too high or too low
-    date_digit_typo: float = 0.02  # one digit of the birth date replaced (FEBRL: substitution 50 %)
+    date_digit_typo: float = 0.02  # one digit replaced, never the century (FEBRL: substitution 50 % of date errors)
 
     def active(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self) if not f.name.startswith("birth_year"))
