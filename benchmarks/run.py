@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.identity_quality import SEED, load_truth, sample_config, scores  # noqa: E402
+from benchmarks.identity_quality import SEED, load_truth, sample_config, score_labels, scores  # noqa: E402
 from benchmarks.splink_reference import MATCH_PROBABILITY, run_splink_reference, splink_available  # noqa: E402
 
 BASELINE_KEYS = (
@@ -115,20 +115,6 @@ def exact_key_baseline(con) -> tuple[float, object]:
     seconds = time.perf_counter() - start
     table = pa.table({"record_key": np.arange(count), "cluster": labels})
     return seconds, table
-
-
-def score_labels(con, labels, prefix: str) -> dict:
-    """Quality of a record_key -> cluster table, scored as cdm's own Customer IDs are."""
-    con.register("reference_labels", labels)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE identity.customer_id_map AS
-        SELECT l.source, l.source_record_id, '{prefix}' || r.cluster AS customer_id
-        FROM identity.source_lookup l JOIN reference_labels r USING (record_key)
-        """
-    )
-    con.unregister("reference_labels")
-    return scores(con)
 
 
 def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> None:

@@ -15,6 +15,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cdm_assets.sample import sources
+from cdm_assets.sample.corruption import OFF, PROFILES, Corruptor, CorruptionRates
 from cdm_assets.sample.population import make_population
 
 
@@ -25,10 +26,13 @@ class GenerationSummary:
     out: Path
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    profile: str = "default"
 
     def __str__(self) -> str:
         counts = ", ".join(f"{name} {count:,}" for name, count in self.rows.items())
-        return f"{self.persons:,} persons (seed {self.seed}) in {self.seconds:.1f}s → {self.out}: {counts}"
+        return (
+            f"{self.persons:,} persons (seed {self.seed}, profile {self.profile}) in {self.seconds:.1f}s → {self.out}: {counts}"
+        )
 
 
 def write_csv(frame: pd.DataFrame, path: Path, delimiter: str = ",") -> None:
@@ -69,8 +73,14 @@ CUSTOMER_SOURCES = {  # name: (renderer, file, record id column, delimiter; None
 }
 
 
-def generate(persons: int, seed: int, out: Path, part_size: int = PART_SIZE) -> GenerationSummary:
+def generate(
+    persons: int, seed: int, out: Path, part_size: int = PART_SIZE, rates: CorruptionRates = OFF
+) -> GenerationSummary:
     """Generate `persons` people's records under `out/landing` and `out/truth`.
+
+    `rates` says how far records stray from their person (see
+    `cdm_assets.sample.corruption`); the default keeps the files of earlier
+    versions byte for byte, `PROFILES["hard"]` is the literature-based profile.
 
     Up to `part_size` persons are one part, written to the files the demo
     config reads. Beyond that, each further part has its own seed, its own
@@ -83,12 +93,14 @@ def generate(persons: int, seed: int, out: Path, part_size: int = PART_SIZE) -> 
     started = time.perf_counter()
     out = Path(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
-    summary = GenerationSummary(persons, seed, out)
+    profile = next((name for name, known in PROFILES.items() if known == rates), "custom")
+    summary = GenerationSummary(persons, seed, out, profile=profile)
     sizes = [min(part_size, persons - first) for first in range(0, persons, part_size)]
     with _TruthFiles(out / "truth", several_parts=len(sizes) > 1) as truth:
         for part, size in enumerate(sizes):
             rng = np.random.default_rng(seed if part == 0 else [seed, part])
-            _generate_part(part, part * part_size, size, rng, out / "landing", summary, truth)
+            corruptor = Corruptor(rates, np.random.default_rng([seed, part, 1]))  # its own stream: see corruption.py
+            _generate_part(part, part * part_size, size, rng, corruptor, out / "landing", summary, truth)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -129,8 +141,8 @@ class _TruthFiles:
 
 
 def _generate_part(
-    part: int, first_person: int, persons: int, rng: np.random.Generator, landing: Path, summary: GenerationSummary,
-    truth: _TruthFiles,
+    part: int, first_person: int, persons: int, rng: np.random.Generator, corruptor: Corruptor, landing: Path,
+    summary: GenerationSummary, truth: _TruthFiles,
 ) -> None:
     """Write one part's landing files and its share of the truth.
 
@@ -138,7 +150,7 @@ def _generate_part(
     record ids and persons stay, for the transactions and events that refer
     to them.
     """
-    population = make_population(persons, rng, first_person)
+    population = make_population(persons, rng, first_person, corruptor.rates, corruptor.rng)
     truth.write("persons", population.frame())
     prefix = f"P{part}-" if part else ""
 
@@ -154,7 +166,7 @@ def _generate_part(
     customers: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # source: (record ids, persons by position)
     records = []
     for name, (render, relative, id_column, delimiter) in CUSTOMER_SOURCES.items():
-        frame, people = render(population, rng, prefix)
+        frame, people = render(population, rng, prefix, corruptor)
         if delimiter is None:
             write_jsonl(frame, file(relative))
         else:

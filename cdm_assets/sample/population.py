@@ -13,6 +13,7 @@ import pandas as pd
 from unidecode import unidecode
 
 from cdm_assets.sample import vocabulary as v
+from cdm_assets.sample.corruption import OFF, CorruptionRates
 
 BIRTH_FROM = np.datetime64("1940-01-01")
 BIRTH_DAYS = 65 * 365
@@ -26,10 +27,12 @@ class Population:
     country: np.ndarray
     first_name: np.ndarray
     last_name: np.ndarray
+    birth_last_name: np.ndarray  # the surname before marriage where it changed, or None
     birth_date: np.ndarray  # datetime64[D]
     email: np.ndarray
     old_email: np.ndarray  # a changed email: the address an older record still has
     phone_nsn: np.ndarray  # national significant number (digits)
+    second_phone_nsn: np.ndarray  # a landline (maybe the household's) or an earlier mobile, or None
     street: np.ndarray
     postcode: np.ndarray
     city: np.ndarray
@@ -75,6 +78,30 @@ MOBILE_PREFIXES = {
 
 def _mobile_numbers(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
     """Valid mobile national significant numbers for each person's country."""
+    return _phone_numbers(rng, country, MOBILE_PREFIXES)
+
+
+# Geographic area codes that phonenumbers accepts, with the digits that follow
+# (the first of them drawn from LANDLINE_LEAD where only some digits are valid).
+LANDLINE_PREFIXES = {
+    "NL": (("20", 7), ("30", 7), ("10", 7), ("70", 7), ("40", 7)),
+    "BE": (("2", 7), ("3", 7)),
+    "DE": (("30", 8), ("40", 8), ("89", 8)),
+    "GB": (("20", 8),),
+    "FR": (("1", 8), ("3", 8)),
+}
+LANDLINE_LEAD = {"BE": "2345678", "GB": "378"}
+
+
+def _landline_numbers(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
+    """Valid geographic national significant numbers for each country (US: any valid number)."""
+    return _phone_numbers(rng, country, LANDLINE_PREFIXES, LANDLINE_LEAD)
+
+
+def _phone_numbers(
+    rng: np.random.Generator, country: np.ndarray, plan: dict[str, tuple], leads: dict[str, str] | None = None
+) -> np.ndarray:
+    """Numbers from a numbering plan: per country (prefix, digits after it); US numbers by area code."""
     result = np.empty(len(country), dtype=object)
     for code in v.COUNTRIES:
         mask = np.flatnonzero(country == code)
@@ -84,11 +111,15 @@ def _mobile_numbers(rng: np.random.Generator, country: np.ndarray) -> np.ndarray
             exchange = rng.integers(200, 1000, len(mask)).astype(str).astype(object)
             result[mask] = pick(rng, v.US_AREA_CODES, len(mask)) + exchange + _digits(rng, len(mask), 4)
             continue
-        prefixes = MOBILE_PREFIXES[code]
+        prefixes = plan[code]
         which = rng.integers(0, len(prefixes), len(mask))
+        lead = (leads or {}).get(code)
         for index, (prefix, length) in enumerate(prefixes):
             rows = mask[which == index]
-            result[rows] = prefix + _digits(rng, len(rows), length)
+            if lead:
+                result[rows] = prefix + pick(rng, lead, len(rows)) + _digits(rng, len(rows), length - 1)
+            else:
+                result[rows] = prefix + _digits(rng, len(rows), length)
     return result
 
 
@@ -138,13 +169,20 @@ def _ascii_lower(values: np.ndarray) -> np.ndarray:
     return np.array([folded[name] for name in values], dtype=object)
 
 
-def make_population(persons: int, rng: np.random.Generator, first_person: int = 0) -> Population:
+def make_population(
+    persons: int, rng: np.random.Generator, first_person: int = 0, rates: CorruptionRates = OFF,
+    extra: np.random.Generator | None = None,
+) -> Population:
     """`persons` people living in households, with twins and namesakes among them.
 
     Person and household ids start at `first_person`, so populations generated
     in parts never share an id (nor an email address built from one). The
     arrays are indexed by position: position i is person `first_person + i`.
+    What `rates` adds (wider birth years, second phones, surnames changed at
+    marriage) is drawn from `extra`, so `rng`'s draws are the same for every
+    profile.
     """
+    extra = extra if extra is not None else np.random.default_rng(0)
     # Households: most people live alone here; some share a home (and an inbox, a landline).
     sizes = rng.choice([1, 2, 3, 4], size=persons, p=[0.78, 0.12, 0.06, 0.04])
     household_id = np.repeat(np.arange(len(sizes)), sizes)[:persons]
@@ -169,6 +207,10 @@ def make_population(persons: int, rng: np.random.Generator, first_person: int = 
         last[mask] = vocab.last[rng.integers(0, len(vocab.last), count)]
     last = last[head]
     birth = BIRTH_FROM + rng.integers(0, BIRTH_DAYS, persons).astype("timedelta64[D]")
+    if (rates.birth_year_from, rates.birth_year_to, rates.born_before_1900) != (
+        OFF.birth_year_from, OFF.birth_year_to, OFF.born_before_1900
+    ):
+        birth = _birth_dates(extra, persons, rates)
     street, postcode, city = _addresses(rng, country)
     street, postcode, city = street[head], postcode[head], city[head]
 
@@ -207,15 +249,18 @@ def make_population(persons: int, rng: np.random.Generator, first_person: int = 
         shared_inbox, "familie." + _ascii_lower(last) + household_id.astype(str).astype(object) + "@" + domains[head], None
     )
     old_street, old_postcode, old_city = _addresses(rng, country)
+    second_phone, birth_last = _second_phones_and_birth_names(extra, rates, country, female, last, head, household_size)
     return Population(
         person_id=person_id,
         country=country,
         first_name=first,
         last_name=last,
+        birth_last_name=birth_last,
         birth_date=birth,
         email=email,
         old_email=old_email,
         phone_nsn=_mobile_numbers(rng, country),
+        second_phone_nsn=second_phone,
         street=street,
         postcode=postcode,
         city=city,
@@ -226,3 +271,46 @@ def make_population(persons: int, rng: np.random.Generator, first_person: int = 
         household_email=household_email,
         twin_of=np.where(twin_of >= 0, twin_of + first_person, -1),
     )
+
+
+def _birth_dates(extra: np.random.Generator, persons: int, rates: CorruptionRates) -> np.ndarray:
+    """Uniform over the profile's years; a share born 1870-1899 (legacy records of the very old)."""
+    start = np.datetime64(f"{rates.birth_year_from}-01-01")
+    days = (np.datetime64(f"{rates.birth_year_to + 1}-01-01") - start).astype(int)
+    birth = start + extra.integers(0, days, persons).astype("timedelta64[D]")
+    old = extra.random(persons) < rates.born_before_1900
+    old_start = np.datetime64("1870-01-01")
+    birth[old] = old_start + extra.integers(0, 30 * 365, int(old.sum())).astype("timedelta64[D]")
+    return birth
+
+
+def _second_phones_and_birth_names(
+    extra: np.random.Generator, rates: CorruptionRates, country: np.ndarray, female: np.ndarray, last: np.ndarray,
+    head: np.ndarray, household_size: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each person's other phone number and birth surname, or None.
+
+    In a shared home the other number is often the home's landline, the same
+    for everyone living there; otherwise it is the person's own landline or an
+    earlier mobile. A woman whose surname changed at marriage was born with
+    another surname (drawn from her country's list, never her married one).
+    """
+    persons = len(country)
+    none = np.full(persons, None, dtype=object)
+    if not rates.active():
+        return none, none.copy()
+    second = none.copy()
+    has_second = extra.random(persons) < rates.second_phone
+    home_landline = _landline_numbers(extra, country)[head]  # one per home
+    own = np.where(extra.random(persons) < 0.5, _landline_numbers(extra, country), _mobile_numbers(extra, country))
+    shared = (household_size >= 2) & (extra.random(persons) < rates.household_landline)
+    second[has_second] = np.where(shared, home_landline, own)[has_second]
+    birth_last = none.copy()
+    changed = female & (extra.random(persons) < rates.married_name_change)
+    for code in v.COUNTRIES:
+        rows = np.flatnonzero(changed & (country == code))
+        if len(rows):
+            vocab = v.names(code).last
+            birth_last[rows] = vocab[extra.integers(0, len(vocab), len(rows))]
+    birth_last[birth_last == last] = None
+    return second, birth_last

@@ -7,6 +7,7 @@ import pandas as pd
 
 from cdm_assets.sample import noise
 from cdm_assets.sample import vocabulary as v
+from cdm_assets.sample.corruption import OFF, Corruptor
 from cdm_assets.sample.population import Population, pick
 
 EPOCH = np.datetime64("2022-01-01T00:00:00")
@@ -34,7 +35,7 @@ def numbered(prefix: str, letter: str, digits: int, count: int, first: int = 1) 
     return np.fromiter(ids, dtype=object, count=count)
 
 
-def _email(p: Population, ids: np.ndarray, rng: np.random.Generator, old_share: float) -> np.ndarray:
+def _email(p: Population, ids: np.ndarray, rng: np.random.Generator, old_share: float, c: Corruptor) -> np.ndarray:
     email = p.email[ids].copy()
     household = p.household_email[ids]
     uses_household = (household != None) & (rng.random(len(ids)) < 0.6)  # noqa: E711 (object array)
@@ -43,22 +44,34 @@ def _email(p: Population, ids: np.ndarray, rng: np.random.Generator, old_share: 
     email[old] = p.old_email[ids][old]
     placeholder = rng.random(len(ids)) < 0.004
     email[placeholder] = pick(rng, v.PLACEHOLDER_EMAILS, int(placeholder.sum()))
-    return noise.blank(noise.emails(email, rng), rng, 0.05)
+    email = noise.blank(noise.emails(email, rng), rng, 0.05)
+    return c.blank(c.emails(email, p.old_email[ids]))
 
 
-def _phone(p: Population, ids: np.ndarray, rng: np.random.Generator, style: str) -> np.ndarray:
-    phone = noise.phones(p.phone_nsn[ids], p.country[ids], rng, style)
+def _phone(p: Population, ids: np.ndarray, rng: np.random.Generator, style: str, c: Corruptor) -> np.ndarray:
+    phone = noise.phones(c.phones(p.phone_nsn[ids], p.second_phone_nsn[ids]), p.country[ids], rng, style)
     placeholder = rng.random(len(ids)) < 0.003
     phone[placeholder] = pick(rng, v.PLACEHOLDER_PHONES, int(placeholder.sum()))
-    return noise.blank(phone, rng, 0.12)
+    return c.blank(noise.blank(phone, rng, 0.12))
 
 
-def _address(p: Population, ids: np.ndarray, rng: np.random.Generator, moved_share: float):
+def _address(p: Population, ids: np.ndarray, rng: np.random.Generator, moved_share: float, c: Corruptor):
     moved = rng.random(len(ids)) < moved_share  # an older record still has the previous address
+    moved |= c.moved(len(ids))
     street = np.where(moved, p.old_street[ids], p.street[ids])
     postcode = np.where(moved, p.old_postcode[ids], p.postcode[ids])
     city = np.where(moved, p.old_city[ids], p.city[ids])
-    return noise.blank(street, rng, 0.08), noise.blank(postcode, rng, 0.08), noise.blank(city, rng, 0.08)
+    street, postcode, city = noise.blank(street, rng, 0.08), noise.blank(postcode, rng, 0.08), noise.blank(city, rng, 0.08)
+    return c.blank(street), c.blank(postcode), c.blank(city)
+
+
+def _last_names(p: Population, ids: np.ndarray, c: Corruptor) -> np.ndarray:
+    """The surname a record starts from: a married woman's birth surname now and then."""
+    return c.last_names(p.last_name[ids], p.birth_last_name[ids])
+
+
+def _birth_dates(p: Population, ids: np.ndarray, c: Corruptor) -> np.ndarray:
+    return c.birth_dates(p.birth_date[ids])
 
 
 def _swap_some(first: np.ndarray, last: np.ndarray, rng: np.random.Generator, share: float):
@@ -66,21 +79,24 @@ def _swap_some(first: np.ndarray, last: np.ndarray, rng: np.random.Generator, sh
     return np.where(swapped, last, first), np.where(swapped, first, last)
 
 
-def crm(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
+def crm(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.6, duplicates=0.03)
-    first, last = _swap_some(p.first_name[ids], p.last_name[ids], rng, 0.01)
-    street, postcode, city = _address(p, ids, rng, 0.06)
+    first, last = _swap_some(p.first_name[ids], _last_names(p, ids, c), rng, 0.01)
+    street, postcode, city = _address(p, ids, rng, 0.06, c)
     country = p.country[ids].copy()
     spelled = rng.random(len(ids)) < 0.1
     names = np.array([v.COUNTRY_NAMES[c][int(r * 2) % 2] for c, r in zip(country[spelled], rng.random(int(spelled.sum())))], dtype=object)
     country[spelled] = names
+    first = c.blank(c.first_names(noise.names(first, rng, nicknames=0.05)))
+    last = c.blank(c.names(noise.names(last, rng)))
+    first, last = c.swap_names(first, last)
     frame = pd.DataFrame({
         "crm_id": numbered(prefix, "C", 7, len(ids)),
-        "first_name": noise.names(first, rng, nicknames=0.05),
-        "last_name": noise.names(last, rng),
-        "email": _email(p, ids, rng, old_share=0.08),
-        "phone": _phone(p, ids, rng, "any"),
-        "birth_date": noise.blank(np.datetime_as_string(p.birth_date[ids], unit="D").astype(object), rng, 0.1),
+        "first_name": first,
+        "last_name": last,
+        "email": _email(p, ids, rng, 0.08, c),
+        "phone": _phone(p, ids, rng, "any", c),
+        "birth_date": c.blank(noise.blank(np.datetime_as_string(_birth_dates(p, ids, c), unit="D").astype(object), rng, 0.1)),
         "street": street,
         "zip": postcode,
         "city": city,
@@ -90,63 +106,68 @@ def crm(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.D
     return frame, ids
 
 
-def webshop(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
+def webshop(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.5, duplicates=0.03)
-    first = noise.names(p.first_name[ids], rng, nicknames=0.08)
-    last = noise.names(p.last_name[ids], rng)
+    first = c.first_names(noise.names(p.first_name[ids], rng, nicknames=0.08))
+    last = c.names(noise.names(_last_names(p, ids, c), rng))
+    first, last = c.swap_names(first, last)
     comma = rng.random(len(ids)) < 0.1
     full = np.where(comma, last + ", " + first, first + " " + last)
     frame = pd.DataFrame({
         "account_id": numbered(prefix, "W", 7, len(ids)),
-        "full_name": noise.blank(full, rng, 0.02),
-        "email_address": _email(p, ids, rng, old_share=0.05),
-        "mobile": _phone(p, ids, rng, "international_unless_nl"),
+        "full_name": c.blank(noise.blank(full, rng, 0.02)),
+        "email_address": _email(p, ids, rng, 0.05, c),
+        "mobile": _phone(p, ids, rng, "international_unless_nl", c),
         "created_at": iso(timestamps(rng, len(ids))),
         "loyalty_opt_in": pick(rng, ("yes", "no"), len(ids)),
     })
     return frame, ids
 
 
-def loyalty(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
+def loyalty(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
     share = np.where(np.isin(p.country, ["NL", "BE"]), 0.55, 0.08)
     ids = np.flatnonzero(rng.random(len(p)) < share)
-    street, postcode, city = _address(p, ids, rng, 0.04)
-    birth = pd.to_datetime(p.birth_date[ids]).strftime("%d/%m/%Y").to_numpy(dtype=object)
+    street, postcode, city = _address(p, ids, rng, 0.04, c)
+    birth = pd.to_datetime(_birth_dates(p, ids, c)).strftime("%d/%m/%Y").to_numpy(dtype=object)
+    first = c.blank(c.first_names(noise.names(p.first_name[ids], rng, nicknames=0.05)))
+    last = c.blank(c.names(noise.names(_last_names(p, ids, c), rng)))
+    first, last = c.swap_names(first, last)
     frame = pd.DataFrame({
         "kaartnummer": numbered(prefix, "L", 8, len(ids)),
-        "voornaam": noise.names(p.first_name[ids], rng, nicknames=0.05),
-        "achternaam": noise.names(p.last_name[ids], rng),
-        "geboortedatum": noise.blank(birth, rng, 0.05),
-        "telefoon": _phone(p, ids, rng, "international_unless_nl"),
+        "voornaam": first,
+        "achternaam": last,
+        "geboortedatum": c.blank(noise.blank(birth, rng, 0.05)),
+        "telefoon": _phone(p, ids, rng, "international_unless_nl", c),
         "postcode": postcode,
         "straat": street,
         "woonplaats": city,
-        "e_mail": _email(p, ids, rng, old_share=0.05),
+        "e_mail": _email(p, ids, rng, 0.05, c),
     })
     return frame, ids
 
 
-def newsletter(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
+def newsletter(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.3)
-    email = _email(p, ids, rng, old_share=0.1)
+    email = _email(p, ids, rng, 0.1, c)
     frame = pd.DataFrame({
         "subscriber_id": numbered(prefix, "N", 7, len(ids)),
         "email": email,
-        "first_name": noise.blank(noise.names(p.first_name[ids], rng, nicknames=0.1), rng, 0.2),
+        "first_name": c.first_names(noise.blank(noise.names(p.first_name[ids], rng, nicknames=0.1), rng, 0.2)),
         "subscribed_at": iso(timestamps(rng, len(ids))),
     })
     keep = frame["email"].notna().to_numpy()  # a newsletter without an address is no subscriber
     return frame[keep].reset_index(drop=True), ids[keep]
 
 
-def support(p: Population, rng: np.random.Generator, prefix: str = "") -> tuple[pd.DataFrame, np.ndarray]:
+def support(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.2)
-    name = noise.names(p.last_name[ids], rng) + ", " + noise.names(p.first_name[ids], rng, nicknames=0.05)
+    last = c.names(noise.names(_last_names(p, ids, c), rng))
+    name = last + ", " + c.first_names(noise.names(p.first_name[ids], rng, nicknames=0.05))
     frame = pd.DataFrame({
         "contact_id": numbered(prefix, "S", 7, len(ids)),
         "name": name,
-        "email": _email(p, ids, rng, old_share=0.05),
-        "phone": _phone(p, ids, rng, "national"),
+        "email": _email(p, ids, rng, 0.05, c),
+        "phone": _phone(p, ids, rng, "national", c),
         "last_ticket_at": iso(timestamps(rng, len(ids))),
     })
     return frame, ids

@@ -1,0 +1,57 @@
+"""The public data sets of the identity benchmark, written as a user would bring them."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pytest
+
+from benchmarks import yardsticks
+from cdm_assets.config import load_config
+from cdm_assets.domain.identity.source_lookup import build_source_lookup
+from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+
+
+def counts(stick: yardsticks.Yardstick) -> tuple[dict[str, int], int, int]:
+    """Records per source, true persons and true pairs of a written set."""
+    truth = pd.read_parquet(stick.truth_path)
+    sizes = truth.groupby("person_id").size()
+    return truth.groupby("source").size().to_dict(), len(sizes), int((sizes * (sizes - 1) // 2).sum())
+
+
+def source_lookup(stick: yardsticks.Yardstick) -> pd.DataFrame:
+    config = load_config(stick.config_path)
+    con = duckdb.connect()
+    for name, source in config.sources_of("customer").items():
+        load_raw_source(con, name, source, landed_files(config.resolve(source.path)))
+    build_source_lookup(con, config)
+    return con.execute("SELECT * FROM identity.source_lookup").fetchdf()
+
+
+def test_febrl3_is_5000_records_of_2000_persons(tmp_path):
+    stick = yardsticks.load("febrl3", tmp_path)
+    assert counts(stick)[:2] == ({"febrl": 5000}, 2000)
+
+
+def test_febrl4_is_two_files_of_5000_with_5000_true_pairs(tmp_path):
+    stick = yardsticks.load("febrl4", tmp_path)
+    assert counts(stick) == ({"febrl_a": 5000, "febrl_b": 5000}, 5000, 5000)
+
+
+@pytest.mark.parametrize(("name", "records", "duplicates"), [("rldata500", 500, 50), ("rldata10000", 10000, 1000)])
+def test_rldata_has_its_documented_duplicates(tmp_path, name, records, duplicates):
+    stick = yardsticks.load(name, tmp_path)
+    assert counts(stick) == ({"rldata": records}, records - duplicates, duplicates)
+
+
+def test_the_written_config_maps_febrl_columns_to_canonical_fields(tmp_path):
+    lookup = source_lookup(yardsticks.load("febrl1", tmp_path))
+    assert len(lookup) == 1000
+    for column in ("first_name", "last_name", "birth_date", "postcode", "city", "street", "id_social_security_id"):
+        assert lookup[column].notna().mean() > 0.9, column
+
+
+def test_the_written_config_reads_rldata_birth_dates(tmp_path):
+    lookup = source_lookup(yardsticks.load("rldata500", tmp_path))
+    assert lookup["birth_date"].notna().mean() > 0.95
+    assert lookup["last_name"].notna().all()
