@@ -68,6 +68,11 @@ class Comparison:
         return f"NOT ({self.missing.format(side=alias)})"
 
     @property
+    def contact(self) -> bool:
+        """A contact field (email, phone, address): shared by families, held by people."""
+        return self.household and self.counts_holders
+
+    @property
     def level_names(self) -> list[str]:
         return [level.name for level in self.levels]
 

@@ -11,14 +11,15 @@ pair. Both come from the data at hand:
   Each level's typical u and a starting m act as weak priors (worth
   `PRIOR_PAIRS` pairs and `PRIOR_MATCHES` matches), so that a model trained on
   a handful of records is sensible and one trained on thousands is the data's.
-- **m** by expectation-maximisation over the candidate pairs of each blocking
-  rule (a deterministic sample of whole blocks), with u held fixed and the
-  comparisons the rule blocks on left out (its pairs agree on them by
-  construction). Each comparison's m is the average over the rules that
-  trained it, weighted by their expected matches.
-- **the prior** (the chance two random records match): the largest number of
-  expected matches any one rule holds, over all record pairs; a lower bound,
-  so the model errs towards precision.
+- **m** by expectation-maximisation with u held fixed. The person's own
+  fields (names, birth date, identifiers) learn from a deterministic sample of
+  the candidate pairs of all blocking rules together; contact fields (email,
+  phone, address) from each rule's own pairs, leaving out the comparisons the
+  rule blocks on and, for a rule on a household key, every household field
+  (see `trained_comparisons`), averaged over the rules weighted by their
+  expected matches.
+- **the prior** (the chance two random records match): the expected matches
+  among all candidate pairs, over all record pairs.
 
 EM runs in numpy on the distinct comparison patterns and their counts (a few
 thousand rows), not on the pairs themselves.
@@ -37,7 +38,7 @@ from cdm_assets.domain.identity.match_model.blocking import BlockingRule
 from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison, comparison_of_key
 from cdm_assets.domain.warehouse import TableName
 
-EM_ITERATIONS = 40
+EM_ITERATIONS = 100
 EM_TOLERANCE = 1e-6
 # Probabilities are kept off 0 and 1 so that every level has a finite weight.
 FLOOR = 1e-7
@@ -157,12 +158,54 @@ def training_patterns(
     return pair_counts, patterns
 
 
+def union_patterns(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    comparisons: Sequence[Comparison],
+    rules: Sequence[BlockingRule],
+    max_records: int,
+    max_pairs: int,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """The number of distinct candidate pairs of all rules together, and the comparison
+    patterns with their counts over a deterministic sample of them (by a hash of the pair).
+    """
+    union = " UNION ".join(f"SELECT key_a, key_b FROM ({rule.pairs_sql(lookup)})" for rule in rules)
+    gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in comparisons)
+    columns = ", ".join(c.column for c in comparisons)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _cdm_union_pairs AS {union}",
+        {"max_records": max_records},
+    )
+    try:
+        total = con.execute("SELECT count(*) FROM _cdm_union_pairs").fetchone()[0]
+        rows = con.execute(
+            f"""
+            SELECT {columns}, count(*) AS n FROM (
+                SELECT {gammas}
+                FROM _cdm_union_pairs AS pair
+                JOIN {lookup.sql} a ON a.record_key = pair.key_a
+                JOIN {lookup.sql} b ON b.record_key = pair.key_b
+                WHERE (hash(pair.key_a, pair.key_b) % 1000000) < $sample * 1000000
+            ) GROUP BY ALL
+            """,
+            {"sample": min(1.0, max_pairs / max(total, 1))},
+        ).fetchnumpy()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _cdm_union_pairs")
+    counts = np.asarray(rows.pop("n"), dtype=np.float64)
+    if not len(counts):
+        return int(total), np.zeros((0, len(comparisons)), dtype=np.int64), counts
+    matrix = np.column_stack([np.asarray(rows[c.column], dtype=np.int64) for c in comparisons])
+    return int(total), matrix, counts
+
+
 def expectation_maximisation(
     matrix: np.ndarray,
     counts: np.ndarray,
     u: Sequence[np.ndarray],
     trained: Sequence[bool],
     m_start: Sequence[np.ndarray],
+    share_start: float = 0.5,
 ) -> tuple[list[np.ndarray], float]:
     """m per comparison (those `trained`) and the share of matches, u fixed.
 
@@ -170,7 +213,7 @@ def expectation_maximisation(
     not comparable), `counts` how many pairs show it.
     """
     m = [level_m.copy() for level_m in m_start]
-    share = 0.5
+    share = share_start
     log_u = [np.log(level_u) for level_u in u]
     for _ in range(EM_ITERATIONS):
         log_match = np.full(len(counts), math.log(share))
@@ -251,6 +294,30 @@ def train(
                 sums[index] += m[index] * sampled_matches
                 weights[index] += sampled_matches
                 trained_by[index].append(rule.name)
+    # The person's own fields (names, birth date, identifiers) learn m from the candidate
+    # pairs of all rules together: a rule's own pairs are those whose blocked fields are
+    # intact, and where a record's errors are not independent (one corrupted field per
+    # duplicate, as in RLdata) that leaves the other fields' errors over-represented.
+    # Contact fields (email, phone, address) keep the per-rule estimate: the union holds
+    # families sharing them, who would pass for matches.
+    total, matrix, counts = union_patterns(con, lookup, comparisons, rules, max_records, em_max_pairs * len(rules))
+    prior_matches = None
+    if len(counts):
+        personal = [not c.contact for c in comparisons]
+        # EM starts from at most one match per two records: candidate pairs are mostly
+        # non-matches, and a start at one half can settle on namesakes as the "matches".
+        records_ = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
+        m_union, share = expectation_maximisation(
+            matrix, counts, u_arrays, personal, [starting_m(len(c.levels)) for c in comparisons],
+            share_start=min(0.5, records_ / (2 * max(total, 1))),
+        )  # fmt: skip
+        prior_matches = share * total
+        sampled_matches = share * counts.sum()
+        for index, is_personal in enumerate(personal):
+            if is_personal and (matrix[:, index] != MISSING).any():
+                sums[index] = m_union[index] * sampled_matches
+                weights[index] = sampled_matches
+                trained_by[index] = ["all blocking rules"]
     parameters = []
     for index, comparison in enumerate(comparisons):
         # the EM estimates, steadied by the starting m counted as PRIOR_MATCHES matches
@@ -267,5 +334,6 @@ def train(
         )
     records = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
     all_pairs = max(records * (records - 1) / 2, 1)
-    prior = min(max(max(expected_matches.values(), default=1.0) / all_pairs, FLOOR), 0.5)
+    expected = prior_matches if prior_matches is not None else max(expected_matches.values(), default=1.0)
+    prior = min(max(expected / all_pairs, FLOOR), 0.5)
     return TrainedModel(prior, parameters, pair_counts, expected_matches)
