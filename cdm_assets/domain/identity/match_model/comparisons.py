@@ -175,6 +175,8 @@ def birth_date() -> Comparison:
                 f"{swapped} OR {year_apart} OR CASE WHEN {same_parts} = 2 THEN {distance} <= 1 ELSE false END",
                 typical_u=0.001,
             ),
+            # a day, month or year wholly wrong (a date field typed from another record, a default day)
+            Level("one_part_wrong", f"{same_parts} = 2", typical_u=0.005),
             Level("two_typos", f"CASE WHEN {same_parts} >= 1 THEN {distance} <= 2 ELSE false END", typical_u=0.01),
             Level("different", ""),
         ),
