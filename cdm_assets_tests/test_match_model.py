@@ -13,7 +13,8 @@ from cdm_assets.config import load_config
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.parameters import load_model
-from cdm_assets.domain.identity.match_model.training import expectation_maximisation, starting_m
+from cdm_assets.domain.identity.match_model.comparisons import first_name
+from cdm_assets.domain.identity.match_model.training import estimate_u, expectation_maximisation, starting_m
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph, run_identity_resolution
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 from cdm_assets.sample import generate
@@ -133,3 +134,47 @@ def test_an_unchanged_rerun_reuses_the_model_and_retraining_on_unchanged_data_ke
     assignment = assign_ids_from_graph(con)
     assert (assignment.created, assignment.merged, assignment.split) == (0, 0, 0)
     assert customer_ids(con) == before
+
+
+def test_u_of_exact_agreement_is_the_chance_two_random_records_share_a_value():
+    names = ["jan", "piet", "anna", "els", "mo"]
+    shares = [0.4, 0.3, 0.15, 0.1, 0.05]
+    rng = np.random.default_rng(3)
+    drawn = rng.choice(names, size=4000, p=shares)
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA identity")
+    con.execute(
+        "CREATE TABLE identity.source_lookup AS SELECT range AS record_key, name AS first_name_key, "
+        "name AS first_name_root, NULL::VARCHAR AS last_name_key FROM (SELECT unnest(?) AS name, "
+        "generate_subscripts(?, 1) - 1 AS range)",
+        [list(drawn), list(drawn)],
+    )
+    counts = np.unique(drawn, return_counts=True)[1]
+    expected = float((counts * (counts - 1)).sum() / (len(drawn) * (len(drawn) - 1)))
+
+    u = estimate_u(con, CUSTOMER_TABLES.lookup, [first_name()], sample_pairs=100_000)["first_name"]
+
+    assert u[0] == pytest.approx(expected, rel=0.01)
+    assert sum(u) == pytest.approx(1.0)
+    assert u[-1] == pytest.approx(1 - expected, abs=0.01)  # these names are alike in no other way
+
+
+def test_a_late_batch_of_new_people_keeps_every_existing_customer_id(resolved):
+    con, config = resolved
+    before = customer_ids(con)
+    out = Path(config.sources["crm"].path).parent
+    folder = config.resolve(str(out))
+    write_text(
+        folder / "zz_late.csv",
+        CRM_HEADER
+        + '"L1","Wubbo","Hiemstra","wubbo.hiemstra@example.nl","+31 6 55550001","1950-01-02","Markt 1","8911 AA","Leeuwarden","NL","2024-01-01T00:00:00"\n'
+        + '"L2","Ottoline","Zwanenburg","o.zwanenburg@example.nl","","1999-12-31","Plein 2","1011 AB","Amsterdam","NL","2024-01-01T00:00:00"\n',
+    )
+    source = config.sources["crm"]
+    load_raw_source(con, "crm", source, landed_files(config.resolve(source.path)))
+
+    run = run_identity_resolution(con, config)
+
+    after = customer_ids(con)
+    assert (run.assignment.merged, run.assignment.split, run.assignment.created) == (0, 0, 2)
+    assert {record: after[record] for record in before} == before
