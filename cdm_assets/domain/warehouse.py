@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS raw.quarantine (
 QUARANTINE_COLUMNS = ("source", "stage", "_file", "_row_number", "column_name", "reason", "raw_row")
 
 _SCHEMA_OR_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Staging tables carry the token of the process that builds them. Only one
+# process writes a DuckDB file at a time, so staging tables of another token
+# were left by a process that died mid-build (a killed run) and can go.
+STAGING_PREFIX = "_staging_"
+PROCESS_TOKEN = uuid.uuid4().hex[:8]
 
 
 def quote_ident(name: str) -> str:
@@ -62,7 +67,7 @@ class TableName:
 
     def staging(self) -> TableName:
         """A fresh staging name beside the table (unique per build)."""
-        return TableName(self.schema, f"_staging_{self.name}_{uuid.uuid4().hex[:8]}")
+        return TableName(self.schema, f"{STAGING_PREFIX}{self.name}_{PROCESS_TOKEN}_{uuid.uuid4().hex[:8]}")
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"
@@ -192,6 +197,20 @@ def swap_in(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def drop_abandoned_staging_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop staging tables left by processes that died mid-build (see PROCESS_TOKEN);
+    returns their names. Staging tables of this process may be in use and stay."""
+    found = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND NOT temporary AND starts_with(table_name, ?) "
+        "AND NOT contains(table_name, ?)",
+        [STAGING_PREFIX, f"_{PROCESS_TOKEN}_"],
+    ).fetchall()
+    for schema, name in found:
+        con.execute(f"DROP TABLE IF EXISTS {quote_ident(schema)}.{quote_ident(name)}")
+    return [f"{schema}.{name}" for schema, name in found]
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:
