@@ -7,6 +7,7 @@ source) are checked on the whole document in `CdmConfig`.
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -200,6 +201,17 @@ class SourceConfig(StrictModel):
     def _safe_updated_at(cls, value: FieldMapping | None) -> FieldMapping | None:
         if isinstance(value, str):
             check_column_name(value)
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; expected one Python knows, such as 'utf-8', 'latin-1' or 'cp1252'"
+            ) from None
         return value
 
     @field_validator("record_id")

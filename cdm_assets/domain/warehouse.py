@@ -6,13 +6,17 @@ transaction, so a failed run leaves the previous table as it was.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+
+log = logging.getLogger(__name__)
 
 QUARANTINE = "raw.quarantine"
 QUARANTINE_DDL = """
@@ -71,6 +75,37 @@ class TableName:
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"
+
+
+class WarehouseLocked(RuntimeError):
+    """Another process holds the warehouse file (DuckDB allows one writer per file)."""
+
+
+# A lock held by another process is usually held for a whole run: wait a few
+# seconds for one that is being released, then say who holds it.
+LOCK_WAIT_SECONDS = 5.0
+
+
+def connect_warehouse(
+    path: str, read_only: bool = False, config: dict | None = None, wait_seconds: float = LOCK_WAIT_SECONDS
+) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file; `WarehouseLocked` (naming the file and
+    DuckDB's word on the holder) when another process keeps it locked."""
+    deadline, warned = time.monotonic() + wait_seconds, False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only, config=config or {})
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise WarehouseLocked(f"{path}: cannot open the warehouse: {error}") from None
+            if time.monotonic() >= deadline:
+                raise WarehouseLocked(
+                    f"{path}: the warehouse is in use by another process; close it and retry ({error})"
+                ) from None
+            if not warned:
+                log.warning("%s: the warehouse is in use by another process; waiting up to %.0f s", path, wait_seconds)
+                warned = True
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection, *schemas: str) -> None:

@@ -10,7 +10,9 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, duckdb_path
-from cdm_assets.domain.warehouse import drop_abandoned_staging_tables
+from cdm_assets.domain.warehouse import WarehouseLocked, connect_warehouse, drop_abandoned_staging_tables
+
+__all__ = ["WarehouseLocked", "WarehouseResource", "connection_config", "warehouse_resource"]
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +28,16 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with super().get_connection() as connection:
+        # Not DuckDBResource's connect: it retries a locked file for ~100 s without a word.
+        connection = connect_warehouse(self.database, config={"custom_user_agent": "dagster", **self.connection_config})
+        try:
             connection.execute("SET enable_progress_bar = false")  # a per-connection setting
             dropped = drop_abandoned_staging_tables(connection)
             if dropped:
                 log.warning("dropped %d staging table(s) left by a run that died: %s", len(dropped), ", ".join(dropped))
             yield connection
+        finally:
+            connection.close()
 
 
 def connection_config(config: CdmConfig) -> dict:
