@@ -3,8 +3,8 @@
 Records are found from the physical lines first (`lines.py`), not by the
 parser: a line is a record, unless a quoted field opened on it closes on a
 later line and the lines so joined read as one row of the header's width.
-A quote that never closes, or whose "record" would swallow lines that read
-as whole rows by themselves, is a stray quote: that line alone is
+A quote that never closes, or whose "record" would swallow two or more
+lines that read as whole rows by themselves, is a stray quote: that line alone is
 quarantined and reading resumes on the next line. So one stray quote costs
 one row, never the rest of the file.
 
@@ -39,15 +39,24 @@ def read_delimited(path: Path, delimiter: str, encoding: str) -> LandedFile:
         raise LandingError(f"{path}: cannot be read: {error}") from None
     header = _header(path, everything, delimiter, encoding)
     lines = read_lines(everything.data, "utf-8", skip=1)
-    plan = _plan_records(lines, delimiter, len(header))
-    rejects = [
-        Reject(int(plan.numbers[i]), "unterminated quote: a quoted field opened in this row is never closed", printable(lines.line(i)))
-        for i in plan.unterminated
-    ]
-    fast = _parse_plain_lines(path, lines, plan, header, delimiter, rejects)
+    try:
+        plan, rejects, fast = _parse(path, lines, header, delimiter, strict=False)
+    except _Disagreement:  # a quote inside a field: follow the quotes line by line
+        plan, rejects, fast = _parse(path, lines, header, delimiter, strict=True)
     slow = _parse_slow_records(lines, plan, header, delimiter, rejects)
     rows = pa.concat_tables([fast, slow]) if slow.num_rows else fast
     return LandedFile(path, rows, rejects, rows_in=plan.records)
+
+
+class _Disagreement(Exception):
+    """The CSV parser read the plain lines as another number of records."""
+
+
+def _parse(path: Path, lines: Lines, header: list[str], delimiter: str, strict: bool):
+    plan = _plan_records(lines, delimiter, len(header), strict)
+    reason = "unterminated quote: a quoted field opened in this row is never closed"
+    rejects = [Reject(int(plan.numbers[i]), reason, printable(lines.line(i))) for i in plan.unterminated]
+    return plan, rejects, _parse_plain_lines(path, lines, plan, header, delimiter, rejects, strict)
 
 
 class _Plan:
@@ -72,21 +81,30 @@ class _Plan:
         self.records = int((~(self.blank | self.continuation)).sum())
 
 
-def _plan_records(lines: Lines, delimiter: str, width: int) -> _Plan:
+def _plan_records(lines: Lines, delimiter: str, width: int, strict: bool = False) -> _Plan:
+    """Find the records. A quoted field can only span lines from a line with an
+    odd number of quotes, to the next such line: checking just those lines is
+    fast and right for every well-formed file. `strict` follows the quotes
+    through every line that holds one, for files where a quote in the middle of
+    a field (`5'11"`) upsets that count."""
     plan = _Plan(lines)
-    odd = np.flatnonzero(lines.quote_counts() % 2 == 1)
+    counts = lines.quote_counts()
+    quoted = np.flatnonzero(counts > 0) if strict else np.flatnonzero(counts % 2 == 1)
     position = 0
-    while position < len(odd):
-        first = int(odd[position])
-        last = int(odd[position + 1]) if position + 1 < len(odd) else None
+    while position < len(quoted):
+        first = int(quoted[position])
+        position += 1
+        if plan.continuation[first] or not _ends_inside_quotes(lines.line(first), delimiter):
+            continue
+        last = _closing_line(lines, quoted, position, delimiter) if strict else (
+            int(quoted[position]) if position < len(quoted) else None
+        )
         if last is not None and _is_one_record(lines, first, last, delimiter, width):
             plan.continuation[first + 1 : last + 1] = True
             plan.slow.append((first, last))
-            position += 2
-            continue
-        if _ends_inside_quotes(lines.line(first), delimiter):
+            position = int(np.searchsorted(quoted, last, side="right"))
+        else:
             plan.unterminated.append(first)
-        position += 1
     taken = {first for first, _ in plan.slow} | set(plan.unterminated)
     for index in lines.undecodable():
         if not plan.continuation[index] and int(index) not in taken and not plan.blank[index]:
@@ -95,14 +113,28 @@ def _plan_records(lines: Lines, delimiter: str, width: int) -> _Plan:
     return plan
 
 
+def _closing_line(lines: Lines, quoted: np.ndarray, position: int, delimiter: str) -> int | None:
+    """The first line from `quoted[position]` on where a field open since an earlier line ends
+    (lines without a quote cannot end it)."""
+    for index in quoted[position:]:
+        if not _ends_inside_quotes(lines.line(int(index)), delimiter, inside=True):
+            return int(index)
+    return None
+
+
 def _is_one_record(lines: Lines, first: int, last: int, delimiter: str, width: int) -> bool:
     """Lines `first`..`last` are one record: together they read as one row of
-    `width` fields, and no line after the first reads as a whole row by itself
-    (which would mean the opening quote was a stray one)."""
+    `width` fields, and read line by line they would not give more rows (the
+    lines after the first hold at most one that reads as a whole row). Else
+    the opening quote was a stray one that swallows rows."""
+    if len(_fields(lines.span(first, last), delimiter)) != width:
+        return False
+    whole_rows = 0
     for index in range(first + 1, last + 1):
-        if len(_fields(lines.line(index), delimiter)) == width:
+        whole_rows += len(_fields(lines.line(index), delimiter)) == width
+        if whole_rows > 1:
             return False
-    return len(_fields(lines.span(first, last), delimiter)) == width
+    return True
 
 
 def _fields(text: bytes, delimiter: str) -> list[str]:
@@ -114,9 +146,10 @@ def _fields(text: bytes, delimiter: str) -> list[str]:
     return rows[0] if len(rows) == 1 else []
 
 
-def _ends_inside_quotes(line: bytes, delimiter: str) -> bool:
-    """Whether a quote opened at the start of a field is still open at the end of the line."""
-    inside, field_start, previous_quote = False, True, False
+def _ends_inside_quotes(line: bytes, delimiter: str, inside: bool = False) -> bool:
+    """Whether a quote opened at the start of a field is still open at the end of the line
+    (`inside`: the line starts within a quoted field)."""
+    field_start, previous_quote = not inside, False
     sep = delimiter.encode()[0]
     for byte in line:
         if inside:
@@ -133,7 +166,7 @@ def _ends_inside_quotes(line: bytes, delimiter: str) -> bool:
 
 
 def _parse_plain_lines(
-    path: Path, lines: Lines, plan: _Plan, header: list[str], delimiter: str, rejects: list[Reject]
+    path: Path, lines: Lines, plan: _Plan, header: list[str], delimiter: str, rejects: list[Reject], strict: bool
 ) -> pa.Table:
     """One record per line, by pyarrow; rejects are numbered like the file's records."""
     numbers = plan.numbers[plan.plain]
@@ -170,6 +203,8 @@ def _parse_plain_lines(
         raise LandingError(f"{path}: cannot be read: {error}") from None
     rejected = {r.row_number for r in rejects[before:]}
     kept = np.array([n for n in numbers if n not in rejected], dtype=np.int64) if rejected else numbers
+    if len(kept) != table.num_rows and not strict:
+        raise _Disagreement()
     if len(kept) != table.num_rows:  # the parser must see exactly the records found above
         raise LandingError(f"{path}: the CSV parser read {table.num_rows} rows where {len(kept)} were expected")
     return table.append_column("_row_number", pa.array(kept, type=pa.int64()))

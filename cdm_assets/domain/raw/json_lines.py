@@ -121,7 +121,13 @@ def reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, stage: str,
 
 
 def json_lines_select(
-    con: duckdb.DuckDBPyConnection, name: str, stage: str, path: Path, rejects: TableName, objects_only: bool
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    stage: str,
+    path: Path,
+    rejects: TableName,
+    objects_only: bool,
+    configured: list[str] = (),
 ) -> str:
     """One text column per usable key of the file's JSON objects, extracted in one pass per line;
     objects with an unusable key are quarantined first and left out.
@@ -131,7 +137,7 @@ def json_lines_select(
     """
     keys_sql = _lines_sql("unnest(try(json_keys(text))) AS key, _row_number", "text IS NOT NULL")
     found = con.execute(f"SELECT key FROM ({keys_sql}) GROUP BY key ORDER BY min(_row_number), key").fetchall()
-    keys, bad = _usable_keys([row[0] for row in found])
+    keys, bad = _usable_keys([row[0] for row in found], configured)
     is_object = "contains(text, '{')" if objects_only else "try(json_type(text)) = 'OBJECT'"
     if bad:
         is_object += f" AND NOT list_has_any(try(json_keys(text)), {_text_list(list(bad))})"
@@ -150,11 +156,12 @@ def json_lines_select(
     """
 
 
-def _usable_keys(keys: list[str]) -> tuple[list[str], dict[str, str]]:
+def _usable_keys(keys: list[str], configured: list[str]) -> tuple[list[str], dict[str, str]]:
     """(usable keys in order of appearance, {unusable key: why}). Warehouse columns
-    ignore case: the first spelling of a key is its column, other spellings are unusable."""
+    ignore case: the spelling the config uses, else the first one seen, is the
+    column; other spellings are unusable."""
     usable, bad, spelling = [], {}, {}
-    for key in keys:
+    for key in sorted(keys, key=lambda k: k not in configured):  # stable: otherwise in order seen
         if not key.strip():
             bad[key] = f"JSON key {json.dumps(key)} is empty or blank"
         elif '"' in key or any(ord(ch) < 32 for ch in key):
@@ -164,7 +171,7 @@ def _usable_keys(keys: list[str]) -> tuple[list[str], dict[str, str]]:
         else:
             spelling[key.casefold()] = key
             usable.append(key)
-    return usable, bad
+    return sorted(usable, key=keys.index), bad
 
 
 def _reject_bad_keys(

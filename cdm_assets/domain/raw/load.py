@@ -223,7 +223,9 @@ def _land_file(
         con.register("landed_file", landed_file.rows)
         if file_format == "jsonl":
             bad_lines = reject_bad_json_lines(con, name, RAW_STAGE, path, rejects)
-            select = json_lines_select(con, name, RAW_STAGE, path, rejects, objects_only=bad_lines == 0)
+            select = json_lines_select(
+                con, name, RAW_STAGE, path, rejects, objects_only=bad_lines == 0, configured=source.columns_used()
+            )
         else:
             select = _delimited_select(landed_file.rows.schema)
     try:
@@ -357,8 +359,8 @@ def _require_mapped_columns(
     con: duckdb.DuckDBPyConnection, name: str, source: SourceConfig, landed: TableName, files: list[Path]
 ) -> None:
     """JSON lines may omit keys per row, but a configured column must appear somewhere."""
-    present = {row[0] for row in con.execute(f"DESCRIBE {landed.sql}").fetchall()}
-    missing = [c for c in source.columns_used() if c not in present]
+    present = {row[0].casefold() for row in con.execute(f"DESCRIBE {landed.sql}").fetchall()}
+    missing = [c for c in source.columns_used() if c.casefold() not in present]
     if missing:
         where = ", ".join(map(str, files)) or "no files"
         raise LandingError(
