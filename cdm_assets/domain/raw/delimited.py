@@ -38,7 +38,10 @@ def read_delimited(path: Path, delimiter: str, encoding: str) -> LandedFile:
     except OSError as error:
         raise LandingError(f"{path}: cannot be read: {error}") from None
     header = _header(path, everything, delimiter, encoding)
-    lines = read_lines(everything.data, "utf-8", skip=1)
+    lines = everything.without_first(1)
+    whole = _parse_every_line(lines, header, delimiter)
+    if whole is not None:
+        return LandedFile(path, whole[0], whole[1], rows_in=int((~lines.blank()).sum()))
     try:
         plan, rejects, fast = _parse(path, lines, header, delimiter, strict=False)
     except _Disagreement:  # a quote inside a field: follow the quotes line by line
@@ -46,6 +49,58 @@ def read_delimited(path: Path, delimiter: str, encoding: str) -> LandedFile:
     slow = _parse_slow_records(lines, plan, header, delimiter, rejects)
     rows = pa.concat_tables([fast, slow]) if slow.num_rows else fast
     return LandedFile(path, rows, rejects, rows_in=plan.records)
+
+
+def _parse_every_line(lines: Lines, header: list[str], delimiter: str) -> tuple[pa.Table, list[Reject]] | None:
+    """Most files: the parser reads the whole body at once and finds exactly one
+    record per physical line, so no field spans lines and no quote ran on.
+    None when it does not (the records are then found line by line)."""
+    rejects: list[Reject] = []
+    if len(lines.undecodable()):  # the parser cannot report a malformed row that is not UTF-8
+        return None
+    try:
+        table = _read_csv(lines.select(np.ones(len(lines), dtype=bool)), header, delimiter, rejects, None)
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows + len(rejects) != len(lines):
+        return None
+    numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
+    accepted = np.ones(len(lines), dtype=bool)
+    accepted[[r.row_number - 1 for r in rejects]] = False
+    table = table.append_column("_row_number", pa.array(numbers[accepted], type=pa.int64()))
+    blank = lines.blank()
+    if blank.any():  # an empty line carries no record
+        table = table.filter(pa.array(~blank[accepted]))
+    return table, rejects
+
+
+def _read_csv(body: bytes, header: list[str], delimiter: str, rejects: list[Reject], numbers: np.ndarray | None) -> pa.Table:
+    """pyarrow's CSV parser over `body`, every value as bytes; rows it cannot split go to
+    `rejects`, numbered by `numbers` (the k-th record's number), else by their place."""
+
+    def on_invalid_row(row: pa_csv.InvalidRow) -> str:
+        rejects.append(
+            Reject(
+                row_number=int(numbers[row.number - 1]) if numbers is not None else row.number,
+                reason=f"malformed CSV row: expected {row.expected_columns} columns, found {row.actual_columns}",
+                raw=row.text,
+            )
+        )
+        return "skip"
+
+    return pa_csv.read_csv(
+        pa.BufferReader(body),
+        read_options=pa_csv.ReadOptions(use_threads=False, block_size=_BLOCK_SIZE, column_names=header),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.binary() for name in header},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
 
 
 class _Disagreement(Exception):
@@ -170,35 +225,11 @@ def _parse_plain_lines(
 ) -> pa.Table:
     """One record per line, by pyarrow; rejects are numbered like the file's records."""
     numbers = plan.numbers[plan.plain]
-
-    def on_invalid_row(row: pa_csv.InvalidRow) -> str:
-        rejects.append(
-            Reject(
-                row_number=int(numbers[row.number - 1]),
-                reason=f"malformed CSV row: expected {row.expected_columns} columns, found {row.actual_columns}",
-                raw=row.text,
-            )
-        )
-        return "skip"
-
     before = len(rejects)
-    body = lines.select(plan.plain)
     if not numbers.size:
         return _empty_rows(header)
     try:
-        table = pa_csv.read_csv(
-            pa.BufferReader(body),
-            read_options=pa_csv.ReadOptions(use_threads=False, block_size=_BLOCK_SIZE, column_names=header),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid_row
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.binary() for name in header},
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
+        table = _read_csv(lines.select(plan.plain), header, delimiter, rejects, numbers)
     except pa.ArrowInvalid as error:
         raise LandingError(f"{path}: cannot be read: {error}") from None
     rejected = {r.row_number for r in rejects[before:]}

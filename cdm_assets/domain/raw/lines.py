@@ -26,6 +26,10 @@ class Lines:
     ends: np.ndarray  # one past its last byte, terminator excluded
     next_starts: np.ndarray  # first byte after its terminator
 
+    def without_first(self, count: int) -> Lines:
+        """The same file without its first `count` lines (a header)."""
+        return Lines(self.data, self.starts[count:], self.ends[count:], self.next_starts[count:])
+
     def __len__(self) -> int:
         return len(self.starts)
 
@@ -76,16 +80,18 @@ def read_lines(data: bytes, encoding: str = "utf-8", skip: int = 0) -> Lines:
     kept as they were, so they are flagged per column later, not lost."""
     data = to_utf8(data, encoding)
     array = np.frombuffer(data, dtype=np.uint8)
-    lf = array == _LF
-    cr = array == _CR
-    lone_cr = cr.copy()
-    lone_cr[:-1] &= ~lf[1:]
-    ends = np.flatnonzero(lf | lone_cr)
-    # a CR right before an LF belongs to the LF's terminator
-    line_ends = ends.copy()
-    crlf = np.flatnonzero(lf[ends] & (ends > 0))
-    crlf = crlf[cr[ends[crlf] - 1]]
-    line_ends[crlf] -= 1
+    ends = np.flatnonzero(array == _LF)  # where each terminator ends
+    line_ends = ends.copy()  # where each line's text ends
+    if len(ends):  # CR LF ends a line as one terminator
+        line_ends[1:] -= array[ends[1:] - 1] == _CR
+        if ends[0] > 0:
+            line_ends[0] -= array[ends[0] - 1] == _CR
+    crs = np.flatnonzero(array == _CR)
+    lone = crs[(crs + 1 >= len(array)) | (array[np.minimum(crs + 1, len(array) - 1)] != _LF)] if len(crs) else crs
+    if len(lone):  # a CR on its own ends a line too
+        order = np.argsort(np.concatenate([ends, lone]), kind="stable")
+        ends = np.concatenate([ends, lone])[order]
+        line_ends = np.concatenate([line_ends, lone])[order]
     next_starts = ends + 1
     starts = np.concatenate(([0], next_starts[:-1])).astype(np.int64) if len(ends) else np.zeros(0, np.int64)
     if len(data) and (not len(ends) or ends[-1] != len(data) - 1):  # last line without a terminator
