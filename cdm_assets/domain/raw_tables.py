@@ -6,5 +6,5 @@ from cdm_assets.domain.raw.load import (  # noqa: F401
     landed_files,
     load_raw_source,
     load_raw_sources,
-    near_unique_columns,
 )
+from cdm_assets.domain.raw.land_file import near_unique_columns  # noqa: F401

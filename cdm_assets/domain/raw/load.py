@@ -3,8 +3,9 @@
 Accepted rows keep their columns plus `_file` and `_row_number`. Every other
 input row lands in `raw.quarantine` with its reason and raw content: rows the
 parser could not split, undecodable bytes, malformed JSON, a missing record
-id, or a record id seen before. For every source, rows in = rows accepted +
-rows quarantined. The new table and the source's quarantine rows replace the
+id, or a record id seen before. Rows in are counted without the parser
+(physical lines of CSV and JSON lines, Parquet's row count), and a load whose
+rows in differ from rows accepted + rows quarantined fails. The new table and the source's quarantine rows replace the
 old ones in one transaction, so a failed load changes nothing.
 
 Duplicate record ids: the row from the newest file wins (files sort by name,
@@ -25,16 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
-from cdm_assets.config.model import SourceConfig, column_of
-from cdm_assets.domain.raw.delimited import read_delimited
-from cdm_assets.domain.raw.json_lines import json_lines_select, read_json_lines, reject_bad_json_lines
-from cdm_assets.domain.raw.landed import LandedFile, LandingError
+from cdm_assets.config.model import SourceConfig
+from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
+from cdm_assets.domain.raw.landed import LandingError
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
     TableName,
-    create_table_as,
     ensure_quarantine,
     quote_ident,
     staged_tables,
@@ -42,7 +40,6 @@ from cdm_assets.domain.warehouse import (
     table_exists,
 )
 
-RAW_STAGE = "raw"
 # Sources loaded at once by `load_raw_sources`. A load is half single-threaded
 # parsing and Python, half DuckDB on every core: two at a time keep a 2-core
 # machine busy without holding three large files in memory.
@@ -126,9 +123,9 @@ def load_raw_source(
     # rejects are moved to the quarantine and its helper columns dropped.
     with staged_tables(con, target, TableName("raw", f"{name}_rejects")) as (landed, rejects):
         _create_rejects_table(con, rejects)
-        columns = _ColumnOrigins()
+        columns = ColumnOrigins()
         for path in files:
-            report.rows_in += _land_file(con, name, source, path, landed, rejects, columns)
+            report.rows_in += land_file(con, name, source, path, landed, rejects, columns)
         if not files:
             _create_empty_landed(con, source, landed)
         _require_mapped_columns(con, name, source, landed, files)
@@ -146,22 +143,6 @@ def load_raw_source(
             swap_in(con, [(target, landed)], QuarantineReplacement((name,), RAW_STAGE, rejects))
     report.seconds = time.perf_counter() - started
     return report
-
-
-# Canonical fields whose values are about one per record.
-_NEAR_UNIQUE_FIELDS = ("email", "phone", "postcode", "occurred_at", "anonymous_id")
-
-
-def near_unique_columns(source: SourceConfig) -> set[str]:
-    """The source's columns that hold about one value per record (its ids, contact
-    points and timestamps): stored plain, like `warehouse.PLAIN_TEXT_COLUMNS`."""
-    columns = {source.record_id, *source.identifiers.values()}
-    columns |= {column_of(source.fields[name]) for name in _NEAR_UNIQUE_FIELDS if name in source.fields}
-    if source.updated_at is not None:
-        columns.add(column_of(source.updated_at))
-    if source.customer is not None:
-        columns.add(source.customer.column)
-    return columns
 
 
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection, sources: dict[str, SourceConfig]) -> list[str]:
@@ -193,166 +174,11 @@ def _create_rejects_table(con: duckdb.DuckDBPyConnection, rejects: TableName) ->
     )
 
 
-def _land_file(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    source: SourceConfig,
-    path: Path,
-    landed: TableName,
-    rejects: TableName,
-    columns: _ColumnOrigins,
-) -> int:
-    """Append one file's rows to `landed` as text, its parser rejects to `rejects`;
-    returns the file's rows in, counted without the parser."""
-    file_format = source.file_format()
-    params = [str(path)]
-    if file_format == "parquet":
-        select = _parquet_select()
-        params = [str(path), str(path)]
-        rows_in = _parquet_rows(con, path)
-    else:
-        landed_file = (
-            read_delimited(path, source.delimiter, source.encoding)
-            if file_format == "csv"
-            else read_json_lines(path, source.encoding)
-        )
-        rows_in = landed_file.rows_in
-        if file_format == "csv":
-            _require_columns_in_file(source, path, landed_file.rows.column_names)
-        _record_parser_rejects(con, name, landed_file, rejects)
-        con.register("landed_file", landed_file.rows)
-        if file_format == "jsonl":
-            bad_lines = reject_bad_json_lines(con, name, RAW_STAGE, path, rejects)
-            select = json_lines_select(
-                con, name, RAW_STAGE, path, rejects, objects_only=bad_lines == 0, configured=source.columns_used()
-            )
-        else:
-            select = _delimited_select(landed_file.rows.schema)
-    try:
-        described = con.execute(f"DESCRIBE {select}", params).fetchall()
-        if file_format == "parquet":
-            _require_columns_in_file(source, path, [row[0] for row in described])
-        if columns.first_file is None:
-            create_table_as(con, landed, select, params, plain_text=near_unique_columns(source))
-        else:
-            columns.widen(con, landed, path, [(row[0], row[1]) for row in described])
-            con.execute(f"INSERT INTO {landed.sql} BY NAME {select}", params)
-        columns.record(path, [(row[0], row[1]) for row in described])
-    except duckdb.Error as error:
-        raise LandingError(f"{path}: cannot be loaded: {_without_staging_names(str(error), landed, name)}") from None
-    finally:
-        if file_format != "parquet":
-            con.unregister("landed_file")
-    return rows_in
-
-
-class _ColumnOrigins:
-    """Which file brought each column, and its type: a later file may add columns
-    (older rows get NULL), but two files must agree on a column's type."""
-
-    def __init__(self) -> None:
-        self.first_file: Path | None = None
-        self.origin: dict[str, tuple[str, str, Path]] = {}  # folded name -> (name, type, file)
-
-    def record(self, path: Path, described: list[tuple[str, str]]) -> None:
-        self.first_file = self.first_file or path
-        for column, dtype in described:
-            self.origin.setdefault(column.casefold(), (column, dtype, path))
-
-    def widen(self, con: duckdb.DuckDBPyConnection, landed: TableName, path: Path, described: list[tuple[str, str]]) -> None:
-        for column, dtype in described:
-            known = self.origin.get(column.casefold())
-            if known is None:
-                con.execute(f"ALTER TABLE {landed.sql} ADD COLUMN {quote_ident(column)} {dtype}")
-            elif known[1] != dtype:
-                raise LandingError(
-                    f"{path}: column {column!r} is {dtype} here but {known[1]} in {known[2]}; "
-                    "files of one source must agree on a column's type"
-                )
-
-
-def _without_staging_names(message: str, landed: TableName, name: str) -> str:
-    """DuckDB names the staging table a load builds; users know the source's table."""
-    return message.replace(landed.sql, f"raw.{name}").replace(landed.name, name)
-
-
-def _parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    try:
-        return con.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [str(path)]).fetchone()[0] or 0
-    except duckdb.Error as error:
-        raise LandingError(f"{path}: cannot be read as Parquet: {error}") from None
-
-
-def _delimited_select(schema: pa.Schema) -> str:
-    """Text columns (NULL when empty) and `_bad_column`: the first column with invalid UTF-8."""
-    columns = [n for n in schema.names if n != "_row_number"]
-    decoded = [f"try(decode({quote_ident(c)})) AS {quote_ident(c)}" for c in columns]
-    undecodable = " ".join(
-        f"WHEN {quote_ident(c)} IS NOT NULL AND try(decode({quote_ident(c)})) IS NULL THEN '{_sql_text(c)}'"
-        for c in columns
-    )
-    bad_column = f"CASE {undecodable} END" if columns else "NULL::VARCHAR"
-    raw = " || ',' || ".join(f"coalesce(CAST({quote_ident(c)} AS VARCHAR), '')" for c in columns) or "''"
-    return f"""
-        SELECT {", ".join(decoded)},
-               ?::VARCHAR AS _file,
-               _row_number,
-               {bad_column} AS _bad_column,
-               CASE WHEN {bad_column} IS NOT NULL THEN {raw} END AS _raw
-        FROM landed_file
-    """
-
-
-def _parquet_select() -> str:
-    return """
-        SELECT * EXCLUDE (file_row_number),
-               ?::VARCHAR AS _file,
-               file_row_number + 1 AS _row_number,
-               NULL::VARCHAR AS _bad_column,
-               NULL::VARCHAR AS _raw
-        FROM read_parquet(?, file_row_number = true)
-    """
-
-
-def _record_parser_rejects(
-    con: duckdb.DuckDBPyConnection, name: str, landed_file: LandedFile, rejects: TableName
-) -> None:
-    if not landed_file.rejects:
-        return
-    table = pa.table(
-        {
-            "row_number": [r.row_number for r in landed_file.rejects],
-            "reason": [r.reason for r in landed_file.rejects],
-            "raw": [r.raw for r in landed_file.rejects],
-        }
-    )
-    con.register("parser_rejects", table)
-    try:
-        con.execute(
-            f"""
-            INSERT INTO {rejects.sql}
-            SELECT ?, '{RAW_STAGE}', ?, row_number, NULL, reason, 'malformed row', raw FROM parser_rejects
-            """,
-            [name, str(landed_file.path)],
-        )
-    finally:
-        con.unregister("parser_rejects")
-
-
 def _create_empty_landed(con: duckdb.DuckDBPyConnection, source: SourceConfig, landed: TableName) -> None:
     columns = ", ".join(f"{quote_ident(c)} VARCHAR" for c in source.columns_used())
     con.execute(
         f"CREATE TABLE {landed.sql} ({columns}, _file VARCHAR, _row_number BIGINT, _bad_column VARCHAR, _raw VARCHAR)"
     )
-
-
-def _require_columns_in_file(source: SourceConfig, path: Path, present: list[str]) -> None:
-    missing = [c for c in source.columns_used() if c not in present]
-    if missing:
-        raise LandingError(
-            f"{path}: column(s) {', '.join(map(repr, missing))} named in the config are not in the file; "
-            f"the file has: {', '.join(present)}"
-        )
 
 
 def _require_mapped_columns(
@@ -433,8 +259,3 @@ def _move_rejects_out(
 
 
 _HELPER_COLUMNS = {"_file", "_row_number", "_bad_column", "_raw"}
-
-
-def _sql_text(value: str) -> str:
-    """Escape a value for a single-quoted SQL literal (names already validated)."""
-    return value.replace("'", "''")
