@@ -10,7 +10,7 @@ from cdm_assets.wiring.checks import build_checks
 from cdm_assets.wiring.identity import build_identity_assets
 from cdm_assets.wiring.marts import build_mart_assets
 from cdm_assets.wiring.raw import build_raw_assets
-from cdm_assets.wiring.recovery import recovering_in_process_executor
+from cdm_assets.wiring.recovery import dead_run_reaper, recovering_in_process_executor
 from cdm_assets.wiring.resources import warehouse_resource
 
 
@@ -25,7 +25,7 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_raw_assets(config), *build_identity_assets(config), *build_mart_assets(config)],
         asset_checks=build_checks(config),
-        sensors=build_sensors(config),
+        sensors=[*build_sensors(config), dead_run_reaper],
         schedules=[daily_full_refresh],
         resources={"duckdb": warehouse_resource(config)},
         executor=recovering_in_process_executor,

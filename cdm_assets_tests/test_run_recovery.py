@@ -122,3 +122,27 @@ def _finished_steps(home: str) -> int:
     with DagsterInstance.from_config(home) as instance:
         runs = [r.dagster_run.run_id for r in instance.get_run_records()]
         return sum(len(instance.all_logs(run_id, of_type=DagsterEventType.STEP_SUCCESS)) for run_id in runs)
+
+
+def test_the_reaper_sensor_fails_a_dead_run_and_frees_its_pool_slot():
+    import socket
+
+    from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context, instance_for_test
+
+    from cdm_assets.wiring.recovery import HOST_TAG, PID_TAG, dead_run_reaper
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid now belongs to no process
+    with instance_for_test() as instance:
+        assert isinstance(instance, DagsterInstance)
+        tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(finished.pid)}
+        run = instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="dead1", status=DagsterRunStatus.STARTED, tags=tags))
+        alive = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+        instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="alive1", status=DagsterRunStatus.STARTED, tags=alive))
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("duckdb", 1)
+        assert storage.claim_concurrency_slot("duckdb", run.run_id, "raw_sources").is_claimed
+        list(dead_run_reaper(build_sensor_context(instance=instance)))
+        assert instance.get_run_by_id("dead1").status == DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id("alive1").status == DagsterRunStatus.STARTED
+        assert not storage.get_concurrency_run_ids()

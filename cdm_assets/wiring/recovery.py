@@ -8,8 +8,10 @@ hold or wait for slots: a run on this host whose process is gone is marked
 failed and its slots are freed. (Staging tables a dead run left in the
 warehouse are dropped by the next connection; see `resources.py`.)
 
-`dagster dev` also runs the daemon's run monitoring (`.dagster/dagster.yaml`),
-which frees the slots of runs that ended some other way.
+Under `dagster dev` the run queue holds runs back while the pool is taken, so
+the `dead_run_reaper` sensor does the same every 30 s; the daemon's run
+monitoring (`.dagster/dagster.yaml`) frees the slots of runs that ended some
+other way.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _process_alive(pid: int, started: str) -> bool:
     return not started or _process_started(pid) in ("", started)
 
 
-def release_dead_runs(instance: dg.DagsterInstance, current_run_id: str) -> list[str]:
+def release_dead_runs(instance: dg.DagsterInstance, current_run_id: str | None) -> list[str]:
     """Mark failed the unfinished runs of this host whose process is gone, and free
     the concurrency slots of those and of finished runs; returns the freed run ids."""
     storage = instance.event_log_storage
@@ -60,7 +62,8 @@ def release_dead_runs(instance: dg.DagsterInstance, current_run_id: str) -> list
         if _process_alive(int(tags[PID_TAG]), tags.get(STARTED_TAG, "")):
             continue
         instance.report_run_failed(
-            run, f"Marked failed by run {current_run_id}: its process {tags[PID_TAG]} on {host} is gone (killed?)"
+            run, f"Marked failed by {f'run {current_run_id}' if current_run_id else 'dead_run_reaper'}: "
+            f"its process {tags[PID_TAG]} on {host} is gone (killed?)"
         )
         holding.add(run.run_id)
     finished = {r.dagster_run.run_id for r in instance.get_run_records(dg.RunsFilter(run_ids=list(holding)))
@@ -103,3 +106,19 @@ class _RecoveringExecutor(dg.Executor):
 def recovering_in_process_executor(init_context) -> dg.Executor:
     """Dagster's in-process executor that first frees what killed runs still hold."""
     return _RecoveringExecutor(dg.in_process_executor.executor_creation_fn(init_context))
+
+
+@dg.sensor(
+    name="dead_run_reaper",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Every 30 s under the daemon: fails runs on this host whose process is gone and frees their "
+        "duckdb pool slots, so queued runs do not wait behind a killed one."
+    ),
+)
+def dead_run_reaper(context: dg.SensorEvaluationContext):
+    """With `dagster dev` the run queue holds runs back while the pool is taken, so
+    a run killed by `kill -9` would block it before any run could release it."""
+    freed = release_dead_runs(context.instance, current_run_id=None)
+    yield dg.SkipReason(f"freed the slots of {len(freed)} run(s) whose process is gone" if freed else "no dead runs")
