@@ -129,3 +129,15 @@ def test_a_json_line_with_an_unusable_key_is_quarantined_alone(tmp_path, warehou
     assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (3, 2, 1)
     [(_, row, _, why, raw)] = quarantine(warehouse, "news")
     assert row == 2 and reason in why and raw == bad_line
+
+
+def test_a_json_line_with_a_control_character_and_invalid_utf8_is_quarantined_alone(tmp_path, warehouse, write_config):
+    source = {"entity": "customer", "path": "landing/news/*.jsonl", "record_id": "id", "fields": {"email": "email"}}
+    write_text(
+        tmp_path / "landing/news/1.jsonl",
+        b'{"id": "N1", "email": "a@x.com"}\n{"id": "N2", "email": "\x1f\xff"}\r\n{"id": "N3", "email": "c@x.com"}',
+    )
+    report = load(warehouse, write_config({"news": source}), "news")
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (3, 2, 1)
+    [(_, row, _, reason, _)] = quarantine(warehouse, "news")
+    assert (row, reason) == (2, "invalid UTF-8 bytes")

@@ -1,7 +1,7 @@
 """JSON lines: one object per line, its keys become text columns.
 
-The file is read as one bytes column `_line` (pyarrow, split on line ends
-only); JSON is parsed in SQL. Lines that are not JSON objects, and objects
+The file is read as one bytes column `_line`, cut at line ends without a
+parser (`lines.py`); JSON is parsed in SQL. Lines that are not JSON objects, and objects
 with a key that cannot be a column (empty, blank, holding a quote or a
 control character, or the same as another key but for case), are
 quarantined one by one with the reason; the other lines load.
@@ -17,59 +17,56 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from cdm_assets.domain.raw.landed import LandedFile, LandingError, Reject
+from cdm_assets.domain.raw.landed import LandedFile, LandingError
 from cdm_assets.domain.raw.lines import read_lines
 from cdm_assets.domain.warehouse import TableName, quote_ident
 
-# JSON lines are split on newlines only: this delimiter never occurs in valid
-# JSON (control characters must be escaped), so a line that contains it is
-# malformed anyway and the parser reports it.
 JSONL_LINE_COLUMN = "_line"
-_UNIT_SEPARATOR = "\x1f"
-_BLOCK_SIZE = 1 << 24
 _WHITESPACE = b" \t\r\f\v"
 
 
 def read_json_lines(path: Path, encoding: str) -> LandedFile:
-    """Read JSON lines as one bytes column `_line`; parsing happens in SQL."""
-    rejects: list[Reject] = []
-
-    def on_invalid_row(row: pa_csv.InvalidRow) -> str:
-        rejects.append(Reject(row.number, "malformed JSON: control character in line", row.text))
-        return "skip"
-
+    """Read JSON lines as one bytes column `_line`, one value per physical line
+    (numbered from 1, blank lines included); parsing happens in SQL."""
     try:
         lines = read_lines(path.read_bytes(), encoding)
+    except OSError as error:
+        raise LandingError(f"{path}: cannot be read: {error}") from None
+    numbers = pa.array(np.arange(1, len(lines) + 1, dtype=np.int64))
+    values = _parsed_lines(lines.data, len(lines))
+    rows = pa.table([values if values is not None else lines.as_arrow(), numbers], names=[JSONL_LINE_COLUMN, "_row_number"])
+    return LandedFile(path, rows, [], rows_in=int((~lines.blank(_WHITESPACE)).sum()))
+
+
+def _parsed_lines(data: bytes, count: int) -> pa.Array | None:
+    """The lines cut by pyarrow's CSV reader with no quoting and a delimiter
+    (the unit separator) that valid JSON never holds unescaped: faster than
+    cutting them in numpy. None when any line holds that byte or the reader
+    saw another number of lines; the caller then cuts them itself."""
+    split_elsewhere = False
+
+    def on_invalid_row(_row: pa_csv.InvalidRow) -> str:
+        nonlocal split_elsewhere
+        split_elsewhere = True
+        return "skip"
+
+    if b"\x1f" in data:
+        return None
+    try:
         table = pa_csv.read_csv(
-            pa.BufferReader(lines.data),
-            read_options=pa_csv.ReadOptions(use_threads=False, block_size=_BLOCK_SIZE, column_names=[JSONL_LINE_COLUMN]),
+            pa.BufferReader(data),
+            read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 24, column_names=[JSONL_LINE_COLUMN]),
             parse_options=pa_csv.ParseOptions(
-                delimiter=_UNIT_SEPARATOR,
-                quote_char=False,
-                double_quote=False,
-                escape_char=False,
-                newlines_in_values=False,
-                ignore_empty_lines=False,
-                invalid_row_handler=on_invalid_row,
-            ),
+                delimiter="\x1f", quote_char=False, double_quote=False, escape_char=False,
+                newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid_row,
+            ),  # fmt: skip
             convert_options=pa_csv.ConvertOptions(column_types={JSONL_LINE_COLUMN: pa.binary()}, null_values=[]),
         )
-    except (OSError, pa.ArrowInvalid) as error:
-        raise LandingError(f"{path}: cannot be read: {error}") from None
-    rows_in = int((~lines.blank(_WHITESPACE)).sum())
-    return LandedFile(path, _with_row_numbers(table, rejects), rejects, rows_in=rows_in)
-
-
-def _with_row_numbers(table: pa.Table, rejects: list[Reject]) -> pa.Table:
-    """Number the accepted lines, skipping the numbers of rejected ones.
-
-    The parser keeps line order, and rejects carry their own numbers, so the
-    k-th accepted line has the k-th number not taken by a reject.
-    """
-    taken = np.array(sorted(r.row_number for r in rejects), dtype=np.int64)
-    total = table.num_rows + len(taken)
-    numbers = np.setdiff1d(np.arange(1, total + 1, dtype=np.int64), taken, assume_unique=True)
-    return table.append_column("_row_number", pa.array(numbers, type=pa.int64()))
+    except pa.ArrowInvalid:
+        return None
+    if split_elsewhere or table.num_rows != count:
+        return None
+    return table.column(0).combine_chunks()
 
 
 def _lines_sql(select: str, where: str) -> str:

@@ -13,6 +13,7 @@ import codecs
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 _CR, _LF, _QUOTE = 13, 10, 34
 
@@ -43,9 +44,11 @@ class Lines:
     def blank(self, whitespace: bytes = b"") -> np.ndarray:
         """Lines that are empty, or hold only `whitespace` bytes."""
         blank = self.ends == self.starts
-        if whitespace:
-            short = np.flatnonzero(~blank & (self.ends - self.starts < 256))
-            for index in short:  # whitespace-only lines are short; long lines hold data
+        if whitespace and len(self):
+            array = np.frombuffer(self.data, dtype=np.uint8)
+            starts_blank = np.isin(array[np.minimum(self.starts, len(array) - 1)], list(whitespace))
+            # only lines that start with whitespace can be blank; long lines hold data
+            for index in np.flatnonzero(~blank & starts_blank & (self.ends - self.starts < 4096)):
                 blank[index] = not self.line(index).strip(whitespace)
         return blank
 
@@ -63,6 +66,19 @@ class Lines:
         else:
             return np.zeros(0, dtype=np.int64)
         return np.array([i for i in range(len(self)) if not _is_utf8(self.line(i))], dtype=np.int64)
+
+    def as_arrow(self) -> pa.Array:
+        """Each line's bytes (terminator excluded) as one Arrow binary value, copied once."""
+        if not len(self):
+            return pa.array([], type=pa.large_binary())
+        region = np.frombuffer(self.data, dtype=np.uint8)[self.starts[0] : self.next_starts[-1]]
+        text = np.ones(len(region), dtype=bool)
+        terminator = self.next_starts - self.ends  # 0 (end of file), 1 (LF or CR) or 2 (CR LF) bytes
+        text[self.ends[terminator > 0] - self.starts[0]] = False
+        text[self.ends[terminator == 2] + 1 - self.starts[0]] = False
+        lengths = (self.ends - self.starts).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        return pa.Array.from_buffers(pa.large_binary(), len(self), [None, pa.py_buffer(offsets), pa.py_buffer(region[text])])
 
     def select(self, keep: np.ndarray) -> bytes:
         """The kept lines, each with its own terminator, as one buffer."""
