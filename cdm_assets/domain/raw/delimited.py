@@ -4,14 +4,17 @@ Records are found from the physical lines first (`lines.py`), not by the
 parser: a line is a record, unless a quoted field opened on it closes on a
 later line and the lines so joined read as one row of the header's width.
 A quote that never closes, or whose "record" would swallow two or more
-lines that read as whole rows by themselves, is a stray quote: that line alone is
-quarantined and reading resumes on the next line. So one stray quote costs
+lines that read as whole rows by themselves, is a stray quote: that line
+alone is quarantined and reading resumes on the next line. So one stray quote costs
 one row, never the rest of the file.
 
-Plain lines (nearly all) go to pyarrow's CSV parser in one piece, one line
-per record, every value kept as bytes; the few records that span lines or
-hold invalid UTF-8 are read with Python's csv module. Empty fields are NULL;
-text such as `NA` or `NULL` stays text.
+Most files need none of that: pyarrow's CSV parser reads the whole body and
+finds exactly one record per physical line. Only when it finds fewer (a
+field spans lines, a quote ran on) or the file holds invalid UTF-8 are the
+records found line by line; then the plain lines still go to pyarrow in one
+piece, and the few records that span lines or hold invalid UTF-8 are read
+with Python's csv module. Every value stays bytes here; empty fields are
+NULL, text such as `NA` or `NULL` stays text.
 """
 
 from __future__ import annotations
