@@ -102,7 +102,9 @@ def test_a_rerun_after_kill_9_completes_by_itself_within_two_minutes(tmp_path, s
         rerun.kill()
         pytest.fail("the rerun did not complete within two minutes of the kill")
     assert rerun.returncode == 0, output.decode()[-3000:]
-    assert time.monotonic() - killed < 120
+    recovered = time.monotonic() - killed
+    print(f"rerun completed {recovered:.1f} s after the kill ({steps_done_before_kill}+ steps done before it)")
+    assert recovered < 120
     assert b"whose process is gone" in output
 
     from dagster import DagsterInstance, DagsterRunStatus
