@@ -10,6 +10,7 @@ from cdm_assets.wiring.checks import build_checks
 from cdm_assets.wiring.identity import build_identity_assets
 from cdm_assets.wiring.marts import build_mart_assets
 from cdm_assets.wiring.raw import build_raw_assets
+from cdm_assets.wiring.recovery import dead_run_reaper, recovering_in_process_executor
 from cdm_assets.wiring.resources import warehouse_resource
 
 
@@ -18,15 +19,16 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
 
     Runs use the in-process executor: every step talks to one DuckDB file
     that allows a single writer, so parallel step processes would only queue
-    on the `duckdb` pool while each paid ~2 s of process start-up.
+    on the `duckdb` pool while each paid ~2 s of process start-up. Before its
+    first step, a run frees the pool slots of runs whose process was killed.
     """
     return dg.Definitions(
         assets=[*build_raw_assets(config), *build_identity_assets(config), *build_mart_assets(config)],
         asset_checks=build_checks(config),
-        sensors=build_sensors(config),
+        sensors=[*build_sensors(config), dead_run_reaper],
         schedules=[daily_full_refresh],
         resources={"duckdb": warehouse_resource(config)},
-        executor=dg.in_process_executor,
+        executor=recovering_in_process_executor,
     )
 
 

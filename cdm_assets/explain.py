@@ -11,10 +11,11 @@ import sys
 
 import duckdb
 
-from cdm_assets.config import duckdb_path, load_config
+from cdm_assets.config import ConfigError, duckdb_path, load_config
 from cdm_assets.config.model import CUSTOMER, CdmConfig
 from cdm_assets.domain.identity.entity_tables import EntityTables, entity_tables
 from cdm_assets.domain.identity.explain import UnknownCustomer, explain_customer
+from cdm_assets.domain.warehouse import WarehouseLocked, connect_warehouse
 
 
 def tables_for_id(config: CdmConfig, some_id: str) -> EntityTables:
@@ -30,14 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("customer_id", help="a Customer ID (cus_...) or the id of another customer-like entity")
     parser.add_argument("--db", help="DuckDB warehouse file (default: from CDM_DUCKDB_PATH or cdm.yaml)")
     args = parser.parse_args(argv)
-    config = load_config()
-    path = args.db or str(duckdb_path(config))
-    with duckdb.connect(path, read_only=True) as con:
-        try:
+    try:
+        config = load_config()
+        path = args.db or str(duckdb_path(config))
+        with connect_warehouse(path, read_only=True) as con:
             print(explain_customer(con, args.customer_id, tables_for_id(config, args.customer_id)))
-        except UnknownCustomer as error:
-            print(error, file=sys.stderr)
-            return 1
+    except (UnknownCustomer, ConfigError, WarehouseLocked, duckdb.Error) as error:
+        print(f"cdm explain: {error}".splitlines()[0], file=sys.stderr)  # one line, no traceback
+        return 1
     return 0
 
 

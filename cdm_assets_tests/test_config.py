@@ -165,3 +165,43 @@ def test_a_memory_limit_must_be_a_size(write_config):
     message = error_for(lambda d: d["warehouse"].update(memory_limit="lots"))
     assert message.startswith(f"{CONFIG_FILE}: warehouse.memory_limit: ")
     assert "expected a size such as '4GB'" in message
+
+
+def test_two_sources_with_the_same_name_are_a_config_error_naming_file_and_key(tmp_path):
+    path = tmp_path / "cdm.yaml"
+    crm = yaml.safe_dump({"crm": DEMO["sources"]["crm"]}, sort_keys=False)
+    indented = "".join("  " + line for line in crm.splitlines(keepends=True))
+    path.write_text("sources:\n" + indented + indented)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: sources.crm: ") and "duplicate key" in message and "line" in message
+
+
+def test_any_duplicate_key_is_a_config_error(tmp_path):
+    path = tmp_path / "cdm.yaml"
+    source = yaml.safe_dump({"crm": DEMO["sources"]["crm"]}, sort_keys=False).replace("entity:", "record_id: x\n  entity:", 1)
+    path.write_text("sources:\n" + "".join("  " + line for line in source.splitlines(keepends=True)))
+    with pytest.raises(ConfigError, match=r"sources\.crm\.record_id: duplicate key"):
+        load_config(path)
+
+
+def test_an_unknown_encoding_is_a_config_error():
+    message = error_for(lambda d: d["sources"]["crm"].update(encoding="klingon-8"))
+    assert message == f"{CONFIG_FILE}: sources.crm.encoding: unknown encoding 'klingon-8'; expected one Python knows, such as 'utf-8', 'latin-1' or 'cp1252'"
+
+
+def test_a_warehouse_path_that_is_a_directory_is_a_config_error(tmp_path, monkeypatch):
+    document = {"warehouse": {"duckdb_path": "/"}, "sources": {"crm": DEMO["sources"]["crm"]}}
+    with pytest.raises(ConfigError, match=r"warehouse\.duckdb_path: / is a directory; expected a DuckDB file"):
+        parse_config(document, tmp_path / "cdm.yaml")
+    monkeypatch.setenv("CDM_DUCKDB_PATH", str(tmp_path))
+    config = parse_config({**document, "warehouse": {}}, tmp_path / "cdm.yaml")
+    with pytest.raises(ConfigError, match=r"CDM_DUCKDB_PATH: .* is a directory"):
+        duckdb_path(config)
+
+
+@pytest.mark.parametrize("number_format", [{"decimal": ",", "thousands": ","}, {"decimal": ";"}, {"thousand": "."}])
+def test_a_bad_number_format_is_a_config_error(number_format):
+    message = error_for(lambda d: d["sources"]["crm"].update(number_format=number_format))
+    assert message.startswith(f"{CONFIG_FILE}: sources.crm.number_format")

@@ -128,7 +128,7 @@ def transactions_warehouse(con, rows):
 def test_orders_and_returns_are_kept_with_non_negative_amounts(shop_warehouse, write_config):
     transactions_warehouse(shop_warehouse, [
         ("O1", "W1", "100.00", "eur", "order", "2024-03-01T10:00:00Z"),
-        ("O2", "W1", "25,50", "EUR", "Return", "2024-03-05T10:00:00+02:00"),
+        ("O2", "W1", "25.50", "EUR", "Return", "2024-03-05T10:00:00+02:00"),
     ])
     report = build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS}))
     assert (report.rows_in, report.rows, report.quarantined) == (2, 2, 0)
@@ -149,7 +149,7 @@ def test_orders_and_returns_are_kept_with_non_negative_amounts(shop_warehouse, w
         (("O9", "W1", "-5.00", "EUR", "order", "2024-03-01"), "negative amount -5.00"),
         (("O9", "W1", "5.00", "EUR", "order", "yesterday"), "unparseable timestamp yesterday"),
         (("O9", "W1", "5.00", "XYZ", "order", "2024-03-01"), "unknown currency XYZ"),
-        (("O9", "W1", "five", "EUR", "order", "2024-03-01"), "unparseable amount five"),
+        (("O9", "W1", "five", "EUR", "order", "2024-03-01"), "unparseable amount five (number format: decimal '.', no thousands separator)"),
         (("O9", "W1", "5.00", "EUR", "gift", "2024-03-01"), "unknown transaction type gift"),
     ],
 )
@@ -161,6 +161,34 @@ def test_each_bad_transaction_is_quarantined_with_its_reason(shop_warehouse, wri
         "SELECT source, stage, _row_number, reason FROM raw.quarantine WHERE stage = 'transactions'"
     ).fetchall()
     assert quarantined == [("orders", "transactions", 2, reason)]
+
+
+@pytest.mark.parametrize(
+    "number_format, amounts, accepted, quarantined",
+    [
+        (None, ["1234.56", "12", "+3.5"], [1234.56, 12.0, 3.5], []),
+        (None, ["1.234,56", "1,234", "12,50", "1.234"], [], ["1.234,56", "1,234", "12,50", "1.234"]),
+        ({"decimal": ",", "thousands": "."}, ["1.234,56", "12,5", "1234"], [1234.56, 12.5, 1234.0], []),
+        ({"decimal": ",", "thousands": "."}, ["1,234.56", "12.50", "1.23"], [], ["1,234.56", "12.50", "1.23"]),
+        ({"decimal": ".", "thousands": ","}, ["1,234.56", "1,234", "12.5"], [1234.56, 1234.0, 12.5], []),
+        ({"decimal": ".", "thousands": ","}, ["1,23", "1.234,56"], [], ["1,23", "1.234,56"]),
+    ],
+)
+def test_amounts_that_do_not_fit_the_declared_number_format_are_quarantined_not_reinterpreted(
+    shop_warehouse, write_config, number_format, amounts, accepted, quarantined
+):
+    transactions_warehouse(
+        shop_warehouse, [(f"O{i}", "W1", a, "EUR", "order", "2024-03-01") for i, a in enumerate(amounts)]
+    )
+    orders = {**ORDERS, "number_format": number_format} if number_format else ORDERS
+    build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": orders}))
+    rows = shop_warehouse.execute("SELECT amount FROM marts.transactions ORDER BY _row_number").fetchall()
+    assert [float(r[0]) for r in rows] == accepted
+    reasons = [r[0] for r in shop_warehouse.execute(
+        "SELECT reason FROM raw.quarantine WHERE stage = 'transactions' ORDER BY _row_number"
+    ).fetchall()]  # fmt: skip
+    assert [r.split(" (")[0] for r in reasons] == [f"unparseable amount {a}" for a in quarantined]
+    assert all("number format" in r for r in reasons)
 
 
 def test_transaction_with_an_unknown_customer_is_kept_unattributed(shop_warehouse, write_config):

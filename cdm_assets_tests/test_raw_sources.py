@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cdm_assets.domain import landing_files
-from cdm_assets.domain.landing_files import LandingError
+from cdm_assets.domain.raw import delimited
+from cdm_assets.domain.raw.landed import LandingError
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 from cdm_assets_tests.conftest import write_text
 
@@ -92,7 +92,7 @@ def test_duplicate_ids_across_files_keep_the_newest_file(tmp_path, warehouse, wr
 @pytest.mark.parametrize("malformed_row", [None, 3217])
 def test_large_files_read_in_blocks_keep_every_rows_number(tmp_path, warehouse, write_config, monkeypatch, malformed_row):
     # small blocks: the file is parsed in many pieces on several threads, as a large one is
-    monkeypatch.setattr(landing_files, "_BLOCK_SIZE", 4096)
+    monkeypatch.setattr(delimited, "_BLOCK_SIZE", 4096)
     rows = [f"C{i},Name{i},p{i}@example.com" for i in range(1, 5001)]
     if malformed_row is not None:
         rows[malformed_row - 1] = "C_bad,only two"

@@ -43,6 +43,7 @@ def load_config(path: str | Path | None = None) -> CdmConfig:
         hint = f" (set by {CONFIG_ENV})" if os.environ.get(CONFIG_ENV) else ""
         raise ConfigError(f"{path}: config file not found{hint}") from None
     try:
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
@@ -57,6 +58,9 @@ def parse_config(document: dict, path: Path) -> CdmConfig:
         config = CdmConfig.model_validate({**document, "config_path": path})
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
+    warehouse = config.resolve(config.warehouse.duckdb_path)
+    if warehouse.is_dir():
+        raise ConfigError(f"{path}: warehouse.duckdb_path: {config.warehouse.duckdb_path} is a directory; expected a DuckDB file")
     _warn_about_empty_globs(config, path)
     return config
 
@@ -65,8 +69,29 @@ def duckdb_path(config: CdmConfig) -> Path:
     """The warehouse file: `CDM_DUCKDB_PATH`, else `warehouse.duckdb_path`."""
     override = os.environ.get(DUCKDB_PATH_ENV)
     if override:
-        return Path(override).expanduser().resolve()
+        resolved = Path(override).expanduser().resolve()
+        if resolved.is_dir():
+            raise ConfigError(f"{DUCKDB_PATH_ENV}: {override} is a directory; expected a DuckDB file")
+        return resolved
     return config.resolve(config.warehouse.duckdb_path).resolve()
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, key_path: tuple[str, ...] = ()) -> None:
+    """YAML keeps the last of two equal keys without a word; two sources of one name
+    (or any repeated key) are a mistake to report, with the key path and lines."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                where = ".".join((*key_path, key))
+                raise ConfigError(f"{path}: {where}: duplicate key (lines {seen[key]} and {line}); each key may appear once")
+            seen[key] = line
+            _refuse_duplicate_keys(value_node, path, (*key_path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, path, (*key_path, str(index)))
 
 
 def _describe(error: ValidationError, path: Path) -> str:

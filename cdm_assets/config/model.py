@@ -7,6 +7,7 @@ source) are checked on the whole document in `CdmConfig`.
 
 from __future__ import annotations
 
+import codecs
 import re
 from datetime import date
 from pathlib import Path
@@ -148,6 +149,25 @@ class RecordReference(StrictModel):
     column: SafeColumnName
 
 
+class NumberFormat(StrictModel):
+    """How a source writes numbers: the decimal mark and an optional thousands
+    separator, e.g. `{decimal: ",", thousands: "."}` for 1.234,56. A value that
+    does not fit is quarantined, never read another way."""
+
+    decimal: Literal[".", ","] = "."
+    thousands: Literal[".", ",", " ", "'", "_"] | None = None
+
+    @model_validator(mode="after")
+    def _different_marks(self) -> NumberFormat:
+        if self.thousands == self.decimal:
+            raise ValueError(f"thousands separator and decimal mark are both {self.decimal!r}")
+        return self
+
+    def describe(self) -> str:
+        thousands = f"thousands {self.thousands!r}" if self.thousands else "no thousands separator"
+        return f"decimal {self.decimal!r}, {thousands}"
+
+
 class SourceConfig(StrictModel):
     """One landed source: where its files are and how its columns map.
 
@@ -164,6 +184,7 @@ class SourceConfig(StrictModel):
     phone_region: str | None = None
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "utf-8"
+    number_format: NumberFormat = Field(default_factory=NumberFormat)
     fields: dict[str, FieldMapping] = Field(default_factory=dict)
     identifiers: dict[str, ColumnName] = Field(default_factory=dict)
     attributes: dict[str, ColumnName] = Field(default_factory=dict)
@@ -181,6 +202,17 @@ class SourceConfig(StrictModel):
     def _safe_updated_at(cls, value: FieldMapping | None) -> FieldMapping | None:
         if isinstance(value, str):
             check_column_name(value)
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; expected one Python knows, such as 'utf-8', 'latin-1' or 'cp1252'"
+            ) from None
         return value
 
     @field_validator("record_id")

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdm_assets.domain.raw_tables import landed_files
+from cdm_assets.domain.raw.load import landed_files
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,17 @@ transaction, so a failed run leaves the previous table as it was.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+
+log = logging.getLogger(__name__)
 
 QUARANTINE = "raw.quarantine"
 QUARANTINE_DDL = """
@@ -30,6 +34,11 @@ CREATE TABLE IF NOT EXISTS raw.quarantine (
 QUARANTINE_COLUMNS = ("source", "stage", "_file", "_row_number", "column_name", "reason", "raw_row")
 
 _SCHEMA_OR_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Staging tables carry the token of the process that builds them. Only one
+# process writes a DuckDB file at a time, so staging tables of another token
+# were left by a process that died mid-build (a killed run) and can go.
+STAGING_PREFIX = "_staging_"
+PROCESS_TOKEN = uuid.uuid4().hex[:8]
 
 
 def quote_ident(name: str) -> str:
@@ -62,10 +71,41 @@ class TableName:
 
     def staging(self) -> TableName:
         """A fresh staging name beside the table (unique per build)."""
-        return TableName(self.schema, f"_staging_{self.name}_{uuid.uuid4().hex[:8]}")
+        return TableName(self.schema, f"{STAGING_PREFIX}{self.name}_{PROCESS_TOKEN}_{uuid.uuid4().hex[:8]}")
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"
+
+
+class WarehouseLocked(RuntimeError):
+    """Another process holds the warehouse file (DuckDB allows one writer per file)."""
+
+
+# A lock held by another process is usually held for a whole run: wait a few
+# seconds for one that is being released, then say who holds it.
+LOCK_WAIT_SECONDS = 5.0
+
+
+def connect_warehouse(
+    path: str, read_only: bool = False, config: dict | None = None, wait_seconds: float = LOCK_WAIT_SECONDS
+) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file; `WarehouseLocked` (naming the file and
+    DuckDB's word on the holder) when another process keeps it locked."""
+    deadline, warned = time.monotonic() + wait_seconds, False
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only, config=config or {})
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise WarehouseLocked(f"{path}: cannot open the warehouse: {error}") from None
+            if time.monotonic() >= deadline:
+                raise WarehouseLocked(
+                    f"{path}: the warehouse is in use by another process; close it and retry ({error})"
+                ) from None
+            if not warned:
+                log.warning("%s: the warehouse is in use by another process; waiting up to %.0f s", path, wait_seconds)
+                warned = True
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection, *schemas: str) -> None:
@@ -192,6 +232,20 @@ def swap_in(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def drop_abandoned_staging_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop staging tables left by processes that died mid-build (see PROCESS_TOKEN);
+    returns their names. Staging tables of this process may be in use and stay."""
+    found = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND NOT temporary AND starts_with(table_name, ?) "
+        "AND NOT contains(table_name, ?)",
+        [STAGING_PREFIX, f"_{PROCESS_TOKEN}_"],
+    ).fetchall()
+    for schema, name in found:
+        con.execute(f"DROP TABLE IF EXISTS {quote_ident(schema)}.{quote_ident(name)}")
+    return [f"{schema}.{name}" for schema, name in found]
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from cdm_assets.domain.identity.resolution import (
     match_rules,
 )
 from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
-from cdm_assets.domain.raw_tables import ensure_raw_tables
+from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.warehouse import TableName
 
 IDENTITY_GROUP = "identity"

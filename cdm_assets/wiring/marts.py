@@ -12,7 +12,7 @@ from cdm_assets.domain.identity.entity_tables import entity_tables
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events
 from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transactions
-from cdm_assets.domain.raw_tables import ensure_raw_tables
+from cdm_assets.domain.raw.load import ensure_raw_tables
 
 MARTS_GROUP = "marts"
 CUSTOMERS_KEY = dg.AssetKey(["marts", "customers"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,6 +10,11 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, duckdb_path
+from cdm_assets.domain.warehouse import WarehouseLocked, connect_warehouse, drop_abandoned_staging_tables
+
+__all__ = ["WarehouseLocked", "WarehouseResource", "connection_config", "warehouse_resource"]
+
+log = logging.getLogger(__name__)
 
 # Every table is built whole and its row order carries no meaning (rows keep
 # `_file` and `_row_number`), so DuckDB may write in parallel without
@@ -17,13 +23,21 @@ CONNECTION_CONFIG = {"preserve_insertion_order": False}
 
 
 class WarehouseResource(DuckDBResource):
-    """DuckDB connections for the steps; no progress bar in run logs."""
+    """DuckDB connections for the steps; no progress bar in run logs. Each connection
+    first drops the staging tables a killed run left behind (they may hold personal data)."""
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with super().get_connection() as connection:
+        # Not DuckDBResource's connect: it retries a locked file for ~100 s without a word.
+        connection = connect_warehouse(self.database, config={"custom_user_agent": "dagster", **self.connection_config})
+        try:
             connection.execute("SET enable_progress_bar = false")  # a per-connection setting
+            dropped = drop_abandoned_staging_tables(connection)
+            if dropped:
+                log.warning("dropped %d staging table(s) left by a run that died: %s", len(dropped), ", ".join(dropped))
             yield connection
+        finally:
+            connection.close()
 
 
 def connection_config(config: CdmConfig) -> dict:

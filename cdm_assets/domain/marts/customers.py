@@ -22,7 +22,7 @@ from cdm_assets.config.model import CUSTOMER, CdmConfig, column_of, format_of
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.marts.parsing import timestamp_sql
-from cdm_assets.domain.raw_tables import near_unique_columns
+from cdm_assets.domain.raw.land_file import near_unique_columns
 from cdm_assets.domain.warehouse import (
     SCRATCH,
     TableName,

@@ -6,18 +6,35 @@ Each returns NULL where the value cannot be parsed, so the caller can tell
 
 from __future__ import annotations
 
-from cdm_assets.config.model import SourceConfig
+import re
+
+from cdm_assets.config.model import NumberFormat, SourceConfig
 from cdm_assets.domain.warehouse import quote_ident
 
 
-def amount_sql(column: str | None) -> str:
-    """A DECIMAL amount from numbers or text such as "12.50", "12,50" or "1,234.50"."""
+def amount_sql(column: str | None, number_format: NumberFormat = NumberFormat()) -> str:
+    """A DECIMAL(18, 2) amount: numbers as they are, text only when it fits the source's
+    number format exactly ("1.234,56" with decimal "," and thousands ".") and has
+    no more than two decimals that matter; NULL otherwise, never a guess."""
     if column is None:
         return "NULL::DECIMAL(18, 2)"
     text = f"trim(CAST({column} AS VARCHAR))"
-    # "1,234.50": comma is a thousands separator; "12,50": comma is the decimal mark.
-    normalised = f"CASE WHEN contains({text}, '.') THEN replace({text}, ',', '') ELSE replace({text}, ',', '.') END"
-    return f"TRY_CAST({normalised} AS DECIMAL(18, 2))"
+    decimal, thousands = re.escape(number_format.decimal), number_format.thousands
+    whole = rf"(\d{{1,3}}({re.escape(thousands)}\d{{3}})+|\d+)" if thousands else r"\d+"
+    pattern = rf"[+-]?{whole}({decimal}\d+)?".replace("'", "''")
+    plain = f"replace({text}, '{_sql(thousands)}', '')" if thousands else text
+    if number_format.decimal != ".":
+        plain = f"replace({plain}, '{_sql(number_format.decimal)}', '.')"
+    exact = f"TRY_CAST({plain} AS DECIMAL(38, 10))"
+    from_text = (
+        f"CASE WHEN regexp_full_match({text}, '{pattern}') AND {exact} = round({exact}, 2) "
+        f"THEN TRY_CAST({exact} AS DECIMAL(18, 2)) END"
+    )
+    return f"CASE WHEN typeof({column}) = 'VARCHAR' THEN {from_text} ELSE TRY_CAST({column} AS DECIMAL(18, 2)) END"
+
+
+def _sql(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def timestamp_sql(column: str | None, strftime_format: str | None) -> str:

@@ -108,7 +108,7 @@ _KNOWN_CURRENCY = "list_contains([" + ", ".join(f"'{code}'" for code in ISO_CURR
 _PROBLEM = f"""
     CASE
         WHEN amount_text IS NULL THEN 'missing amount'
-        WHEN amount IS NULL THEN 'unparseable amount ' || amount_text
+        WHEN amount IS NULL THEN 'unparseable amount ' || amount_text || ' (number format: ' || number_format || ')'
         WHEN amount < 0 AND has_type THEN 'negative amount ' || amount_text
         WHEN occurred_at_text IS NULL THEN 'missing timestamp'
         WHEN occurred_at IS NULL THEN 'unparseable timestamp ' || occurred_at_text
@@ -141,7 +141,8 @@ def _parsed_select(name: str, source: SourceConfig) -> str:
     return f"""
         SELECT {reference_columns_sql(name, source, "transaction_id")},
                nullif(trim(CAST({amount} AS VARCHAR)), '') AS amount_text,
-               {amount_sql(amount)} AS amount,
+               {amount_sql(amount, source.number_format)} AS amount,
+               '{_text(source.number_format.describe())}' AS number_format,
                {currency_sql} AS currency,
                {type_text} AS type_text,
                CASE WHEN {type_text} IN ({_sql_list(types.order)}) THEN 'order'
@@ -163,7 +164,7 @@ _EMPTY_CHECKED = """
     SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS transaction_id, NULL::VARCHAR AS customer_source,
            NULL::VARCHAR AS customer_ref, NULL::VARCHAR AS amount_text, NULL::DECIMAL(18, 2) AS amount,
            NULL::VARCHAR AS currency, NULL::VARCHAR AS type_text, NULL::VARCHAR AS type, false AS has_type,
-           NULL::VARCHAR AS occurred_at_text, NULL::TIMESTAMP AS occurred_at, NULL::VARCHAR AS amount_column,
+           NULL::VARCHAR AS number_format, NULL::VARCHAR AS occurred_at_text, NULL::TIMESTAMP AS occurred_at, NULL::VARCHAR AS amount_column,
            NULL::VARCHAR AS currency_column, NULL::VARCHAR AS type_column, NULL::VARCHAR AS occurred_at_column,
            NULL::VARCHAR AS _file, NULL::BIGINT AS _row_number, NULL::VARCHAR AS raw_row,
            NULL::VARCHAR AS problem, NULL::VARCHAR AS problem_column
