@@ -18,8 +18,10 @@ pair. Both come from the data at hand:
   rule blocks on and, for a rule on a household key, every household field
   (see `trained_comparisons`), averaged over the rules weighted by their
   expected matches.
-- **the prior** (the chance two random records match): the expected matches
-  among all candidate pairs, over all record pairs.
+- **the prior** (the chance two random records match) comes out of that EM:
+  its share of matches is over all record pairs, not over the candidates,
+  because u is measured on random pairs (a share among candidates would take
+  the namesakes every name block holds for matches).
 
 EM runs in numpy on the distinct comparison patterns and their counts (a few
 thousand rows), not on the pairs themselves.
@@ -206,12 +208,18 @@ def expectation_maximisation(
     trained: Sequence[bool],
     m_start: Sequence[np.ndarray],
     share_start: float = 0.5,
+    population: float | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """m per comparison (those `trained`) and the share of matches, u fixed.
 
     `matrix` holds one pattern per row (a gamma per comparison, MISSING where
-    not comparable), `counts` how many pairs show it.
+    not comparable), `counts` how many pairs show it. The share is over
+    `population` pairs (default: the pairs given); the others are taken as
+    non-matches. With u measured on random pairs, the share must be over all
+    record pairs, not over the candidates: the candidates hold the namesakes
+    that random pairs hold, and a share among candidates would call them matches.
     """
+    population = float(counts.sum()) if population is None else population
     m = [level_m.copy() for level_m in m_start]
     share = share_start
     log_u = [np.log(level_u) for level_u in u]
@@ -227,7 +235,7 @@ def expectation_maximisation(
             log_non_match[seen] += log_u[index][gamma[seen]]
         posterior = 1.0 / (1.0 + np.exp(np.clip(log_non_match - log_match, -700, 700)))
         expected = counts * posterior
-        new_share = float(expected.sum() / counts.sum())
+        new_share = float(expected.sum() / population)
         change = abs(new_share - share)
         share = min(max(new_share, FLOOR), 1 - FLOOR)
         for index, is_trained in enumerate(trained):
@@ -304,15 +312,17 @@ def train(
     prior_matches = None
     if len(counts):
         personal = [not c.contact for c in comparisons]
-        # EM starts from at most one match per two records: candidate pairs are mostly
-        # non-matches, and a start at one half can settle on namesakes as the "matches".
+        # The share is over all record pairs (the sample's part of them): EM starts
+        # from one match per two records.
         records_ = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
+        all_pairs_ = max(records_ * (records_ - 1) / 2, 1.0)
+        sampled_part = counts.sum() / max(total, 1)
         m_union, share = expectation_maximisation(
             matrix, counts, u_arrays, personal, [starting_m(len(c.levels)) for c in comparisons],
-            share_start=min(0.5, records_ / (2 * max(total, 1))),
+            share_start=min(0.5, records_ / (2 * all_pairs_)), population=all_pairs_ * sampled_part,
         )  # fmt: skip
-        prior_matches = share * total
-        sampled_matches = share * counts.sum()
+        prior_matches = share * all_pairs_
+        sampled_matches = share * all_pairs_ * sampled_part
         for index, is_personal in enumerate(personal):
             if is_personal and (matrix[:, index] != MISSING).any():
                 sums[index] = m_union[index] * sampled_matches
