@@ -131,9 +131,11 @@ def training_patterns(
     rules: Sequence[BlockingRule],
     max_records: int,
     max_pairs: int,
+    sampled: Sequence[BlockingRule] | None = None,
 ) -> tuple[dict[str, int], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Per blocking rule: its candidate pair count, and the comparison patterns
-    (one row of gammas each) with their counts over a sample of its blocks."""
+    """Per blocking rule: its candidate pair count, and for the `sampled` rules (default:
+    all) the comparison patterns (one row of gammas each) with their counts over a
+    sample of its blocks."""
     gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in comparisons)
     columns = ", ".join(c.column for c in comparisons)
     pair_counts: dict[str, int] = {}
@@ -141,7 +143,7 @@ def training_patterns(
     for rule in rules:
         total = con.execute(rule.pair_count_sql(lookup), {"max_records": max_records}).fetchone()[0]
         pair_counts[rule.name] = int(total)
-        if not total:
+        if not total or (sampled is not None and rule not in sampled):
             continue
         rows = con.execute(
             f"""
@@ -166,39 +168,33 @@ def union_patterns(
     comparisons: Sequence[Comparison],
     rules: Sequence[BlockingRule],
     max_records: int,
-    max_pairs: int,
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """The number of distinct candidate pairs of all rules together, and the comparison
-    patterns with their counts over a deterministic sample of them (by a hash of the pair).
+    sample: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The comparison patterns, with their counts, of a deterministic sample (`sample`,
+    a share 0..1, by a hash of the pair) of the distinct candidate pairs of all rules.
+
+    Each rule's pairs are sampled by the same hash before they are pooled, so the
+    pool is that share of the union without the union ever being built.
     """
-    union = " UNION ".join(f"SELECT key_a, key_b FROM ({rule.pairs_sql(lookup)})" for rule in rules)
+    in_sample = "(hash(key_a, key_b) % 1000000) < $sample * 1000000"
+    union = " UNION ".join(f"SELECT key_a, key_b FROM ({rule.pairs_sql(lookup)}) WHERE {in_sample}" for rule in rules)
     gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in comparisons)
     columns = ", ".join(c.column for c in comparisons)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _cdm_union_pairs AS {union}",
-        {"max_records": max_records},
-    )
-    try:
-        total = con.execute("SELECT count(*) FROM _cdm_union_pairs").fetchone()[0]
-        rows = con.execute(
-            f"""
-            SELECT {columns}, count(*) AS n FROM (
-                SELECT {gammas}
-                FROM _cdm_union_pairs AS pair
-                JOIN {lookup.sql} a ON a.record_key = pair.key_a
-                JOIN {lookup.sql} b ON b.record_key = pair.key_b
-                WHERE (hash(pair.key_a, pair.key_b) % 1000000) < $sample * 1000000
-            ) GROUP BY ALL
-            """,
-            {"sample": min(1.0, max_pairs / max(total, 1))},
-        ).fetchnumpy()
-    finally:
-        con.execute("DROP TABLE IF EXISTS _cdm_union_pairs")
+    rows = con.execute(
+        f"""
+        SELECT {columns}, count(*) AS n FROM (
+            SELECT {gammas}
+            FROM ({union}) AS pair
+            JOIN {lookup.sql} a ON a.record_key = pair.key_a
+            JOIN {lookup.sql} b ON b.record_key = pair.key_b
+        ) GROUP BY ALL
+        """,
+        {"max_records": max_records, "sample": sample},
+    ).fetchnumpy()
     counts = np.asarray(rows.pop("n"), dtype=np.float64)
     if not len(counts):
-        return int(total), np.zeros((0, len(comparisons)), dtype=np.int64), counts
-    matrix = np.column_stack([np.asarray(rows[c.column], dtype=np.int64) for c in comparisons])
-    return int(total), matrix, counts
+        return np.zeros((0, len(comparisons)), dtype=np.int64), counts
+    return np.column_stack([np.asarray(rows[c.column], dtype=np.int64) for c in comparisons]), counts
 
 
 def expectation_maximisation(
@@ -283,7 +279,10 @@ def train(
     """Estimate the model's parameters from the lookup's records."""
     u = estimate_u(con, lookup, comparisons, u_sample_pairs)
     u_arrays = [np.asarray(u[c.name]) for c in comparisons]
-    pair_counts, patterns = training_patterns(con, lookup, comparisons, rules, max_records, em_max_pairs)
+    # Per-rule EM only teaches contact fields (the pooled EM below teaches the rest):
+    # rules that train none of them are counted, not sampled.
+    teaching = [rule for rule in rules if any(t and c.contact for t, c in zip(trained_comparisons(rule, comparisons), comparisons))]
+    pair_counts, patterns = training_patterns(con, lookup, comparisons, rules, max_records, em_max_pairs, teaching)
     sums = [np.zeros(len(c.levels)) for c in comparisons]
     weights = [0.0 for _ in comparisons]
     trained_by: list[list[str]] = [[] for _ in comparisons]
@@ -308,7 +307,9 @@ def train(
     # duplicate, as in RLdata) that leaves the other fields' errors over-represented.
     # Contact fields (email, phone, address) keep the per-rule estimate: the union holds
     # families sharing them, who would pass for matches.
-    total, matrix, counts = union_patterns(con, lookup, comparisons, rules, max_records, em_max_pairs * len(rules))
+    # at most em_max_pairs per rule: the rules' pair counts bound the union's from above
+    sampled_part = min(1.0, em_max_pairs * len(rules) / max(sum(pair_counts.values()), 1))
+    matrix, counts = union_patterns(con, lookup, comparisons, rules, max_records, sampled_part)
     prior_matches = None
     if len(counts):
         personal = [not c.contact for c in comparisons]
@@ -316,7 +317,6 @@ def train(
         # from one match per two records.
         records_ = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
         all_pairs_ = max(records_ * (records_ - 1) / 2, 1.0)
-        sampled_part = counts.sum() / max(total, 1)
         m_union, share = expectation_maximisation(
             matrix, counts, u_arrays, personal, [starting_m(len(c.levels)) for c in comparisons],
             share_start=min(0.5, records_ / (2 * all_pairs_)), population=all_pairs_ * sampled_part,
