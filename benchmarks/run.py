@@ -288,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             if step == "raw_sources":
                 for asset, load in sorted(result["raw_loads"].items(), key=lambda item: -item[1]):
                     print(f"  {asset + ' (loaded alongside others)':<46}{load:>9.2f}")
-        identity_steps = [v for k, v in result["steps"].items() if k in ("identity__source_lookup", "identity__identity_graph", "customer_ids")]
+        identity_steps = [v for k, v in result["steps"].items() if k in ("identity__source_lookup", "identity__match_model", "identity__identity_graph", "customer_ids")]
         identity = sum(seconds for seconds, _, _ in identity_steps)
         identity_peak = max((peak for _, peak, _ in identity_steps), default=0)
         print(f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}{result['cpu_seconds']:>9.2f}")
-        print(f"{'identity step (lookup + graph + ids)':<48}{identity:>9.2f}")
+        print(f"{'identity step (lookup + model + graph + ids)':<48}{identity:>9.2f}")
         file_mb, in_use_mb = result["warehouse_mb"]
         print(f"warehouse file {file_mb:,.0f} MB, {in_use_mb:,.0f} MB of it in use (the rest is free for the next run)")
         print(f"{'':<24}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'seconds':>9}{'peak MB':>9}")
