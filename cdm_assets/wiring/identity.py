@@ -8,11 +8,12 @@ from cdm_assets.config.model import CUSTOMER
 from cdm_assets.wiring.metadata import nulled_values_metadata, table_metadata
 from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
-from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
+from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.parameters import StoredModel
-from cdm_assets.domain.identity.match_rules import build_identity_graph, links_per_rule
+from cdm_assets.domain.identity.match_rules import links_per_rule
 from cdm_assets.domain.identity.resolution import (
     assign_ids_from_graph,
+    build_graph,
     cluster_size_distribution,
     largest_clusters,
     match_rules,
@@ -84,7 +85,6 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
     tables = entity_tables(config, entity)
     raw_sources = [raw_asset_key(name) for name in config.sources_of(entity)]
     rules = match_rules(config, entity)
-    settings = config.identity_settings(entity)
     lookup_key, graph_key = table_key(tables.lookup), table_key(tables.graph)
     map_key, history_key = table_key(tables.id_map), table_key(tables.id_history)
     label = tables.label
@@ -162,11 +162,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
     )
     def identity_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
-            model = None
-            if settings_of_model is not None:
-                stored, _ = ensure_match_model(con, settings_of_model, tables.lookup, tables.model)
-                model = scoring_model(settings_of_model, stored)
-            build_identity_graph(con, rules, settings.max_records_per_key, tables, model=model)
+            build_graph(con, config, entity)
             per_rule = links_per_rule(con, tables.graph)
             metadata = table_metadata(con, tables.graph)
         return dg.MaterializeResult(metadata={**metadata, "links_per_rule": dg.MetadataValue.json(per_rule)})
