@@ -277,6 +277,8 @@ def train(
     em_max_pairs: int,
 ) -> TrainedModel:
     """Estimate the model's parameters from the lookup's records."""
+    records = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
+    all_pairs = max(records * (records - 1) / 2, 1.0)
     u = estimate_u(con, lookup, comparisons, u_sample_pairs)
     u_arrays = [np.asarray(u[c.name]) for c in comparisons]
     # Per-rule EM only teaches contact fields (the pooled EM below teaches the rest):
@@ -315,14 +317,12 @@ def train(
         personal = [not c.contact for c in comparisons]
         # The share is over all record pairs (the sample's part of them): EM starts
         # from one match per two records.
-        records_ = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
-        all_pairs_ = max(records_ * (records_ - 1) / 2, 1.0)
         m_union, share = expectation_maximisation(
             matrix, counts, u_arrays, personal, [starting_m(len(c.levels)) for c in comparisons],
-            share_start=min(0.5, records_ / (2 * all_pairs_)), population=all_pairs_ * sampled_part,
+            share_start=min(0.5, records / (2 * all_pairs)), population=all_pairs * sampled_part,
         )  # fmt: skip
-        prior_matches = share * all_pairs_
-        sampled_matches = share * all_pairs_ * sampled_part
+        prior_matches = share * all_pairs
+        sampled_matches = share * all_pairs * sampled_part
         for index, is_personal in enumerate(personal):
             if is_personal and (matrix[:, index] != MISSING).any():
                 sums[index] = m_union[index] * sampled_matches
@@ -342,8 +342,6 @@ def train(
                 trained_by=trained_by[index],
             )
         )
-    records = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
-    all_pairs = max(records * (records - 1) / 2, 1)
     expected = prior_matches if prior_matches is not None else max(expected_matches.values(), default=1.0)
     prior = min(max(expected / all_pairs, FLOOR), 0.5)
     return TrainedModel(prior, parameters, pair_counts, expected_matches)
