@@ -47,6 +47,8 @@ FLOOR = 1e-7
 # How many matching pairs the starting m counts for against EM's estimate: it
 # steers a model trained on a handful of records and vanishes on real volumes.
 PRIOR_MATCHES = 10
+# The pooled EM samples this many rules' worth of em_max_pairs from all candidates together.
+POOLED_RULES = 3
 
 
 @dataclass
@@ -310,7 +312,7 @@ def train(
     # Contact fields (email, phone, address) keep the per-rule estimate: the union holds
     # families sharing them, who would pass for matches.
     # at most em_max_pairs per rule: the rules' pair counts bound the union's from above
-    sampled_part = min(1.0, em_max_pairs * len(rules) / max(sum(pair_counts.values()), 1))
+    sampled_part = min(1.0, POOLED_RULES * em_max_pairs / max(sum(pair_counts.values()), 1))
     matrix, counts = union_patterns(con, lookup, comparisons, rules, max_records, sampled_part)
     prior_matches = None
     if len(counts):
