@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/.dagster
 
-.PHONY: install data materialize run test test-fast clean
+.PHONY: install system-packages data materialize run test test-fast clean
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,18 @@ run: materialize
 	mkdir -p $(DAGSTER_HOME)/.nux && echo 'seen: 1' > $(DAGSTER_HOME)/.nux/nux.yaml
 	$(BIN)/dagster dev -m cdm_assets -h $(HOST) -p $(PORT)
 
-test: install
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; it never
+# downloads a browser). Installed when this runs as root with apt-get; otherwise the
+# browser tests are skipped with the reason in the summary (CI=true never skips them).
+system-packages:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "note: /usr/bin/chromium is missing and cannot be installed here (not root, or no apt-get): the browser tests will be skipped"; fi
+
+test: install system-packages
+	$(BIN)/python -m pytest -n 2 --dist loadfile -rs
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"

@@ -12,6 +12,7 @@ every asset by its full key), and the names and groups on the lineage itself.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -61,7 +62,12 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
+        # `make test` installs Chromium where it may (as root with apt-get); elsewhere the
+        # browser tests are skipped with the reason, except in CI, which never skips them.
+        missing = f"{CHROMIUM} is missing: install Debian's chromium package (make system-packages, as root)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
