@@ -23,7 +23,7 @@ import duckdb
 from cdm_assets.config.model import MatchRule
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
-from cdm_assets.domain.identity.match_keys import KEY_COLUMNS, key_column  # noqa: F401 (KEY_COLUMNS re-exported)
+from cdm_assets.domain.identity.match_keys import key_column
 from cdm_assets.domain.identity.match_model.scoring import MODEL_RULE_ORDER, ScoringModel, build_model_links, weight_column
 from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.warehouse import (

@@ -196,6 +196,3 @@ def build_model_links(
     con.execute(f"DROP TABLE {scored.sql}")
     return {"candidate_pairs": counts[0], "over_threshold": counts[1], "held_apart": counts[2]}
 
-
-def comparisons_by_name(comparisons: Sequence[Comparison]) -> dict[str, Comparison]:
-    return {c.name: c for c in comparisons}
