@@ -54,9 +54,14 @@ class Comparison:
     counts_holders: bool = False
 
     @property
+    def slug(self) -> str:
+        """The name as part of a column or table name (`identifier_loyalty_card`)."""
+        return self.name.replace(":", "_")
+
+    @property
     def column(self) -> str:
         """The column name of the pair's level (`gamma_first_name`)."""
-        return "gamma_" + self.name.replace(":", "_")
+        return f"gamma_{self.slug}"
 
     @property
     def null_condition(self) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from cdm_assets.domain.identity.match_keys import key_column
 from cdm_assets.domain.identity.match_model.blocking import BlockingRule
 from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison
 from cdm_assets.domain.identity.match_model.training import ComparisonParameters
@@ -43,8 +44,8 @@ class ScoringModel:
 # A person rarely holds two values of a field when, by the model, fewer than this
 # share of a person's record pairs differ on it.
 PERSONAL_MAX_M = 0.01
-# The columns compared for such conflicts, per comparison.
-CONFLICT_COLUMNS = {"birth_date": "birth_date", "email": "email_key", "phone": "phone_key"}
+# The comparisons whose lookup column (its match key) is checked for such conflicts.
+CONFLICT_COMPARISONS = ("birth_date", "email", "phone")
 
 
 def personal_columns(parameters: Sequence[ComparisonParameters], cannot_link: Sequence[str]) -> tuple[str, ...]:
@@ -52,24 +53,20 @@ def personal_columns(parameters: Sequence[ComparisonParameters], cannot_link: Se
     when it is a cannot-link field, and any contact key or identifier that, in this
     data, one person's records almost never hold two of (m of `different` below
     PERSONAL_MAX_M). Where people do keep several phones, the phone is no such column."""
-    columns = []
-    for p in parameters:
-        column = CONFLICT_COLUMNS.get(p.comparison)
-        if p.comparison.startswith("identifier:"):
-            column = "id_" + p.comparison.split(":", 1)[1]
-        if column is None:
-            continue
-        if (p.comparison == "birth_date" and p.comparison in cannot_link) or p.m[-1] < PERSONAL_MAX_M:
-            columns.append(column)
-    return tuple(columns)
+    return tuple(
+        key_column(p.comparison)
+        for p in parameters
+        if (p.comparison in CONFLICT_COMPARISONS or p.comparison.startswith("identifier:"))
+        and ((p.comparison == "birth_date" and p.comparison in cannot_link) or p.m[-1] < PERSONAL_MAX_M)
+    )
 
 
 def weight_column(comparison: Comparison) -> str:
-    return "weight_" + comparison.name.replace(":", "_")
+    return f"weight_{comparison.slug}"
 
 
 def _frequency_table(comparison: Comparison) -> str:
-    return f"tf_{comparison.name.replace(':', '_')}"
+    return f"tf_{comparison.slug}"
 
 
 def _weight_sql(

@@ -311,7 +311,7 @@ def train(
     # duplicate, as in RLdata) that leaves the other fields' errors over-represented.
     # Contact fields (email, phone, address) keep the per-rule estimate: the union holds
     # families sharing them, who would pass for matches.
-    # at most em_max_pairs per rule: the rules' pair counts bound the union's from above
+    # POOLED_RULES x em_max_pairs pairs at most: the rules' pair counts bound the union's from above
     sampled_part = min(1.0, POOLED_RULES * em_max_pairs / max(sum(pair_counts.values()), 1))
     matrix, counts = union_patterns(con, lookup, comparisons, rules, max_records, sampled_part)
     prior_matches = None
