@@ -13,7 +13,7 @@ from cdm_assets.config import load_config
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.parameters import load_model
-from cdm_assets.domain.identity.match_model.comparisons import first_name
+from cdm_assets.domain.identity.match_model.comparisons import birth_date, first_name, identifier
 from cdm_assets.domain.identity.match_model.training import estimate_u, expectation_maximisation, starting_m
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph, run_identity_resolution
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
@@ -67,7 +67,10 @@ def resolved(tmp_path_factory):
         + '"T3","Marloes","Verhoeven","familie.verhoeven@example.nl","+31 6 33334444","1991-09-30","Dorpsstraat 5","1234 AB","Ede","NL","2023-01-01T00:00:00"\n'
         # twins: one birth date, one address, one inbox, two first names
         + '"T4","Bram","Oosterhuis","oosterhuis.thuis@example.nl","","2004-06-06","Laan 12","4321 CD","Zwolle","NL","2023-01-01T00:00:00"\n'
-        + '"T5","Stijn","Oosterhuis","oosterhuis.thuis@example.nl","","2004-06-06","Laan 12","4321 CD","Zwolle","NL","2023-01-01T00:00:00"\n',
+        + '"T5","Stijn","Oosterhuis","oosterhuis.thuis@example.nl","","2004-06-06","Laan 12","4321 CD","Zwolle","NL","2023-01-01T00:00:00"\n'
+        # a father and, without a first name, another Brinkhorst at his address with an inbox of their own
+        + '"T6","Pieter","Brinkhorst","pieter.brinkhorst@example.nl","+31 6 55556666","1961-11-02","Kade 3","7411 KK","Deventer","NL","2023-01-01T00:00:00"\n'
+        + '"T7","","Brinkhorst","sanne.b@example.nl","","","Kade 3","7411 KK","Deventer","NL","2023-01-01T00:00:00"\n',
     )
     write_text(
         out / "landing/webshop/zz_people.csv",
@@ -102,6 +105,45 @@ def test_sisters_sharing_an_inbox_and_twins_sharing_everything_but_the_first_nam
     assert ids["crm:T3"] == ids["webshop:S3"]
     assert ids["crm:T2"] != ids["crm:T3"]
     assert ids["crm:T4"] != ids["crm:T5"]
+
+
+def test_a_nameless_record_sharing_only_family_name_and_address_joins_no_family_member(resolved):
+    con, _ = resolved
+    ids = customer_ids(con)
+    assert ids["crm:T6"] != ids["crm:T7"]
+
+
+def test_beside_a_shared_surname_the_household_fields_weigh_as_among_relatives(resolved):
+    con, _ = resolved
+    by_name = {p.comparison: p for p in load_model(con, CUSTOMER_TABLES.model).parameters}
+    for field in ("address", "email", "phone"):
+        given, plain = by_name[field].weights_given_surname(), by_name[field].weights()
+        assert given[0] < plain[0] - 3, field  # relatives share them: far weaker evidence
+    assert by_name["first_name"].u_given_surname is None and by_name["birth_date"].u_given_surname is None
+
+
+def gamma(comparison, a: str | None, b: str | None) -> str:
+    """The level two values reach, by the comparison's own SQL."""
+    column = comparison.frequency_column
+    index = duckdb.execute(
+        f"SELECT {comparison.gamma_sql()} FROM (SELECT ?::VARCHAR AS {column}) a, (SELECT ?::VARCHAR AS {column}) b", [a, b]
+    ).fetchone()[0]
+    return "missing" if index == -1 else comparison.levels[index].name
+
+
+def test_birth_dates_compare_by_their_digits_so_a_typo_that_is_no_date_is_still_a_typo():
+    born = birth_date()
+    assert gamma(born, "19490013", "19490113") == "one_typo"  # month 00 for 01
+    assert gamma(born, "19900305", "19900503") == "one_typo"  # day and month swapped
+    assert gamma(born, "19900305", "19910305") == "one_typo"  # year off by one
+    assert gamma(born, "19900305", "19641005") == "different"
+    assert gamma(born, "19900305", None) == "missing"
+
+
+def test_source_ids_are_the_same_or_not_since_the_next_card_in_sequence_is_someone_else():
+    card = identifier("loyalty_card")
+    assert gamma(card, "L00000007", "L00000007") == "exact"
+    assert gamma(card, "L00000007", "L00000008") == "different"
 
 
 def test_the_model_is_estimated_from_the_data_and_stored_with_m_u_and_weights(resolved):

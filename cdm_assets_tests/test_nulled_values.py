@@ -38,9 +38,9 @@ def crm_lookup(tmp_path, warehouse, write_config):
     """Build the lookup of one customer source `crm` from `rows`; returns (lookup rows by id, counts
     as {(field, reason): values})."""
 
-    def build(rows: list[dict], source: dict | None = None, **extra) -> tuple[dict[str, dict], dict]:
+    def build(rows: list[dict], source: dict | None = None, fields: dict = FIELDS, **extra) -> tuple[dict[str, dict], dict]:
         write_text(tmp_path / "landing/crm/crm.csv", crm_csv(rows))
-        source = customer_source("crm", "id", FIELDS, **{"phone_region": "NL", **(source or {})})
+        source = customer_source("crm", "id", fields, **{"phone_region": "NL", **(source or {})})
         config = write_config({"crm": source}, **extra)
         load_raw_source(warehouse, "crm", config.sources["crm"], landed_files(config.resolve(source["path"])))
         built = build_source_lookup_counting_nulls(warehouse, config)
@@ -82,6 +82,28 @@ def test_dates_outside_a_configured_window_and_unparseable_dates_are_counted_by_
     lookup, counts = crm_lookup(rows, identity=window)
     assert [lookup[str(i)]["birth_date"] for i in range(1, 7)] == [None, None, date(1980, 1, 2), None, None, None]
     assert counts == {("birth_date", "outside plausible window"): 2, ("birth_date", "unparseable"): 2}
+
+
+def test_a_typo_that_makes_no_calendar_date_is_nulled_but_keeps_its_digits_as_the_match_key(crm_lookup):
+    rows = [
+        record("1", born="1949-00-13"),  # month 0
+        record("2", born="2001-12-64"),  # day 64
+        record("3", born="1980-01-02"),
+        record("4", born="0000-00-00"),  # a placeholder: year outside the window
+        record("5", born="13.01.1949"),  # not the configured format's shape
+        record("6", born="2999-01-02"),  # a real date outside the window: no key either
+    ]
+    lookup, counts = crm_lookup(rows)
+    assert [lookup[str(i)]["birth_date"] for i in range(1, 7)] == [None, None, date(1980, 1, 2), None, None, None]
+    assert [lookup[str(i)]["birth_date_key"] for i in range(1, 7)] == ["19490013", "20011264", "19800102", None, None, None]
+    assert counts == {("birth_date", "unparseable"): 4, ("birth_date", "outside plausible window"): 1}
+
+
+def test_the_birth_date_key_reads_the_configured_format(crm_lookup):
+    rows = [record("1", born="31/13/1958"), record("2", born="4/3/1958")]
+    lookup, _ = crm_lookup(rows, fields={**FIELDS, "birth_date": {"column": "born", "format": "%d/%m/%Y"}})
+    assert (lookup["1"]["birth_date_key"], lookup["2"]["birth_date_key"]) == ("19581331", "19580304")
+    assert lookup["2"]["birth_date"] == date(1958, 3, 4)
 
 
 def test_the_default_window_refuses_year_one_placeholders_and_accepts_the_middle_ages(crm_lookup):

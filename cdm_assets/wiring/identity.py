@@ -48,11 +48,18 @@ def model_metadata(model: StoredModel, trained: bool) -> dict[str, dg.MetadataVa
     and each level's weight as a number the UI plots across materialisations."""
     rows, chart, numbers = [], [], {}
     for parameters in model.parameters:
-        for level, m, u, weight in zip(parameters.levels, parameters.m, parameters.u, parameters.weights()):
+        missing = [None] * len(parameters.levels)
+        given_u = parameters.u_given_surname or missing
+        given_weights = parameters.weights_given_surname() or missing
+        for level, m, u, weight, u_relatives, weight_relatives in zip(
+            parameters.levels, parameters.m, parameters.u, parameters.weights(), given_u, given_weights
+        ):
             rows.append(
                 dg.TableRecord(
                     {"comparison": parameters.comparison, "level": level, "m": round(m, 6), "u": round(u, 9),
-                     "match_weight": round(weight, 2)}
+                     "match_weight": round(weight, 2),
+                     "u_among_relatives": None if u_relatives is None else round(u_relatives, 9),
+                     "match_weight_among_relatives": None if weight_relatives is None else round(weight_relatives, 2)}
                 )
             )  # fmt: skip
             bar = ("+" if weight >= 0 else "-") * min(int(abs(weight) + 0.5), 30)
@@ -62,6 +69,8 @@ def model_metadata(model: StoredModel, trained: bool) -> dict[str, dg.MetadataVa
         columns=[
             dg.TableColumn("comparison", "string"), dg.TableColumn("level", "string"), dg.TableColumn("m", "float"),
             dg.TableColumn("u", "float"), dg.TableColumn("match_weight", "float"),
+            dg.TableColumn("u_among_relatives", "float", description="u beside a shared surname and no shared first name"),
+            dg.TableColumn("match_weight_among_relatives", "float"),
         ]
     )  # fmt: skip
     return {

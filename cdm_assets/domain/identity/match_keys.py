@@ -10,7 +10,7 @@ KEY_COLUMNS = {
     "first_name_root": "first_name_root",
     "last_name": "last_name_key",
     "last_name_core": "last_name_core",
-    "birth_date": "birth_date",
+    "birth_date": "birth_date_key",
     "postcode": "postcode_key",
     "address": "address_key",
 }

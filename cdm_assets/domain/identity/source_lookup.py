@@ -60,7 +60,7 @@ LEADING_COLUMNS = (
     "street", "house_number", "postcode", "city", "country",
 )  # fmt: skip
 KEY_COLUMNS = (
-    "first_name_key", "first_name_root", "last_name_key", "last_name_core",
+    "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date_key",
     "email_key", "phone_key", "postcode_key", "address_key",
 )  # fmt: skip
 
@@ -255,7 +255,7 @@ def lookup_sql(
            {std.postcode('_postcode_text', 'postcode_key', 'country')} AS postcode, city, country,
            {ids}
            first_names.key AS first_name_key, first_names.root AS first_name_root,
-           last_names.key AS last_name_key, last_names.root AS last_name_core,
+           last_names.key AS last_name_key, last_names.root AS last_name_core, birth_date_key,
            {std.email_key('email', '_email_at')} AS email_key, phone_key, postcode_key,
            CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
                 THEN postcode_key || '|' || house_number END AS address_key,

@@ -117,6 +117,7 @@ def _source_sql(
     plausible = std.plausible_birth_date("_birth_date_parsed", "$birth_earliest::DATE", "$birth_latest::DATE")
     # `_birth_date_parsed` in `unparseable` is the alias just defined (the date is parsed once)
     columns += [f"{birth_date} AS _birth_date_parsed", f"{unparseable} AS _birth_date_unparseable"]
+    columns.append(f"{_unparsed_date_digits(birth, birth_type)} AS _birth_date_digits")
     for name in identifiers:
         column = source.identifiers.get(name)
         columns.append(f"{_identifier(column, column_types)} AS {quote_ident('id_' + name)}")
@@ -124,7 +125,8 @@ def _source_sql(
         columns.append(f"{typed} AS {quote_ident('_id_' + name + '_typed')}")
     # the window is applied over the parsed date, so the date is parsed once
     return f"""
-        SELECT *, {plausible} AS birth_date FROM (
+        SELECT * EXCLUDE (_birth_date_digits), {plausible} AS birth_date,
+               {_birth_date_key(plausible)} AS birth_date_key FROM (
         SELECT {', '.join(columns)}, keys.record_key
         FROM {table.sql}
         JOIN (
@@ -134,6 +136,27 @@ def _source_sql(
         ) AS keys ON keys.key_rowid = {table.sql}.rowid
         )
     """
+
+
+def _unparsed_date_digits(birth: object, birth_type: str) -> str:
+    """SQL: the digits of a text birth date that did not parse ("1949-00-13"), else NULL."""
+    if birth is None or birth_type == "DATE" or birth_type.startswith("TIMESTAMP"):
+        return "NULL::VARCHAR"
+    text = _as_text(column_of(birth), birth_type)
+    digits = std.date_digits(std.trimmed(text) if birth_type == "VARCHAR" else text, format_of(birth))
+    return f"CASE WHEN _birth_date_parsed IS NULL THEN {digits} END"
+
+
+def _birth_date_key(plausible: str) -> str:
+    """SQL: the birth date's match key, 'YYYYMMDD': the plausible date's digits, or those of a
+    value no calendar has (a typo: month 13, day 64) whose year is in the plausible window.
+    The date itself stays NULL (and counted); the key lets a typo count as a typo."""
+    year = "left(_birth_date_digits, 4)::INTEGER"
+    in_window = f"{year} <= year($birth_latest::DATE) AND ({year} >= year($birth_earliest::DATE) OR $birth_earliest IS NULL)"
+    return (
+        f"CASE WHEN _birth_date_parsed IS NOT NULL THEN strftime({plausible}, '%Y%m%d') "
+        f"WHEN {in_window} THEN _birth_date_digits END"
+    )
 
 
 def _typed(column: str, data_type: str) -> str:

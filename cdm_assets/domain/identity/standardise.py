@@ -228,6 +228,43 @@ def plausible_birth_date(date_expr: str, earliest: str, latest: str) -> str:
     )
 
 
+# strftime directives that spell a date in digits, and the part each reads.
+_DATE_DIGIT_DIRECTIVES = {"%Y": ("year", r"(\d{4})"), "%m": ("month", r"(\d{1,2})"), "%d": ("day", r"(\d{1,2})")}
+
+
+def date_digits_pattern(strftime_format: str | None) -> tuple[str, list[str]] | None:
+    """A regex reading year, month and day from text written in `strftime_format`
+    (ISO when None) whatever their values ("1949-00-13" has the shape of "%Y-%m-%d"
+    though it is no date), and the part each group reads. None for formats that do
+    not spell all three in digits (two-digit years, month names, times)."""
+    fmt = strftime_format or "%Y-%m-%d"
+    pieces, parts, index = [], [], 0
+    for match in re.finditer(r"%.", fmt):
+        if match.group() not in _DATE_DIGIT_DIRECTIVES:
+            return None
+        part, group = _DATE_DIGIT_DIRECTIVES[match.group()]
+        pieces += [re.escape(fmt[index : match.start()]), group]
+        parts.append(part)
+        index = match.end()
+    pieces.append(re.escape(fmt[index:]))
+    if sorted(parts) != ["day", "month", "year"]:
+        return None
+    return "^" + "".join(pieces) + "$", parts
+
+
+def date_digits(text_expr: str, strftime_format: str | None) -> str:
+    """The date's digits as 'YYYYMMDD' text, read by the format's shape also where they
+    make no calendar date (month 13, day 64): a typo in a date is evidence for matching
+    even where the date itself is NULL. NULL when the text has not that shape."""
+    found = date_digits_pattern(strftime_format)
+    if found is None:
+        return "NULL::VARCHAR"
+    pattern, parts = found
+    names = "[" + ", ".join(sql_string(part) for part in parts) + "]"
+    digits = f"regexp_extract({text_expr}, {sql_string(pattern)}, {names})"
+    return f"nullif({digits}.year || lpad({digits}.month, 2, '0') || lpad({digits}.day, 2, '0'), '0000')"
+
+
 def parsed_date(text_expr: str, strftime_format: str | None) -> str:
     """A text date parsed with the configured strftime format (ISO dates when none)."""
     if strftime_format is None:

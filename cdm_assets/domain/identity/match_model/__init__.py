@@ -37,6 +37,8 @@ class ModelSettings:
         """What a trained model depends on; the threshold and cannot-link apply at scoring only."""
         return settings_fingerprint(
             {
+                # how the model is estimated; 2: household fields also get a u given a shared surname
+                "training": 2,
                 "comparisons": {c.name: [[level.name, level.condition] for level in c.levels] for c in self.comparisons},
                 "blocking": [rule.name for rule in self.blocking],
                 "max_records_per_key": self.max_records_per_key,

@@ -160,24 +160,25 @@ def last_name() -> Comparison:
 
 
 def birth_date() -> Comparison:
-    parts = ("year", "month", "day")
-    same_parts = " + ".join(f"({part}(a.birth_date) = {part}(b.birth_date))::INT" for part in parts)
-    digits = "strftime({side}.birth_date, '%Y%m%d')"
-    distance = f"damerau_levenshtein({digits.format(side='a')}, {digits.format(side='b')})"
-    swapped = (
-        "(day(a.birth_date) = month(b.birth_date) AND month(a.birth_date) = day(b.birth_date) "
-        "AND year(a.birth_date) = year(b.birth_date))"
-    )
+    """Compared on the date's digits, 'YYYYMMDD' (`birth_date_key`), which a typo that
+    makes no calendar date (month 13, day 64) keeps where the date itself is NULL."""
+    key = "{side}.birth_date_key"
+    year, month, day = (f"{fn}({key}, {n})" for fn, n in (("left", 4), ("substr", "5, 2"), ("right", 2)))
+    part = {"year": year, "month": month, "day": day}
+    a, b = ({name: sql.format(side=side) for name, sql in part.items()} for side in "ab")
+    same_parts = " + ".join(f"({a[name]} = {b[name]})::INT" for name in ("year", "month", "day"))
+    distance = "damerau_levenshtein(a.birth_date_key, b.birth_date_key)"
+    swapped = f"({a['day']} = {b['month']} AND {a['month']} = {b['day']} AND {a['year']} = {b['year']})"
     year_apart = (
-        "(day(a.birth_date) = day(b.birth_date) AND month(a.birth_date) = month(b.birth_date) "
-        "AND abs(year(a.birth_date) - year(b.birth_date)) = 1)"
+        f"({a['day']} = {b['day']} AND {a['month']} = {b['month']} "
+        f"AND abs({a['year']}::INTEGER - {b['year']}::INTEGER) = 1)"
     )
     # One typed digit wrong (or two neighbours swapped) leaves two of year, month and day equal.
     return Comparison(
         name="birth_date",
-        missing=_null("birth_date"),
+        missing=_null("birth_date_key"),
         levels=(
-            Level("exact", "a.birth_date = b.birth_date", typical_u=0.0001),
+            Level("exact", "a.birth_date_key = b.birth_date_key", typical_u=0.0001),
             Level(
                 "one_typo",
                 f"{swapped} OR {year_apart} OR CASE WHEN {same_parts} = 2 THEN {distance} <= 1 ELSE false END",
@@ -188,7 +189,7 @@ def birth_date() -> Comparison:
             Level("two_typos", f"CASE WHEN {same_parts} >= 1 THEN {distance} <= 2 ELSE false END", typical_u=0.01),
             Level("different", ""),
         ),
-        frequency_column="birth_date",
+        frequency_column="birth_date_key",
     )
 
 
@@ -203,7 +204,7 @@ def _personal_key(name: str, column: str, typical_u: float) -> Comparison:
             Level("different", ""),
         ),
         frequency_column=column,
-        household=not name.startswith("identifier:"),
+        household=True,
         counts_holders=True,
     )
 
@@ -238,7 +239,17 @@ def address() -> Comparison:
 
 
 def identifier(name: str) -> Comparison:
-    return _personal_key(f"identifier:{name}", f"id_{name}", 1e-06)
+    """A source's own id (a loyalty card, a customer number): the same or not. No typo
+    level: such ids are handed out in sequence, so the card one digit from a person's
+    is as often the next one issued, to the person in the queue behind or to the spouse."""
+    column = f"id_{name}"
+    return Comparison(
+        name=f"identifier:{name}",
+        missing=_null(column),
+        levels=(Level("exact", f"a.{column} = b.{column}", typical_u=1e-06), Level("different", "")),
+        frequency_column=column,
+        counts_holders=True,
+    )
 
 
 FIELD_COMPARISONS = {

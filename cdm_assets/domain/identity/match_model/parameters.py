@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from cdm_assets.domain.identity.match_model.training import ComparisonParameters, TrainedModel
-from cdm_assets.domain.warehouse import TableName, create_table_as, staged_tables, swap_in, table_exists
+from cdm_assets.domain.warehouse import TableName, create_table_as, staged_tables, swap_in, table_columns, table_exists
 
 PRIOR = "(prior)"  # the comparison name of the row that holds the prior
 
@@ -40,17 +40,24 @@ def save_model(con: duckdb.DuckDBPyConnection, table: TableName, model: TrainedM
     trained_at = datetime.now(timezone.utc).replace(tzinfo=None)
     rows: dict[str, list] = {
         "comparison": [], "level_index": [], "level": [], "m_probability": [], "u_probability": [],
-        "match_weight": [], "trained_by": [],
+        "match_weight": [], "trained_by": [], "u_given_surname": [], "match_weight_given_surname": [],
     }  # fmt: skip
     for parameters in model.parameters:
-        for index, (level, m, u, weight) in enumerate(
-            zip(parameters.levels, parameters.m, parameters.u, parameters.weights())
+        given = parameters.u_given_surname or [None] * len(parameters.levels)
+        given_weights = parameters.weights_given_surname() or [None] * len(parameters.levels)
+        for index, values in enumerate(
+            zip(parameters.levels, parameters.m, parameters.u, parameters.weights(), given, given_weights)
         ):
-            for key, value in zip(rows, (parameters.comparison, index, level, m, u, weight, parameters.trained_by)):
+            level, m, u, weight, u_given, weight_given = values
+            row = (parameters.comparison, index, level, m, u, weight, parameters.trained_by, u_given, weight_given)
+            for key, value in zip(rows, row):
                 rows[key].append(value)
-    for key, value in zip(rows, (PRIOR, 0, "match", model.prior, None, None, [])):
+    for key, value in zip(rows, (PRIOR, 0, "match", model.prior, None, None, [], None, None)):
         rows[key].append(value)
-    arrow = pa.table(rows).append_column("fingerprint", pa.array([fingerprint] * len(rows["level"])))
+    arrow = pa.table(rows)
+    for column in ("u_given_surname", "match_weight_given_surname"):  # NULL for most comparisons
+        arrow = arrow.set_column(arrow.schema.get_field_index(column), column, arrow[column].cast(pa.float64()))
+    arrow = arrow.append_column("fingerprint", pa.array([fingerprint] * len(rows["level"])))
     arrow = arrow.append_column("trained_at", pa.array([trained_at] * len(rows["level"]), pa.timestamp("us")))
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
     name = f"_cdm_match_model_{table.name}"
@@ -67,9 +74,12 @@ def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel 
     """The stored model, or None when there is none."""
     if not table_exists(con, table):
         return None
+    # a model stored before the surname-given u existed has no such column (and another fingerprint)
+    given = "u_given_surname" if "u_given_surname" in dict(table_columns(con, table)) else "NULL"
     rows = con.execute(
         f"""
-        SELECT comparison, level, m_probability, u_probability, trained_by, fingerprint, trained_at
+        SELECT comparison, level, m_probability, u_probability, trained_by, fingerprint, trained_at,
+               {given}
         FROM {table.sql} ORDER BY comparison, level_index
         """
     ).fetchall()
@@ -77,11 +87,13 @@ def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel 
         return None
     prior = next(row[2] for row in rows if row[0] == PRIOR)
     parameters: dict[str, ComparisonParameters] = {}
-    for comparison, level, m, u, trained_by, _, _ in rows:
+    for comparison, level, m, u, trained_by, _, _, u_given in rows:
         if comparison == PRIOR:
             continue
         entry = parameters.setdefault(comparison, ComparisonParameters(comparison, [], [], [], list(trained_by)))
         entry.levels.append(level)
         entry.m.append(m)
         entry.u.append(u)
+        if u_given is not None:
+            entry.u_given_surname = [*(entry.u_given_surname or []), u_given]
     return StoredModel(prior, tuple(parameters.values()), rows[0][5], rows[0][6])

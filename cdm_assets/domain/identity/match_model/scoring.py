@@ -20,7 +20,7 @@ import duckdb
 from cdm_assets.domain.identity.match_keys import key_column
 from cdm_assets.domain.identity.match_model.blocking import BlockingRule
 from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison
-from cdm_assets.domain.identity.match_model.training import ComparisonParameters
+from cdm_assets.domain.identity.match_model.training import SURNAME, ComparisonParameters
 from cdm_assets.domain.warehouse import TableName, create_table, quote_ident
 
 
@@ -70,21 +70,64 @@ def _frequency_table(comparison: Comparison) -> str:
 
 
 def _weight_sql(
-    comparison: Comparison, parameters: ComparisonParameters, frequency_alias: str | None, unlisted_u: float | None
+    comparison: Comparison,
+    parameters: ComparisonParameters,
+    frequency_alias: str | None,
+    unlisted_u: float | None,
+    surname_agrees: str,
 ) -> str:
     """The comparison's weight for a pair, from its gamma column; an exact agreement on a
-    value not listed in the frequency table has u `unlisted_u` (one holder)."""
-    weights = parameters.weights()
+    value not listed in the frequency table has u `unlisted_u` (one holder). A household
+    field beside an agreeing surname (`surname_agrees`, SQL) weighs by its u among relatives."""
+    plain = _levels_sql(comparison, parameters.m, parameters.u, frequency_alias, unlisted_u)
+    if parameters.u_given_surname is None:
+        return plain
+    # among relatives a shared value is no rarity: its u is never below the level's
+    given = _levels_sql(comparison, parameters.m, parameters.u_given_surname, frequency_alias, unlisted_u, floor=True)
+    return f"CASE WHEN {surname_agrees} THEN {given} ELSE {plain} END"
+
+
+def _levels_sql(
+    comparison: Comparison,
+    m: Sequence[float],
+    u: Sequence[float],
+    frequency_alias: str | None,
+    unlisted_u: float | None,
+    floor: bool = False,
+) -> str:
     whens = [f"WHEN {MISSING} THEN 0.0"]
-    for level, weight in enumerate(weights):
+    for level, (m_level, u_level) in enumerate(zip(m, u)):
         if level == 0 and frequency_alias is not None:
             # log2(m / u_value): the share of records holding the shared value is its u
-            fallback = math.log2(parameters.m[0] / unlisted_u) if unlisted_u else weight
-            exact = f"coalesce({math.log2(parameters.m[0])!r} - log2({frequency_alias}.tf), {fallback!r})"
+            value_u = f"greatest({frequency_alias}.tf, {u_level!r})" if floor else f"{frequency_alias}.tf"
+            fallback = math.log2(m_level / max(unlisted_u or 0.0, u_level)) if floor else (
+                math.log2(m_level / unlisted_u) if unlisted_u else math.log2(m_level / u_level)
+            )
+            exact = f"coalesce({math.log2(m_level)!r} - log2({value_u}), {fallback!r})"
             whens.append(f"WHEN 0 THEN {exact}")
         else:
-            whens.append(f"WHEN {level} THEN {weight!r}")
+            whens.append(f"WHEN {level} THEN {math.log2(m_level / u_level)!r}")
     return f"CASE {comparison.column} {' '.join(whens)} END"
+
+
+# First-name levels that make two records of one family name the same person or
+# namesakes rather than relatives (relatives' first names differ).
+PERSONAL_FIRST_NAME_LEVELS = ("exact", "same_name", "jaro_winkler_0.92", "initial")
+
+
+def _relatives_possible(comparisons: Sequence[Comparison]) -> str:
+    """SQL: the pair carries one family name (exact or the same after normalisation) and
+    no first names that make them one person: they may be two of one household, and the
+    household fields are weighed by their u among relatives."""
+    by_name = {c.name: c for c in comparisons}
+    surname, first = by_name.get(SURNAME), by_name.get("first_name")
+    if surname is None:
+        return "false"
+    condition = f"{surname.column} IN (0, 1)"
+    if first is not None:
+        personal = [i for i, name in enumerate(first.level_names) if name in PERSONAL_FIRST_NAME_LEVELS]
+        condition += f" AND {first.column} NOT IN ({', '.join(map(str, personal))})"
+    return condition
 
 
 MODEL_RULE_ORDER = 10_000  # model links sort after every hard rule
@@ -136,8 +179,9 @@ def build_model_links(
     frequency_columns = "".join(
         f"a.{column}, " for column in dict.fromkeys(quote_ident(c.frequency_column) for c, _, _ in frequencies)
     )
+    surname_agrees = _relatives_possible(model.comparisons)
     weights = [
-        f"{_weight_sql(c, p, aliases.get(c.name), unlisted.get(c.name))} AS {weight_column(c)}"
+        f"{_weight_sql(c, p, aliases.get(c.name), unlisted.get(c.name), surname_agrees)} AS {weight_column(c)}"
         for c, p in zip(model.comparisons, model.parameters)
     ]
     total = " + ".join([repr(model.prior_weight), *(weight_column(c) for c in model.comparisons)])

@@ -58,9 +58,18 @@ class ComparisonParameters:
     m: list[float]
     u: list[float]
     trained_by: list[str]  # blocking rules whose EM estimated m
+    # u among two people of one surname, for the fields a household shares (None for
+    # the rest): relatives share an address, an inbox or a landline far more often
+    # than two people drawn at random, so beside an agreeing surname these say less.
+    u_given_surname: list[float] | None = None
 
     def weights(self) -> list[float]:
         return [math.log2(m / u) for m, u in zip(self.m, self.u)]
+
+    def weights_given_surname(self) -> list[float] | None:
+        if self.u_given_surname is None:
+            return None
+        return [math.log2(m / u) for m, u in zip(self.m, self.u_given_surname)]
 
 
 @dataclass
@@ -103,6 +112,74 @@ def estimate_u(
         shares.append(max(1.0 - sum(shares), FLOOR))
         u[comparison.name] = [min(max(s, FLOOR), 1 - FLOOR) for s in shares]
     return u
+
+
+# The comparison whose agreement makes two records relatives-or-the-same: the others
+# of a household (address, email, phone) get a u among namesakes of the family name.
+SURNAME = "last_name"
+
+
+def surname_shared(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """The comparisons a household shares besides the surname."""
+    if not any(c.name == SURNAME for c in comparisons):
+        return []
+    return [c for c in comparisons if c.household and c.name != SURNAME]
+
+
+def estimate_u_given_surname(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    comparisons: Sequence[Comparison],
+    u: dict[str, list[float]],
+    max_records: int,
+    sample_pairs: int,
+) -> dict[str, list[float]]:
+    """u of the household fields among pairs of records with one surname and two first
+    names (relatives, or namesakes, nearly never one person), from a deterministic
+    sample of records whose pairs number about `sample_pairs`; each level steadied by
+    its unconditional u counted as PRIOR_PAIRS pairs. In data without families it
+    comes out as the plain u."""
+    shared = surname_shared(comparisons)
+    if not shared:
+        return {}
+    blocks = f"""
+        SELECT last_name_key, count(*) AS n FROM {lookup.sql}
+        WHERE last_name_key IS NOT NULL AND first_name_root IS NOT NULL
+        GROUP BY last_name_key HAVING count(*) BETWEEN 2 AND $max_records
+    """
+    pairs = con.execute(f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::DOUBLE FROM ({blocks})", {"max_records": max_records}).fetchone()[0]
+    if not pairs:
+        return {}
+    # records sampled at share f give about f² of the pairs
+    share = min(1.0, math.sqrt(sample_pairs / pairs))
+    gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in shared)
+    counts = ", ".join(f"histogram({c.column}) AS {c.column}" for c in shared)
+    row = con.execute(
+        f"""
+        WITH sampled AS (
+            SELECT r.* FROM {lookup.sql} r JOIN ({blocks}) USING (last_name_key)
+            WHERE r.first_name_root IS NOT NULL AND (hash(r.record_key, 'surname') % 1000000) < $share * 1000000
+        ),
+        pairs AS (
+            SELECT {gammas} FROM sampled a JOIN sampled b
+              ON a.last_name_key = b.last_name_key AND a.record_key < b.record_key
+             AND a.first_name_root <> b.first_name_root
+        )
+        SELECT {counts} FROM pairs
+        """,
+        {"max_records": max_records, "share": share},
+    ).fetchone()
+    given: dict[str, list[float]] = {}
+    for comparison, histogram in zip(shared, row):
+        histogram = {int(k): int(v) for k, v in (histogram or {}).items() if int(k) != MISSING}
+        compared = sum(histogram.values())
+        plain = u[comparison.name]
+        shares = [
+            (histogram.get(index, 0) + PRIOR_PAIRS * plain[index]) / (compared + PRIOR_PAIRS)
+            for index in range(len(comparison.levels))
+        ]
+        given[comparison.name] = [min(max(s, FLOOR), 1 - FLOOR) for s in shares]
+    return given
 
 
 def _with_prior(agreeing: float, pairs: float, typical_u: float) -> float:
@@ -282,6 +359,7 @@ def train(
     records = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchone()[0]
     all_pairs = max(records * (records - 1) / 2, 1.0)
     u = estimate_u(con, lookup, comparisons, u_sample_pairs)
+    u_given_surname = estimate_u_given_surname(con, lookup, comparisons, u, max_records, u_sample_pairs)
     u_arrays = [np.asarray(u[c.name]) for c in comparisons]
     # Per-rule EM only teaches contact fields (the pooled EM below teaches the rest):
     # rules that train none of them are counted, not sampled.
@@ -342,6 +420,7 @@ def train(
                 m=[float(x) for x in m],
                 u=u[comparison.name],
                 trained_by=trained_by[index],
+                u_given_surname=u_given_surname.get(comparison.name),
             )
         )
     expected = prior_matches if prior_matches is not None else max(expected_matches.values(), default=1.0)
