@@ -20,7 +20,7 @@ import duckdb
 from cdm_assets.domain.identity.match_keys import key_column
 from cdm_assets.domain.identity.match_model.blocking import BlockingRule
 from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison
-from cdm_assets.domain.identity.match_model.training import SURNAME, ComparisonParameters
+from cdm_assets.domain.identity.match_model.training import PERSONAL_FIRST_NAME_LEVELS, SURNAME, ComparisonParameters
 from cdm_assets.domain.warehouse import TableName, create_table, quote_ident
 
 
@@ -108,11 +108,6 @@ def _levels_sql(
         else:
             whens.append(f"WHEN {level} THEN {math.log2(m_level / u_level)!r}")
     return f"CASE {comparison.column} {' '.join(whens)} END"
-
-
-# First-name levels that make two records of one family name the same person or
-# namesakes rather than relatives (relatives' first names differ).
-PERSONAL_FIRST_NAME_LEVELS = ("exact", "same_name", "jaro_winkler_0.92", "initial")
 
 
 def _relatives_possible(comparisons: Sequence[Comparison]) -> str:

@@ -117,6 +117,9 @@ def estimate_u(
 # The comparison whose agreement makes two records relatives-or-the-same: the others
 # of a household (address, email, phone) get a u among namesakes of the family name.
 SURNAME = "last_name"
+# First-name levels that make two records of one family name the same person or
+# namesakes rather than relatives (relatives' first names differ).
+PERSONAL_FIRST_NAME_LEVELS = ("exact", "same_name", "jaro_winkler_0.92", "initial")
 
 
 def surname_shared(comparisons: Sequence[Comparison]) -> list[Comparison]:
@@ -284,6 +287,7 @@ def expectation_maximisation(
     m_start: Sequence[np.ndarray],
     share_start: float = 0.5,
     population: float | None = None,
+    evidence: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """m per comparison (those `trained`) and the share of matches, u fixed.
 
@@ -293,6 +297,8 @@ def expectation_maximisation(
     non-matches. With u measured on random pairs, the share must be over all
     record pairs, not over the candidates: the candidates hold the namesakes
     that random pairs hold, and a share among candidates would call them matches.
+    `evidence` (per pattern, natural log of m/u) is what comparisons not trained
+    here but already estimated say about each pattern.
     """
     population = float(counts.sum()) if population is None else population
     m = [level_m.copy() for level_m in m_start]
@@ -301,6 +307,8 @@ def expectation_maximisation(
     for _ in range(EM_ITERATIONS):
         log_match = np.full(len(counts), math.log(share))
         log_non_match = np.full(len(counts), math.log(1 - share))
+        if evidence is not None:
+            log_match += evidence
         for index, is_trained in enumerate(trained):
             if not is_trained:
                 continue
@@ -326,6 +334,45 @@ def expectation_maximisation(
         if change < EM_TOLERANCE:
             break
     return m, share
+
+
+def _steadied_m(expected: np.ndarray, matches: float, levels: int) -> np.ndarray:
+    """EM's expected matches per level, steadied by the starting m counted as PRIOR_MATCHES matches."""
+    m = (expected + PRIOR_MATCHES * starting_m(levels)) / (matches + PRIOR_MATCHES)
+    return np.clip(m, FLOOR, 1 - FLOOR)
+
+
+def contact_evidence(
+    matrix: np.ndarray,
+    comparisons: Sequence[Comparison],
+    m: Sequence[np.ndarray],
+    u: dict[str, list[float]],
+    u_given_surname: dict[str, list[float]],
+) -> np.ndarray:
+    """Per pattern, the natural log of m/u summed over the contact comparisons; a household
+    field of a pair that may be relatives (one surname, no agreeing first name) by its u
+    among relatives, as scoring weighs it."""
+    by_name = {c.name: index for index, c in enumerate(comparisons)}
+    relatives = np.zeros(len(matrix), dtype=bool)
+    if SURNAME in by_name:
+        relatives = np.isin(matrix[:, by_name[SURNAME]], (0, 1))
+        if "first_name" in by_name:
+            first = comparisons[by_name["first_name"]]
+            personal = [i for i, name in enumerate(first.level_names) if name in PERSONAL_FIRST_NAME_LEVELS]
+            relatives &= ~np.isin(matrix[:, by_name["first_name"]], personal)
+    evidence = np.zeros(len(matrix))
+    for index, comparison in enumerate(comparisons):
+        if not comparison.contact:
+            continue
+        gamma = matrix[:, index]
+        seen = gamma != MISSING
+        plain = np.log(m[index]) - np.log(np.asarray(u[comparison.name]))
+        ratio = plain[np.where(seen, gamma, 0)]
+        if comparison.name in u_given_surname:
+            given = np.log(m[index]) - np.log(np.asarray(u_given_surname[comparison.name]))
+            ratio = np.where(relatives, given[np.where(seen, gamma, 0)], ratio)
+        evidence += np.where(seen, ratio, 0.0)
+    return evidence
 
 
 def trained_comparisons(rule: BlockingRule, comparisons: Sequence[Comparison]) -> list[bool]:
@@ -395,11 +442,18 @@ def train(
     prior_matches = None
     if len(counts):
         personal = [not c.contact for c in comparisons]
+        # The contact fields, as their per-rule EM estimated them, are evidence here: a
+        # person's records that differ on a name or the birth date but share an inbox
+        # are told from namesakes by it (weighed as among relatives where the pair could
+        # be a family's), so m learns that married names and typos happen.
+        contact_m = [_steadied_m(sums[i], weights[i], len(c.levels)) for i, c in enumerate(comparisons)]
+        evidence = contact_evidence(matrix, comparisons, contact_m, u, u_given_surname)
         # The share is over all record pairs (the sample's part of them): EM starts
         # from one match per two records.
         m_union, share = expectation_maximisation(
             matrix, counts, u_arrays, personal, [starting_m(len(c.levels)) for c in comparisons],
             share_start=min(0.5, records / (2 * all_pairs)), population=all_pairs * sampled_part,
+            evidence=evidence,
         )  # fmt: skip
         prior_matches = share * all_pairs
         sampled_matches = share * all_pairs * sampled_part
@@ -410,9 +464,7 @@ def train(
                 trained_by[index] = ["all blocking rules"]
     parameters = []
     for index, comparison in enumerate(comparisons):
-        # the EM estimates, steadied by the starting m counted as PRIOR_MATCHES matches
-        m = (sums[index] + PRIOR_MATCHES * starting_m(len(comparison.levels))) / (weights[index] + PRIOR_MATCHES)
-        m = np.clip(m, FLOOR, 1 - FLOOR)
+        m = _steadied_m(sums[index], weights[index], len(comparison.levels))
         parameters.append(
             ComparisonParameters(
                 comparison=comparison.name,
