@@ -32,14 +32,18 @@ class BlockingRule:
         present = " AND ".join(f"{column} IS NOT NULL" for column in columns)
         return f"SELECT record_key, hash({', '.join(columns)}) AS block FROM {lookup.sql} WHERE {present}"
 
-    def pairs_sql(self, lookup: TableName, sampled: bool = False) -> str:
+    def pairs_sql(self, lookup: TableName, sampled: bool = False, pair_sample: bool = False) -> str:
         """SELECT key_a, key_b of the rule's candidate pairs; `$max_records` caps a block.
 
         With `sampled`, only blocks whose hash falls below `$sample` (a share
         0..1) take part: a deterministic sample of whole blocks, so that
-        training sees the same pairs on the same data.
+        training sees the same pairs on the same data. With `pair_sample`, only
+        pairs whose first record's hash falls below `$pair_share`: each pair
+        with that chance, decided by the pair alone (so every rule keeps the
+        same pairs), and the pairs left out are never formed.
         """
         sample = " AND (hash(block) % 1000000) < $sample * 1000000" if sampled else ""
+        pairs = " WHERE (hash(a.record_key) % 1000000) < $pair_share * 1000000" if pair_sample else ""
         # Blocks are one hash of the keys: a hash collision can only add a
         # candidate pair, which is then scored like any other.
         return f"""
@@ -51,7 +55,7 @@ class BlockingRule:
                 SELECT keyed.* FROM keyed JOIN blocks USING (block) WHERE true{sample}
             )
             SELECT a.record_key AS key_a, b.record_key AS key_b
-            FROM members a JOIN members b ON a.block = b.block AND a.record_key < b.record_key
+            FROM members a JOIN members b ON a.block = b.block AND a.record_key < b.record_key{pairs}
         """
 
     def pair_count_sql(self, lookup: TableName) -> str:

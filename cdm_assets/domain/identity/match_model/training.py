@@ -255,11 +255,11 @@ def union_patterns(
     """The comparison patterns, with their counts, of a deterministic sample (`sample`,
     a share 0..1, by a hash of the pair) of the distinct candidate pairs of all rules.
 
-    Each rule's pairs are sampled by the same hash before they are pooled, so the
-    pool is that share of the union without the union ever being built.
+    Each rule's pairs are sampled by the same hash (of the pair's first record)
+    before they are pooled, so the pool is that share of the union without the
+    union, or the pairs left out, ever being built.
     """
-    in_sample = "(hash(key_a, key_b) % 1000000) < $sample * 1000000"
-    union = " UNION ".join(f"SELECT key_a, key_b FROM ({rule.pairs_sql(lookup)}) WHERE {in_sample}" for rule in rules)
+    union = " UNION ".join(f"SELECT key_a, key_b FROM ({rule.pairs_sql(lookup, pair_sample=True)})" for rule in rules)
     gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in comparisons)
     columns = ", ".join(c.column for c in comparisons)
     rows = con.execute(
@@ -271,7 +271,7 @@ def union_patterns(
             JOIN {lookup.sql} b ON b.record_key = pair.key_b
         ) GROUP BY ALL
         """,
-        {"max_records": max_records, "sample": sample},
+        {"max_records": max_records, "pair_share": sample},
     ).fetchnumpy()
     counts = np.asarray(rows.pop("n"), dtype=np.float64)
     if not len(counts):
