@@ -17,7 +17,9 @@ its own:
 
 For each it prints records, true pairs, pairwise precision / recall / F1,
 B-cubed F1, seconds and peak memory (the process's peak resident memory,
-which includes loading the raw sources). `--no-splink` leaves Splink out.
+which includes loading the raw sources). `--no-splink` leaves Splink out;
+`--m` also prints, per comparison level, the m the model estimated without
+labels beside the m of the true pairs.
 """
 
 from __future__ import annotations
@@ -135,15 +137,50 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def true_m(con: duckdb.DuckDBPyConnection, config) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per comparison and level: the m the model estimated without labels, and the m
+    measured on the true pairs (records of one person) that can be compared."""
+    from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES
+    from cdm_assets.domain.identity.match_model import model_settings
+    from cdm_assets.domain.identity.match_model.parameters import load_model
+
+    settings, stored = model_settings(config), load_model(con, CUSTOMER_TABLES.model)
+    if settings is None or stored is None:
+        return {}
+    estimated = {p.comparison: p.m for p in stored.parameters}
+    gammas = ", ".join(f"histogram({c.gamma_sql()})" for c in settings.comparisons)
+    row = con.execute(
+        f"""
+        WITH records AS (
+            SELECT l.*, t.person_id FROM {CUSTOMER_TABLES.lookup.sql} l
+            JOIN truth t ON t.source = l.source AND t.record_id = l.source_record_id
+        )
+        SELECT {gammas} FROM records a JOIN records b ON a.person_id = b.person_id AND a.record_key < b.record_key
+        """
+    ).fetchone()
+    result = {}
+    for comparison, histogram in zip(settings.comparisons, row):
+        counts = {int(k): v for k, v in (histogram or {}).items() if int(k) >= 0}
+        compared = sum(counts.values())
+        if compared:
+            result[comparison.name] = {
+                level: (estimated[comparison.name][index], counts.get(index, 0) / compared)
+                for index, level in enumerate(comparison.level_names)
+            }
+    return result
+
+
 def measure_cdm(config_path: Path, truth_path: Path, database: Path, queue) -> None:
-    """Child process: raw load (not timed), cdm's identity step (timed), scores."""
+    """Child process: raw load (not timed), cdm's identity step (timed), scores, and m
+    estimated beside m on the true pairs."""
     config, con = _connect_and_load(config_path, database)
     start = time.perf_counter()
     run = run_identity_resolution(con, config)
     seconds = time.perf_counter() - start
     peak = _peak_mb()
     load_truth(con, truth_path)
-    queue.put({**scores(con), "seconds": seconds, "peak_mb": peak, "stage_seconds": run.seconds, "links": run.links})
+    queue.put({**scores(con), "seconds": seconds, "peak_mb": peak, "stage_seconds": run.seconds, "links": run.links,
+               "m_estimated_and_true": true_m(con, config)})
 
 
 def measure_splink(config_path: Path, truth_path: Path, database: Path, identifiers: list[str], queue) -> None:
@@ -191,6 +228,16 @@ def run_set(name: str, work: Path, with_splink: bool) -> list[dict]:
     return rows
 
 
+def m_table(rows: list[dict]) -> str:
+    """Per set, the model's m beside the m of the true pairs, level by level."""
+    lines = ["| data | comparison | level | m estimated | m on true pairs |", "|---|---|---|---:|---:|"]
+    for r in rows:
+        for comparison, levels in r.get("m_estimated_and_true", {}).items():
+            for level, (estimated, true) in levels.items():
+                lines.append(f"| {r['set']} | {comparison} | {level} | {estimated:.4f} | {true:.4f} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     """One markdown table of every set and method."""
     lines = [
@@ -216,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", nargs="+", default=["default", "hard"], help="sample corruption profiles")
     parser.add_argument("--no-splink", action="store_true", help="leave Splink out")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    parser.add_argument("--m", action="store_true", help="also tabulate the model's m beside m on the true pairs")
     args = parser.parse_args(argv)
     unknown = set(args.sets) - {"sample", *PUBLIC_SETS}
     if unknown:
@@ -235,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(row), flush=True)
     if not args.json:
         print(table(rows))
+        if args.m:
+            print()
+            print(m_table(rows))
     return 0
 
 
