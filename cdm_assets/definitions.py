@@ -6,6 +6,7 @@ import dagster as dg
 
 from cdm_assets.config import CdmConfig, load_config
 from cdm_assets.wiring.automation import build_sensors, daily_full_refresh
+from cdm_assets.wiring.metadata import ENVIRONMENT_METADATA
 from cdm_assets.wiring.checks import build_checks
 from cdm_assets.wiring.identity import build_identity_assets
 from cdm_assets.wiring.marts import build_mart_assets
@@ -22,8 +23,12 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
     on the `duckdb` pool while each paid ~2 s of process start-up. Before its
     first step, a run frees the pool slots of runs whose process was killed.
     """
+    assets = [*build_raw_assets(config), *build_identity_assets(config), *build_mart_assets(config)]
+    # every asset shows the stage it belongs to (`CDM_ENV`), and so does the code location
+    stage = {ENVIRONMENT_METADATA: config.environment}
     return dg.Definitions(
-        assets=[*build_raw_assets(config), *build_identity_assets(config), *build_mart_assets(config)],
+        assets=dg.map_asset_specs(lambda spec: spec.merge_attributes(metadata=stage), assets),
+        metadata={**stage, "cdm/config": str(config.config_path) if config.config_path else "(none)"},
         asset_checks=build_checks(config),
         sensors=[*build_sensors(config), dead_run_reaper],
         schedules=[daily_full_refresh],

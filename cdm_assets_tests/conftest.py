@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,9 @@ import pytest
 import yaml
 
 from cdm_assets.config import CdmConfig, load_config
+
+# The suite runs as the default stage whatever the shell says (see test_environments.py).
+os.environ.pop("CDM_ENV", None)
 
 
 @pytest.fixture

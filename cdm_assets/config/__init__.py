@@ -1,5 +1,6 @@
 """Configuration: load and validate `cdm.yaml`. Nothing else lives here."""
 
+from cdm_assets.config.environments import DEFAULT_ENVIRONMENT, ENVIRONMENT_ENV, active_environment
 from cdm_assets.config.loader import (
     BUNDLED_CONFIG,
     CONFIG_ENV,
@@ -21,6 +22,9 @@ from cdm_assets.config.model import (
 )
 
 __all__ = [
+    "DEFAULT_ENVIRONMENT",
+    "ENVIRONMENT_ENV",
+    "active_environment",
     "BUNDLED_CONFIG",
     "CANONICAL_FIELDS",
     "CONFIG_ENV",

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from cdm_assets.config.environments import EnvironmentProblem, active_environment, apply_environment, overlay_key
 from cdm_assets.config.model import CdmConfig, FieldError
 
 CONFIG_ENV = "CDM_CONFIG"
@@ -52,12 +53,18 @@ def load_config(path: str | Path | None = None) -> CdmConfig:
     return parse_config(document, path)
 
 
-def parse_config(document: dict, path: Path) -> CdmConfig:
-    """Validate an already parsed document that came from `path`."""
+def parse_config(document: dict, path: Path, environment: str | None = None) -> CdmConfig:
+    """Validate an already parsed document that came from `path`, with the overlay of
+    `environment` (default: `CDM_ENV`, else `dev`) applied."""
+    environment = environment or active_environment()
     try:
-        config = CdmConfig.model_validate({**document, "config_path": path})
+        document, overlay = apply_environment(document, environment)
+    except EnvironmentProblem as problem:
+        raise ConfigError(f"{path}: {problem.key}: {problem.message}") from None
+    try:
+        config = CdmConfig.model_validate({**document, "config_path": path, "environment": environment})
     except ValidationError as error:
-        raise ConfigError(_describe(error, path)) from None
+        raise ConfigError(_describe(error, path, overlay, environment)) from None
     warehouse = config.resolve(config.warehouse.duckdb_path)
     if warehouse.is_dir():
         raise ConfigError(f"{path}: warehouse.duckdb_path: {config.warehouse.duckdb_path} is a directory; expected a DuckDB file")
@@ -94,7 +101,7 @@ def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, key_path: tuple[s
             _refuse_duplicate_keys(item, path, (*key_path, str(index)))
 
 
-def _describe(error: ValidationError, path: Path) -> str:
+def _describe(error: ValidationError, path: Path, overlay: dict | None = None, environment: str = "") -> str:
     problems = []
     items = error.errors()
     for item in items:
@@ -109,6 +116,8 @@ def _describe(error: ValidationError, path: Path) -> str:
         else:
             message = _plain(message, item["type"])
         location = _drop_union_branches(location)
+        if overlay:
+            location = overlay_key(location, overlay, environment)
         key = ".".join(location) or "(top level)"
         problems.append(f"{path}: {key}: {message}")
     # One clear message: pydantic may report the same key several times (one

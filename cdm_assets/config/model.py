@@ -550,6 +550,8 @@ class CdmConfig(StrictModel):
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     config_path: Path | None = Field(default=None, exclude=True)
+    # the stage whose overlay was applied (`CDM_ENV`, default `dev`); set by the loader
+    environment: str = Field(default="dev", exclude=True)
 
     @field_validator("sources")
     @classmethod

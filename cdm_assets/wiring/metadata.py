@@ -9,6 +9,8 @@ from cdm_assets.domain.identity.nulled_values import NulledValues, total_nulled
 from cdm_assets.domain.warehouse import TableName, row_count, table_columns
 
 PREVIEW_ROWS = 5
+# The stage (`CDM_ENV`) an asset belongs to, in every asset's definition metadata.
+ENVIRONMENT_METADATA = "cdm/environment"
 _CELL_WIDTH = 40
 
 
