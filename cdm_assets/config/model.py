@@ -540,6 +540,13 @@ class ChecksConfig(StrictModel):
     max_row_count_drop: float = Field(default=0.5, ge=0, le=1)
 
 
+class PrivacyConfig(StrictModel):
+    """What personal data may leave the warehouse as Dagster metadata."""
+
+    # previews of tables and samples of failing rows: masked values, none at all, or as they are
+    previews: Literal["masked", "off", "full"] = "masked"
+
+
 class CdmConfig(StrictModel):
     """A whole `cdm.yaml` document, with paths resolved against its folder."""
 
@@ -549,6 +556,7 @@ class CdmConfig(StrictModel):
     customers: CustomersConfig = Field(default_factory=CustomersConfig)
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     config_path: Path | None = Field(default=None, exclude=True)
     # the stage whose overlay was applied (`CDM_ENV`, default `dev`); set by the loader
     environment: str = Field(default="dev", exclude=True)

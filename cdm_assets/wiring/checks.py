@@ -13,11 +13,17 @@ from cdm_assets.domain.identity.entity_tables import entity_tables
 from cdm_assets.domain.marts import data_tests
 from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
+from cdm_assets.domain.masking import PreviewPolicy
 from cdm_assets.domain.warehouse import TableName
+from cdm_assets.wiring.metadata import preview_policy
 
 
 
-def check_result(outcome: data_tests.Outcome, passed: bool, severity: dg.AssetCheckSeverity, **extra) -> dg.AssetCheckResult:
+def check_result(
+    outcome: data_tests.Outcome, passed: bool, severity: dg.AssetCheckSeverity, previews: PreviewPolicy, **extra
+) -> dg.AssetCheckResult:
+    """The check's counts, and a sample of failing rows as `privacy.previews` allows."""
+    sample = {"failing_sample": dg.MetadataValue.json([previews.row(row) for row in outcome.sample])}
     return dg.AssetCheckResult(
         passed=passed,
         severity=severity,
@@ -25,32 +31,38 @@ def check_result(outcome: data_tests.Outcome, passed: bool, severity: dg.AssetCh
             "failing_rows": outcome.failing,
             "total_rows": outcome.total,
             "failing_share": round(outcome.share, 6),
-            "failing_sample": dg.MetadataValue.json(outcome.sample),
+            **(sample if previews.shows_rows else {}),
             **extra,
         },
     )
 
 
-def blocking_check(asset: dg.AssetKey, name: str, description: str, test: Callable) -> dg.AssetChecksDefinition:
+def blocking_check(
+    previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable
+) -> dg.AssetChecksDefinition:
     """A check that must find no failing row; downstream assets wait for it."""
 
     @dg.asset_check(asset=asset, name=name, description=description, blocking=True, pool="duckdb")
     def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
             outcome = test(con)
-        return check_result(outcome, outcome.failing == 0, dg.AssetCheckSeverity.ERROR)
+        return check_result(outcome, outcome.failing == 0, dg.AssetCheckSeverity.ERROR, previews)
 
     return _check
 
 
-def share_check(asset: dg.AssetKey, name: str, description: str, test: Callable, max_share: float) -> dg.AssetChecksDefinition:
+def share_check(
+    previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable, max_share: float
+) -> dg.AssetChecksDefinition:
     """An advisory check: warns when the failing share passes its threshold."""
 
     @dg.asset_check(asset=asset, name=name, description=description, pool="duckdb")
     def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
             outcome = test(con)
-        return check_result(outcome, outcome.share <= max_share, dg.AssetCheckSeverity.WARN, max_share=max_share)
+        return check_result(
+            outcome, outcome.share <= max_share, dg.AssetCheckSeverity.WARN, previews, max_share=max_share
+        )
 
     return _check
 
@@ -83,32 +95,45 @@ def row_count_drop_check(asset: dg.AssetKey, max_drop: float) -> dg.AssetChecksD
 
 def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
     limits = config.checks
+    previews = preview_policy(config)
     checks = [
         blocking_check(
-            TRANSACTIONS_KEY, "no_negative_amounts", "Transaction amounts are never negative.", data_tests.negative_amounts
+            previews,
+            TRANSACTIONS_KEY,
+            "no_negative_amounts",
+            "Transaction amounts are never negative.",
+            data_tests.negative_amounts,
         ),
         blocking_check(
-            CUSTOMERS_KEY, "customer_id_is_unique", "One golden record per Customer ID.", data_tests.duplicate_customer_ids
+            previews,
+            CUSTOMERS_KEY,
+            "customer_id_is_unique",
+            "One golden record per Customer ID.",
+            data_tests.duplicate_customer_ids,
         ),
         blocking_check(
+            previews,
             CUSTOMER_ID_MAP_KEY,
             "one_customer_id_per_record",
             "Every customer record of the source lookup has exactly one Customer ID.",
             data_tests.records_without_exactly_one_customer_id,
         ),
         blocking_check(
+            previews,
             TRANSACTIONS_KEY,
             "customers_exist",
             "Every customer_id in marts.transactions exists in marts.customers.",
             lambda con: data_tests.orphan_customer_ids(con, TRANSACTIONS, "transaction_id"),
         ),
         blocking_check(
+            previews,
             EVENTS_KEY,
             "customers_exist",
             "Every customer_id in marts.events exists in marts.customers.",
             lambda con: data_tests.orphan_customer_ids(con, EVENTS, "event_id"),
         ),
         share_check(
+            previews,
             TRANSACTIONS_KEY,
             "attributed_share",
             "Warns when too many transactions match no customer.",
@@ -116,6 +141,7 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
             limits.max_unattributed_share,
         ),
         share_check(
+            previews,
             EVENTS_KEY,
             "attributed_share",
             "Warns when too many events stay anonymous.",
@@ -124,6 +150,7 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
             max(limits.max_unattributed_share, 0.5),
         ),
         share_check(
+            previews,
             CUSTOMER_ID_MAP_KEY,
             "no_giant_clusters",
             f"Warns when a Customer ID holds more than {config.identity.max_cluster_size} records (over-merging).",
@@ -140,6 +167,7 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
         table = TableName("raw", name)
         checks.append(
             share_check(
+                preview_policy(config, table),
                 raw_asset_key(name),
                 "quarantine_share",
                 f"Warns when more than {limits.max_quarantine_share:.1%} of the rows of {name} are quarantined.",
@@ -153,22 +181,26 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
 def entity_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition]:
     """The identity and golden-record checks of a declared customer-like entity (e.g. accounts)."""
     tables = entity_tables(config, entity)
+    previews = preview_policy(config)
     golden, id_map = table_key(tables.golden), table_key(tables.id_map)
     max_size = config.identity_settings(entity).max_cluster_size
     return [
         blocking_check(
+            previews,
             golden,
             f"{tables.id_column}_is_unique",
             f"One golden record per {tables.label}.",
             lambda con: data_tests.duplicate_customer_ids(con, tables),
         ),
         blocking_check(
+            previews,
             id_map,
             f"one_{tables.id_column}_per_record",
             f"Every {entity} record of the source lookup has exactly one {tables.label}.",
             lambda con: data_tests.records_without_exactly_one_customer_id(con, tables),
         ),
         share_check(
+            previews,
             id_map,
             "no_giant_clusters",
             f"Warns when a {tables.label} holds more than {max_size} records (over-merging).",
@@ -183,6 +215,7 @@ def link_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition
     """Per linked entity: warn when records name linked records that do not exist (a contact's
     account id matching no account)."""
     checks = []
+    previews = preview_policy(config)
     golden = table_key(entity_tables(config, entity).golden)
     for linked in config.linked_entities(entity):
         target = entity_tables(config, linked)
@@ -193,6 +226,7 @@ def link_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition
         ]
         checks.append(
             share_check(
+                previews,
                 golden,
                 f"{linked}_links_resolve",
                 f"Warns when more than {config.checks.max_unattributed_share:.0%} of the {linked} references "

@@ -5,7 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.model import CUSTOMER
-from cdm_assets.wiring.metadata import nulled_values_metadata, table_metadata
+from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
 from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
@@ -120,7 +120,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             per_source = dict(
                 con.execute(f"SELECT source, count(*) FROM {tables.lookup.sql} GROUP BY source ORDER BY source").fetchall()
             )
-            metadata = table_metadata(con, tables.lookup)
+            metadata = table_metadata(con, tables.lookup, preview_policy(config))
         return dg.MaterializeResult(
             metadata={
                 **metadata,
@@ -173,7 +173,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
         with duckdb.get_connection() as con:
             build_graph(con, config, entity)
             per_rule = links_per_rule(con, tables.graph)
-            metadata = table_metadata(con, tables.graph)
+            metadata = table_metadata(con, tables.graph, preview_policy(config))
         return dg.MaterializeResult(metadata={**metadata, "links_per_rule": dg.MetadataValue.json(per_rule)})
 
     @dg.multi_asset(
@@ -203,8 +203,8 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             assignment = assign_ids_from_graph(con, tables=tables)
             sizes = cluster_size_distribution(con, tables)
             largest = largest_clusters(con, tables=tables)
-            map_metadata = table_metadata(con, tables.id_map)
-            history_metadata = table_metadata(con, tables.id_history)
+            map_metadata = table_metadata(con, tables.id_map, preview_policy(config))
+            history_metadata = table_metadata(con, tables.id_history, preview_policy(config))
         yield dg.MaterializeResult(
             asset_key=map_key,
             metadata={

@@ -5,7 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY, table_key
-from cdm_assets.wiring.metadata import table_metadata
+from cdm_assets.wiring.metadata import preview_policy, table_metadata
 from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.identity.entity_tables import entity_tables
@@ -37,7 +37,7 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
         with duckdb.get_connection() as con:
             ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
             report = build_transactions(con, config)
-            metadata = table_metadata(con, TRANSACTIONS)
+            metadata = table_metadata(con, TRANSACTIONS, preview_policy(config))
         return dg.MaterializeResult(
             metadata={
                 **metadata,
@@ -55,7 +55,7 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
         with duckdb.get_connection() as con:
             ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
             report = build_events(con, config)
-            metadata = table_metadata(con, EVENTS)
+            metadata = table_metadata(con, EVENTS, preview_policy(config))
         return dg.MaterializeResult(
             metadata={**metadata, "attribution": dg.MetadataValue.json(report.by_attribution)}
         )
@@ -66,7 +66,7 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
         days since the last order, event count and last event."""
         with duckdb.get_connection() as con:
             build_customer_metrics(con)
-            metadata = table_metadata(con, CUSTOMER_METRICS)
+            metadata = table_metadata(con, CUSTOMER_METRICS, preview_policy(config))
         return dg.MaterializeResult(metadata=metadata)
 
     return [*golden, transactions, events, customer_metrics]
@@ -97,7 +97,7 @@ def golden_records_asset(config: CdmConfig, entity: str, common: dict) -> dg.Ass
         with duckdb.get_connection() as con:
             ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
             build_customers(con, config, entity)
-            metadata = table_metadata(con, tables.golden)
+            metadata = table_metadata(con, tables.golden, preview_policy(config))
         attributes = ", ".join(config.attribute_names(entity)) or "none"
         return dg.MaterializeResult(metadata={**metadata, "attributes": attributes})
 

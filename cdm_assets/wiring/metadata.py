@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
+from cdm_assets.config import CdmConfig, column_of
 from cdm_assets.domain.identity.nulled_values import NulledValues, total_nulled
+from cdm_assets.domain.masking import PreviewPolicy, source_columns
 from cdm_assets.domain.warehouse import TableName, row_count, table_columns
 
 PREVIEW_ROWS = 5
@@ -14,16 +16,35 @@ ENVIRONMENT_METADATA = "cdm/environment"
 _CELL_WIDTH = 40
 
 
-def table_metadata(con: duckdb.DuckDBPyConnection, table: TableName) -> dict[str, dg.MetadataValue | int | str]:
-    """Row count, column schema, table name and a small markdown preview."""
+def preview_policy(config: CdmConfig, table: TableName | None = None) -> PreviewPolicy:
+    """How personal values of `table` show in metadata (`privacy.previews`): for a raw
+    source's table its own columns are known by the fields they map to."""
+    columns: dict[str, str] = {}
+    if table is not None and table.schema == "raw" and table.name in config.sources:
+        source = config.sources[table.name]
+        columns = source_columns(source.fields, source.identifiers.values(), column_of)
+    return PreviewPolicy(config.privacy.previews, columns)
+
+
+def table_metadata(
+    con: duckdb.DuckDBPyConnection, table: TableName, previews: PreviewPolicy
+) -> dict[str, dg.MetadataValue | int | str]:
+    """Row count, column schema, table name and a small markdown preview (personal
+    values masked, or no preview, as `previews` says)."""
     columns = table_columns(con, table)
+    names = [name for name, _ in columns]
+    preview = (
+        markdown_preview(con, table, names, previews)
+        if previews.shows_rows
+        else "(no preview: `privacy.previews: off` in cdm.yaml)"
+    )
     return {
         "dagster/row_count": row_count(con, table),
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name=name, type=dtype) for name, dtype in columns]
         ),
         "dagster/table_name": f"{table}",
-        "preview": dg.MetadataValue.md(markdown_preview(con, table, [name for name, _ in columns])),
+        "preview": dg.MetadataValue.md(preview),
     }
 
 
@@ -49,11 +70,11 @@ def nulled_values_metadata(counts: list[NulledValues]) -> dict[str, dg.MetadataV
     }
 
 
-def markdown_preview(con: duckdb.DuckDBPyConnection, table: TableName, columns: list[str]) -> str:
+def markdown_preview(con: duckdb.DuckDBPyConnection, table: TableName, columns: list[str], previews: PreviewPolicy) -> str:
     rows = con.execute(f"SELECT * FROM {table.sql} LIMIT {PREVIEW_ROWS}").fetchall()
     header = "| " + " | ".join(columns) + " |"
     rule = "| " + " | ".join("---" for _ in columns) + " |"
-    body = ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    body = ["| " + " | ".join(_cell(previews.value(c, v)) for c, v in zip(columns, row)) + " |" for row in rows]
     return "\n".join([header, rule, *body]) if columns else "(no columns)"
 
 

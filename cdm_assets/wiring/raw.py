@@ -12,7 +12,8 @@ from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, SourceConfig
 from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
-from cdm_assets.wiring.metadata import table_metadata
+from cdm_assets.domain.masking import PreviewPolicy
+from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
 RAW_GROUP = "raw"
 OWNERS = ["team:data-platform"]
@@ -69,7 +70,7 @@ def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
                     context.log.error(f"raw/{name}: {outcome}")
                     failed.append(f"raw/{name}: {outcome}")
                     continue
-                yield _materialization(context, con, outcome)
+                yield _materialization(context, con, outcome, preview_policy(config, outcome.table))
         if failed:
             raise dg.Failure(
                 description=f"{len(failed)} of {len(selected)} sources could not be loaded; the others were",
@@ -79,7 +80,9 @@ def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
     return [raw_sources]
 
 
-def _materialization(context: dg.AssetExecutionContext, con, report: RawLoadReport) -> dg.MaterializeResult:
+def _materialization(
+    context: dg.AssetExecutionContext, con, report: RawLoadReport, previews: PreviewPolicy
+) -> dg.MaterializeResult:
     context.log.info(
         f"{report.source}: {report.rows_in} rows in, {report.rows_accepted} accepted, "
         f"{report.rows_quarantined} quarantined from {len(report.files)} file(s)"
@@ -87,7 +90,7 @@ def _materialization(context: dg.AssetExecutionContext, con, report: RawLoadRepo
     return dg.MaterializeResult(
         asset_key=raw_asset_key(report.source),
         metadata={
-            **table_metadata(con, report.table),
+            **table_metadata(con, report.table, previews),
             "files": len(report.files),
             "rows_in": report.rows_in,
             "quarantined": report.rows_quarantined,
