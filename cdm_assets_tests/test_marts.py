@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime
 
 import pytest
@@ -91,6 +92,29 @@ def test_a_customer_of_one_record_is_that_record(shop_warehouse, write_config):
     assert b["signup_at"] == "2022-01-01"
     assert (b["sources"], b["record_count"]) == (["shop"], 1)
     assert (b["first_seen"], b["last_seen"]) == (datetime(2024, 2, 1), datetime(2024, 2, 1))
+
+
+def test_golden_records_carry_sha256_contact_keys_as_ad_platforms_take_them(shop_warehouse, write_config):
+    build_customers(shop_warehouse, write_config({"crm": CRM, "shop": SHOP}))
+    a, b = golden(shop_warehouse, "cus_a"), golden(shop_warehouse, "cus_b")
+    # SHA-256 of the trimmed, lower-cased email (hex), computed here independently of the warehouse
+    assert a["email_sha256"] == hashlib.sha256(b"jan@example.com").hexdigest()
+    assert b["email_sha256"] == hashlib.sha256(b"piet@example.com").hexdigest()
+    assert a["phone_sha256"] is None  # no phone, no key
+
+
+def test_the_phone_key_hashes_the_e164_number(warehouse, write_config):
+    create_raw(warehouse, "crm", ["id", "first_name", "email", "changed"], [("C1", "Jan", " Jan@Example.com ", None)])
+    create_identity(
+        warehouse,
+        [{"source": "crm", "source_record_id": "C1", "precedence": 1, "first_name": "Jan",
+          "email": " Jan@Example.com ", "phone": "+31612345678"}],
+        {"crm:C1": "cus_a"},
+    )  # fmt: skip
+    build_customers(warehouse, write_config({"crm": CRM}))
+    a = golden(warehouse, "cus_a")
+    assert a["phone_sha256"] == hashlib.sha256(b"+31612345678").hexdigest()
+    assert a["email_sha256"] == hashlib.sha256(b"jan@example.com").hexdigest()
 
 
 def test_a_city_without_street_or_postcode_is_no_address_for_one_record_or_several(warehouse, write_config):

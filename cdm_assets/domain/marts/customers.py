@@ -80,14 +80,35 @@ def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: s
         for number in range(passes):
             con.execute(f"DROP TABLE IF EXISTS {records.sql}")
             _build_customer_records(con, config, tables, links, attributes, records, (number, passes))
-            select = _golden_select(records, fields, len(attributes), rule, tables.id_column, source_names)
+            select = _with_hashed_contacts(
+                _golden_select(records, fields, len(attributes), rule, tables.id_column, source_names), fields
+            )
             if number == 0:
                 plain = [tables.id_column, *(t.id_column for t in links), *_near_unique_attributes(config, entity)]
+                plain += [column for column, _ in _hashed_contacts(fields)]
                 create_table_as(con, staging, select, plain_text=plain)
             else:
                 con.execute(f"INSERT INTO {staging.sql} {select}")
         swap_in(con, [(golden, staging)])
     return row_count(con, golden)
+
+
+def _hashed_contacts(fields: list[str]) -> list[tuple[str, str]]:
+    """(column, SQL) of the pseudonymous contact keys for activation: the SHA-256 (hex) of
+    the email trimmed and lower-cased, and of the phone in E.164 ("+31612345678"), as
+    ad platforms' customer-match uploads take them, so an export needs no raw contact data."""
+    hashed = {
+        "email": ("email_sha256", "sha256(lower(trim(email)))"),
+        "phone": ("phone_sha256", "sha256(phone)"),
+    }
+    return [hashed[field] for field in ("email", "phone") if field in fields]
+
+
+def _with_hashed_contacts(select: str, fields: list[str]) -> str:
+    columns = _hashed_contacts(fields)
+    if not columns:
+        return select
+    return f"SELECT *, {', '.join(f'{sql} AS {name}' for name, sql in columns)} FROM ({select})"
 
 
 def _near_unique_attributes(config: CdmConfig, entity: str) -> set[str]:
