@@ -77,8 +77,16 @@ def test_everything_materialises_and_every_check_passes(landing, write_config):
         assert con.execute("SELECT count(*) FROM marts.transactions").fetchone() == (2,)  # O3 quarantined
         assert con.execute("SELECT count(*) FROM marts.events WHERE customer_id = ?", [ids["shop:W1"]]).fetchone() == (2,)
     graph = metadata["identity/identity_graph"]
-    assert graph["links_per_rule"].value
-    assert metadata["identity/customer_id_map"]["cluster_size_distribution"].value
+    per_rule = graph["links_per_rule"].value
+    assert per_rule and all(graph[f"links/{rule}"].value == count for rule, count in per_rule.items())  # plottable numbers
+    id_map = metadata["identity/customer_id_map"]
+    sizes = {int(k): v for k, v in id_map["cluster_size_distribution"].value.items()}
+    buckets = {key: value.value for key, value in id_map.items() if key.startswith("clusters/")}
+    assert sum(buckets.values()) == sum(sizes.values()) == 4  # every customer in exactly one bucket
+    assert buckets["clusters/size_2"] == sizes.get(2, 0)
+    largest = id_map["largest_clusters"].value
+    assert [c.name for c in largest.schema.columns] == ["customer_id", "records"]
+    assert largest.records[0].data["records"] == max(sizes)
 
 
 def test_a_failing_blocking_check_stops_the_downstream_assets(landing, write_config):
@@ -114,6 +122,9 @@ def test_explain_prints_the_records_links_and_rules_of_a_customer(landing, write
     printed = capsys.readouterr().out
     assert printed.startswith(f"Customer {customer_id}: 2 record(s) from crm, shop")
     assert "crm:C1  first_name=Jan, last_name=Jansen, email=jan@mail.nl, phone=+31612345678" in printed
+    # the keys behind the links, nickname root and national phone key included
+    assert "compared keys: first_name_key=jan, first_name_root=johannes, last_name_key=jansen" in printed
+    assert "birth_date_key=19800201, email_key=jan@mail.nl, phone_key=612345678" in printed
     assert "crm:C1 <-> shop:W1  rule=match_model" in printed
     assert "created" in printed
     assert main(["explain", "cus_nobody"]) == 1

@@ -85,6 +85,19 @@ def model_metadata(model: StoredModel, trained: bool) -> dict[str, dg.MetadataVa
     }
 
 
+# Cluster sizes the UI plots across runs, one number each: the last bucket holds every larger size.
+SIZE_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 9), (10, None))
+
+
+def size_buckets(sizes: dict[int, int]) -> dict[str, int]:
+    """Customers per cluster size bucket (`clusters/size_1`, ..., `clusters/size_5_9`, `clusters/size_10_up`)."""
+    buckets = {}
+    for low, high in SIZE_BUCKETS:
+        name = f"size_{low}" if low == high else (f"size_{low}_{high}" if high else f"size_{low}_up")
+        buckets[f"clusters/{name}"] = sum(n for size, n in sizes.items() if size >= low and (high is None or size <= high))
+    return buckets
+
+
 def build_identity_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
     """The identity layer of `customer` and of every declared customer-like entity."""
     return [asset for entity in config.customer_entities() for asset in entity_identity_assets(config, entity)]
@@ -174,7 +187,11 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             build_graph(con, config, entity)
             per_rule = links_per_rule(con, tables.graph)
             metadata = table_metadata(con, tables.graph, preview_policy(config))
-        return dg.MaterializeResult(metadata={**metadata, "links_per_rule": dg.MetadataValue.json(per_rule)})
+        # one number per rule, so the UI plots each rule's links across runs
+        per_rule_numbers = {f"links/{rule}": count for rule, count in per_rule.items()}
+        return dg.MaterializeResult(
+            metadata={**metadata, "links_per_rule": dg.MetadataValue.json(per_rule), **per_rule_numbers}
+        )
 
     @dg.multi_asset(
         name=f"{entity}_ids",
@@ -211,9 +228,12 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
                 **map_metadata,
                 f"{entity}s": assignment.customers,
                 "cluster_size_distribution": dg.MetadataValue.json({str(k): v for k, v in sizes.items()}),
-                "largest_clusters": dg.MetadataValue.md(
-                    f"| {tables.id_column} | records |\n| --- | --- |\n"
-                    + "\n".join(f"| {cid} | {size} |" for cid, size in largest)
+                **size_buckets(sizes),
+                "largest_clusters": dg.MetadataValue.table(
+                    records=[dg.TableRecord({tables.id_column: cid, "records": size}) for cid, size in largest],
+                    schema=dg.TableSchema(
+                        columns=[dg.TableColumn(tables.id_column, "string"), dg.TableColumn("records", "int")]
+                    ),
                 ),
             },
         )

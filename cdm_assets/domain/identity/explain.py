@@ -8,6 +8,12 @@ from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTabl
 from cdm_assets.domain.warehouse import quote_ident, table_columns
 
 RECORD_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "postcode", "city", "country")
+# The match keys rules and the model compare: shown per record, since a key can hold a
+# value where the field is empty (a phone without a country code has a key, no E.164).
+COMPARED_KEYS = (
+    "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date_key",
+    "email_key", "phone_key", "postcode_key", "address_key",
+)  # fmt: skip
 
 
 class UnknownCustomer(LookupError):
@@ -20,11 +26,14 @@ def explain_customer(
     """A plain-text account of one customer (or one id of another customer-like
     entity): records, links with their rules, id history."""
     id_column, previous_column = quote_ident(tables.id_column), quote_ident(tables.previous_id_column)
-    identifiers = [name for name, _ in table_columns(con, tables.lookup) if name.startswith("id_")]
+    lookup_columns = [name for name, _ in table_columns(con, tables.lookup)]
+    identifiers = [name for name in lookup_columns if name.startswith("id_")]
     fields = [*RECORD_FIELDS, *identifiers]
+    keys = [name for name in COMPARED_KEYS if name in lookup_columns]
+    fields_and_keys = [*fields, *keys]
     records = con.execute(
         f"""
-        SELECT l.source, l.source_record_id, {", ".join(f"l.{quote_ident(f)}" for f in fields)}
+        SELECT l.source, l.source_record_id, {", ".join(f"l.{quote_ident(f)}" for f in fields_and_keys)}
         FROM {tables.id_map.sql} m JOIN {tables.lookup.sql} l USING (source, source_record_id)
         WHERE m.{id_column} = ?
         ORDER BY l.precedence, l.source, l.source_record_id
@@ -58,7 +67,11 @@ def explain_customer(
     lines = [f"{tables.entity.replace('_', ' ').capitalize()} {customer_id}: {len(records)} record(s) from {', '.join(sources)}", "", "Records:"]
     for source, record_id, *values in records:
         shown = ", ".join(f"{name}={value}" for name, value in zip(fields, values) if value is not None)
+        compared = ", ".join(
+            f"{name}={value}" for name, value in zip(keys, values[len(fields) :]) if value is not None
+        )
         lines.append(f"  {source}:{record_id}  {shown}")
+        lines.append(f"      compared keys: {compared or 'none'}")
     lines += ["", f"Links ({len(links)}):"]
     for record_a, record_b, rule, score, *evidence in links:
         scored = f" score={score:.3f}" if score is not None else ""
