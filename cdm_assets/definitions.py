@@ -7,9 +7,9 @@ import dagster as dg
 from cdm_assets.config import CdmConfig, load_config
 from cdm_assets.wiring.automation import build_sensors, daily_full_refresh
 from cdm_assets.wiring.metadata import ENVIRONMENT_METADATA
-from cdm_assets.wiring.checks import build_checks
+from cdm_assets.wiring.checks import build_checks, custom_checks, schema_change_checks
 from cdm_assets.wiring.identity import build_identity_assets
-from cdm_assets.wiring.marts import build_mart_assets
+from cdm_assets.wiring.marts import build_mart_assets, with_freshness
 from cdm_assets.wiring.raw import build_raw_assets
 from cdm_assets.wiring.recovery import dead_run_reaper, recovering_in_process_executor
 from cdm_assets.wiring.resources import warehouse_resource
@@ -24,12 +24,15 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
     first step, a run frees the pool slots of runs whose process was killed.
     """
     assets = [*build_raw_assets(config), *build_identity_assets(config), *build_mart_assets(config)]
-    # every asset shows the stage it belongs to (`CDM_ENV`), and so does the code location
+    # every asset shows the stage it belongs to (`CDM_ENV`), and so does the code location;
+    # the marts carry the freshness the config expects of them
     stage = {ENVIRONMENT_METADATA: config.environment}
+    assets = dg.map_asset_specs(lambda spec: with_freshness(config, spec.merge_attributes(metadata=stage)), assets)
+    asset_keys = {spec.key for definition in assets for spec in definition.specs}
     return dg.Definitions(
-        assets=dg.map_asset_specs(lambda spec: spec.merge_attributes(metadata=stage), assets),
+        assets=assets,
         metadata={**stage, "cdm/config": str(config.config_path) if config.config_path else "(none)"},
-        asset_checks=build_checks(config),
+        asset_checks=[*build_checks(config), *schema_change_checks(config), *custom_checks(config, asset_keys)],
         sensors=[*build_sensors(config), dead_run_reaper],
         schedules=[daily_full_refresh],
         resources={"duckdb": warehouse_resource(config)},

@@ -1,11 +1,14 @@
 """Data tests as asset checks. Blocking ones (ERROR) stop downstream assets in the run."""
 
+import warnings
 from collections.abc import Callable
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from cdm_assets.config import CdmConfig
+import duckdb
+
+from cdm_assets.config import CdmConfig, ConfigError
 from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, table_key
 from cdm_assets.wiring.marts import CUSTOMERS_KEY, EVENTS_KEY, TRANSACTIONS_KEY
 from cdm_assets.wiring.raw import raw_asset_key
@@ -176,6 +179,46 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
             )
         )
     return checks
+
+
+def custom_checks(config: CdmConfig, asset_keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
+    """The checks written in cdm.yaml (`checks.custom`): SQL returning the failing rows of an
+    asset's table; blocking ones stop what is downstream, the others warn. A check on an asset
+    the config does not build is a config error naming its key."""
+    checks = []
+    for index, custom in enumerate(config.checks.custom):
+        key = dg.AssetKey(custom.asset.split("/"))
+        if key not in asset_keys:
+            raise ConfigError(
+                f"{config.config_path}: checks.custom.{index}.asset: no asset {custom.asset} in this config; "
+                "expected the key of a table it builds, e.g. marts/customers"
+            )
+        table = TableName(*key.path)
+        description = custom.description or f"Your check: no row of {custom.asset} is returned by its SQL."
+
+        def test(con, custom=custom, table=table, index=index) -> data_tests.Outcome:
+            try:
+                return data_tests.custom_rows(con, custom.sql, table)
+            except duckdb.Error as error:
+                raise dg.Failure(description=f"checks.custom.{index}.sql ({custom.name}): {error}") from None
+
+        factory = blocking_check if custom.blocking else _warning_check
+        checks.append(factory(preview_policy(config, table), key, custom.name, description, test))
+    return checks
+
+
+def _warning_check(
+    previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable
+) -> dg.AssetChecksDefinition:
+    """An advisory check that warns on any failing row."""
+    return share_check(previews, asset, name, description, test, 0.0)
+
+
+def schema_change_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
+    """Warn when a raw source's columns change between two loads (added, removed, retyped)."""
+    with warnings.catch_warnings():  # the builder is marked beta in Dagster 1.13; say so once, in the README
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return list(dg.build_column_schema_change_checks(assets=[raw_asset_key(name) for name in config.sources]))
 
 
 def entity_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition]:

@@ -1,5 +1,7 @@
 """The master models as assets: customers, transactions, events, customer metrics."""
 
+from datetime import timedelta
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -102,3 +104,17 @@ def golden_records_asset(config: CdmConfig, entity: str, common: dict) -> dg.Ass
         return dg.MaterializeResult(metadata={**metadata, "attributes": attributes})
 
     return golden_records
+
+
+def with_freshness(config: CdmConfig, spec: dg.AssetSpec) -> dg.AssetSpec:
+    """A mart's spec with the freshness the config expects (`checks.freshness`): Dagster
+    shows it late after `warn_after_hours` and stale after `fail_after_hours` without a
+    new materialisation. Other assets are returned as they are."""
+    if spec.key.path[0] != "marts":
+        return spec
+    freshness = config.checks.freshness
+    policy = dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=freshness.fail_after_hours),
+        warn_window=timedelta(hours=freshness.warn_after_hours) if freshness.warn_after_hours else None,
+    )
+    return spec.replace_attributes(freshness_policy=policy)

@@ -202,3 +202,8 @@ def row_count_drop(previous: int | None, current: int) -> float:
     if not previous:
         return 0.0
     return max(0.0, (previous - current) / previous)
+
+
+def custom_rows(con: duckdb.DuckDBPyConnection, failing_sql: str, table: TableName) -> Outcome:
+    """A user's own data test: the rows `failing_sql` returns fail, out of the rows of `table`."""
+    return _outcome(con, failing_sql, f"SELECT count(*) FROM {table.sql}")
