@@ -79,6 +79,10 @@ def test_everything_materialises_and_every_check_passes(landing, write_config):
     graph = metadata["identity/identity_graph"]
     per_rule = graph["links_per_rule"].value
     assert per_rule and all(graph[f"links/{rule}"].value == count for rule, count in per_rule.items())  # plottable numbers
+    pairs = {key: value.value for key, value in graph.items() if key.startswith("model/")}
+    assert set(pairs) == {"model/candidate_pairs", "model/over_threshold", "model/held_apart", "model/dropped_in_conflict"}
+    assert pairs["model/candidate_pairs"] >= pairs["model/over_threshold"] >= pairs["model/held_apart"]
+    assert per_rule["match_model"] == pairs["model/over_threshold"] - pairs["model/held_apart"] - pairs["model/dropped_in_conflict"]
     id_map = metadata["identity/customer_id_map"]
     sizes = {int(k): v for k, v in id_map["cluster_size_distribution"].value.items()}
     buckets = {key: value.value for key, value in id_map.items() if key.startswith("clusters/")}

@@ -184,13 +184,17 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
     )
     def identity_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
-            build_graph(con, config, entity)
+            built = build_graph(con, config, entity)
             per_rule = links_per_rule(con, tables.graph)
             metadata = table_metadata(con, tables.graph, preview_policy(config))
-        # one number per rule, so the UI plots each rule's links across runs
+        # one number per rule, so the UI plots each rule's links across runs; and the model's
+        # pairs: scored, over the threshold, held apart by cannot-link, dropped for a conflict
         per_rule_numbers = {f"links/{rule}": count for rule, count in per_rule.items()}
+        model_numbers = {f"model/{name}": count for name, count in (built.model_pairs or {}).items()}
         return dg.MaterializeResult(
-            metadata={**metadata, "links_per_rule": dg.MetadataValue.json(per_rule), **per_rule_numbers}
+            metadata={
+                **metadata, "links_per_rule": dg.MetadataValue.json(per_rule), **per_rule_numbers, **model_numbers
+            }
         )
 
     @dg.multi_asset(

@@ -17,6 +17,7 @@ with the first rule (in configured order) that linked it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
 
@@ -250,13 +251,23 @@ def _missing_sql(key: str) -> str:
     return f"(a.{column} IS NULL OR b.{column} IS NULL)"
 
 
+@dataclass(frozen=True)
+class GraphBuild:
+    """What a graph build did: its links, and for the match model how many candidate pairs
+    it scored, how many reached the threshold, how many of those a cannot-link field held
+    apart, and how many weak model links came out for a conflict in their group."""
+
+    links: int
+    model_pairs: dict[str, int] | None = None
+
+
 def build_identity_graph(
     con: duckdb.DuckDBPyConnection,
     rules: Sequence[MatchRule],
     max_records_per_key: int,
     tables: EntityTables = CUSTOMER_TABLES,
     model: ScoringModel | None = None,
-) -> int:
+) -> GraphBuild:
     """Write `identity.identity_graph` (or another entity's graph): one row per linked pair.
 
     A pair is linked by a hard rule (labelled with the first rule, in
@@ -304,9 +315,10 @@ def build_identity_graph(
         names = "CASE link.rule_order " + " ".join(
             f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules)
         ) + " END" if rules else "NULL::VARCHAR"
+        model_pairs = None
         if model is not None:
-            build_model_links(con, lookup, model, max_records_per_key, model_links)
-            drop_weak_links_in_conflict(
+            model_pairs = build_model_links(con, lookup, model, max_records_per_key, model_links)
+            model_pairs["dropped_in_conflict"] = drop_weak_links_in_conflict(
                 con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},
                 {c: [MODEL_RULE_ORDER] for c in model.conflict_columns},
             )  # fmt: skip
@@ -336,7 +348,7 @@ def build_identity_graph(
             """,
         )
         swap_in(con, [(graph, staging)])
-    return con.execute(f"SELECT count(*) FROM {graph.sql}").fetchone()[0]
+    return GraphBuild(con.execute(f"SELECT count(*) FROM {graph.sql}").fetchone()[0], model_pairs)
 
 
 def _placeholder_checked_keys(rules: Sequence[MatchRule]) -> list[str]:

@@ -19,7 +19,7 @@ from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_custome
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.identity.default_rules import default_rules, identifier_rules
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
-from cdm_assets.domain.identity.match_rules import build_identity_graph
+from cdm_assets.domain.identity.match_rules import GraphBuild, build_identity_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
 from cdm_assets.domain.warehouse import SCRATCH, TableName, quote_ident, staged_tables
 
@@ -37,7 +37,7 @@ def match_rules(config: CdmConfig, entity: str = CUSTOMER) -> list[MatchRule]:
 
 def build_graph(
     con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER, retrain: bool = False
-) -> int:
+) -> GraphBuild:
     """The identity graph of `entity`: its hard rules and, when on, its match model
     (reused from the warehouse, or trained when missing, changed or `retrain`)."""
     tables = entity_tables(config, entity)
@@ -77,7 +77,7 @@ def run_identity_resolution(
     records = build_source_lookup(con, config, entity)
     seconds["source_lookup"] = time.perf_counter() - start
     start = time.perf_counter()
-    links = build_graph(con, config, entity)
+    links = build_graph(con, config, entity).links
     seconds["identity_graph"] = time.perf_counter() - start
     start = time.perf_counter()
     assignment = assign_ids_from_graph(con, tables=tables)
