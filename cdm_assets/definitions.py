@@ -7,6 +7,8 @@ import dagster as dg
 from cdm_assets.config import CdmConfig, load_config
 from cdm_assets.wiring.automation import build_sensors, daily_full_refresh
 from cdm_assets.wiring.metadata import ENVIRONMENT_METADATA
+from cdm_assets.wiring.columns import with_column_schema
+from cdm_assets.wiring.identity import table_key
 from cdm_assets.wiring.checks import build_checks, custom_checks, schema_change_checks
 from cdm_assets.wiring.identity import build_identity_assets
 from cdm_assets.wiring.marts import build_mart_assets, with_freshness
@@ -27,7 +29,10 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
     # every asset shows the stage it belongs to (`CDM_ENV`), and so does the code location;
     # the marts carry the freshness the config expects of them
     stage = {ENVIRONMENT_METADATA: config.environment}
-    assets = dg.map_asset_specs(lambda spec: with_freshness(config, spec.merge_attributes(metadata=stage)), assets)
+    schemas = with_column_schema(config, table_key)
+    assets = dg.map_asset_specs(
+        lambda spec: schemas(with_freshness(config, spec.merge_attributes(metadata=stage))), assets
+    )
     asset_keys = {spec.key for definition in assets for spec in definition.specs}
     return dg.Definitions(
         assets=assets,

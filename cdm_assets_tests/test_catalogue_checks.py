@@ -93,3 +93,32 @@ def test_a_column_added_to_a_raw_source_is_flagged_by_its_schema_change_check(la
     assert schema_checks[0].severity == dg.AssetCheckSeverity.WARN
     with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
         assert [c[0] for c in con.execute("DESCRIBE raw.shop").fetchall()][:4] == ["account", "name", "mail", "tier"]
+
+
+def declared_schemas(defs) -> dict[dg.AssetKey, dg.TableSchema]:
+    graph = defs.get_repository_def().asset_graph
+    return {
+        key: graph.get(key).metadata["dagster/column_schema"]
+        for key in graph.get_all_asset_keys()
+        if "dagster/column_schema" in graph.get(key).metadata
+    }
+
+
+def assert_schemas_match_the_warehouse(declared: dict, warehouse) -> None:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for key, schema in declared.items():
+            built = [(row[0], row[1]) for row in con.execute(f"DESCRIBE {key.path[0]}.{key.path[1]}").fetchall()]
+            assert [(c.name, c.type) for c in schema.columns] == built, key.to_user_string()
+
+
+def test_identity_and_golden_tables_show_described_columns_before_any_run_and_exactly_as_built(landing, write_config):  # noqa: F811
+    defs = build_definitions(write_config(SOURCES))
+    declared = declared_schemas(defs)
+    assert {key.to_user_string() for key in declared} == {
+        "identity/source_lookup", "identity/identity_graph", "identity/customer_id_map",
+        "identity/customer_id_history", "marts/customers",
+    }  # fmt: skip
+    customers = declared[dg.AssetKey(["marts", "customers"])]
+    assert all(column.description for column in customers.columns)  # the attribute `tier` too
+    assert materialize_all(defs).success
+    assert_schemas_match_the_warehouse(declared, landing / "warehouse.duckdb")

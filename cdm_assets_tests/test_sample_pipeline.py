@@ -62,3 +62,12 @@ def test_transactions_lose_nothing_and_identity_finds_about_one_customer_per_per
     with duckdb.connect(str(out / "cdm.duckdb"), read_only=True) as con:
         customers = con.execute("SELECT count(*) FROM marts.customers").fetchone()[0]
     assert PERSONS * 0.95 <= customers <= PERSONS * 1.25
+
+
+def test_the_declared_column_schemas_are_the_tables_the_demo_config_builds(demo_run):
+    from cdm_assets_tests.test_catalogue_checks import assert_schemas_match_the_warehouse, declared_schemas
+
+    out, _ = demo_run
+    declared = declared_schemas(build_definitions(load_config(out / "cdm.yaml")))
+    assert len(declared) == 5
+    assert_schemas_match_the_warehouse(declared, out / "cdm.duckdb")
