@@ -11,7 +11,7 @@ import pytest
 
 from cdm_assets.config import ConfigError
 from cdm_assets.definitions import build_definitions
-from cdm_assets_tests.conftest import materialize_all, write_text
+from cdm_assets_tests.conftest import materialization_metadata, materialize_all, write_text
 from cdm_assets_tests.test_pipeline import SOURCES, landing  # noqa: F401  (the fixture)
 
 GOLD_HAS_EMAIL = {"name": "gold_customers_have_an_email", "asset": "marts/customers",
@@ -120,5 +120,9 @@ def test_identity_and_golden_tables_show_described_columns_before_any_run_and_ex
     }  # fmt: skip
     customers = declared[dg.AssetKey(["marts", "customers"])]
     assert all(column.description for column in customers.columns)  # the attribute `tier` too
-    assert materialize_all(defs).success
+    result = materialize_all(defs)
+    assert result.success
     assert_schemas_match_the_warehouse(declared, landing / "warehouse.duckdb")
+    # a run's own schema keeps the descriptions, so the Columns tab does not lose them
+    built = materialization_metadata(result)["marts/customers"]["dagster/column_schema"].schema
+    assert [c.description for c in built.columns] == [c.description for c in customers.columns]

@@ -145,6 +145,14 @@ def test_the_lineage_shows_every_asset_of_the_design(server, page):
     assert unmatched == [], f"not drawn on the lineage: {unmatched} (drawn: {node_labels})"
 
 
+def test_the_columns_of_the_golden_customers_are_described_in_the_ui(server, page):
+    page.goto(f"{server.url}/assets/marts/customers")
+    # the overview's column table: names with their descriptions (from cdm's column catalogue)
+    page.get_by_text("email_sha256", exact=True).first.wait_for()
+    page.get_by_text("SHA-256 (hex) of the email trimmed and lower-cased, for activation").first.wait_for()
+    assert page.get_by_text("the stable Customer ID: kept across runs, merges keep the older id").count() >= 1
+
+
 def test_an_asset_materialises_on_demand_from_its_page(server, page):
     page.goto(f"{server.url}/assets/raw/crm")
     run_id = launch_from_ui(page, page.locator("button").filter(has_text=re.compile(r"^\s*Materialize\s*$")))

@@ -31,7 +31,10 @@ DESCRIPTIONS = {
     "first_name": "first name, standardised (titles and extra spaces removed, capitalised)",
     "last_name": "last name, standardised (particles such as 'van der' kept in front)",
     "email": "email address, trimmed and lower-cased; placeholders and invalid addresses are NULL",
-    "phone": "phone number in E.164 (+31612345678); NULL when it has no country and the source no phone_region",
+    "phone": (
+        "phone number in E.164 (+, country code, number; no spaces); "
+        "NULL when it has no country code and the source no phone_region"
+    ),
     "birth_date": "birth date; NULL when unparseable or outside identity.birth_dates",
     "street": "street and house number as written",
     "house_number": "house number with its addition (12A, 12-3)",
@@ -76,13 +79,22 @@ def _weight_description(column: str) -> str:
     return f"the match model's weight in bits for {column.removeprefix('weight_')}: + for one person, - against"
 
 
+def column_description(name: str) -> str | None:
+    """The description of a column of the warehouse's tables, by its name (None when unknown)."""
+    if name.startswith("weight_"):
+        return _weight_description(name)
+    if name.startswith("id_"):
+        return f"the source identifier {name.removeprefix('id_')}"
+    return DESCRIPTIONS.get(name)
+
+
 def column_schema(columns: list[tuple[str, str]], extra: dict[str, str] | None = None) -> dg.TableSchema:
-    descriptions = {**DESCRIPTIONS, **(extra or {})}
-    for name, _ in columns:
-        if name.startswith("weight_"):
-            descriptions.setdefault(name, _weight_description(name))
+    extra = extra or {}
     return dg.TableSchema(
-        columns=[dg.TableColumn(name, data_type, description=descriptions.get(name)) for name, data_type in columns]
+        columns=[
+            dg.TableColumn(name, data_type, description=extra.get(name) or column_description(name))
+            for name, data_type in columns
+        ]
     )
 
 
@@ -122,9 +134,7 @@ def definition_schemas(config: CdmConfig) -> dict[TableName, dg.TableSchema]:
     """The customer entity's identity tables and its golden table, by table."""
     tables = CUSTOMER_TABLES
     return {
-        tables.lookup: column_schema(
-            lookup_columns(config), {f"id_{n}": f"the source identifier {n}" for n in config.identifier_names()}
-        ),
+        tables.lookup: column_schema(lookup_columns(config)),
         tables.graph: column_schema(graph_columns(config)),
         tables.id_map: column_schema(
             [("source", TEXT), ("source_record_id", TEXT), ("customer_id", TEXT), ("record_key", KEY), ("cluster", KEY)]

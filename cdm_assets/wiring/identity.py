@@ -133,7 +133,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             per_source = dict(
                 con.execute(f"SELECT source, count(*) FROM {tables.lookup.sql} GROUP BY source ORDER BY source").fetchall()
             )
-            metadata = table_metadata(con, tables.lookup, preview_policy(config))
+            metadata = table_metadata(con, tables.lookup, preview_policy(config), config)
         return dg.MaterializeResult(
             metadata={
                 **metadata,
@@ -186,7 +186,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
         with duckdb.get_connection() as con:
             built = build_graph(con, config, entity)
             per_rule = links_per_rule(con, tables.graph)
-            metadata = table_metadata(con, tables.graph, preview_policy(config))
+            metadata = table_metadata(con, tables.graph, preview_policy(config), config)
         # one number per rule, so the UI plots each rule's links across runs; and the model's
         # pairs: scored, over the threshold, held apart by cannot-link, dropped for a conflict
         per_rule_numbers = {f"links/{rule}": count for rule, count in per_rule.items()}
@@ -224,8 +224,8 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             assignment = assign_ids_from_graph(con, tables=tables)
             sizes = cluster_size_distribution(con, tables)
             largest = largest_clusters(con, tables=tables)
-            map_metadata = table_metadata(con, tables.id_map, preview_policy(config))
-            history_metadata = table_metadata(con, tables.id_history, preview_policy(config))
+            map_metadata = table_metadata(con, tables.id_map, preview_policy(config), config)
+            history_metadata = table_metadata(con, tables.id_history, preview_policy(config), config)
         yield dg.MaterializeResult(
             asset_key=map_key,
             metadata={

@@ -99,7 +99,7 @@ def golden_records_asset(config: CdmConfig, entity: str, common: dict) -> dg.Ass
         with duckdb.get_connection() as con:
             ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
             build_customers(con, config, entity)
-            metadata = table_metadata(con, tables.golden, preview_policy(config))
+            metadata = table_metadata(con, tables.golden, preview_policy(config), config)
         attributes = ", ".join(config.attribute_names(entity)) or "none"
         return dg.MaterializeResult(metadata={**metadata, "attributes": attributes})
 

@@ -8,6 +8,7 @@ import duckdb
 from cdm_assets.config import CdmConfig, column_of
 from cdm_assets.domain.identity.nulled_values import NulledValues, total_nulled
 from cdm_assets.domain.masking import PreviewPolicy, source_columns
+from cdm_assets.wiring.columns import column_description, definition_schemas
 from cdm_assets.domain.warehouse import TableName, row_count, table_columns
 
 PREVIEW_ROWS = 5
@@ -27,12 +28,20 @@ def preview_policy(config: CdmConfig, table: TableName | None = None) -> Preview
 
 
 def table_metadata(
-    con: duckdb.DuckDBPyConnection, table: TableName, previews: PreviewPolicy
+    con: duckdb.DuckDBPyConnection, table: TableName, previews: PreviewPolicy, config: CdmConfig | None = None
 ) -> dict[str, dg.MetadataValue | int | str]:
     """Row count, column schema, table name and a small markdown preview (personal
-    values masked, or no preview, as `previews` says)."""
+    values masked, or no preview, as `previews` says). Columns are described as in
+    the definitions (`config` adds its attributes), so the Columns tab keeps its
+    descriptions after a run; a raw table's columns are the source's own, not described."""
     columns = table_columns(con, table)
     names = [name for name, _ in columns]
+    declared = definition_schemas(config).get(table) if config is not None else None
+    described = {c.name: c.description for c in declared.columns} if declared is not None else {}
+
+    def description(name: str) -> str | None:
+        return None if table.schema == "raw" else described.get(name) or column_description(name)
+
     preview = (
         markdown_preview(con, table, names, previews)
         if previews.shows_rows
@@ -41,7 +50,7 @@ def table_metadata(
     return {
         "dagster/row_count": row_count(con, table),
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=name, type=dtype) for name, dtype in columns]
+            columns=[dg.TableColumn(name=name, type=dtype, description=description(name)) for name, dtype in columns]
         ),
         "dagster/table_name": f"{table}",
         "preview": dg.MetadataValue.md(preview),
