@@ -262,6 +262,45 @@ FIELD_COMPARISONS = {
 }
 
 
+# Two records that agree on the surname (these levels) and not on a first name (none of
+# these) may be two people of one household: relatives share an address, an inbox or a
+# landline far more often than strangers, and training and scoring weigh them so.
+SURNAME = "last_name"
+SURNAME_AGREES = ("exact", "same_name")
+PERSONAL_FIRST_NAME_LEVELS = ("exact", "same_name", "jaro_winkler_0.92", "initial")
+
+
+@dataclass(frozen=True)
+class RelativesTest:
+    """Which levels make a pair possible relatives: the surname's `surname_levels` and none
+    of the first name's `first_name_levels` (a missing first name counts as none)."""
+
+    surname: Comparison
+    surname_levels: tuple[int, ...]
+    first_name: Comparison | None
+    first_name_levels: tuple[int, ...]
+
+    def sql(self) -> str:
+        condition = f"{self.surname.column} IN ({', '.join(map(str, self.surname_levels))})"
+        if self.first_name is not None:
+            condition += f" AND {self.first_name.column} NOT IN ({', '.join(map(str, self.first_name_levels))})"
+        return condition
+
+
+def relatives_test(comparisons: list[Comparison] | tuple[Comparison, ...]) -> RelativesTest | None:
+    by_name = {c.name: c for c in comparisons}
+    surname, first = by_name.get(SURNAME), by_name.get("first_name")
+    if surname is None:
+        return None
+
+    def levels(comparison: Comparison, names: tuple[str, ...]) -> tuple[int, ...]:
+        return tuple(index for index, name in enumerate(comparison.level_names) if name in names)
+
+    return RelativesTest(
+        surname, levels(surname, SURNAME_AGREES), first, levels(first, PERSONAL_FIRST_NAME_LEVELS) if first else ()
+    )
+
+
 def comparisons_for(identifier_names: list[str]) -> list[Comparison]:
     """Every field the source lookup holds, plus each declared source identifier."""
     return [*(make() for make in FIELD_COMPARISONS.values()), *(identifier(name) for name in identifier_names)]

@@ -19,8 +19,8 @@ import duckdb
 
 from cdm_assets.domain.identity.match_keys import key_column
 from cdm_assets.domain.identity.match_model.blocking import BlockingRule
-from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison
-from cdm_assets.domain.identity.match_model.training import PERSONAL_FIRST_NAME_LEVELS, SURNAME, ComparisonParameters
+from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison, relatives_test
+from cdm_assets.domain.identity.match_model.training import ComparisonParameters
 from cdm_assets.domain.warehouse import TableName, create_table, quote_ident
 
 
@@ -111,18 +111,10 @@ def _levels_sql(
 
 
 def _relatives_possible(comparisons: Sequence[Comparison]) -> str:
-    """SQL: the pair carries one family name (exact or the same after normalisation) and
-    no first names that make them one person: they may be two of one household, and the
-    household fields are weighed by their u among relatives."""
-    by_name = {c.name: c for c in comparisons}
-    surname, first = by_name.get(SURNAME), by_name.get("first_name")
-    if surname is None:
-        return "false"
-    condition = f"{surname.column} IN (0, 1)"
-    if first is not None:
-        personal = [i for i, name in enumerate(first.level_names) if name in PERSONAL_FIRST_NAME_LEVELS]
-        condition += f" AND {first.column} NOT IN ({', '.join(map(str, personal))})"
-    return condition
+    """SQL: the pair may be two of one household (see `relatives_test`), whose household
+    fields are weighed by their u among relatives."""
+    test = relatives_test(comparisons)
+    return test.sql() if test is not None else "false"
 
 
 MODEL_RULE_ORDER = 10_000  # model links sort after every hard rule

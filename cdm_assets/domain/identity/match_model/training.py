@@ -37,7 +37,9 @@ import duckdb
 import numpy as np
 
 from cdm_assets.domain.identity.match_model.blocking import BlockingRule
-from cdm_assets.domain.identity.match_model.comparisons import MISSING, PRIOR_PAIRS, Comparison, comparison_of_key
+from cdm_assets.domain.identity.match_model.comparisons import (
+    MISSING, PRIOR_PAIRS, SURNAME, Comparison, comparison_of_key, relatives_test,
+)  # fmt: skip
 from cdm_assets.domain.warehouse import TableName
 
 EM_ITERATIONS = 100
@@ -114,12 +116,6 @@ def estimate_u(
     return u
 
 
-# The comparison whose agreement makes two records relatives-or-the-same: the others
-# of a household (address, email, phone) get a u among namesakes of the family name.
-SURNAME = "last_name"
-# First-name levels that make two records of one family name the same person or
-# namesakes rather than relatives (relatives' first names differ).
-PERSONAL_FIRST_NAME_LEVELS = ("exact", "same_name", "jaro_winkler_0.92", "initial")
 
 
 def surname_shared(comparisons: Sequence[Comparison]) -> list[Comparison]:
@@ -352,14 +348,13 @@ def contact_evidence(
     """Per pattern, the natural log of m/u summed over the contact comparisons; a household
     field of a pair that may be relatives (one surname, no agreeing first name) by its u
     among relatives, as scoring weighs it."""
-    by_name = {c.name: index for index, c in enumerate(comparisons)}
+    position = {c.name: index for index, c in enumerate(comparisons)}
     relatives = np.zeros(len(matrix), dtype=bool)
-    if SURNAME in by_name:
-        relatives = np.isin(matrix[:, by_name[SURNAME]], (0, 1))
-        if "first_name" in by_name:
-            first = comparisons[by_name["first_name"]]
-            personal = [i for i, name in enumerate(first.level_names) if name in PERSONAL_FIRST_NAME_LEVELS]
-            relatives &= ~np.isin(matrix[:, by_name["first_name"]], personal)
+    test = relatives_test(list(comparisons))
+    if test is not None:
+        relatives = np.isin(matrix[:, position[test.surname.name]], test.surname_levels)
+        if test.first_name is not None:
+            relatives &= ~np.isin(matrix[:, position[test.first_name.name]], test.first_name_levels)
     evidence = np.zeros(len(matrix))
     for index, comparison in enumerate(comparisons):
         if not comparison.contact:
