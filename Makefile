@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/.dagster
 
-.PHONY: install system-packages data materialize run test test-fast clean
+.PHONY: install system-packages data materialize run lint test test-fast clean
 
 install: $(VENV)/.installed
 
@@ -40,7 +40,12 @@ system-packages:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "note: /usr/bin/chromium is missing and cannot be installed here (not root, or no apt-get): the browser tests will be skipped"; fi
 
-test: install system-packages
+# ruff's lint and format check (settings in pyproject.toml); `ruff format .` fixes the format
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install system-packages lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile -rs
 
 test-fast: install

@@ -179,8 +179,16 @@ def measure_cdm(config_path: Path, truth_path: Path, database: Path, queue) -> N
     seconds = time.perf_counter() - start
     peak = _peak_mb()
     load_truth(con, truth_path)
-    queue.put({**scores(con), "seconds": seconds, "peak_mb": peak, "stage_seconds": run.seconds, "links": run.links,
-               "m_estimated_and_true": true_m(con, config)})
+    queue.put(
+        {
+            **scores(con),
+            "seconds": seconds,
+            "peak_mb": peak,
+            "stage_seconds": run.seconds,
+            "links": run.links,
+            "m_estimated_and_true": true_m(con, config),
+        }
+    )
 
 
 def measure_splink(config_path: Path, truth_path: Path, database: Path, identifiers: list[str], queue) -> None:
@@ -193,8 +201,15 @@ def measure_splink(config_path: Path, truth_path: Path, database: Path, identifi
     run = run_splink_reference(con, seed=SEED, identifiers=tuple(identifiers))
     peak = _peak_mb()
     load_truth(con, truth_path)
-    queue.put({**score_labels(con, run.labels, "s"), "seconds": run.seconds, "peak_mb": peak,
-               "stage_seconds": run.stage_seconds, "links": run.links})
+    queue.put(
+        {
+            **score_labels(con, run.labels, "s"),
+            "seconds": run.seconds,
+            "peak_mb": peak,
+            "stage_seconds": run.stage_seconds,
+            "links": run.links,
+        }
+    )
 
 
 def in_child(target, *args) -> dict:
@@ -220,11 +235,23 @@ def run_set(name: str, work: Path, with_splink: bool) -> list[dict]:
     stick = yardsticks.load(name, work)
     prepared = time.perf_counter() - started
     database = work / "bench.duckdb"
-    rows = [{"set": stick.name, "method": "cdm", "prepared_seconds": prepared,
-             **in_child(measure_cdm, stick.config_path, stick.truth_path, database)}]
+    rows = [
+        {
+            "set": stick.name,
+            "method": "cdm",
+            "prepared_seconds": prepared,
+            **in_child(measure_cdm, stick.config_path, stick.truth_path, database),
+        }
+    ]
     if with_splink:
-        rows.append({"set": stick.name, "method": "Splink 5", "prepared_seconds": prepared,
-                     **in_child(measure_splink, stick.config_path, stick.truth_path, database, stick.identifiers)})
+        rows.append(
+            {
+                "set": stick.name,
+                "method": "Splink 5",
+                "prepared_seconds": prepared,
+                **in_child(measure_splink, stick.config_path, stick.truth_path, database, stick.identifiers),
+            }
+        )
     return rows
 
 
@@ -257,8 +284,12 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", nargs="+", default=["sample", *PUBLIC_SETS],
-                        help=f"sample and/or any of {', '.join(PUBLIC_SETS)} (default: all)")
+    parser.add_argument(
+        "--sets",
+        nargs="+",
+        default=["sample", *PUBLIC_SETS],
+        help=f"sample and/or any of {', '.join(PUBLIC_SETS)} (default: all)",
+    )
     parser.add_argument("--persons", type=int, nargs="+", default=[10_000, 100_000], help="sample sizes")
     parser.add_argument("--profiles", nargs="+", default=["default", "hard"], help="sample corruption profiles")
     parser.add_argument("--no-splink", action="store_true", help="leave Splink out")
@@ -273,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     with_splink = not args.no_splink and splink_available()
     if not args.no_splink and not with_splink:
         print("Splink left out: splink is not installed (pip install '.[bench]')", file=sys.stderr)
-    names = [n for s in args.sets for n in (yardsticks.set_names(args.persons, args.profiles) if s == "sample" else [s])]
+    names = [
+        n for s in args.sets for n in (yardsticks.set_names(args.persons, args.profiles) if s == "sample" else [s])
+    ]
     rows = []
     for name in names:
         with tempfile.TemporaryDirectory(prefix="cdm-yardstick-") as tmp:

@@ -167,16 +167,28 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
         and "load_seconds" in event.dagster_event.event_specific_data.materialization.metadata
     }
     per_step = {
-        key: (s["end"] - s["start"], sampler.peak_between(s["start"], s["end"]) / 2**20,
-              sampler.cpu_between(s["start"], s["end"]))
+        key: (
+            s["end"] - s["start"],
+            sampler.peak_between(s["start"], s["end"]) / 2**20,
+            sampler.cpu_between(s["start"], s["end"]),
+        )
         for key, s in steps.items()
         if "start" in s and "end" in s
     }
     if not result.success:  # report how far it got
         sampler.stop()
-        failed = [e.step_key for e in events if e.is_dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"]
-        queue.put({"success": False, "failed_steps": failed, "total_seconds": total, "steps": per_step,
-                   "peak_mb": sampler.peak_between(started, ended) / 2**20})
+        failed = [
+            e.step_key for e in events if e.is_dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"
+        ]
+        queue.put(
+            {
+                "success": False,
+                "failed_steps": failed,
+                "total_seconds": total,
+                "steps": per_step,
+                "peak_mb": sampler.peak_between(started, ended) / 2**20,
+            }
+        )
         return
     warehouse = config.resolve(config.warehouse.duckdb_path)
     con = duckdb.connect(str(warehouse))
@@ -245,10 +257,21 @@ def time_cli(config_path: Path, scratch: Path) -> float:
     # the instance settings `make run` uses (telemetry off, the duckdb pool, run monitoring)
     (home / "dagster.yaml").write_text((ROOT / ".dagster" / "dagster.yaml").read_text())
     warehouse = scratch / "cli.duckdb"
-    environment = {**os.environ, "CDM_CONFIG": str(config_path), "CDM_DUCKDB_PATH": str(warehouse), "DAGSTER_HOME": str(home)}
+    environment = {
+        **os.environ,
+        "CDM_CONFIG": str(config_path),
+        "CDM_DUCKDB_PATH": str(warehouse),
+        "DAGSTER_HOME": str(home),
+    }
     dagster = str(Path(sys.executable).parent / "dagster")
     # the instance's storage is created once, as by a user's first command, not timed
-    subprocess.run([dagster, "instance", "migrate"], env=environment, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [dagster, "instance", "migrate"],
+        env=environment,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     command = [dagster, "asset", "materialize", "-m", "cdm_assets", "--select", "*"]
     started = time.perf_counter()
     subprocess.run(command, env=environment, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -345,10 +368,16 @@ def main(argv: list[str] | None = None) -> int:
             if step == "raw_sources":
                 for asset, load in sorted(result["raw_loads"].items(), key=lambda item: -item[1]):
                     print(f"  {asset + ' (loaded alongside others)':<46}{load:>9.2f}")
-        identity_steps = [v for k, v in result["steps"].items() if k in ("identity__source_lookup", "identity__match_model", "identity__identity_graph", "customer_ids")]
+        identity_steps = [
+            v
+            for k, v in result["steps"].items()
+            if k in ("identity__source_lookup", "identity__match_model", "identity__identity_graph", "customer_ids")
+        ]
         identity = sum(seconds for seconds, _, _ in identity_steps)
         identity_peak = max((peak for _, peak, _ in identity_steps), default=0)
-        print(f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}{result['cpu_seconds']:>9.2f}")
+        print(
+            f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}{result['cpu_seconds']:>9.2f}"
+        )
         print(f"{'identity step (lookup + model + graph + ids)':<48}{identity:>9.2f}")
         if result["cli_seconds"] is not None:
             print(f"{'dagster asset materialize --select * (command line)':<48}{result['cli_seconds']:>9.2f}")
@@ -356,7 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warehouse file {file_mb:,.0f} MB, {in_use_mb:,.0f} MB of it in use (the rest is free for the next run)")
         print(f"{'':<24}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'seconds':>9}{'peak MB':>9}")
         print(quality_row("cdm identity", result["quality"], identity, identity_peak))
-        print(quality_row("exact-key baseline", result["baseline"], result["baseline_seconds"], result["baseline_peak_mb"]), " (edges + components on the same lookup)")
+        print(
+            quality_row(
+                "exact-key baseline", result["baseline"], result["baseline_seconds"], result["baseline_peak_mb"]
+            ),
+            " (edges + components on the same lookup)",
+        )
         splink = result["splink"]
         if splink is not None:
             stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in splink["stage_seconds"].items())

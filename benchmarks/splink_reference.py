@@ -54,7 +54,14 @@ U_SAMPLE_PAIRS = 1e7
 
 # The standardised keys Splink compares; cdm's own rules match on the same ones.
 KEY_COLUMNS = (
-    "first_name_key", "last_name_key", "email_key", "phone_key", "birth_date", "postcode_key", "address_key", "city",
+    "first_name_key",
+    "last_name_key",
+    "email_key",
+    "phone_key",
+    "birth_date",
+    "postcode_key",
+    "address_key",
+    "city",
 )
 INPUT_SQL = """
 SELECT record_key, first_name_key, last_name_key, email_key, phone_key,
@@ -105,17 +112,25 @@ def customer_model(present: frozenset[str] = frozenset(KEY_COLUMNS), identifiers
     places = [column for column in ("postcode_key", "city") if column in present]
     if places:
         missing = cll.Or(*(cll.NullLevel(c) for c in places)) if len(places) > 1 else cll.NullLevel(places[0])
-        exact = [cll.ExactMatchLevel(c, term_frequency_adjustments=c == "city")
-                 for c in ("address_key", "postcode_key", "city") if c in present]
-        comparisons.append(cl.CustomComparison(
-            output_column_name="location", comparison_levels=[missing, *exact, cll.ElseLevel()]
-        ))
+        exact = [
+            cll.ExactMatchLevel(c, term_frequency_adjustments=c == "city")
+            for c in ("address_key", "postcode_key", "city")
+            if c in present
+        ]
+        comparisons.append(
+            cl.CustomComparison(output_column_name="location", comparison_levels=[missing, *exact, cll.ElseLevel()])
+        )
     comparisons += [cl.LevenshteinAtThresholds(column, 1) for column in identifiers]
     blocking = [
-        block_on(*columns) for columns in (
-            ("email_key",), ("phone_key",), ("birth_date", "last_name_key"), ("postcode_key", "first_name_key"),
+        block_on(*columns)
+        for columns in (
+            ("email_key",),
+            ("phone_key",),
+            ("birth_date", "last_name_key"),
+            ("postcode_key", "first_name_key"),
             ("first_name_key", "last_name_key", "city"),
-        ) if present.issuperset(columns)
+        )
+        if present.issuperset(columns)
     ]
     if not present & {"email_key", "phone_key"}:  # fewer strong keys: block wider on names and birth dates
         blocking += [block_on("first_name_key", "birth_date"), block_on("first_name_key", "last_name_key")]
@@ -164,9 +179,13 @@ def run_splink_reference(con: duckdb.DuckDBPyConnection, seed: int, identifiers:
 
     training = linker.training
     deterministic = [
-        columns for columns in (
-            ("email_key", "first_name_key"), ("phone_key", "first_name_key"), ("first_name_key", "last_name_key", "birth_date")
-        ) if present.issuperset(columns)
+        columns
+        for columns in (
+            ("email_key", "first_name_key"),
+            ("phone_key", "first_name_key"),
+            ("first_name_key", "last_name_key", "birth_date"),
+        )
+        if present.issuperset(columns)
     ]
     if not present & {"email_key", "phone_key"}:  # a person's records may differ in any one of names and birth date
         deterministic += [("first_name_key", "birth_date"), ("last_name_key", "birth_date")]

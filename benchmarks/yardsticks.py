@@ -71,17 +71,28 @@ def _febrl_person(rec_id: pd.Series) -> pd.Series:
     return rec_id.str.extract(r"rec-(\d+)-", expand=False)
 
 
-def _write_sources(work: Path, frames: dict[str, tuple[pd.DataFrame, pd.Series]], record_id: str, fields: dict,
-                   identifiers: dict[str, str] | None = None) -> tuple[Path, Path]:
+def _write_sources(
+    work: Path,
+    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
+    record_id: str,
+    fields: dict,
+    identifiers: dict[str, str] | None = None,
+) -> tuple[Path, Path]:
     """Each (records, their persons) as a CSV source under `work`, one config for all, and the truth."""
     truth, sources = [], {}
     for name, (frame, persons) in frames.items():
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
         frame.to_csv(folder / f"{name}.csv", index=False)
-        truth.append(pd.DataFrame({
-            "source": name, "record_id": frame[record_id].astype(str).to_numpy(), "person_id": persons.astype(str).to_numpy(),
-        }))
+        truth.append(
+            pd.DataFrame(
+                {
+                    "source": name,
+                    "record_id": frame[record_id].astype(str).to_numpy(),
+                    "person_id": persons.astype(str).to_numpy(),
+                }
+            )
+        )
         sources[name] = {"entity": "customer", "path": f"{name}/*.csv", "record_id": record_id, "fields": fields}
         if identifiers:
             sources[name]["identifiers"] = identifiers
@@ -121,14 +132,19 @@ def rldata(work: Path, size: int) -> Yardstick:
     folder = rldata_folder()
     frame = pd.read_csv(folder / f"RLdata{size}.tsv", sep="\t", dtype=str, keep_default_na=False).replace("NA", pd.NA)
     identity = pd.read_csv(folder / f"identity.RLdata{size}.tsv", sep="\t").iloc[:, 0]
-    out = pd.DataFrame({
-        "record_id": [f"r{i}" for i in range(len(frame))],
-        "first_name": frame["fname_c1"],
-        "last_name": frame["lname_c1"],
-        "birth_date": frame["by"].str.zfill(4) + "-" + frame["bm"].str.zfill(2) + "-" + frame["bd"].str.zfill(2),
-    })
-    fields = {"first_name": "first_name", "last_name": "last_name",
-              "birth_date": {"column": "birth_date", "format": "%Y-%m-%d"}}
+    out = pd.DataFrame(
+        {
+            "record_id": [f"r{i}" for i in range(len(frame))],
+            "first_name": frame["fname_c1"],
+            "last_name": frame["lname_c1"],
+            "birth_date": frame["by"].str.zfill(4) + "-" + frame["bm"].str.zfill(2) + "-" + frame["bd"].str.zfill(2),
+        }
+    )
+    fields = {
+        "first_name": "first_name",
+        "last_name": "last_name",
+        "birth_date": {"column": "birth_date", "format": "%Y-%m-%d"},
+    }
     config_path, truth_path = _write_sources(work, {"rldata": (out, identity)}, "record_id", fields)
     return Yardstick(f"RLdata{size}", config_path, truth_path)
 

@@ -62,7 +62,9 @@ def _validate(path: str | None) -> int:
     for source in config.sources.values():
         by_entity[source.entity] = by_entity.get(source.entity, 0) + 1
     sources = ", ".join(f"{count} {entity}" for entity, count in sorted(by_entity.items()))
-    print(f"{config.config_path}: valid for environment {config.environment!r}: sources {sources}; warehouse {warehouse}")
+    print(
+        f"{config.config_path}: valid for environment {config.environment!r}: sources {sources}; warehouse {warehouse}"
+    )
     return 0
 
 

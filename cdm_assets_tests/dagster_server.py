@@ -63,8 +63,20 @@ def write_sample_project(
     `sources` keeps only those of its sources.
     """
     result = subprocess.run(
-        [sys.executable, "-m", "cdm_assets.sample", "--persons", str(persons), "--seed", str(seed), "--out", str(workdir)],
-        capture_output=True, text=True, cwd=workdir,
+        [
+            sys.executable,
+            "-m",
+            "cdm_assets.sample",
+            "--persons",
+            str(persons),
+            "--seed",
+            str(seed),
+            "--out",
+            str(workdir),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
     )
     if result.returncode != 0:
         raise RuntimeError(f"the sample generator failed:\n{result.stdout}\n{result.stderr}")
@@ -84,8 +96,14 @@ def expected_asset_keys(config_path: Path) -> set[str]:
     (`identity/match_model` since the second wave's contracts)."""
     sources = yaml.safe_load(config_path.read_text(encoding="utf-8"))["sources"]
     return {f"raw/{name}" for name in sources} | {
-        "identity/source_lookup", "identity/match_model", "identity/identity_graph", "identity/customer_id_map",
-        "identity/customer_id_history", "marts/customers", "marts/transactions", "marts/events",
+        "identity/source_lookup",
+        "identity/match_model",
+        "identity/identity_graph",
+        "identity/customer_id_map",
+        "identity/customer_id_history",
+        "marts/customers",
+        "marts/transactions",
+        "marts/events",
         "marts/customer_metrics",
     }
 
@@ -131,10 +149,23 @@ class DagsterDev:
             with open(self.log_path, "ab") as log:
                 # A new session: its own process group, which stop() signals as a whole.
                 self.process = subprocess.Popen(
-                    [str(BIN / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-                     "-h", "127.0.0.1", "-p", str(self.port)],
-                    cwd=self.workdir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_default_interrupts,
+                    [
+                        str(BIN / "dagster"),
+                        "dev",
+                        "-w",
+                        str(PROJECT_ROOT / "workspace.yaml"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(self.port),
+                    ],
+                    cwd=self.workdir,
+                    env=self.environment(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=_default_interrupts,
                 )
             try:
                 self._wait_until_ready(timeout)
@@ -274,10 +305,14 @@ class DagsterDev:
                    ... on RunConfigValidationInvalid { errors { message } }
                    ... on Error { message }
                  } }""",
-            {"executionParams": {
-                "selector": selector, "mode": "default", "runConfigData": {},
-                "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
-            }},
+            {
+                "executionParams": {
+                    "selector": selector,
+                    "mode": "default",
+                    "runConfigData": {},
+                    "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+                }
+            },
         )
         result = data["launchPipelineExecution"]
         if result["__typename"] != "LaunchRunSuccess":
@@ -323,8 +358,10 @@ class DagsterDev:
             if not pending:
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"runs still not finished after {timeout:.0f}s: "
-                                   f"{ {r: self.run_status(r) for r in pending} }\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"runs still not finished after {timeout:.0f}s: "
+                    f"{ {r: self.run_status(r) for r in pending} }\n{self.log_tail()}"
+                )
             time.sleep(1)
         return statuses
 
@@ -407,7 +444,11 @@ class DagsterDev:
         """What `make run` does before serving: `dagster asset materialize -m cdm_assets --select '*'`."""
         result = subprocess.run(
             [str(BIN / "dagster"), "asset", "materialize", "-m", "cdm_assets", "--select", "*"],
-            cwd=self.workdir, env=self.environment(), capture_output=True, text=True, timeout=timeout,
+            cwd=self.workdir,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if result.returncode != 0:
             raise RuntimeError(f"headless materialisation failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
@@ -420,8 +461,9 @@ class DagsterDev:
             if ticks and all(any(tick["status"] != "STARTED" for tick in sensor) for sensor in ticks.values()):
                 return ticks
             if time.monotonic() > deadline:
-                unevaluated = sorted(name for name, sensor in ticks.items()
-                                     if all(tick["status"] == "STARTED" for tick in sensor))
+                unevaluated = sorted(
+                    name for name, sensor in ticks.items() if all(tick["status"] == "STARTED" for tick in sensor)
+                )
                 raise TimeoutError(f"sensors not evaluated after {timeout:.0f}s: {unevaluated}\n{self.log_tail()}")
             time.sleep(1)
 

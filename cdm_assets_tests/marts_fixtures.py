@@ -17,7 +17,9 @@ def create_raw(con: duckdb.DuckDBPyConnection, name: str, columns: list[str], ro
     definition = ", ".join(f'"{c}" VARCHAR' for c in columns)
     con.execute(f"CREATE OR REPLACE TABLE raw.{name} ({definition}, _file VARCHAR, _row_number BIGINT)")
     for number, row in enumerate(rows, start=1):
-        con.execute(f"INSERT INTO raw.{name} VALUES ({', '.join('?' for _ in columns)}, ?, ?)", [*row, f"{name}.csv", number])
+        con.execute(
+            f"INSERT INTO raw.{name} VALUES ({', '.join('?' for _ in columns)}, ?, ?)", [*row, f"{name}.csv", number]
+        )
 
 
 def create_identity(con: duckdb.DuckDBPyConnection, records: list[dict], customer_of: dict[str, str]) -> None:

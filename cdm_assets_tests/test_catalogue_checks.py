@@ -14,10 +14,17 @@ from cdm_assets.definitions import build_definitions
 from cdm_assets_tests.conftest import materialization_metadata, materialize_all, write_text
 from cdm_assets_tests.test_pipeline import SOURCES, landing  # noqa: F401  (the fixture)
 
-GOLD_HAS_EMAIL = {"name": "gold_customers_have_an_email", "asset": "marts/customers",
-                  "sql": "SELECT customer_id FROM marts.customers WHERE tier = 'gold' AND email IS NULL"}
-NO_PIETS = {"name": "no_piet", "asset": "marts/customers", "blocking": True,
-            "sql": "SELECT customer_id, first_name FROM marts.customers WHERE first_name = 'Piet'"}
+GOLD_HAS_EMAIL = {
+    "name": "gold_customers_have_an_email",
+    "asset": "marts/customers",
+    "sql": "SELECT customer_id FROM marts.customers WHERE tier = 'gold' AND email IS NULL",
+}
+NO_PIETS = {
+    "name": "no_piet",
+    "asset": "marts/customers",
+    "blocking": True,
+    "sql": "SELECT customer_id, first_name FROM marts.customers WHERE first_name = 'Piet'",
+}
 
 
 def evaluations(result) -> dict[str, dg.AssetCheckEvaluation]:
@@ -38,7 +45,9 @@ def test_a_blocking_custom_check_that_finds_rows_fails_and_stops_what_is_downstr
     check = evaluations(result)["marts/customers:no_piet"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["failing_rows"].value == 1
-    assert check.metadata["failing_sample"].value == [{"customer_id": check.metadata["failing_sample"].value[0]["customer_id"], "first_name": "P."}]
+    assert check.metadata["failing_sample"].value == [
+        {"customer_id": check.metadata["failing_sample"].value[0]["customer_id"], "first_name": "P."}
+    ]
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "marts/customers" in materialised and "marts/customer_metrics" not in materialised
 
@@ -64,30 +73,46 @@ def test_a_custom_check_with_broken_sql_fails_naming_its_key(landing, write_conf
     defs = build_definitions(write_config(SOURCES, checks={"custom": [broken]}))
     result = materialize_all(defs)
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert any("checks.custom.0.sql (gold_customers_have_an_email)" in str(e.event_specific_data.error) for e in failures)
+    assert any(
+        "checks.custom.0.sql (gold_customers_have_an_email)" in str(e.event_specific_data.error) for e in failures
+    )
 
 
 def test_the_marts_carry_the_configured_freshness_and_nothing_else_does(write_config, tmp_path):
-    defs = build_definitions(write_config(SOURCES, checks={"freshness": {"warn_after_hours": 12, "fail_after_hours": 30}}))
+    defs = build_definitions(
+        write_config(SOURCES, checks={"freshness": {"warn_after_hours": 12, "fail_after_hours": 30}})
+    )
     graph = defs.get_repository_def().asset_graph
     policy = graph.get(dg.AssetKey(["marts", "customers"])).freshness_policy
-    assert (policy.fail_window.to_timedelta(), policy.warn_window.to_timedelta()) == (timedelta(hours=30), timedelta(hours=12))
+    assert (policy.fail_window.to_timedelta(), policy.warn_window.to_timedelta()) == (
+        timedelta(hours=30),
+        timedelta(hours=12),
+    )
     assert graph.get(dg.AssetKey(["identity", "identity_graph"])).freshness_policy is None
-    with pytest.raises(ConfigError, match="checks.freshness.warn_after_hours: must be less than fail_after_hours"):
+    with pytest.raises(ConfigError, match=r"checks.freshness.warn_after_hours: must be less than fail_after_hours"):
         write_config(SOURCES, checks={"freshness": {"warn_after_hours": 40, "fail_after_hours": 30}})
 
 
 def test_a_column_added_to_a_raw_source_is_flagged_by_its_schema_change_check(landing, write_config):  # noqa: F811
     defs = build_definitions(write_config(SOURCES))
     assert materialize_all(defs, selection=["raw/shop"]).success
-    write_text(landing / "landing/shop/shop.csv", "account,name,mail,tier,loyalty\nW1,Jan Jansen,jan@mail.nl,gold,yes\n")
+    write_text(
+        landing / "landing/shop/shop.csv", "account,name,mail,tier,loyalty\nW1,Jan Jansen,jan@mail.nl,gold,yes\n"
+    )
     with dg.DagsterInstance.ephemeral() as instance:
         for _ in range(2):  # the check compares a load's columns with the load before
-            result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
-                                    selection=["raw/shop"], raise_on_error=False)
+            result = dg.materialize(
+                [*defs.assets, *defs.asset_checks],
+                resources=defs.resources,
+                instance=instance,
+                selection=["raw/shop"],
+                raise_on_error=False,
+            )
             write_text(landing / "landing/shop/shop.csv", "account,name,mail,tier\nW1,Jan Jansen,jan@mail.nl,gold\n")
     schema_checks = [
-        e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey(["raw", "shop"]) and "schema" in e.check_name
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey(["raw", "shop"]) and "schema" in e.check_name
     ]
     assert len(schema_checks) == 1 and not schema_checks[0].passed  # the second load dropped the column again
     assert schema_checks[0].severity == dg.AssetCheckSeverity.WARN

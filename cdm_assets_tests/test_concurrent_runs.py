@@ -50,12 +50,18 @@ def test_overlapping_runs_all_succeed_and_never_write_duckdb_at_the_same_time(se
     assert max(run["creationTime"] for run in mine) < min(run["endTime"] for run in mine), (
         "the runs were meant to be submitted while the others were still queued or running"
     )
-    failed = {run["runId"]: (run["tags"].get("dagster/sensor_name"), run["status"]) for run in runs if run["status"] != "SUCCESS"}
+    failed = {
+        run["runId"]: (run["tags"].get("dagster/sensor_name"), run["status"])
+        for run in runs
+        if run["status"] != "SUCCESS"
+    }
     assert failed == {}, "every run, the sensors' start-up runs included, should succeed"
 
     for run in runs:
         log = server.run_log_text(run["runId"])
-        assert not any(error in log for error in LOCK_ERRORS), f"DuckDB lock error in run {run['runId']}:\n{log[-3000:]}"
+        assert not any(error in log for error in LOCK_ERRORS), (
+            f"DuckDB lock error in run {run['runId']}:\n{log[-3000:]}"
+        )
     instance_logs = server.instance_log_text()
     assert not any(error in instance_logs for error in LOCK_ERRORS), "DuckDB lock error in the server or compute logs"
 

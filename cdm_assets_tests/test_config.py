@@ -70,7 +70,9 @@ def test_bad_date_format_is_refused_with_an_example():
 
 
 def test_unknown_strftime_directive_is_named():
-    message = error_for(lambda d: d["sources"]["loyalty"]["fields"].update(birth_date={"column": "x", "format": "%d/%Q"}))
+    message = error_for(
+        lambda d: d["sources"]["loyalty"]["fields"].update(birth_date={"column": "x", "format": "%d/%Q"})
+    )
     assert "sources.loyalty.fields.birth_date.format" in message and "%Q" in message
 
 
@@ -141,7 +143,9 @@ def test_a_glob_matching_nothing_is_a_warning_not_an_error(tmp_path, caplog):
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path, monkeypatch):
     path = tmp_path / "cdm.yaml"
-    path.write_text(yaml.safe_dump({"warehouse": {"duckdb_path": "wh/cdm.duckdb"}, "sources": {"crm": DEMO["sources"]["crm"]}}))
+    path.write_text(
+        yaml.safe_dump({"warehouse": {"duckdb_path": "wh/cdm.duckdb"}, "sources": {"crm": DEMO["sources"]["crm"]}})
+    )
     monkeypatch.delenv("CDM_DUCKDB_PATH", raising=False)
     config = load_config(path)
     assert duckdb_path(config) == tmp_path / "wh" / "cdm.duckdb"
@@ -180,7 +184,9 @@ def test_two_sources_with_the_same_name_are_a_config_error_naming_file_and_key(t
 
 def test_any_duplicate_key_is_a_config_error(tmp_path):
     path = tmp_path / "cdm.yaml"
-    source = yaml.safe_dump({"crm": DEMO["sources"]["crm"]}, sort_keys=False).replace("entity:", "record_id: x\n  entity:", 1)
+    source = yaml.safe_dump({"crm": DEMO["sources"]["crm"]}, sort_keys=False).replace(
+        "entity:", "record_id: x\n  entity:", 1
+    )
     path.write_text("sources:\n" + "".join("  " + line for line in source.splitlines(keepends=True)))
     with pytest.raises(ConfigError, match=r"sources\.crm\.record_id: duplicate key"):
         load_config(path)
@@ -188,7 +194,10 @@ def test_any_duplicate_key_is_a_config_error(tmp_path):
 
 def test_an_unknown_encoding_is_a_config_error():
     message = error_for(lambda d: d["sources"]["crm"].update(encoding="klingon-8"))
-    assert message == f"{CONFIG_FILE}: sources.crm.encoding: unknown encoding 'klingon-8'; expected one Python knows, such as 'utf-8', 'latin-1' or 'cp1252'"
+    assert (
+        message
+        == f"{CONFIG_FILE}: sources.crm.encoding: unknown encoding 'klingon-8'; expected one Python knows, such as 'utf-8', 'latin-1' or 'cp1252'"
+    )
 
 
 def test_a_warehouse_path_that_is_a_directory_is_a_config_error(tmp_path, monkeypatch):

@@ -24,7 +24,9 @@ def resolve(warehouse):
         warehouse.execute("CREATE SCHEMA IF NOT EXISTS identity")
         ordered = sorted(records)
         key = {r: i for i, r in enumerate(ordered)}
-        warehouse.execute(f"CREATE OR REPLACE TABLE {LOOKUP.sql} (record_key BIGINT, source VARCHAR, source_record_id VARCHAR)")
+        warehouse.execute(
+            f"CREATE OR REPLACE TABLE {LOOKUP.sql} (record_key BIGINT, source VARCHAR, source_record_id VARCHAR)"
+        )
         warehouse.executemany(f"INSERT INTO {LOOKUP.sql} VALUES (?, ?, ?)", [(key[r], *r.split(":")) for r in ordered])
         warehouse.execute(f"CREATE OR REPLACE TABLE {GRAPH.sql} (key_a BIGINT, key_b BIGINT)")
         if links:

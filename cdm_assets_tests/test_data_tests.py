@@ -71,7 +71,9 @@ def test_orphan_customer_ids_in_marts(marts):
     assert data_tests.orphan_customer_ids(marts, TRANSACTIONS, "transaction_id").failing == 0
     assert data_tests.orphan_customer_ids(marts, EVENTS, "event_id").failing == 0
     marts.execute("INSERT INTO marts.events VALUES ('E3', 'clicks', 'cus_gone')")
-    assert data_tests.orphan_customer_ids(marts, EVENTS, "event_id").sample == [{"event_id": "E3", "customer_id": "cus_gone"}]
+    assert data_tests.orphan_customer_ids(marts, EVENTS, "event_id").sample == [
+        {"event_id": "E3", "customer_id": "cus_gone"}
+    ]
 
 
 def test_unattributed_share(marts):
@@ -81,7 +83,9 @@ def test_unattributed_share(marts):
 
 def test_quarantined_share_counts_rows_in(marts):
     create_raw(marts, "shop", ["id"], [("W1",), ("W2",), ("W3",)])
-    marts.execute("CREATE TABLE raw.quarantine (source VARCHAR, stage VARCHAR, _file VARCHAR, _row_number BIGINT, reason VARCHAR)")
+    marts.execute(
+        "CREATE TABLE raw.quarantine (source VARCHAR, stage VARCHAR, _file VARCHAR, _row_number BIGINT, reason VARCHAR)"
+    )
     assert data_tests.quarantined_rows(marts, "shop", TableName("raw", "shop")).failing == 0
     marts.execute("INSERT INTO raw.quarantine VALUES ('shop', 'raw', 'a.csv', 4, 'missing record id')")
     outcome = data_tests.quarantined_rows(marts, "shop", TableName("raw", "shop"))

@@ -37,7 +37,12 @@ def contact_source(**extra) -> dict:
 
 
 def account_source(entity: str = "account") -> dict:
-    return {"entity": entity, "path": "landing/accounts/*.csv", "record_id": "account_id", "identifiers": {"vat": "vat"}}
+    return {
+        "entity": entity,
+        "path": "landing/accounts/*.csv",
+        "record_id": "account_id",
+        "identifiers": {"vat": "vat"},
+    }
 
 
 def config_error(write_config, sources: dict, **extra) -> str:
@@ -163,7 +168,9 @@ def test_the_example_config_loads_and_names_both_entities():
     config = load_config(EXAMPLE)
     assert config.customer_entities() == ["customer", "account"]
     assert config.linked_entities("customer") == ["account"]
-    assert yaml.safe_load(EXAMPLE.read_text())["sources"]["crm_contacts"]["links"]["account"]["source"] == "crm_accounts"
+    assert (
+        yaml.safe_load(EXAMPLE.read_text())["sources"]["crm_contacts"]["links"]["account"]["source"] == "crm_accounts"
+    )
 
 
 def test_the_b2b_example_materialises_with_every_check_passing(b2b_run):
@@ -220,7 +227,8 @@ def test_account_golden_records_carry_company_attributes_and_no_person_fields(b2
     assert {"company_name", "industry", "website", "phone", "postcode", "sources", "record_count"} <= set(columns)
     assert not {"first_name", "birth_date", "customer_id"} & set(columns)
     [(ids, prefixed, named)] = query(
-        data, "SELECT count(*), count(*) FILTER (account_id LIKE 'acc\\_%' ESCAPE '\\'), count(company_name) FROM marts.accounts"
+        data,
+        "SELECT count(*), count(*) FILTER (account_id LIKE 'acc\\_%' ESCAPE '\\'), count(company_name) FROM marts.accounts",
     )
     assert ids == prefixed == named
 

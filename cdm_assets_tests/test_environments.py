@@ -81,7 +81,9 @@ def test_an_error_in_an_overlay_names_the_environment_and_its_key():
     document = staged({"prod": {"warehouse": {"memory_limit": "lots"}}})
     with pytest.raises(ConfigError) as raised:
         parse_config(document, CONFIG_FILE, "prod")
-    assert str(raised.value).startswith(f"{CONFIG_FILE}: environments.prod.warehouse.memory_limit: bad memory limit 'lots'")
+    assert str(raised.value).startswith(
+        f"{CONFIG_FILE}: environments.prod.warehouse.memory_limit: bad memory limit 'lots'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,17 +13,37 @@ from cdm_assets.domain.marts.events import build_events
 from cdm_assets.domain.marts.transactions import build_transactions
 from cdm_assets_tests.marts_fixtures import create_identity, create_raw
 
-CRM = {"entity": "customer", "path": "crm/*.csv", "record_id": "id", "precedence": 1,
-       "fields": {"first_name": "first_name", "email": "email"}, "updated_at": "changed"}
-SHOP = {"entity": "customer", "path": "shop/*.csv", "record_id": "id", "precedence": 2,
-        "fields": {"full_name": "name", "email": "email"}, "updated_at": "changed",
-        "attributes": {"signup_at": "created"}}
-ORDERS = {"entity": "transaction", "path": "orders/*.csv", "record_id": "order_id",
-          "customer": {"source": "shop", "column": "account"},
-          "fields": {"amount": "amount", "currency": "currency", "type": "kind", "occurred_at": "ts"}}
-CLICKS = {"entity": "event", "path": "events/*.jsonl", "record_id": "event_id",
-          "customer": {"source": "shop", "column": "user"},
-          "fields": {"anonymous_id": "cookie", "email": "user", "event_type": "name", "occurred_at": "ts"}}
+CRM = {
+    "entity": "customer",
+    "path": "crm/*.csv",
+    "record_id": "id",
+    "precedence": 1,
+    "fields": {"first_name": "first_name", "email": "email"},
+    "updated_at": "changed",
+}
+SHOP = {
+    "entity": "customer",
+    "path": "shop/*.csv",
+    "record_id": "id",
+    "precedence": 2,
+    "fields": {"full_name": "name", "email": "email"},
+    "updated_at": "changed",
+    "attributes": {"signup_at": "created"},
+}
+ORDERS = {
+    "entity": "transaction",
+    "path": "orders/*.csv",
+    "record_id": "order_id",
+    "customer": {"source": "shop", "column": "account"},
+    "fields": {"amount": "amount", "currency": "currency", "type": "kind", "occurred_at": "ts"},
+}
+CLICKS = {
+    "entity": "event",
+    "path": "events/*.jsonl",
+    "record_id": "event_id",
+    "customer": {"source": "shop", "column": "user"},
+    "fields": {"anonymous_id": "cookie", "email": "user", "event_type": "name", "occurred_at": "ts"},
+}
 
 
 @pytest.fixture
@@ -31,18 +51,45 @@ def shop_warehouse(warehouse):
     """Customer A has a CRM and a webshop record; customer B only a webshop record."""
     create_raw(warehouse, "crm", ["id", "first_name", "email", "changed"], [("C1", "Jan", None, "2024-01-01")])
     create_raw(
-        warehouse, "shop", ["id", "name", "email", "changed", "created"],
-        [("W1", "Johannes Jansen", "jan@example.com", "2024-06-01", "2023-05-05"),
-         ("W2", "Piet Peters", "piet@example.com", "2024-02-01", "2022-01-01")],
+        warehouse,
+        "shop",
+        ["id", "name", "email", "changed", "created"],
+        [
+            ("W1", "Johannes Jansen", "jan@example.com", "2024-06-01", "2023-05-05"),
+            ("W2", "Piet Peters", "piet@example.com", "2024-02-01", "2022-01-01"),
+        ],
     )
     create_identity(
         warehouse,
         [
-            {"source": "crm", "source_record_id": "C1", "precedence": 1, "first_name": "Jan", "street": "Dorpsstraat 1", "postcode": "1234 AB"},
-            {"source": "shop", "source_record_id": "W1", "precedence": 2, "first_name": "Johannes", "last_name": "Jansen",
-             "email": "jan@example.com", "street": "Kerkweg 9", "postcode": "9999 ZZ", "city": "Zwolle"},
-            {"source": "shop", "source_record_id": "W2", "precedence": 2, "first_name": "Piet", "last_name": "Peters",
-             "email": "piet@example.com", "birth_date": date(1980, 1, 2)},
+            {
+                "source": "crm",
+                "source_record_id": "C1",
+                "precedence": 1,
+                "first_name": "Jan",
+                "street": "Dorpsstraat 1",
+                "postcode": "1234 AB",
+            },
+            {
+                "source": "shop",
+                "source_record_id": "W1",
+                "precedence": 2,
+                "first_name": "Johannes",
+                "last_name": "Jansen",
+                "email": "jan@example.com",
+                "street": "Kerkweg 9",
+                "postcode": "9999 ZZ",
+                "city": "Zwolle",
+            },
+            {
+                "source": "shop",
+                "source_record_id": "W2",
+                "precedence": 2,
+                "first_name": "Piet",
+                "last_name": "Peters",
+                "email": "piet@example.com",
+                "birth_date": date(1980, 1, 2),
+            },
         ],
         {"crm:C1": "cus_a", "shop:W1": "cus_a", "shop:W2": "cus_b"},
     )
@@ -119,13 +166,19 @@ def test_the_phone_key_hashes_the_e164_number(warehouse, write_config):
 
 def test_a_city_without_street_or_postcode_is_no_address_for_one_record_or_several(warehouse, write_config):
     create_raw(warehouse, "crm", ["id", "first_name", "email", "changed"], [("C1", "Ann", None, "2024-01-01")])
-    create_raw(warehouse, "shop", ["id", "name", "email", "changed", "created"],
-               [("W1", "Ann Smit", None, "2024-01-01", None), ("W2", "Bo Smit", None, "2024-01-01", None)])
+    create_raw(
+        warehouse,
+        "shop",
+        ["id", "name", "email", "changed", "created"],
+        [("W1", "Ann Smit", None, "2024-01-01", None), ("W2", "Bo Smit", None, "2024-01-01", None)],
+    )
     create_identity(
         warehouse,
-        [{"source": "crm", "source_record_id": "C1", "precedence": 1, "city": "Delft"},
-         {"source": "shop", "source_record_id": "W1", "precedence": 2, "city": "Delft"},
-         {"source": "shop", "source_record_id": "W2", "precedence": 2, "city": "Gouda", "country": "NL"}],
+        [
+            {"source": "crm", "source_record_id": "C1", "precedence": 1, "city": "Delft"},
+            {"source": "shop", "source_record_id": "W1", "precedence": 2, "city": "Delft"},
+            {"source": "shop", "source_record_id": "W2", "precedence": 2, "city": "Gouda", "country": "NL"},
+        ],
         {"crm:C1": "cus_a", "shop:W1": "cus_a", "shop:W2": "cus_b"},
     )
     build_customers(warehouse, write_config({"crm": CRM, "shop": SHOP}))
@@ -150,10 +203,13 @@ def transactions_warehouse(con, rows):
 
 
 def test_orders_and_returns_are_kept_with_non_negative_amounts(shop_warehouse, write_config):
-    transactions_warehouse(shop_warehouse, [
-        ("O1", "W1", "100.00", "eur", "order", "2024-03-01T10:00:00Z"),
-        ("O2", "W1", "25.50", "EUR", "Return", "2024-03-05T10:00:00+02:00"),
-    ])
+    transactions_warehouse(
+        shop_warehouse,
+        [
+            ("O1", "W1", "100.00", "eur", "order", "2024-03-01T10:00:00Z"),
+            ("O2", "W1", "25.50", "EUR", "Return", "2024-03-05T10:00:00+02:00"),
+        ],
+    )
     report = build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS}))
     assert (report.rows_in, report.rows, report.quarantined) == (2, 2, 0)
     rows = shop_warehouse.execute(
@@ -173,7 +229,10 @@ def test_orders_and_returns_are_kept_with_non_negative_amounts(shop_warehouse, w
         (("O9", "W1", "-5.00", "EUR", "order", "2024-03-01"), "negative amount -5.00"),
         (("O9", "W1", "5.00", "EUR", "order", "yesterday"), "unparseable timestamp yesterday"),
         (("O9", "W1", "5.00", "XYZ", "order", "2024-03-01"), "unknown currency XYZ"),
-        (("O9", "W1", "five", "EUR", "order", "2024-03-01"), "unparseable amount five (number format: decimal '.', no thousands separator)"),
+        (
+            ("O9", "W1", "five", "EUR", "order", "2024-03-01"),
+            "unparseable amount five (number format: decimal '.', no thousands separator)",
+        ),
         (("O9", "W1", "5.00", "EUR", "gift", "2024-03-01"), "unknown transaction type gift"),
     ],
 )
@@ -224,10 +283,15 @@ def test_transaction_with_an_unknown_customer_is_kept_unattributed(shop_warehous
 
 def test_a_feed_can_name_the_customer_source_per_row(shop_warehouse, write_config):
     feed = {**ORDERS, "customer": {"source_column": "system", "column": "account"}}
-    create_raw(shop_warehouse, "orders", ["order_id", "system", "account", "amount", "currency", "kind", "ts"], [
-        ("O1", "CRM", "C1", "1.00", "EUR", "order", "2024-03-01"),
-        ("O2", "shop", "W2", "2.00", "EUR", "order", "2024-03-01"),
-    ])
+    create_raw(
+        shop_warehouse,
+        "orders",
+        ["order_id", "system", "account", "amount", "currency", "kind", "ts"],
+        [
+            ("O1", "CRM", "C1", "1.00", "EUR", "order", "2024-03-01"),
+            ("O2", "shop", "W2", "2.00", "EUR", "order", "2024-03-01"),
+        ],
+    )
     build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": feed}))
     assert shop_warehouse.execute(
         "SELECT transaction_id, customer_id FROM marts.transactions ORDER BY 1"
@@ -235,13 +299,18 @@ def test_a_feed_can_name_the_customer_source_per_row(shop_warehouse, write_confi
 
 
 def events_warehouse(con):
-    create_raw(con, "clicks", ["event_id", "cookie", "user", "name", "ts"], [
-        ("E1", "k1", None, "page_view", "2024-01-01T10:00:00"),  # anonymous, before login
-        ("E2", "k1", "W1", "login", "2024-01-01T10:05:00"),  # login on cookie k1
-        ("E3", "k1", None, "add_to_cart", "2024-01-01T10:06:00"),  # after login, no user id
-        ("E4", "k2", "piet@example.com", "page_view", "2024-01-02T09:00:00"),  # known by email
-        ("E5", "k3", None, "page_view", "2024-01-03T09:00:00"),  # never identified
-    ])
+    create_raw(
+        con,
+        "clicks",
+        ["event_id", "cookie", "user", "name", "ts"],
+        [
+            ("E1", "k1", None, "page_view", "2024-01-01T10:00:00"),  # anonymous, before login
+            ("E2", "k1", "W1", "login", "2024-01-01T10:05:00"),  # login on cookie k1
+            ("E3", "k1", None, "add_to_cart", "2024-01-01T10:06:00"),  # after login, no user id
+            ("E4", "k2", "piet@example.com", "page_view", "2024-01-02T09:00:00"),  # known by email
+            ("E5", "k3", None, "page_view", "2024-01-03T09:00:00"),  # never identified
+        ],
+    )
 
 
 def test_anonymous_events_before_and_after_login_are_stitched_to_the_customer(shop_warehouse, write_config):
@@ -262,23 +331,32 @@ def test_anonymous_events_before_and_after_login_are_stitched_to_the_customer(sh
 def test_an_email_shared_by_two_customers_attributes_nothing(warehouse, write_config):
     create_identity(
         warehouse,
-        [{"source": "shop", "source_record_id": "W1", "email": "family@example.com"},
-         {"source": "shop", "source_record_id": "W2", "email": "family@example.com"}],
+        [
+            {"source": "shop", "source_record_id": "W1", "email": "family@example.com"},
+            {"source": "shop", "source_record_id": "W2", "email": "family@example.com"},
+        ],
         {"shop:W1": "cus_a", "shop:W2": "cus_b"},
     )
-    create_raw(warehouse, "clicks", ["event_id", "cookie", "user", "name", "ts"],
-               [("E1", "k1", "family@example.com", "page_view", "2024-01-01")])
+    create_raw(
+        warehouse,
+        "clicks",
+        ["event_id", "cookie", "user", "name", "ts"],
+        [("E1", "k1", "family@example.com", "page_view", "2024-01-01")],
+    )
     build_events(warehouse, write_config({"shop": SHOP, "clicks": CLICKS}))
     assert warehouse.execute("SELECT customer_id FROM marts.events").fetchall() == [(None,)]
 
 
 def test_customer_metrics_count_orders_returns_revenue_and_events(shop_warehouse, write_config):
     config = write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS, "clicks": CLICKS})
-    transactions_warehouse(shop_warehouse, [
-        ("O1", "W1", "100.00", "EUR", "order", "2024-03-01T00:00:00"),
-        ("O2", "W1", "30.00", "EUR", "return", "2024-03-02T00:00:00"),
-        ("O3", "W1", "10.00", "GBP", "order", "2024-03-03T00:00:00"),
-    ])
+    transactions_warehouse(
+        shop_warehouse,
+        [
+            ("O1", "W1", "100.00", "EUR", "order", "2024-03-01T00:00:00"),
+            ("O2", "W1", "30.00", "EUR", "return", "2024-03-02T00:00:00"),
+            ("O3", "W1", "10.00", "GBP", "order", "2024-03-03T00:00:00"),
+        ],
+    )
     events_warehouse(shop_warehouse)
     build_customers(shop_warehouse, config)
     build_transactions(shop_warehouse, config)

@@ -12,8 +12,8 @@ import pytest
 from cdm_assets.config import load_config
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
-from cdm_assets.domain.identity.match_model.parameters import load_model
 from cdm_assets.domain.identity.match_model.comparisons import birth_date, first_name, identifier
+from cdm_assets.domain.identity.match_model.parameters import load_model
 from cdm_assets.domain.identity.match_model.training import estimate_u, expectation_maximisation, starting_m
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph, run_identity_resolution
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
@@ -48,7 +48,9 @@ def test_em_recovers_known_m_and_the_share_of_matches_from_generated_pairs():
         assert np.abs(estimated - expected).max() < 0.02
 
 
-CRM_HEADER = '"crm_id","first_name","last_name","email","phone","birth_date","street","zip","city","country","created_at"\n'
+CRM_HEADER = (
+    '"crm_id","first_name","last_name","email","phone","birth_date","street","zip","city","country","created_at"\n'
+)
 SHOP_HEADER = '"account_id","full_name","email_address","mobile","created_at","loyalty_opt_in"\n'
 
 
@@ -89,7 +91,9 @@ def resolved(tmp_path_factory):
 
 
 def customer_ids(con) -> dict[str, str]:
-    return dict(con.execute("SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map").fetchall())
+    return dict(
+        con.execute("SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map").fetchall()
+    )
 
 
 def test_a_person_whose_email_names_and_birth_date_agree_stays_one_customer_with_two_phones(resolved):
@@ -126,7 +130,8 @@ def gamma(comparison, a: str | None, b: str | None) -> str:
     """The level two values reach, by the comparison's own SQL."""
     column = comparison.frequency_column
     index = duckdb.execute(
-        f"SELECT {comparison.gamma_sql()} FROM (SELECT ?::VARCHAR AS {column}) a, (SELECT ?::VARCHAR AS {column}) b", [a, b]
+        f"SELECT {comparison.gamma_sql()} FROM (SELECT ?::VARCHAR AS {column}) a, (SELECT ?::VARCHAR AS {column}) b",
+        [a, b],
     ).fetchone()[0]
     return "missing" if index == -1 else comparison.levels[index].name
 
@@ -159,7 +164,9 @@ def test_the_model_is_estimated_from_the_data_and_stored_with_m_u_and_weights(re
         assert sum(parameters.m) == pytest.approx(1.0, abs=1e-6)
         assert sum(parameters.u) == pytest.approx(1.0, abs=1e-6)
     assert 0 < model.prior < 0.01
-    links = con.execute("SELECT count(*), min(match_probability) FROM identity.identity_graph WHERE rule = 'match_model'").fetchone()
+    links = con.execute(
+        "SELECT count(*), min(match_probability) FROM identity.identity_graph WHERE rule = 'match_model'"
+    ).fetchone()
     assert links[0] > 0 and links[1] >= 0.9  # the configured default threshold
 
 

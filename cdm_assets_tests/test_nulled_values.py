@@ -38,7 +38,9 @@ def crm_lookup(tmp_path, warehouse, write_config):
     """Build the lookup of one customer source `crm` from `rows`; returns (lookup rows by id, counts
     as {(field, reason): values})."""
 
-    def build(rows: list[dict], source: dict | None = None, fields: dict = FIELDS, **extra) -> tuple[dict[str, dict], dict]:
+    def build(
+        rows: list[dict], source: dict | None = None, fields: dict = FIELDS, **extra
+    ) -> tuple[dict[str, dict], dict]:
         write_text(tmp_path / "landing/crm/crm.csv", crm_csv(rows))
         source = customer_source("crm", "id", fields, **{"phone_region": "NL", **(source or {})})
         config = write_config({"crm": source}, **extra)
@@ -95,7 +97,14 @@ def test_a_typo_that_makes_no_calendar_date_is_nulled_but_keeps_its_digits_as_th
     ]
     lookup, counts = crm_lookup(rows)
     assert [lookup[str(i)]["birth_date"] for i in range(1, 7)] == [None, None, date(1980, 1, 2), None, None, None]
-    assert [lookup[str(i)]["birth_date_key"] for i in range(1, 7)] == ["19490013", "20011264", "19800102", None, None, None]
+    assert [lookup[str(i)]["birth_date_key"] for i in range(1, 7)] == [
+        "19490013",
+        "20011264",
+        "19800102",
+        None,
+        None,
+        None,
+    ]
     assert counts == {("birth_date", "unparseable"): 4, ("birth_date", "outside plausible window"): 1}
 
 

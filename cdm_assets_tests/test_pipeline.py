@@ -11,21 +11,38 @@ from cdm_assets_tests.conftest import materialization_metadata, materialize_all,
 
 SOURCES = {
     "crm": {
-        "entity": "customer", "path": "landing/crm/*.csv", "record_id": "crm_id", "precedence": 1, "phone_region": "NL",
-        "fields": {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone",
-                   "birth_date": {"column": "dob", "format": "%d-%m-%Y"}},
+        "entity": "customer",
+        "path": "landing/crm/*.csv",
+        "record_id": "crm_id",
+        "precedence": 1,
+        "phone_region": "NL",
+        "fields": {
+            "first_name": "first",
+            "last_name": "last",
+            "email": "email",
+            "phone": "phone",
+            "birth_date": {"column": "dob", "format": "%d-%m-%Y"},
+        },
     },
     "shop": {
-        "entity": "customer", "path": "landing/shop/*.csv", "record_id": "account", "precedence": 2,
-        "fields": {"full_name": "name", "email": "mail"}, "attributes": {"tier": "tier"},
+        "entity": "customer",
+        "path": "landing/shop/*.csv",
+        "record_id": "account",
+        "precedence": 2,
+        "fields": {"full_name": "name", "email": "mail"},
+        "attributes": {"tier": "tier"},
     },
     "orders": {
-        "entity": "transaction", "path": "landing/orders/*.csv", "record_id": "order_id",
+        "entity": "transaction",
+        "path": "landing/orders/*.csv",
+        "record_id": "order_id",
         "customer": {"source": "shop", "column": "account"},
         "fields": {"amount": "amount", "currency": "currency", "type": "kind", "occurred_at": "ts"},
     },
     "clicks": {
-        "entity": "event", "path": "landing/clicks/*.jsonl", "record_id": "id",
+        "entity": "event",
+        "path": "landing/clicks/*.jsonl",
+        "record_id": "id",
         "customer": {"source": "shop", "column": "user"},
         "fields": {"anonymous_id": "cookie", "email": "user", "event_type": "name", "occurred_at": "ts"},
     },
@@ -34,24 +51,32 @@ SOURCES = {
 
 @pytest.fixture
 def landing(tmp_path):
-    write_text(tmp_path / "landing/crm/crm.csv",
-               "crm_id,first,last,email,phone,dob\n"
-               "C1,Jan,Jansen,JAN@mail.nl ,06-12345678,01-02-1980\n"
-               "C2,Anna,de Vries,anna@mail.nl,+31 6 87654321,03-04-1990\n"
-               "C3,Anne,de Vries,anna@mail.nl,,03-04-1992\n")  # sister sharing the inbox
-    write_text(tmp_path / "landing/shop/shop.csv",
-               "account,name,mail,tier\n"
-               "W1,Jan Jansen,jan@mail.nl,gold\n"
-               "W2,\"Vries, Anna de\",anna@mail.nl,silver\n"
-               "W3,Piet Peters,piet@mail.nl,bronze\n")
-    write_text(tmp_path / "landing/orders/o.csv",
-               "order_id,account,amount,currency,kind,ts\n"
-               "O1,W1,10.00,EUR,order,2024-01-01T10:00:00Z\n"
-               "O2,W1,5.00,EUR,return,2024-01-02T10:00:00Z\n"
-               "O3,W3,-1.00,EUR,order,2024-01-03T10:00:00Z\n")
-    write_text(tmp_path / "landing/clicks/c.jsonl",
-               '{"id": "E1", "cookie": "k1", "user": null, "name": "page_view", "ts": "2024-01-01T09:00:00Z"}\n'
-               '{"id": "E2", "cookie": "k1", "user": "W1", "name": "login", "ts": "2024-01-01T09:01:00Z"}\n')
+    write_text(
+        tmp_path / "landing/crm/crm.csv",
+        "crm_id,first,last,email,phone,dob\n"
+        "C1,Jan,Jansen,JAN@mail.nl ,06-12345678,01-02-1980\n"
+        "C2,Anna,de Vries,anna@mail.nl,+31 6 87654321,03-04-1990\n"
+        "C3,Anne,de Vries,anna@mail.nl,,03-04-1992\n",
+    )  # sister sharing the inbox
+    write_text(
+        tmp_path / "landing/shop/shop.csv",
+        "account,name,mail,tier\n"
+        "W1,Jan Jansen,jan@mail.nl,gold\n"
+        'W2,"Vries, Anna de",anna@mail.nl,silver\n'
+        "W3,Piet Peters,piet@mail.nl,bronze\n",
+    )
+    write_text(
+        tmp_path / "landing/orders/o.csv",
+        "order_id,account,amount,currency,kind,ts\n"
+        "O1,W1,10.00,EUR,order,2024-01-01T10:00:00Z\n"
+        "O2,W1,5.00,EUR,return,2024-01-02T10:00:00Z\n"
+        "O3,W3,-1.00,EUR,order,2024-01-03T10:00:00Z\n",
+    )
+    write_text(
+        tmp_path / "landing/clicks/c.jsonl",
+        '{"id": "E1", "cookie": "k1", "user": null, "name": "page_view", "ts": "2024-01-01T09:00:00Z"}\n'
+        '{"id": "E2", "cookie": "k1", "user": "W1", "name": "login", "ts": "2024-01-01T09:01:00Z"}\n',
+    )
     return tmp_path
 
 
@@ -61,28 +86,56 @@ def test_everything_materialises_and_every_check_passes(landing, write_config):
     assert result.success
     metadata = materialization_metadata(result)
     assert set(metadata) == {
-        "raw/crm", "raw/shop", "raw/orders", "raw/clicks",
-        "identity/source_lookup", "identity/match_model", "identity/identity_graph", "identity/customer_id_map", "identity/customer_id_history",
-        "marts/customers", "marts/transactions", "marts/events", "marts/customer_metrics",
+        "raw/crm",
+        "raw/shop",
+        "raw/orders",
+        "raw/clicks",
+        "identity/source_lookup",
+        "identity/match_model",
+        "identity/identity_graph",
+        "identity/customer_id_map",
+        "identity/customer_id_history",
+        "marts/customers",
+        "marts/transactions",
+        "marts/events",
+        "marts/customer_metrics",
     }
     failed = [e.asset_check_key for e in result.get_asset_check_evaluations() if not e.passed]
     assert failed == []
     with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
-        ids = dict(con.execute("SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map").fetchall())
+        ids = dict(
+            con.execute(
+                "SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map"
+            ).fetchall()
+        )
         assert ids["crm:C1"] == ids["shop:W1"]  # same email and name
         assert ids["crm:C2"] == ids["shop:W2"]  # "Vries, Anna de" is Anna de Vries
         assert ids["crm:C3"] != ids["crm:C2"]  # the sister sharing the inbox stays apart
         assert con.execute("SELECT count(*) FROM marts.customers").fetchone() == (4,)
-        assert con.execute("SELECT tier FROM marts.customers WHERE customer_id = ?", [ids["shop:W1"]]).fetchone() == ("gold",)
+        assert con.execute("SELECT tier FROM marts.customers WHERE customer_id = ?", [ids["shop:W1"]]).fetchone() == (
+            "gold",
+        )
         assert con.execute("SELECT count(*) FROM marts.transactions").fetchone() == (2,)  # O3 quarantined
-        assert con.execute("SELECT count(*) FROM marts.events WHERE customer_id = ?", [ids["shop:W1"]]).fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM marts.events WHERE customer_id = ?", [ids["shop:W1"]]).fetchone() == (
+            2,
+        )
     graph = metadata["identity/identity_graph"]
     per_rule = graph["links_per_rule"].value
-    assert per_rule and all(graph[f"links/{rule}"].value == count for rule, count in per_rule.items())  # plottable numbers
+    assert per_rule and all(
+        graph[f"links/{rule}"].value == count for rule, count in per_rule.items()
+    )  # plottable numbers
     pairs = {key: value.value for key, value in graph.items() if key.startswith("model/")}
-    assert set(pairs) == {"model/candidate_pairs", "model/over_threshold", "model/held_apart", "model/dropped_in_conflict"}
+    assert set(pairs) == {
+        "model/candidate_pairs",
+        "model/over_threshold",
+        "model/held_apart",
+        "model/dropped_in_conflict",
+    }
     assert pairs["model/candidate_pairs"] >= pairs["model/over_threshold"] >= pairs["model/held_apart"]
-    assert per_rule["match_model"] == pairs["model/over_threshold"] - pairs["model/held_apart"] - pairs["model/dropped_in_conflict"]
+    assert (
+        per_rule["match_model"]
+        == pairs["model/over_threshold"] - pairs["model/held_apart"] - pairs["model/dropped_in_conflict"]
+    )
     id_map = metadata["identity/customer_id_map"]
     sizes = {int(k): v for k, v in id_map["cluster_size_distribution"].value.items()}
     buckets = {key: value.value for key, value in id_map.items() if key.startswith("clusters/")}
@@ -97,7 +150,9 @@ def test_a_failing_blocking_check_stops_the_downstream_assets(landing, write_con
     defs = build_definitions(write_config(SOURCES))
     assert materialize_all(defs).success
     with duckdb.connect(str(landing / "warehouse.duckdb")) as con:  # a record mapped twice
-        con.execute("INSERT INTO identity.customer_id_map (source, source_record_id, customer_id) VALUES ('crm', 'C1', 'cus_rogue')")
+        con.execute(
+            "INSERT INTO identity.customer_id_map (source, source_record_id, customer_id) VALUES ('crm', 'C1', 'cus_rogue')"
+        )
     # Re-run the check and everything below the map, without rebuilding the map itself.
     selection = dg.AssetSelection.assets(["identity", "customer_id_map"]).downstream() - dg.AssetSelection.assets(
         ["identity", "customer_id_map"], ["identity", "customer_id_history"]
@@ -105,7 +160,10 @@ def test_a_failing_blocking_check_stops_the_downstream_assets(landing, write_con
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],
         resources=defs.resources,
-        selection=selection | dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(["identity", "customer_id_map"]), "one_customer_id_per_record")),
+        selection=selection
+        | dg.AssetSelection.checks(
+            dg.AssetCheckKey(dg.AssetKey(["identity", "customer_id_map"]), "one_customer_id_per_record")
+        ),
         raise_on_error=False,
     )
     evaluations = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
@@ -120,7 +178,9 @@ def test_explain_prints_the_records_links_and_rules_of_a_customer(landing, write
     config = write_config(SOURCES)
     assert materialize_all(build_definitions(config)).success
     with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
-        (customer_id,) = con.execute("SELECT customer_id FROM identity.customer_id_map WHERE source_record_id = 'W1'").fetchone()
+        (customer_id,) = con.execute(
+            "SELECT customer_id FROM identity.customer_id_map WHERE source_record_id = 'W1'"
+        ).fetchone()
     monkeypatch.setenv("CDM_CONFIG", str(landing / "cdm.yaml"))
     assert main(["explain", customer_id]) == 0
     printed = capsys.readouterr().out
@@ -138,7 +198,9 @@ def test_a_source_not_loaded_yet_counts_as_empty_downstream(landing, write_confi
     defs = build_definitions(write_config(SOURCES))
     # What a landing sensor runs on a fresh warehouse: one source and everything below it.
     selection = dg.AssetSelection.assets(["raw", "crm"]).downstream()
-    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, selection=selection, raise_on_error=False)
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks], resources=defs.resources, selection=selection, raise_on_error=False
+    )
     assert result.success
     with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw.shop").fetchone() == (0,)

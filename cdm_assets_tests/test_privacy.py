@@ -51,7 +51,12 @@ def run_with(sample, previews: str | None):
     assert result.success
     with duckdb.connect(str(sample / f"cdm-{previews}.duckdb"), read_only=True) as con:
         emails, phones = (
-            {row[0] for row in con.execute(f"SELECT DISTINCT {column} FROM identity.source_lookup WHERE {column} IS NOT NULL").fetchall()}
+            {
+                row[0]
+                for row in con.execute(
+                    f"SELECT DISTINCT {column} FROM identity.source_lookup WHERE {column} IS NOT NULL"
+                ).fetchall()
+            }
             for column in ("email", "phone")
         )
     return metadata_text(result), emails, phones
@@ -67,7 +72,7 @@ def test_by_default_no_metadata_of_any_asset_or_check_holds_an_email_or_phone_of
 
 
 def test_full_previews_show_the_values_as_they_are(sample):
-    text, emails, phones = run_with(sample, "full")
+    text, emails, _phones = run_with(sample, "full")
     assert any(e in text for e in emails)
 
 

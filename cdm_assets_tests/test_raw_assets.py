@@ -52,7 +52,9 @@ def test_a_source_that_cannot_be_loaded_fails_the_run_but_the_others_load(tmp_pa
     assert "raw/shop" in errors and "broken.csv" in errors and "email" in errors
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw.crm").fetchone() == (1,)
-        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'shop'").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'shop'").fetchone() == (
+            0,
+        )
 
 
 def test_selecting_one_raw_asset_loads_only_that_source(tmp_path, write_config):

@@ -24,7 +24,12 @@ from hypothesis import strategies as st
 from cdm_assets.config.model import SourceConfig
 from cdm_assets.domain.raw.load import load_raw_source
 
-FUZZ = settings(max_examples=int(os.environ.get("CDM_FUZZ_EXAMPLES", "60")), derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("CDM_FUZZ_EXAMPLES", "60")),
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 NULL_LIKE = ["NA", "N/A", "NULL", "null", "nan", "#N/A", "None", " ", ""]
 ASCII = "abcXYZ019 ,;|\t\"'\n\r-.@"
 WIDE = ASCII + "éßü€✓😀"
@@ -44,7 +49,15 @@ def csv_files(draw):
     header = ["id", *(f"c{i}" for i in range(1, width))]
     rows = draw(st.lists(st.lists(values(ENCODINGS[encoding]), min_size=width, max_size=width), max_size=25))
     # roughed-up rows: (index, kind); each is still one physical line when written
-    damage = draw(st.lists(st.tuples(st.integers(0, 24), st.sampled_from(["stray quote", "extra", "missing", "bad bytes", "blank line before"])), max_size=3))
+    damage = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, 24),
+                st.sampled_from(["stray quote", "extra", "missing", "bad bytes", "blank line before"]),
+            ),
+            max_size=3,
+        )
+    )
     return encoding, delimiter, ending, header, rows, dict(damage)
 
 
@@ -125,7 +138,9 @@ def test_fuzzed_csv_files_load_with_every_row_accounted_for_and_accepted_values_
                 continue  # a roughed-up row may be read either way; its neighbours are checked below
             assert got == tuple(v if v != "" else None for v in rows[number - 1]), (number, data)
         for number in damaged:
-            if damage[number - 1] in ("extra", "missing") or (damage[number - 1] == "bad bytes" and encoding.startswith("utf-8")):
+            if damage[number - 1] in ("extra", "missing") or (
+                damage[number - 1] == "bad bytes" and encoding.startswith("utf-8")
+            ):
                 assert number not in accepted
 
 
@@ -139,7 +154,9 @@ def json_lines_files(draw):
         st.lists(
             st.one_of(
                 objects.map(lambda o: ("object", o)),
-                st.sampled_from([("bad", '{"id": "x"'), ("bad", "[1, 2]"), ("bad", "nope"), ("blank", ""), ("blank", " \t")]),
+                st.sampled_from(
+                    [("bad", '{"id": "x"'), ("bad", "[1, 2]"), ("bad", "nope"), ("blank", ""), ("blank", " \t")]
+                ),
             ),
             max_size=25,
         )

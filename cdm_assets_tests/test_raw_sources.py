@@ -35,7 +35,7 @@ def quarantine(warehouse, source):
 
 
 def test_csv_rows_keep_their_columns_file_and_row_number(tmp_path, warehouse, write_config):
-    write_text(tmp_path / "landing/crm/a.csv", "crm_id,first_name,email\nC1,Ann,ann@example.com\nC2,\"Bob, Jr\",\n")
+    write_text(tmp_path / "landing/crm/a.csv", 'crm_id,first_name,email\nC1,Ann,ann@example.com\nC2,"Bob, Jr",\n')
     config = write_config({"crm": CRM})
     report = load(warehouse, config, "crm")
     assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (2, 2, 0)
@@ -90,7 +90,9 @@ def test_duplicate_ids_across_files_keep_the_newest_file(tmp_path, warehouse, wr
 
 
 @pytest.mark.parametrize("malformed_row", [None, 3217])
-def test_large_files_read_in_blocks_keep_every_rows_number(tmp_path, warehouse, write_config, monkeypatch, malformed_row):
+def test_large_files_read_in_blocks_keep_every_rows_number(
+    tmp_path, warehouse, write_config, monkeypatch, malformed_row
+):
     # small blocks: the file is parsed in many pieces on several threads, as a large one is
     monkeypatch.setattr(delimited, "_BLOCK_SIZE", 4096)
     rows = [f"C{i},Name{i},p{i}@example.com" for i in range(1, 5001)]
@@ -177,10 +179,17 @@ def test_json_lines_become_columns_and_bad_lines_are_quarantined(tmp_path, wareh
 def test_clean_json_lines_skip_blank_and_whitespace_lines_and_keep_indented_objects(tmp_path, warehouse, write_config):
     text = b'{"subscriber_id": "N1", "email": "a@example.com"}\n   \n\n  {"subscriber_id": "N4"}\n\t\n'
     write_text(tmp_path / "landing/news/s.jsonl", text)
-    source = {"entity": "customer", "path": "landing/news/*.jsonl", "record_id": "subscriber_id", "fields": {"email": "email"}}
+    source = {
+        "entity": "customer",
+        "path": "landing/news/*.jsonl",
+        "record_id": "subscriber_id",
+        "fields": {"email": "email"},
+    }
     report = load(warehouse, write_config({"news": source}), "news")
     assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (2, 2, 0)
-    assert warehouse.execute("SELECT subscriber_id, email, _row_number FROM raw.news ORDER BY _row_number").fetchall() == [
+    assert warehouse.execute(
+        "SELECT subscriber_id, email, _row_number FROM raw.news ORDER BY _row_number"
+    ).fetchall() == [
         ("N1", "a@example.com", 1),
         ("N4", None, 4),
     ]

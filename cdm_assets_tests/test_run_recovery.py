@@ -31,7 +31,7 @@ def test_staging_tables_of_a_dead_process_are_dropped_and_our_own_stay(tmp_path)
     child = (
         "import duckdb; from cdm_assets.domain.warehouse import TableName; "
         f"con = duckdb.connect({str(path)!r}); con.execute('CREATE SCHEMA raw'); "
-        "con.execute(f'CREATE TABLE {TableName(\"raw\", \"crm\").staging().sql} (x INT)')"
+        'con.execute(f\'CREATE TABLE {TableName("raw", "crm").staging().sql} (x INT)\')'
     )
     subprocess.run([sys.executable, "-c", child], check=True, cwd=PROJECT)
     with duckdb.connect(str(path)) as con:
@@ -126,7 +126,9 @@ def _staging_tables(path: str) -> int:
     if not Path(path).exists():
         return 0
     with duckdb.connect(path, read_only=True) as con:
-        return con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_staging_')").fetchone()[0]
+        return con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_staging_')"
+        ).fetchone()[0]
 
 
 def _finished_steps(home: str) -> int:
@@ -149,9 +151,13 @@ def test_the_reaper_sensor_fails_a_dead_run_and_frees_its_pool_slot():
     with instance_for_test() as instance:
         assert isinstance(instance, DagsterInstance)
         tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(finished.pid)}
-        run = instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="dead1", status=DagsterRunStatus.STARTED, tags=tags))
+        run = instance.add_run(
+            DagsterRun(job_name="__ASSET_JOB", run_id="dead1", status=DagsterRunStatus.STARTED, tags=tags)
+        )
         alive = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-        instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="alive1", status=DagsterRunStatus.STARTED, tags=alive))
+        instance.add_run(
+            DagsterRun(job_name="__ASSET_JOB", run_id="alive1", status=DagsterRunStatus.STARTED, tags=alive)
+        )
         storage = instance.event_log_storage
         storage.set_concurrency_slots("duckdb", 1)
         assert storage.claim_concurrency_slot("duckdb", run.run_id, "raw_sources").is_claimed

@@ -37,7 +37,9 @@ def digest(folder) -> str:
 def test_the_configured_share_of_persons_has_a_second_phone_and_records_carry_either(hard):
     _, persons, crm = hard
     assert persons["second_phone_nsn"].notna().mean() == pytest.approx(HARD.second_phone, abs=0.03)
-    shared_home = persons.dropna(subset=["second_phone_nsn"]).groupby("second_phone_nsn")["household_id"].agg(["size", "nunique"])
+    shared_home = (
+        persons.dropna(subset=["second_phone_nsn"]).groupby("second_phone_nsn")["household_id"].agg(["size", "nunique"])
+    )
     assert ((shared_home["size"] >= 2) & (shared_home["nunique"] == 1)).any()  # a home's landline, shared
     two = crm.dropna(subset=["second_phone_nsn", "phone"])
     digits = two["phone"].map(lambda phone: re.sub(r"\D", "", phone))
@@ -56,8 +58,15 @@ def test_birth_dates_span_1900_to_2005_with_some_older_and_typos_among_them(hard
     written = crm.dropna(subset=["birth_date"])
     seen = pd.to_datetime(written["birth_date"])
     true = pd.to_datetime(written["birth_date_true"])
-    swapped = (seen.dt.year == true.dt.year) & (seen.dt.month == true.dt.day) & (seen.dt.day == true.dt.month) & (seen != true)
-    year_off = ((seen.dt.year - true.dt.year).abs() == 1) & (seen.dt.month == true.dt.month) & (seen.dt.day == true.dt.day)
+    swapped = (
+        (seen.dt.year == true.dt.year)
+        & (seen.dt.month == true.dt.day)
+        & (seen.dt.day == true.dt.month)
+        & (seen != true)
+    )
+    year_off = (
+        ((seen.dt.year - true.dt.year).abs() == 1) & (seen.dt.month == true.dt.month) & (seen.dt.day == true.dt.day)
+    )
     differs = seen != true
     assert swapped.sum() >= 5
     assert year_off.sum() >= 5
@@ -71,7 +80,9 @@ def test_some_records_of_married_women_carry_their_birth_surname(hard):
     changed = persons["birth_last_name"].notna().mean()
     assert changed == pytest.approx(0.5 * HARD.married_name_change, abs=0.04)  # half the persons are women
     with_birth_name = crm.dropna(subset=["birth_last_name", "last_name"])
-    on_birth_name = with_birth_name["last_name"].str.strip().str.lower() == with_birth_name["birth_last_name"].str.lower()
+    on_birth_name = (
+        with_birth_name["last_name"].str.strip().str.lower() == with_birth_name["birth_last_name"].str.lower()
+    )
     assert on_birth_name.mean() == pytest.approx(HARD.birth_name_use, abs=0.1)
 
 
@@ -90,14 +101,18 @@ def test_the_hard_profile_is_deterministic_for_a_seed_and_differs_from_the_defau
 
 
 def test_a_rate_set_to_zero_switches_its_corruption_off(tmp_path):
-    generate(persons=500, seed=3, out=tmp_path, rates=with_overrides(HARD, {"second_phone": 0, "married_name_change": 0}))
+    generate(
+        persons=500, seed=3, out=tmp_path, rates=with_overrides(HARD, {"second_phone": 0, "married_name_change": 0})
+    )
     persons = pd.read_parquet(tmp_path / "truth/persons.parquet")
     assert persons["second_phone_nsn"].isna().all()
     assert persons["birth_last_name"].isna().all()
 
 
 def test_the_command_line_takes_a_profile_and_single_rates_and_refuses_unknown_rates(tmp_path, capsys):
-    assert sample_cli(["--persons", "200", "--out", str(tmp_path), "--profile", "hard", "--rate", "second_phone=1"]) == 0
+    assert (
+        sample_cli(["--persons", "200", "--out", str(tmp_path), "--profile", "hard", "--rate", "second_phone=1"]) == 0
+    )
     assert "profile custom" in capsys.readouterr().out
     assert pd.read_parquet(tmp_path / "truth/persons.parquet")["second_phone_nsn"].notna().all()
     with pytest.raises(SystemExit):

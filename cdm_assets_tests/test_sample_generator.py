@@ -15,9 +15,38 @@ from cdm_assets.sample import generate
 from cdm_assets.sample.vocabulary import PLACEHOLDER_EMAILS
 
 FILES = {
-    "crm/crm_customers.csv": ["crm_id", "first_name", "last_name", "email", "phone", "birth_date", "street", "zip", "city", "country", "created_at"],
-    "webshop/webshop_accounts.csv": ["account_id", "full_name", "email_address", "mobile", "created_at", "loyalty_opt_in"],
-    "loyalty/loyalty_members.csv": ["kaartnummer", "voornaam", "achternaam", "geboortedatum", "telefoon", "postcode", "straat", "woonplaats", "e_mail"],
+    "crm/crm_customers.csv": [
+        "crm_id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "birth_date",
+        "street",
+        "zip",
+        "city",
+        "country",
+        "created_at",
+    ],
+    "webshop/webshop_accounts.csv": [
+        "account_id",
+        "full_name",
+        "email_address",
+        "mobile",
+        "created_at",
+        "loyalty_opt_in",
+    ],
+    "loyalty/loyalty_members.csv": [
+        "kaartnummer",
+        "voornaam",
+        "achternaam",
+        "geboortedatum",
+        "telefoon",
+        "postcode",
+        "straat",
+        "woonplaats",
+        "e_mail",
+    ],
     "support/support_contacts.csv": ["contact_id", "name", "email", "phone", "last_ticket_at"],
     "store_sales/store_sales.csv": ["sale_id", "customer_source", "customer_ref", "amount", "currency", "type", "ts"],
 }
@@ -31,7 +60,11 @@ def sample(tmp_path_factory):
 
 
 def digest(folder) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_the_same_seed_gives_byte_identical_files(sample, tmp_path):
@@ -101,7 +134,8 @@ def test_the_population_has_valid_phone_numbers(sample):
     persons = pd.read_parquet(out / "truth/persons.parquet")
     codes = {"NL": 31, "BE": 32, "DE": 49, "GB": 44, "FR": 33, "US": 1}
     valid = [
-        phonenumbers.is_valid_number(phonenumbers.parse(f"+{codes[c]}{n}")) for c, n in zip(persons["country"], persons["phone_nsn"])
+        phonenumbers.is_valid_number(phonenumbers.parse(f"+{codes[c]}{n}"))
+        for c, n in zip(persons["country"], persons["phone_nsn"])
     ]
     assert all(valid)
 
@@ -110,7 +144,13 @@ def test_raw_defects_are_in_the_files_and_the_truth(sample):
     out, _ = sample
     truth = pd.read_parquet(out / "truth/customer_records.parquet")
     defects = truth.dropna(subset=["defect"])
-    assert set(defects["defect"]) == {"too few columns", "too many columns", "duplicate record id", "missing record id", "invalid UTF-8"}
+    assert set(defects["defect"]) == {
+        "too few columns",
+        "too many columns",
+        "duplicate record id",
+        "missing record id",
+        "invalid UTF-8",
+    }
     with (out / "landing/crm/crm_customers.csv").open(newline="") as handle:
         widths = {len(row) for row in csv.reader(handle)}
     assert {2, 11, 12} <= widths
@@ -120,7 +160,9 @@ def test_raw_defects_are_in_the_files_and_the_truth(sample):
 def test_transactions_have_bad_rows_and_orphans_and_events_mix_known_and_anonymous(sample):
     out, _ = sample
     transactions = pd.read_parquet(out / "truth/transactions.parquet")
-    assert {"negative amount", "unparseable timestamp", "unknown currency", "orphan"} <= set(transactions["defect"].dropna())
+    assert {"negative amount", "unparseable timestamp", "unknown currency", "orphan"} <= set(
+        transactions["defect"].dropna()
+    )
     events = pd.read_json(out / "landing/events/clickstream.jsonl", lines=True, dtype=False)
     assert events["user_id"].isna().mean() > 0.3
     assert (events["name"] == "login").any()
@@ -163,7 +205,9 @@ def parts(tmp_path_factory):
 def test_a_large_run_is_written_in_parts_each_with_its_own_files(parts):
     out, _, con = parts
     assert sorted(p.name for p in (out / "landing/crm").iterdir()) == [
-        "crm_customers-part01.csv", "crm_customers-part02.csv", "crm_customers.csv",
+        "crm_customers-part01.csv",
+        "crm_customers-part02.csv",
+        "crm_customers.csv",
     ]
     for name in PART_RECORD_IDS:
         [(files,)] = con.sql(f"SELECT count(DISTINCT filename) FROM {name}").fetchall()
@@ -197,7 +241,7 @@ def test_references_between_files_resolve_within_and_across_parts(parts):
         f"WHERE o.order_id NOT IN {orphans}"
     ).fetchall()
     [(dangling_sales, sales_in_other_parts)] = con.sql(f"""
-        SELECT count(*) FILTER (WHERE c.filename IS NULL), count(*) FILTER (WHERE {part_of('c')} <> {part_of('s')})
+        SELECT count(*) FILTER (WHERE c.filename IS NULL), count(*) FILTER (WHERE {part_of("c")} <> {part_of("s")})
         FROM store_sales s
         LEFT JOIN (SELECT 'crm' AS source, crm_id AS ref, filename FROM crm
                    UNION ALL SELECT 'loyalty', kaartnummer, filename FROM loyalty) c
@@ -223,8 +267,11 @@ def test_the_truth_covers_every_part_with_unique_persons_and_households(parts):
     assert 1500 < households < 2500
     [(max_person,)] = con.sql("SELECT max(person_id) FROM truth_persons").fetchall()
     assert max_person == 2499
-    truth_of = {"webshop_orders": ("truth_transactions", "transaction_id"),
-                "store_sales": ("truth_transactions", "transaction_id"), "clickstream": ("truth_events", "event_id")}
+    truth_of = {
+        "webshop_orders": ("truth_transactions", "transaction_id"),
+        "store_sales": ("truth_transactions", "transaction_id"),
+        "clickstream": ("truth_events", "event_id"),
+    }
     for name, (_, key) in PART_RECORD_IDS.items():
         truth, id_column = truth_of.get(name, ("truth_customer_records", "record_id"))
         same_source = "" if truth == "truth_events" else f"t.source = '{name}' AND "

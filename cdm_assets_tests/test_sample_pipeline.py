@@ -34,7 +34,9 @@ def test_every_asset_materialises_and_no_blocking_check_fails(demo_run):
     assert result.success
     assert len(materialization_metadata(result)) == 17
     blocking = {"no_negative_amounts", "customer_id_is_unique", "one_customer_id_per_record", "customers_exist"}
-    failed = [e.asset_check_key for e in result.get_asset_check_evaluations() if e.check_name in blocking and not e.passed]
+    failed = [
+        e.asset_check_key for e in result.get_asset_check_evaluations() if e.check_name in blocking and not e.passed
+    ]
     assert failed == []
 
 
@@ -56,9 +58,10 @@ def test_transactions_lose_nothing_and_identity_finds_about_one_customer_per_per
     transactions = metadata["marts/transactions"]
     assert transactions["rows_in"].value == len(truth)
     assert transactions["dagster/row_count"].value + transactions["quarantined"].value == len(truth)
-    assert transactions["quarantined"].value == truth["defect"].isin(
-        ["negative amount", "unparseable timestamp", "unknown currency"]
-    ).sum()
+    assert (
+        transactions["quarantined"].value
+        == truth["defect"].isin(["negative amount", "unparseable timestamp", "unknown currency"]).sum()
+    )
     with duckdb.connect(str(out / "cdm.duckdb"), read_only=True) as con:
         customers = con.execute("SELECT count(*) FROM marts.customers").fetchone()[0]
     assert PERSONS * 0.95 <= customers <= PERSONS * 1.25

@@ -25,9 +25,15 @@ SENSOR = "crm_landing_files"
 PICKUP_SECONDS = 150  # sensor interval (30 s) + queueing + the run itself, with room for a busy machine
 # The new customer in canonical fields; written with the columns the config maps them to.
 NEW_CUSTOMER = {
-    "first_name": "Zebedeus", "last_name": "Quarterman", "email": "zebedeus.quarterman@example.org",
-    "phone": "+31 6 99887766", "birth_date": date(1977, 7, 7), "street": "Lindelaan 7", "postcode": "1234 AB",
-    "city": "Utrecht", "country": "NL",
+    "first_name": "Zebedeus",
+    "last_name": "Quarterman",
+    "email": "zebedeus.quarterman@example.org",
+    "phone": "+31 6 99887766",
+    "birth_date": date(1977, 7, 7),
+    "street": "Lindelaan 7",
+    "postcode": "1234 AB",
+    "city": "Utrecht",
+    "country": "NL",
 }
 NEW_RECORD_ID = "C9999001"
 # A customer, a transaction and an event source of the demo are enough here, and every

@@ -43,7 +43,7 @@ def test_new_changed_and_deleted_files_each_request_one_run(tmp_path, write_conf
     requests, _, cursor = evaluate(sensor, defs, None)
     assert len(requests) == 1 and requests[0].tags["cdm/source"] == "crm"
 
-    requests, skip, same_cursor = evaluate(sensor, defs, cursor)
+    requests, skip, _same_cursor = evaluate(sensor, defs, cursor)
     assert requests == [] and "no change" in skip  # unchanged landing folder
 
     write_text(tmp_path / "landing/crm/b.csv", "id,email\n2,b@mail.nl\n")  # two changes between ticks:

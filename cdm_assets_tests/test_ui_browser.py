@@ -25,8 +25,13 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1600, "height": 1000}
 SCREENSHOT = PROJECT_ROOT / "docs" / "lineage.png"
@@ -179,7 +184,9 @@ def test_the_lineage_screenshot_shows_every_asset_materialised(server, page):
     assert server.wait_for_runs([run_id], timeout=300) == {run_id: "SUCCESS"}
     runs = server.wait_until_idle(timeout=300)
     assert {run["status"] for run in runs} == {"SUCCESS"}
-    nodes = server.graphql("{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { runId } } }")["assetNodes"]
+    nodes = server.graphql("{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { runId } } }")[
+        "assetNodes"
+    ]
     latest_run = {
         "/".join(node["assetKey"]["path"]): [m["runId"] for m in node["assetMaterializations"]] for node in nodes
     }
@@ -217,8 +224,10 @@ def fit_graph(page, margin: float = 30) -> None:
     def measure():
         box = page.evaluate(GRAPH_BOXES_JS)
         nodes, view = box["nodes"], box["viewport"]
-        fits = (nodes[2] - nodes[0] <= view[2] - view[0] - 2 * margin
-                and nodes[3] - nodes[1] <= view[3] - view[1] - 2 * margin)
+        fits = (
+            nodes[2] - nodes[0] <= view[2] - view[0] - 2 * margin
+            and nodes[3] - nodes[1] <= view[3] - view[1] - 2 * margin
+        )
         return nodes, view, fits
 
     def zoom(direction: str) -> None:

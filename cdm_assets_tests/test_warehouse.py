@@ -37,9 +37,10 @@ def test_ids_and_contact_points_are_stored_plain_and_repetitive_text_compressed(
     assert compression["email"] == {"Uncompressed"}
     assert "Uncompressed" not in compression["source"] | compression["first_name"]
     # same rows and column types as a plain CREATE TABLE AS
-    assert warehouse.execute(f"DESCRIBE {table.sql}").fetchall() == warehouse.execute(
-        f"DESCRIBE {RECORDS}", {"rows": 1}
-    ).fetchall()
+    assert (
+        warehouse.execute(f"DESCRIBE {table.sql}").fetchall()
+        == warehouse.execute(f"DESCRIBE {RECORDS}", {"rows": 1}).fetchall()
+    )
     assert warehouse.execute(f"SELECT count(*), max(source_record_id) FROM {table.sql}").fetchone() == (
         200_000,
         "C0199999",

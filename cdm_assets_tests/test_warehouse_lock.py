@@ -29,9 +29,8 @@ def test_a_locked_warehouse_fails_promptly_naming_the_file_and_the_holder(locked
     config = write_config({"crm": {"entity": "customer", "path": "x/*.csv", "record_id": "id"}},
                           warehouse={"duckdb_path": str(locked_warehouse)})  # fmt: skip
     started = time.monotonic()
-    with pytest.raises(WarehouseLocked) as raised:
-        with warehouse_resource(config).get_connection():
-            pass
+    with pytest.raises(WarehouseLocked) as raised, warehouse_resource(config).get_connection():
+        pass
     assert time.monotonic() - started < 15
     assert str(raised.value).startswith(f"{locked_warehouse}: the warehouse is in use by another process")
     assert any("in use by another process" in r.getMessage() for r in caplog.records)

@@ -22,18 +22,18 @@ from cdm_assets.config.model import (
 )
 
 __all__ = [
-    "DEFAULT_ENVIRONMENT",
-    "ENVIRONMENT_ENV",
-    "active_environment",
     "BUNDLED_CONFIG",
     "CANONICAL_FIELDS",
     "CONFIG_ENV",
+    "DEFAULT_ENVIRONMENT",
     "DUCKDB_PATH_ENV",
+    "ENVIRONMENT_ENV",
     "CdmConfig",
     "ConfigError",
     "CustomerReference",
     "DateColumn",
     "SourceConfig",
+    "active_environment",
     "column_of",
     "config_path",
     "duckdb_path",

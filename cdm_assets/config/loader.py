@@ -67,7 +67,9 @@ def parse_config(document: dict, path: Path, environment: str | None = None) -> 
         raise ConfigError(_describe(error, path, overlay, environment)) from None
     warehouse = config.resolve(config.warehouse.duckdb_path)
     if warehouse.is_dir():
-        raise ConfigError(f"{path}: warehouse.duckdb_path: {config.warehouse.duckdb_path} is a directory; expected a DuckDB file")
+        raise ConfigError(
+            f"{path}: warehouse.duckdb_path: {config.warehouse.duckdb_path} is a directory; expected a DuckDB file"
+        )
     _warn_about_empty_globs(config, path)
     return config
 
@@ -93,7 +95,9 @@ def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, key_path: tuple[s
             line = key_node.start_mark.line + 1
             if key in seen:
                 where = ".".join((*key_path, key))
-                raise ConfigError(f"{path}: {where}: duplicate key (lines {seen[key]} and {line}); each key may appear once")
+                raise ConfigError(
+                    f"{path}: {where}: duplicate key (lines {seen[key]} and {line}); each key may appear once"
+                )
             seen[key] = line
             _refuse_duplicate_keys(value_node, path, (*key_path, key))
     elif isinstance(node, yaml.SequenceNode):
@@ -154,9 +158,7 @@ def _is_losing_union_branch(location: list[str], items: list) -> bool:
     for index, part in enumerate(location):
         if part in {"str", "constrained-str"}:
             prefix = location[:index]
-            return any(
-                [str(p) for p in other["loc"]][: index + 1] == prefix + ["DateColumn"] for other in items
-            )
+            return any([str(p) for p in other["loc"]][: index + 1] == [*prefix, "DateColumn"] for other in items)
     return False
 
 

@@ -92,9 +92,7 @@ class DateColumn(StrictModel):
                 "expected a strftime format such as '%Y-%m-%d' or '%d/%m/%Y'"
             )
         if not directives or value.count("%") != len(directives) + value.count("%%"):
-            raise ValueError(
-                f"bad date format {value!r}: expected a strftime format such as '%Y-%m-%d' or '%d/%m/%Y'"
-            )
+            raise ValueError(f"bad date format {value!r}: expected a strftime format such as '%Y-%m-%d' or '%d/%m/%Y'")
         return value
 
 
@@ -422,6 +420,8 @@ class BirthDateWindow(StrictModel):
         """(earliest or None, latest) with `today` (default: the local date) for `latest: today`."""
         latest = (today or date.today()) if self.latest == "today" else self.latest
         return self.earliest, latest
+
+
 # Fields the match model can compare (each a comparison with its own levels).
 MODEL_FIELDS = ("first_name", "last_name", "birth_date", "email", "phone", "address")
 
@@ -462,7 +462,9 @@ class MatchModelConfig(StrictModel):
     def _known_fields(cls, value: list[str]) -> list[str]:
         for name in value:
             if name not in MODEL_FIELDS and not name.startswith("identifier:"):
-                raise ValueError(f"unknown field {name!r}; expected one of: {', '.join(MODEL_FIELDS)}, identifier:<name>")
+                raise ValueError(
+                    f"unknown field {name!r}; expected one of: {', '.join(MODEL_FIELDS)}, identifier:<name>"
+                )
         return value
 
 

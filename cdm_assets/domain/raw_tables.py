@@ -1,5 +1,6 @@
 """Kept for existing imports: the raw layer lives in `cdm_assets.domain.raw`."""
 
+from cdm_assets.domain.raw.land_file import near_unique_columns  # noqa: F401
 from cdm_assets.domain.raw.load import (  # noqa: F401
     RawLoadReport,
     ensure_raw_tables,
@@ -7,4 +8,3 @@ from cdm_assets.domain.raw.load import (  # noqa: F401
     load_raw_source,
     load_raw_sources,
 )
-from cdm_assets.domain.raw.land_file import near_unique_columns  # noqa: F401

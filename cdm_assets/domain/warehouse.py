@@ -184,7 +184,8 @@ def create_table_as(
     plain = PLAIN_TEXT_COLUMNS | set(plain_text)
     columns = _execute(con, f"DESCRIBE {select}", params).fetchall()
     definitions = ", ".join(
-        f"{quote_ident(name)} {dtype}" + (" USING COMPRESSION uncompressed" if dtype == "VARCHAR" and name in plain else "")
+        f"{quote_ident(name)} {dtype}"
+        + (" USING COMPRESSION uncompressed" if dtype == "VARCHAR" and name in plain else "")
         for name, dtype, *_ in columns
     )
     con.execute(f"CREATE TABLE {table.sql} ({definitions})")

@@ -25,12 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="random seed: same seed, same files (default 42)")
     parser.add_argument("--out", type=Path, default=Path("data"), help="output folder (default ./data)")
     parser.add_argument(
-        "--profile", choices=sorted(PROFILES), default="default",
+        "--profile",
+        choices=sorted(PROFILES),
+        default="default",
         help="how far records stray from their person: default (as always) or hard (rates from the record-linkage "
         "literature: several phones, moves, marriage names, date typos, ...; see cdm_assets/sample/corruption.py)",
     )
     parser.add_argument(
-        "--rate", type=_rate, action="append", default=[], metavar="NAME=VALUE",
+        "--rate",
+        type=_rate,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="override one corruption rate of the profile (repeatable); names: " + ", ".join(CorruptionRates.names()),
     )
     parser.add_argument(

@@ -155,12 +155,34 @@ def generate_b2b(accounts: int, seed: int, out: Path) -> GenerationSummary:
     )
     landing, truth = out / "landing", out / "truth"
     files = {
-        "crm_accounts": (crm[["account_id", "name", "vat", "website", "phone", "street", "postcode", "city",
-                              "country", "industry", "created_at"]], landing / "crm_accounts" / "accounts.csv"),
-        "billing_accounts": (billing[["billing_id", "legal_name", "vat", "phone", "street", "postcode", "city",
-                                      "country", "updated_at"]], landing / "billing_accounts" / "accounts.csv"),
-        "crm_contacts": (crm_contacts[["contact_id", "account_ref", "first_name", "last_name", "email", "phone",
-                                       "job_title"]], landing / "crm_contacts" / "contacts.csv"),
+        "crm_accounts": (
+            crm[
+                [
+                    "account_id",
+                    "name",
+                    "vat",
+                    "website",
+                    "phone",
+                    "street",
+                    "postcode",
+                    "city",
+                    "country",
+                    "industry",
+                    "created_at",
+                ]
+            ],
+            landing / "crm_accounts" / "accounts.csv",
+        ),
+        "billing_accounts": (
+            billing[
+                ["billing_id", "legal_name", "vat", "phone", "street", "postcode", "city", "country", "updated_at"]
+            ],
+            landing / "billing_accounts" / "accounts.csv",
+        ),
+        "crm_contacts": (
+            crm_contacts[["contact_id", "account_ref", "first_name", "last_name", "email", "phone", "job_title"]],
+            landing / "crm_contacts" / "contacts.csv",
+        ),
         "invoices": (invoices, landing / "invoices" / "invoices.csv"),
     }
     summary = GenerationSummary(persons=len(people), seed=seed, out=out)
@@ -173,15 +195,29 @@ def generate_b2b(accounts: int, seed: int, out: Path) -> GenerationSummary:
     pd.concat(
         [
             pd.DataFrame({"source": "crm_accounts", "record_id": crm["account_id"], "company": crm["company"]}),
-            pd.DataFrame({"source": "billing_accounts", "record_id": billing["billing_id"], "company": billing["company"]}),
+            pd.DataFrame(
+                {"source": "billing_accounts", "record_id": billing["billing_id"], "company": billing["company"]}
+            ),
         ]
     ).to_parquet(truth / "accounts.parquet", index=False)
     pd.concat(
         [
-            pd.DataFrame({"source": "crm_contacts", "record_id": crm_contacts["contact_id"],
-                          "person": crm_contacts["person"], "company": crm_contacts["company"]}),
-            pd.DataFrame({"source": "webinar_leads", "record_id": webinar["lead_id"],
-                          "person": webinar["person"], "company": webinar["company"]}),
+            pd.DataFrame(
+                {
+                    "source": "crm_contacts",
+                    "record_id": crm_contacts["contact_id"],
+                    "person": crm_contacts["person"],
+                    "company": crm_contacts["company"],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "source": "webinar_leads",
+                    "record_id": webinar["lead_id"],
+                    "person": webinar["person"],
+                    "company": webinar["company"],
+                }
+            ),
         ]
     ).to_parquet(truth / "contacts.parquet", index=False)
     summary.seconds = time.perf_counter() - started

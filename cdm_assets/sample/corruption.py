@@ -97,7 +97,9 @@ def with_overrides(rates: CorruptionRates, overrides: dict[str, float]) -> Corru
     """`rates` with some values replaced; names are checked."""
     unknown = sorted(set(overrides) - set(CorruptionRates.names()))
     if unknown:
-        raise ValueError(f"unknown corruption rate(s): {', '.join(unknown)}; known: {', '.join(CorruptionRates.names())}")
+        raise ValueError(
+            f"unknown corruption rate(s): {', '.join(unknown)}; known: {', '.join(CorruptionRates.names())}"
+        )
     typed = {k: int(v) if k.startswith("birth_year") else float(v) for k, v in overrides.items()}
     return replace(rates, **typed)
 
@@ -136,7 +138,9 @@ class Corruptor:
         """Nicknames, initials and typos on written first names."""
         r = self.rates
         values = self._apply(values, r.nickname, lambda name, _: noise_nickname(name))
-        values = self._apply(values, r.initials, lambda name, roll: name.strip()[:1].upper() + ("." if roll < 0.5 else ""))
+        values = self._apply(
+            values, r.initials, lambda name, roll: name.strip()[:1].upper() + ("." if roll < 0.5 else "")
+        )
         return self._apply(values, r.name_typo, noise.typo)
 
     def names(self, values: np.ndarray) -> np.ndarray:

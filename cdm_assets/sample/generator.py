@@ -15,7 +15,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from cdm_assets.sample import sources
-from cdm_assets.sample.corruption import OFF, PROFILES, Corruptor, CorruptionRates
+from cdm_assets.sample.corruption import OFF, PROFILES, CorruptionRates, Corruptor
 from cdm_assets.sample.population import make_population
 
 
@@ -30,9 +30,7 @@ class GenerationSummary:
 
     def __str__(self) -> str:
         counts = ", ".join(f"{name} {count:,}" for name, count in self.rows.items())
-        return (
-            f"{self.persons:,} persons (seed {self.seed}, profile {self.profile}) in {self.seconds:.1f}s → {self.out}: {counts}"
-        )
+        return f"{self.persons:,} persons (seed {self.seed}, profile {self.profile}) in {self.seconds:.1f}s → {self.out}: {counts}"
 
 
 def write_csv(frame: pd.DataFrame, path: Path, delimiter: str = ",") -> None:
@@ -130,7 +128,8 @@ class _TruthFiles:
             schema = table.schema
             if self.several_parts:  # a column without a value in this part (no defects) has text in another
                 schema = pa.schema(
-                    [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema], metadata=schema.metadata
+                    [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema],
+                    metadata=schema.metadata,
                 )
             self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", schema)
         schema = self.writers[name].schema
@@ -141,8 +140,14 @@ class _TruthFiles:
 
 
 def _generate_part(
-    part: int, first_person: int, persons: int, rng: np.random.Generator, corruptor: Corruptor, landing: Path,
-    summary: GenerationSummary, truth: _TruthFiles,
+    part: int,
+    first_person: int,
+    persons: int,
+    rng: np.random.Generator,
+    corruptor: Corruptor,
+    landing: Path,
+    summary: GenerationSummary,
+    truth: _TruthFiles,
 ) -> None:
     """Write one part's landing files and its share of the truth.
 
@@ -172,10 +177,17 @@ def _generate_part(
         else:
             write_csv(frame, file(relative), delimiter)
         customers[name] = (frame[id_column].to_numpy(copy=True), people)  # a view would keep the whole frame
-        records.append(pd.DataFrame({
-            "source": name, "record_id": customers[name][0], "person_id": population.person_id[people],
-            "household_id": population.household_id[people], "defect": None,
-        }))
+        records.append(
+            pd.DataFrame(
+                {
+                    "source": name,
+                    "record_id": customers[name][0],
+                    "person_id": population.person_id[people],
+                    "household_id": population.household_id[people],
+                    "defect": None,
+                }
+            )
+        )
         count(name, len(frame))
         del frame
     if part == 0:
@@ -186,16 +198,32 @@ def _generate_part(
 
     orders, order_people, order_defects = sources.webshop_orders(country, *customers["webshop"], rng, prefix)
     pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), file("orders/webshop_orders.parquet"))
-    transactions = [pd.DataFrame({"source": "webshop_orders", "transaction_id": orders["order_id"],
-                                  "person_id": order_people + first_person, "defect": order_defects})]
+    transactions = [
+        pd.DataFrame(
+            {
+                "source": "webshop_orders",
+                "transaction_id": orders["order_id"],
+                "person_id": order_people + first_person,
+                "defect": order_defects,
+            }
+        )
+    ]
     count("webshop_orders", len(orders))
     del orders
     sales, sale_people, sale_defects = sources.store_sales(
         country, {name: customers[name] for name in ("crm", "loyalty")}, rng, prefix
     )
     write_csv(sales, file("store_sales/store_sales.csv"))
-    transactions.append(pd.DataFrame({"source": "store_sales", "transaction_id": sales["sale_id"],
-                                      "person_id": sale_people + first_person, "defect": sale_defects}))
+    transactions.append(
+        pd.DataFrame(
+            {
+                "source": "store_sales",
+                "transaction_id": sales["sale_id"],
+                "person_id": sale_people + first_person,
+                "defect": sale_defects,
+            }
+        )
+    )
     count("store_sales", len(sales))
     del sales
     truth.write("transactions", pd.concat(transactions, ignore_index=True))
@@ -226,11 +254,19 @@ def _inject_raw_defects(landing: Path, customers: dict[str, tuple[np.ndarray, np
     support_row = _append_lines(
         landing / "support/support_contacts.csv", [b'S9000001,"M\xfcller, Hans",hans@mail.de,,2024-01-01T00:00:00']
     )
-    return pd.DataFrame({
-        "source": ["crm"] * 4 + ["support"],
-        "record_id": ["C9000001", "C9000002", first_id, None, "S9000001"],
-        "person_id": [None] * 5,
-        "household_id": [None] * 5,
-        "defect": ["too few columns", "too many columns", "duplicate record id", "missing record id", "invalid UTF-8"],
-        "row_number": [first_row, first_row + 1, first_row + 2, first_row + 3, support_row],
-    })
+    return pd.DataFrame(
+        {
+            "source": ["crm"] * 4 + ["support"],
+            "record_id": ["C9000001", "C9000002", first_id, None, "S9000001"],
+            "person_id": [None] * 5,
+            "household_id": [None] * 5,
+            "defect": [
+                "too few columns",
+                "too many columns",
+                "duplicate record id",
+                "missing record id",
+                "invalid UTF-8",
+            ],
+            "row_number": [first_row, first_row + 1, first_row + 2, first_row + 3, support_row],
+        }
+    )

@@ -42,11 +42,18 @@ def blank(values: np.ndarray, rng: np.random.Generator, share: float) -> np.ndar
     return result
 
 
-def names(values: np.ndarray, rng: np.random.Generator, *, typos=0.03, nicknames=0.0, case=0.04, accents=0.1) -> np.ndarray:
+def names(
+    values: np.ndarray, rng: np.random.Generator, *, typos=0.03, nicknames=0.0, case=0.04, accents=0.1
+) -> np.ndarray:
     result = apply(values, rng, nicknames, lambda name, _: v.NICKNAMES.get(name, name))
     result = apply(result, rng, typos, typo)
     result = apply(result, rng, accents, lambda name, _: unidecode(name))
-    return apply(result, rng, case, lambda name, roll: name.upper() if roll < 0.4 else (name.lower() if roll < 0.8 else f"  {name} "))
+    return apply(
+        result,
+        rng,
+        case,
+        lambda name, roll: name.upper() if roll < 0.4 else (name.lower() if roll < 0.8 else f"  {name} "),
+    )
 
 
 def emails(values: np.ndarray, rng: np.random.Generator, case=0.05) -> np.ndarray:
@@ -68,10 +75,17 @@ def phones(nsn: np.ndarray, country: np.ndarray, rng: np.random.Generator, style
         digits = nsn[mask]
         cc = v.CALLING_CODES[code]
         trunk = "1" if code == "US" else "0"
-        international = np.array([f"+{cc} {d[:1]} {d[1:]}" if code != "US" else f"+1 ({d[:3]}) {d[3:6]}-{d[6:]}" for d in digits], dtype=object)
+        international = np.array(
+            [f"+{cc} {d[:1]} {d[1:]}" if code != "US" else f"+1 ({d[:3]}) {d[3:6]}-{d[6:]}" for d in digits],
+            dtype=object,
+        )
         compact = np.array([f"00{cc}{d}" for d in digits], dtype=object)
-        national = np.array([f"{trunk}{d}" if code != "US" else f"({d[:3]}) {d[3:6]}-{d[6:]}" for d in digits], dtype=object)
-        dashed = np.array([f"{trunk}{d[:1]}-{d[1:]}" if code != "US" else f"{d[:3]}-{d[3:6]}-{d[6:]}" for d in digits], dtype=object)
+        national = np.array(
+            [f"{trunk}{d}" if code != "US" else f"({d[:3]}) {d[3:6]}-{d[6:]}" for d in digits], dtype=object
+        )
+        dashed = np.array(
+            [f"{trunk}{d[:1]}-{d[1:]}" if code != "US" else f"{d[:3]}-{d[3:6]}-{d[6:]}" for d in digits], dtype=object
+        )
         r = roll[mask]
         if style == "national":
             chosen_format = np.where(r < 0.5, national, digits)

@@ -134,17 +134,22 @@ def _postcodes(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
             continue
         if code == "NL":
             result[mask] = (
-                rng.integers(1000, 10000, count).astype(str).astype(object) + " "
-                + letters[rng.integers(0, len(letters), count)] + letters[rng.integers(0, len(letters), count)]
+                rng.integers(1000, 10000, count).astype(str).astype(object)
+                + " "
+                + letters[rng.integers(0, len(letters), count)]
+                + letters[rng.integers(0, len(letters), count)]
             )
         elif code == "BE":
             result[mask] = rng.integers(1000, 10000, count).astype(str).astype(object)
         elif code == "GB":
             result[mask] = (
-                letters[rng.integers(0, len(letters), count)] + letters[rng.integers(0, len(letters), count)]
-                + rng.integers(1, 10, count).astype(str).astype(object) + " "
+                letters[rng.integers(0, len(letters), count)]
+                + letters[rng.integers(0, len(letters), count)]
                 + rng.integers(1, 10, count).astype(str).astype(object)
-                + letters[rng.integers(0, len(letters), count)] + letters[rng.integers(0, len(letters), count)]
+                + " "
+                + rng.integers(1, 10, count).astype(str).astype(object)
+                + letters[rng.integers(0, len(letters), count)]
+                + letters[rng.integers(0, len(letters), count)]
             )
         else:
             result[mask] = np.char.zfill(rng.integers(1000, 99999, count).astype(str), 5).astype(object)
@@ -170,7 +175,10 @@ def _ascii_lower(values: np.ndarray) -> np.ndarray:
 
 
 def make_population(
-    persons: int, rng: np.random.Generator, first_person: int = 0, rates: CorruptionRates = OFF,
+    persons: int,
+    rng: np.random.Generator,
+    first_person: int = 0,
+    rates: CorruptionRates = OFF,
     extra: np.random.Generator | None = None,
 ) -> Population:
     """`persons` people living in households, with twins and namesakes among them.
@@ -202,13 +210,17 @@ def make_population(
             continue
         vocab = v.names(code)
         first[mask] = np.where(
-            female[mask], vocab.female[rng.integers(0, len(vocab.female), count)], vocab.male[rng.integers(0, len(vocab.male), count)]
+            female[mask],
+            vocab.female[rng.integers(0, len(vocab.female), count)],
+            vocab.male[rng.integers(0, len(vocab.male), count)],
         )
         last[mask] = vocab.last[rng.integers(0, len(vocab.last), count)]
     last = last[head]
     birth = BIRTH_FROM + rng.integers(0, BIRTH_DAYS, persons).astype("timedelta64[D]")
     if (rates.birth_year_from, rates.birth_year_to, rates.born_before_1900) != (
-        OFF.birth_year_from, OFF.birth_year_to, OFF.born_before_1900
+        OFF.birth_year_from,
+        OFF.birth_year_to,
+        OFF.born_before_1900,
     ):
         birth = _birth_dates(extra, persons, rates)
     street, postcode, city = _addresses(rng, country)
@@ -246,7 +258,9 @@ def make_population(
     shared_inbox = (household_size >= 2) & (rng.random(persons) < 0.5)
     shared_inbox = shared_inbox[head]  # the whole household or nobody
     household_email = np.where(
-        shared_inbox, "familie." + _ascii_lower(last) + household_id.astype(str).astype(object) + "@" + domains[head], None
+        shared_inbox,
+        "familie." + _ascii_lower(last) + household_id.astype(str).astype(object) + "@" + domains[head],
+        None,
     )
     old_street, old_postcode, old_city = _addresses(rng, country)
     second_phone, birth_last = _second_phones_and_birth_names(extra, rates, country, female, last, head, household_size)
@@ -285,8 +299,13 @@ def _birth_dates(extra: np.random.Generator, persons: int, rates: CorruptionRate
 
 
 def _second_phones_and_birth_names(
-    extra: np.random.Generator, rates: CorruptionRates, country: np.ndarray, female: np.ndarray, last: np.ndarray,
-    head: np.ndarray, household_size: np.ndarray,
+    extra: np.random.Generator,
+    rates: CorruptionRates,
+    country: np.ndarray,
+    female: np.ndarray,
+    last: np.ndarray,
+    head: np.ndarray,
+    household_size: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each person's other phone number and birth surname, or None.
 

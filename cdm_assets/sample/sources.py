@@ -61,7 +61,11 @@ def _address(p: Population, ids: np.ndarray, rng: np.random.Generator, moved_sha
     street = np.where(moved, p.old_street[ids], p.street[ids])
     postcode = np.where(moved, p.old_postcode[ids], p.postcode[ids])
     city = np.where(moved, p.old_city[ids], p.city[ids])
-    street, postcode, city = noise.blank(street, rng, 0.08), noise.blank(postcode, rng, 0.08), noise.blank(city, rng, 0.08)
+    street, postcode, city = (
+        noise.blank(street, rng, 0.08),
+        noise.blank(postcode, rng, 0.08),
+        noise.blank(city, rng, 0.08),
+    )
     return c.blank(street), c.blank(postcode), c.blank(city)
 
 
@@ -79,52 +83,67 @@ def _swap_some(first: np.ndarray, last: np.ndarray, rng: np.random.Generator, sh
     return np.where(swapped, last, first), np.where(swapped, first, last)
 
 
-def crm(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
+def crm(
+    p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)
+) -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.6, duplicates=0.03)
     first, last = _swap_some(p.first_name[ids], _last_names(p, ids, c), rng, 0.01)
     street, postcode, city = _address(p, ids, rng, 0.06, c)
     country = p.country[ids].copy()
     spelled = rng.random(len(ids)) < 0.1
-    names = np.array([v.COUNTRY_NAMES[c][int(r * 2) % 2] for c, r in zip(country[spelled], rng.random(int(spelled.sum())))], dtype=object)
+    names = np.array(
+        [v.COUNTRY_NAMES[c][int(r * 2) % 2] for c, r in zip(country[spelled], rng.random(int(spelled.sum())))],
+        dtype=object,
+    )
     country[spelled] = names
     first = c.blank(c.first_names(noise.names(first, rng, nicknames=0.05)))
     last = c.blank(c.names(noise.names(last, rng)))
     first, last = c.swap_names(first, last)
-    frame = pd.DataFrame({
-        "crm_id": numbered(prefix, "C", 7, len(ids)),
-        "first_name": first,
-        "last_name": last,
-        "email": _email(p, ids, rng, 0.08, c),
-        "phone": _phone(p, ids, rng, "any", c),
-        "birth_date": c.blank(noise.blank(np.datetime_as_string(_birth_dates(p, ids, c), unit="D").astype(object), rng, 0.1)),
-        "street": street,
-        "zip": postcode,
-        "city": city,
-        "country": noise.blank(country, rng, 0.05),
-        "created_at": iso(timestamps(rng, len(ids))),
-    })
+    frame = pd.DataFrame(
+        {
+            "crm_id": numbered(prefix, "C", 7, len(ids)),
+            "first_name": first,
+            "last_name": last,
+            "email": _email(p, ids, rng, 0.08, c),
+            "phone": _phone(p, ids, rng, "any", c),
+            "birth_date": c.blank(
+                noise.blank(np.datetime_as_string(_birth_dates(p, ids, c), unit="D").astype(object), rng, 0.1)
+            ),
+            "street": street,
+            "zip": postcode,
+            "city": city,
+            "country": noise.blank(country, rng, 0.05),
+            "created_at": iso(timestamps(rng, len(ids))),
+        }
+    )
     return frame, ids
 
 
-def webshop(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
+def webshop(
+    p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)
+) -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.5, duplicates=0.03)
     first = c.first_names(noise.names(p.first_name[ids], rng, nicknames=0.08))
     last = c.names(noise.names(_last_names(p, ids, c), rng))
     first, last = c.swap_names(first, last)
     comma = rng.random(len(ids)) < 0.1
     full = np.where(comma, last + ", " + first, first + " " + last)
-    frame = pd.DataFrame({
-        "account_id": numbered(prefix, "W", 7, len(ids)),
-        "full_name": c.blank(noise.blank(full, rng, 0.02)),
-        "email_address": _email(p, ids, rng, 0.05, c),
-        "mobile": _phone(p, ids, rng, "international_unless_nl", c),
-        "created_at": iso(timestamps(rng, len(ids))),
-        "loyalty_opt_in": pick(rng, ("yes", "no"), len(ids)),
-    })
+    frame = pd.DataFrame(
+        {
+            "account_id": numbered(prefix, "W", 7, len(ids)),
+            "full_name": c.blank(noise.blank(full, rng, 0.02)),
+            "email_address": _email(p, ids, rng, 0.05, c),
+            "mobile": _phone(p, ids, rng, "international_unless_nl", c),
+            "created_at": iso(timestamps(rng, len(ids))),
+            "loyalty_opt_in": pick(rng, ("yes", "no"), len(ids)),
+        }
+    )
     return frame, ids
 
 
-def loyalty(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
+def loyalty(
+    p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)
+) -> tuple[pd.DataFrame, np.ndarray]:
     share = np.where(np.isin(p.country, ["NL", "BE"]), 0.55, 0.08)
     ids = np.flatnonzero(rng.random(len(p)) < share)
     street, postcode, city = _address(p, ids, rng, 0.04, c)
@@ -132,44 +151,54 @@ def loyalty(p: Population, rng: np.random.Generator, prefix: str = "", c: Corrup
     first = c.blank(c.first_names(noise.names(p.first_name[ids], rng, nicknames=0.05)))
     last = c.blank(c.names(noise.names(_last_names(p, ids, c), rng)))
     first, last = c.swap_names(first, last)
-    frame = pd.DataFrame({
-        "kaartnummer": numbered(prefix, "L", 8, len(ids)),
-        "voornaam": first,
-        "achternaam": last,
-        "geboortedatum": c.blank(noise.blank(birth, rng, 0.05)),
-        "telefoon": _phone(p, ids, rng, "international_unless_nl", c),
-        "postcode": postcode,
-        "straat": street,
-        "woonplaats": city,
-        "e_mail": _email(p, ids, rng, 0.05, c),
-    })
+    frame = pd.DataFrame(
+        {
+            "kaartnummer": numbered(prefix, "L", 8, len(ids)),
+            "voornaam": first,
+            "achternaam": last,
+            "geboortedatum": c.blank(noise.blank(birth, rng, 0.05)),
+            "telefoon": _phone(p, ids, rng, "international_unless_nl", c),
+            "postcode": postcode,
+            "straat": street,
+            "woonplaats": city,
+            "e_mail": _email(p, ids, rng, 0.05, c),
+        }
+    )
     return frame, ids
 
 
-def newsletter(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
+def newsletter(
+    p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)
+) -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.3)
     email = _email(p, ids, rng, 0.1, c)
-    frame = pd.DataFrame({
-        "subscriber_id": numbered(prefix, "N", 7, len(ids)),
-        "email": email,
-        "first_name": c.first_names(noise.blank(noise.names(p.first_name[ids], rng, nicknames=0.1), rng, 0.2)),
-        "subscribed_at": iso(timestamps(rng, len(ids))),
-    })
+    frame = pd.DataFrame(
+        {
+            "subscriber_id": numbered(prefix, "N", 7, len(ids)),
+            "email": email,
+            "first_name": c.first_names(noise.blank(noise.names(p.first_name[ids], rng, nicknames=0.1), rng, 0.2)),
+            "subscribed_at": iso(timestamps(rng, len(ids))),
+        }
+    )
     keep = frame["email"].notna().to_numpy()  # a newsletter without an address is no subscriber
     return frame[keep].reset_index(drop=True), ids[keep]
 
 
-def support(p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)) -> tuple[pd.DataFrame, np.ndarray]:
+def support(
+    p: Population, rng: np.random.Generator, prefix: str = "", c: Corruptor = Corruptor(OFF, None)
+) -> tuple[pd.DataFrame, np.ndarray]:
     ids = members(p, rng, 0.2)
     last = c.names(noise.names(_last_names(p, ids, c), rng))
     name = last + ", " + c.first_names(noise.names(p.first_name[ids], rng, nicknames=0.05))
-    frame = pd.DataFrame({
-        "contact_id": numbered(prefix, "S", 7, len(ids)),
-        "name": name,
-        "email": _email(p, ids, rng, 0.05, c),
-        "phone": _phone(p, ids, rng, "national", c),
-        "last_ticket_at": iso(timestamps(rng, len(ids))),
-    })
+    frame = pd.DataFrame(
+        {
+            "contact_id": numbered(prefix, "S", 7, len(ids)),
+            "name": name,
+            "email": _email(p, ids, rng, 0.05, c),
+            "phone": _phone(p, ids, rng, "national", c),
+            "last_ticket_at": iso(timestamps(rng, len(ids))),
+        }
+    )
     return frame, ids
 
 
@@ -186,14 +215,16 @@ def webshop_orders(
     n = len(rows)
     people = account_people[rows]
     kind = np.where(rng.random(n) < 0.08, "return", "order").astype(object)
-    frame = pd.DataFrame({
-        "order_id": numbered(prefix, "O", 8, n),
-        "account_id": account_ids[rows],
-        "amount": _amounts(rng, n),
-        "currency": np.array([v.CURRENCIES[c] for c in country[people]], dtype=object),
-        "kind": kind,
-        "ts": iso(timestamps(rng, n)),
-    })
+    frame = pd.DataFrame(
+        {
+            "order_id": numbered(prefix, "O", 8, n),
+            "account_id": account_ids[rows],
+            "amount": _amounts(rng, n),
+            "currency": np.array([v.CURRENCIES[c] for c in country[people]], dtype=object),
+            "kind": kind,
+            "ts": iso(timestamps(rng, n)),
+        }
+    )
     return _with_bad_rows(frame, people, rng, "account_id", "W9999999")
 
 
@@ -215,15 +246,17 @@ def store_sales(
     order = rng.permutation(len(refs))
     source, refs, people = source[order], refs[order], people[order]
     n = len(refs)
-    frame = pd.DataFrame({
-        "sale_id": numbered(prefix, "S", 8, n),
-        "customer_source": source,
-        "customer_ref": refs,
-        "amount": np.char.mod("%.2f", _amounts(rng, n)).astype(object),
-        "currency": np.array([v.CURRENCIES[c] for c in country[people]], dtype=object),
-        "type": np.where(rng.random(n) < 0.06, "return", "order").astype(object),
-        "ts": iso(timestamps(rng, n)),
-    })
+    frame = pd.DataFrame(
+        {
+            "sale_id": numbered(prefix, "S", 8, n),
+            "customer_source": source,
+            "customer_ref": refs,
+            "amount": np.char.mod("%.2f", _amounts(rng, n)).astype(object),
+            "currency": np.array([v.CURRENCIES[c] for c in country[people]], dtype=object),
+            "type": np.where(rng.random(n) < 0.06, "return", "order").astype(object),
+            "ts": iso(timestamps(rng, n)),
+        }
+    )
     return _with_bad_rows(frame, people, rng, "customer_ref", "C9999999")
 
 
@@ -246,7 +279,11 @@ def _with_bad_rows(frame: pd.DataFrame, people: np.ndarray, rng: np.random.Gener
         frame.loc[bad_currency, "currency"] = "XYZ"
         frame.loc[orphan, ref_column] = orphan_ref
         defect[negative], defect[bad_ts], defect[bad_currency], defect[orphan] = (
-            "negative amount", "unparseable timestamp", "unknown currency", "orphan")
+            "negative amount",
+            "unparseable timestamp",
+            "unknown currency",
+            "orphan",
+        )
         person[orphan] = np.nan
     return frame, person, defect
 
@@ -286,17 +323,21 @@ def clickstream(
     user[by_email] = email[person[by_email]]
     name = pick(rng, ("page_view", "page_view", "product_view", "add_to_cart", "search", "purchase"), n)
     name[is_login] = "login"
-    frame = pd.DataFrame({
-        "event_id": numbered(prefix, "E", 9, n),
-        "anon_id": numbered(prefix, "ck_", 9, n_cookies, first=0)[cookie],  # one string per cookie, not per event
-        "user_id": user,
-        "name": name,
-        "ts": iso(ts),
-    })
-    truth = pd.DataFrame({
-        "event_id": frame["event_id"],
-        "anon_id": frame["anon_id"],
-        "person_id": np.where(person >= 0, person, np.nan),
-        "identifiable": logs_in[cookie],
-    })
+    frame = pd.DataFrame(
+        {
+            "event_id": numbered(prefix, "E", 9, n),
+            "anon_id": numbered(prefix, "ck_", 9, n_cookies, first=0)[cookie],  # one string per cookie, not per event
+            "user_id": user,
+            "name": name,
+            "ts": iso(ts),
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "event_id": frame["event_id"],
+            "anon_id": frame["anon_id"],
+            "person_id": np.where(person >= 0, person, np.nan),
+            "identifiable": logs_in[cookie],
+        }
+    )
     return frame, truth

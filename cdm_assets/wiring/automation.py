@@ -10,8 +10,8 @@ conditions to reason about.
 import dagster as dg
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.wiring.raw import raw_asset_key
 from cdm_assets.domain.landing_watch import LandingFingerprint, landing_fingerprint
+from cdm_assets.wiring.raw import raw_asset_key
 
 SENSOR_INTERVAL_SECONDS = 30
 

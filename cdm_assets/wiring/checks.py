@@ -4,22 +4,20 @@ import warnings
 from collections.abc import Callable
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
-import duckdb
-
 from cdm_assets.config import CdmConfig, ConfigError
-from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, table_key
-from cdm_assets.wiring.marts import CUSTOMERS_KEY, EVENTS_KEY, TRANSACTIONS_KEY
-from cdm_assets.wiring.raw import raw_asset_key
 from cdm_assets.domain.identity.entity_tables import entity_tables
 from cdm_assets.domain.marts import data_tests
 from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.masking import PreviewPolicy
 from cdm_assets.domain.warehouse import TableName
+from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, table_key
+from cdm_assets.wiring.marts import CUSTOMERS_KEY, EVENTS_KEY, TRANSACTIONS_KEY
 from cdm_assets.wiring.metadata import preview_policy
-
+from cdm_assets.wiring.raw import raw_asset_key
 
 
 def check_result(
@@ -90,7 +88,11 @@ def row_count_drop_check(asset: dg.AssetKey, max_drop: float) -> dg.AssetChecksD
         return dg.AssetCheckResult(
             passed=drop <= max_drop,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"previous_rows": previous if previous is not None else -1, "rows": current, "drop": round(drop, 4)},
+            metadata={
+                "previous_rows": previous if previous is not None else -1,
+                "rows": current,
+                "drop": round(drop, 4),
+            },
         )
 
     return _check

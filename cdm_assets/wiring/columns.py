@@ -140,9 +140,14 @@ def definition_schemas(config: CdmConfig) -> dict[TableName, dg.TableSchema]:
             [("source", TEXT), ("source_record_id", TEXT), ("customer_id", TEXT), ("record_key", KEY), ("cluster", KEY)]
         ),
         tables.id_history: column_schema(
-            [("customer_id", TEXT), ("previous_customer_id", TEXT), ("change", TEXT), ("changed_at", TIME),
-             ("records", KEY)]
-        ),  # fmt: skip
+            [
+                ("customer_id", TEXT),
+                ("previous_customer_id", TEXT),
+                ("change", TEXT),
+                ("changed_at", TIME),
+                ("records", KEY),
+            ]
+        ),
         tables.golden: column_schema(
             customers_columns(config),
             {name: "an attribute from cdm.yaml (attributes:)" for name in config.attribute_names()},

@@ -5,8 +5,6 @@ from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.model import CUSTOMER
-from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
-from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.parameters import StoredModel
@@ -21,6 +19,8 @@ from cdm_assets.domain.identity.resolution import (
 from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.warehouse import TableName
+from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
+from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 
 IDENTITY_GROUP = "identity"
 
@@ -94,7 +94,9 @@ def size_buckets(sizes: dict[int, int]) -> dict[str, int]:
     buckets = {}
     for low, high in SIZE_BUCKETS:
         name = f"size_{low}" if low == high else (f"size_{low}_{high}" if high else f"size_{low}_up")
-        buckets[f"clusters/{name}"] = sum(n for size, n in sizes.items() if size >= low and (high is None or size <= high))
+        buckets[f"clusters/{name}"] = sum(
+            n for size, n in sizes.items() if size >= low and (high is None or size <= high)
+        )
     return buckets
 
 
@@ -131,7 +133,9 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
                 context.log.warning(f"raw/{name} has not been loaded yet: it counts as an empty source")
             build = build_source_lookup_counting_nulls(con, config, entity)
             per_source = dict(
-                con.execute(f"SELECT source, count(*) FROM {tables.lookup.sql} GROUP BY source ORDER BY source").fetchall()
+                con.execute(
+                    f"SELECT source, count(*) FROM {tables.lookup.sql} GROUP BY source ORDER BY source"
+                ).fetchall()
             )
             metadata = table_metadata(con, tables.lookup, preview_policy(config), config)
         return dg.MaterializeResult(
@@ -193,7 +197,10 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
         model_numbers = {f"model/{name}": count for name, count in (built.model_pairs or {}).items()}
         return dg.MaterializeResult(
             metadata={
-                **metadata, "links_per_rule": dg.MetadataValue.json(per_rule), **per_rule_numbers, **model_numbers
+                **metadata,
+                "links_per_rule": dg.MetadataValue.json(per_rule),
+                **per_rule_numbers,
+                **model_numbers,
             }
         )
 

@@ -6,15 +6,15 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY, table_key
-from cdm_assets.wiring.metadata import preview_policy, table_metadata
-from cdm_assets.wiring.raw import OWNERS, raw_asset_key
-from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.identity.entity_tables import entity_tables
+from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events
 from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transactions
 from cdm_assets.domain.raw.load import ensure_raw_tables
+from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY, table_key
+from cdm_assets.wiring.metadata import preview_policy, table_metadata
+from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 
 MARTS_GROUP = "marts"
 CUSTOMERS_KEY = dg.AssetKey(["marts", "customers"])
@@ -58,9 +58,7 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
             ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
             report = build_events(con, config)
             metadata = table_metadata(con, EVENTS, preview_policy(config))
-        return dg.MaterializeResult(
-            metadata={**metadata, "attribution": dg.MetadataValue.json(report.by_attribution)}
-        )
+        return dg.MaterializeResult(metadata={**metadata, "attribution": dg.MetadataValue.json(report.by_attribution)})
 
     @dg.asset(key=CUSTOMER_METRICS_KEY, deps=[CUSTOMERS_KEY, TRANSACTIONS_KEY, EVENTS_KEY], **common)
     def customer_metrics(duckdb: DuckDBResource) -> dg.MaterializeResult:

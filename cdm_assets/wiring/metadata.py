@@ -8,8 +8,8 @@ import duckdb
 from cdm_assets.config import CdmConfig, column_of
 from cdm_assets.domain.identity.nulled_values import NulledValues, total_nulled
 from cdm_assets.domain.masking import PreviewPolicy, source_columns
-from cdm_assets.wiring.columns import column_description, definition_schemas
 from cdm_assets.domain.warehouse import TableName, row_count, table_columns
+from cdm_assets.wiring.columns import column_description, definition_schemas
 
 PREVIEW_ROWS = 5
 # The stage (`CDM_ENV`) an asset belongs to, in every asset's definition metadata.
@@ -79,7 +79,9 @@ def nulled_values_metadata(counts: list[NulledValues]) -> dict[str, dg.MetadataV
     }
 
 
-def markdown_preview(con: duckdb.DuckDBPyConnection, table: TableName, columns: list[str], previews: PreviewPolicy) -> str:
+def markdown_preview(
+    con: duckdb.DuckDBPyConnection, table: TableName, columns: list[str], previews: PreviewPolicy
+) -> str:
     rows = con.execute(f"SELECT * FROM {table.sql} LIMIT {PREVIEW_ROWS}").fetchall()
     header = "| " + " | ".join(columns) + " |"
     rule = "| " + " | ".join("---" for _ in columns) + " |"

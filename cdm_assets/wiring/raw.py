@@ -11,8 +11,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, SourceConfig
-from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
 from cdm_assets.domain.masking import PreviewPolicy
+from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
 RAW_GROUP = "raw"

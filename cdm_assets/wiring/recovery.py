@@ -62,12 +62,20 @@ def release_dead_runs(instance: dg.DagsterInstance, current_run_id: str | None) 
         if _process_alive(int(tags[PID_TAG]), tags.get(STARTED_TAG, "")):
             continue
         instance.report_run_failed(
-            run, f"Marked failed by {f'run {current_run_id}' if current_run_id else 'dead_run_reaper'}: "
-            f"its process {tags[PID_TAG]} on {host} is gone (killed?)"
+            run,
+            f"Marked failed by {f'run {current_run_id}' if current_run_id else 'dead_run_reaper'}: "
+            f"its process {tags[PID_TAG]} on {host} is gone (killed?)",
         )
         holding.add(run.run_id)
-    finished = {r.dagster_run.run_id for r in instance.get_run_records(dg.RunsFilter(run_ids=list(holding)))
-                if r.dagster_run.is_finished} if holding else set()
+    finished = (
+        {
+            r.dagster_run.run_id
+            for r in instance.get_run_records(dg.RunsFilter(run_ids=list(holding)))
+            if r.dagster_run.is_finished
+        }
+        if holding
+        else set()
+    )
     for run_id in sorted(finished):
         storage.free_concurrency_slots_for_run(run_id)
         freed.append(run_id)

@@ -27,9 +27,7 @@ def cluster_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> n
     return labels.astype(np.int64)
 
 
-def build_clusters(
-    con: duckdb.DuckDBPyConnection, lookup: TableName, graph: TableName, clusters: TableName
-) -> int:
+def build_clusters(con: duckdb.DuckDBPyConnection, lookup: TableName, graph: TableName, clusters: TableName) -> int:
     """Write `clusters` (record_key, cluster) for every record of `lookup`; returns the cluster count."""
     record_count = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchall()[0][0]
     edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}").to_arrow_table()

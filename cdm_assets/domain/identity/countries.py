@@ -58,8 +58,29 @@ MANUAL_ALIASES: dict[str, str] = {
 # Languages whose country names we accept: the markets' own languages plus
 # their neighbours'. Names in non-Latin scripts fold to nothing and are skipped.
 LANGUAGES: tuple[str, ...] = (
-    "nl", "de", "fr", "es", "it", "pt", "pl", "da", "sv", "nb_NO", "fi", "cs", "sk", "hu", "ro",
-    "hr", "sl", "tr", "et", "lv", "lt", "ga", "fy",
+    "nl",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "pt",
+    "pl",
+    "da",
+    "sv",
+    "nb_NO",
+    "fi",
+    "cs",
+    "sk",
+    "hu",
+    "ro",
+    "hr",
+    "sl",
+    "tr",
+    "et",
+    "lv",
+    "lt",
+    "ga",
+    "fy",
 )
 
 # Lower wins when two countries claim the same folded alias.
@@ -106,5 +127,5 @@ def country_aliases() -> pa.Table:
 
 
 def _without_qualifier(name: str) -> str:
-    """"Korea, Republic of" → "Korea"; "Bolivia (Plurinational State of)" → "Bolivia"."""
+    """ "Korea, Republic of" → "Korea"; "Bolivia (Plurinational State of)" → "Bolivia"."""
     return name.split(",")[0].split("(")[0].strip()

@@ -22,7 +22,7 @@ their own map and history (`identity.account_id_map`, column `account_id`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -74,7 +74,7 @@ def assign_customer_ids(
     Inside, ids are handled in a `customer_id` column whatever the entity; the
     entity's id column name is used where its tables are read and written.
     """
-    changed_at = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    changed_at = (now or datetime.now(UTC)).replace(tzinfo=None)
     id_map, id_history = tables.id_map, tables.id_history
     id_column = quote_ident(tables.id_column)
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
@@ -187,7 +187,9 @@ def assign_customer_ids(
                 """
             ).fetchall()
         )
-        split = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {changes.sql} WHERE change = 'split'").fetchone()[0]
+        split = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {changes.sql} WHERE change = 'split'").fetchone()[
+            0
+        ]
         # one id per cluster: counting the (small, scratch) id table is counting the map's distinct ids
         customers = con.execute("SELECT count(*) FROM id_by_cluster").fetchone()[0]
         swap_in(con, [(id_map, map_staging)], appends=[(id_history, changes)])

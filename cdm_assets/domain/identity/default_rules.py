@@ -93,7 +93,11 @@ def identifier_typo_rules(identifier: str) -> list[MatchRule]:
                 max_edits=typo,
                 must_not_differ=apart,
             )
-            for name, other in (("postcode", "postcode"), ("first_name", "first_name_root"), ("last_name", "last_name_core"))
+            for name, other in (
+                ("postcode", "postcode"),
+                ("first_name", "first_name_root"),
+                ("last_name", "last_name_core"),
+            )
         ),
     ]
 

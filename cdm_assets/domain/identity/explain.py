@@ -20,9 +20,7 @@ class UnknownCustomer(LookupError):
     pass
 
 
-def explain_customer(
-    con: duckdb.DuckDBPyConnection, customer_id: str, tables: EntityTables = CUSTOMER_TABLES
-) -> str:
+def explain_customer(con: duckdb.DuckDBPyConnection, customer_id: str, tables: EntityTables = CUSTOMER_TABLES) -> str:
     """A plain-text account of one customer (or one id of another customer-like
     entity): records, links with their rules, id history."""
     id_column, previous_column = quote_ident(tables.id_column), quote_ident(tables.previous_id_column)
@@ -64,12 +62,14 @@ def explain_customer(
         [customer_id, customer_id],
     ).fetchall()
     sources = sorted({r[0] for r in records})
-    lines = [f"{tables.entity.replace('_', ' ').capitalize()} {customer_id}: {len(records)} record(s) from {', '.join(sources)}", "", "Records:"]
+    lines = [
+        f"{tables.entity.replace('_', ' ').capitalize()} {customer_id}: {len(records)} record(s) from {', '.join(sources)}",
+        "",
+        "Records:",
+    ]
     for source, record_id, *values in records:
         shown = ", ".join(f"{name}={value}" for name, value in zip(fields, values) if value is not None)
-        compared = ", ".join(
-            f"{name}={value}" for name, value in zip(keys, values[len(fields) :]) if value is not None
-        )
+        compared = ", ".join(f"{name}={value}" for name, value in zip(keys, values[len(fields) :]) if value is not None)
         lines.append(f"  {source}:{record_id}  {shown}")
         lines.append(f"      compared keys: {compared or 'none'}")
     lines += ["", f"Links ({len(links)}):"]
@@ -80,7 +80,8 @@ def explain_customer(
             # the model's evidence: bits for (+) or against (-) one person, per compared field
             per_field = ", ".join(
                 f"{name.removeprefix('weight_')} {value:+.1f}"
-                for name, value in zip(weights, evidence[1:]) if value is not None and value != 0
+                for name, value in zip(weights, evidence[1:])
+                if value is not None and value != 0
             )
             lines.append(f"      match weight {evidence[0]:+.1f} bits: {per_field or 'no field compared'}")
     if not links:

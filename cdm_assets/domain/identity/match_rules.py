@@ -25,7 +25,12 @@ from cdm_assets.config.model import MatchRule
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
 from cdm_assets.domain.identity.match_keys import key_column
-from cdm_assets.domain.identity.match_model.scoring import MODEL_RULE_ORDER, ScoringModel, build_model_links, weight_column
+from cdm_assets.domain.identity.match_model.scoring import (
+    MODEL_RULE_ORDER,
+    ScoringModel,
+    build_model_links,
+    weight_column,
+)
 from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.warehouse import (
     SCRATCH,
@@ -98,11 +103,16 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
     # A value shared by too many records is a placeholder or a shared inbox:
     # each such key counts on its own, not just the combination. Names, dates
     # and postcodes are shared by many people by nature.
-    shared_alone = "".join(
-        f" AND {quote_ident(key_column(k))} NOT IN (SELECT {quote_ident(key_column(k))} FROM keyed "
-        f"GROUP BY {quote_ident(key_column(k))} HAVING count(*) > $max_records)"
-        for k in rule.exact if placeholder_prone(k)
-    ) if len(exact) > 1 else ""
+    shared_alone = (
+        "".join(
+            f" AND {quote_ident(key_column(k))} NOT IN (SELECT {quote_ident(key_column(k))} FROM keyed "
+            f"GROUP BY {quote_ident(key_column(k))} HAVING count(*) > $max_records)"
+            for k in rule.exact
+            if placeholder_prone(k)
+        )
+        if len(exact) > 1
+        else ""
+    )
     join = " AND ".join(f"a.{c} = b.{c}" for c in [_BLOCK, *exact])
     pair_conditions = ["a.record_key < b.record_key"]
     for key in rule.must_not_differ:
@@ -110,7 +120,8 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         # checked only for the few pairs whose values differ
         placeholder = (
             f" OR {is_placeholder(f'a.{column}', key, placeholders)} OR {is_placeholder(f'b.{column}', key, placeholders)}"
-            if placeholders is not None and placeholder_prone(key) else ""
+            if placeholders is not None and placeholder_prone(key)
+            else ""
         )
         pair_conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column}{placeholder})")
     for key, edits in rule.max_edits.items():
@@ -123,7 +134,6 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
     if not rule.similar:
         return _key_pairs_sql(keyed, shared_alone, join, pair_conditions)
     return _name_pairs_sql(rule, keyed, shared_alone, join, pair_conditions)
-
 
 
 def _key_pairs_sql(keyed: str, shared_alone: str, join: str, pair_conditions: list[str]) -> str:
@@ -146,8 +156,9 @@ def _key_pairs_sql(keyed: str, shared_alone: str, join: str, pair_conditions: li
 def _name_pairs_sql(rule: MatchRule, keyed: str, shared_alone: str, join: str, pair_conditions: list[str]) -> str:
     """A rule with `similar` names: the pairs of a block whose names are alike enough (or
     missing on a private key), scored by the weaker similarity."""
-    similarities = [f"{_similarity_sql(key)} AS _sim{i}, {_missing_sql(key)} AS _missing{i}"
-                    for i, key in enumerate(rule.similar)]
+    similarities = [
+        f"{_similarity_sql(key)} AS _sim{i}, {_missing_sql(key)} AS _missing{i}" for i, key in enumerate(rule.similar)
+    ]
     # A missing name cannot contradict, but only on a private key: one that
     # every record sharing it agrees on (one first name, last name and birth date).
     conditions = [
@@ -279,7 +290,9 @@ def build_identity_graph(
     """
     lookup, graph = tables.lookup, tables.graph
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links", "model_links")]
+    work = [
+        TableName(SCRATCH, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links", "model_links")
+    ]
     with staged_tables(con, *work, graph) as (placeholders, candidates, links, model_links, staging):
         params = {"max_records": max_records_per_key}
         checked = _placeholder_checked_keys(rules)
@@ -312,9 +325,13 @@ def build_identity_graph(
         con.execute(f"DROP TABLE {candidates.sql}")
         key_values, rule_orders = _cannot_link_keys(rules, placeholders)
         drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders)
-        names = "CASE link.rule_order " + " ".join(
-            f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules)
-        ) + " END" if rules else "NULL::VARCHAR"
+        names = (
+            "CASE link.rule_order "
+            + " ".join(f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules))
+            + " END"
+            if rules
+            else "NULL::VARCHAR"
+        )
         model_pairs = None
         if model is not None:
             model_pairs = build_model_links(con, lookup, model, max_records_per_key, model_links)
@@ -334,7 +351,9 @@ def build_identity_graph(
                 FROM {links.sql} AS link FULL OUTER JOIN {model_links.sql} AS model USING (key_a, key_b)
             """
         else:
-            linked = f"SELECT link.key_a, link.key_b, {names} AS rule, round(link.score, 4) AS score FROM {links.sql} link"
+            linked = (
+                f"SELECT link.key_a, link.key_b, {names} AS rule, round(link.score, 4) AS score FROM {links.sql} link"
+            )
         create_table_as(
             con,
             staging,
@@ -356,7 +375,9 @@ def _placeholder_checked_keys(rules: Sequence[MatchRule]) -> list[str]:
     return sorted({key for rule in rules for key in rule.must_not_differ if placeholder_prone(key)})
 
 
-def _cannot_link_keys(rules: Sequence[MatchRule], placeholders: TableName) -> tuple[dict[str, str], dict[str, list[int]]]:
+def _cannot_link_keys(
+    rules: Sequence[MatchRule], placeholders: TableName
+) -> tuple[dict[str, str], dict[str, list[int]]]:
     """Per lookup column that a rule with names to compare says must not differ: its value
     expression (placeholders as NULL) and the rules (by order) that name it."""
     key_values: dict[str, str] = {}

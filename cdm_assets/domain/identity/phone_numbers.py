@@ -166,7 +166,7 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
                     -- without it (trunk prefix and all).
                     WHEN starts_with(_phone_digits, _phone_home_code)
                          AND (length(_phone_digits) > _phone_home_max_length
-                              OR (NOT {matches_home_pattern('_phone_digits', home_regions)}
+                              OR (NOT {matches_home_pattern("_phone_digits", home_regions)}
                                   AND {matches_home_pattern(without_code, home_regions)}))
                     THEN substring(_phone_digits, length(_phone_home_code) + 1)
                     ELSE _phone_digits END AS _phone_national_number

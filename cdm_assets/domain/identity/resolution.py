@@ -16,8 +16,8 @@ import duckdb
 from cdm_assets.config.model import CUSTOMER, CdmConfig, MatchRule
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_customer_ids
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.identity.default_rules import default_rules, identifier_rules
+from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
 from cdm_assets.domain.identity.match_rules import GraphBuild, build_identity_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
@@ -67,9 +67,7 @@ class IdentityRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_identity_resolution(
-    con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER
-) -> IdentityRun:
+def run_identity_resolution(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER) -> IdentityRun:
     """Rebuild the whole identity layer of `entity` from its raw tables."""
     tables = entity_tables(config, entity)
     seconds: dict[str, float] = {}
@@ -85,9 +83,7 @@ def run_identity_resolution(
     return IdentityRun(records, links, assignment, seconds)
 
 
-def cluster_size_distribution(
-    con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES
-) -> dict[int, int]:
+def cluster_size_distribution(con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES) -> dict[int, int]:
     """Number of customers per cluster size (records per customer_id)."""
     rows = con.execute(
         f"""

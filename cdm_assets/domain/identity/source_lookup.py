@@ -112,9 +112,7 @@ def build_source_lookup_counting_nulls(
         staged_tables(con, target, typed_countries, person_names) as (staging, countries, names),
         _reference_tables(con),
     ):
-        con.execute(
-            f"CREATE TABLE {countries.sql} AS {typed_countries_sql(countries_only.sql)}", countries_only.params
-        )
+        con.execute(f"CREATE TABLE {countries.sql} AS {typed_countries_sql(countries_only.sql)}", countries_only.params)
         con.execute(f"CREATE TABLE {names.sql} AS {person_names_sql(names_only.sql)}", names_only.params)
         # National numbers belong to the record's country, else the source's phone region.
         typed = con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()
@@ -222,41 +220,41 @@ def lookup_sql(
     columns = ", ".join(quote_ident(c) for c in lookup_columns(identifiers))
     return f"""
     WITH records AS ({records}),
-    {_split_names_sql('records')},
+    {_split_names_sql("records")},
     texts AS (
         SELECT split_names.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw),
                countries.country,
                coalesce(countries.country, source_phone_region) AS phone_region,
                phone_raw AS phone_text,
-               lower({std.trimmed('email_raw')}) AS _email_lower,
-               {std.trimmed('street_raw')} AS street,
-               upper({std.trimmed('postcode_raw')}) AS _postcode_text,
-               {std.trimmed('city_raw')} AS city
+               lower({std.trimmed("email_raw")}) AS _email_lower,
+               {std.trimmed("street_raw")} AS street,
+               upper({std.trimmed("postcode_raw")}) AS _postcode_text,
+               {std.trimmed("city_raw")} AS city
         FROM split_names
         LEFT JOIN {countries.sql} AS countries ON countries.country_raw = split_names.country_raw
     ),
     emails AS (
-        SELECT *, {std.email_text('_email_lower')} AS _email_text FROM texts
+        SELECT *, {std.email_text("_email_lower")} AS _email_text FROM texts
     ),
     standardised AS (
         SELECT *,
-               {std.email('_email_text')} AS email,
+               {std.email("_email_text")} AS email,
                strpos(_email_text, '@') AS _email_at,
-               {std.house_number_parts('street')} AS _house,
-               {std.postcode_key('_postcode_text')} AS postcode_key
+               {std.house_number_parts("street")} AS _house,
+               {std.postcode_key("_postcode_text")} AS postcode_key
         FROM emails
     ),
-    {phone_stage_sql('standardised', _PHONE_REGIONS, _PHONE_PREFIXES, home_regions)},
+    {phone_stage_sql("standardised", _PHONE_REGIONS, _PHONE_PREFIXES, home_regions)},
     standardised_records AS (
     SELECT record_key, source, source_record_id, precedence,
            first_names.name AS first_name, last_names.name AS last_name,
            email, {e164_sql()} AS phone, birth_date,
-           street, {std.house_number('_house')} AS house_number,
-           {std.postcode('_postcode_text', 'postcode_key', 'country')} AS postcode, city, country,
+           street, {std.house_number("_house")} AS house_number,
+           {std.postcode("_postcode_text", "postcode_key", "country")} AS postcode, city, country,
            {ids}
            first_names.key AS first_name_key, first_names.root AS first_name_root,
            last_names.key AS last_name_key, last_names.root AS last_name_core, birth_date_key,
-           {std.email_key('email', '_email_at')} AS email_key, phone_key, postcode_key,
+           {std.email_key("email", "_email_at")} AS email_key, phone_key, postcode_key,
            CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
                 THEN postcode_key || '|' || house_number END AS address_key,
            -- what the nulling reasons look at besides the lookup's columns
@@ -284,8 +282,8 @@ def _split_names_sql(records: str) -> str:
     after_comma = std.without_titles("trim(substring(_full_name, _comma + 1))")
     return f"""
     full_names AS (
-        SELECT * EXCLUDE (_titled_name), {std.particles_before_surname('_titled_name')} AS _full_name
-        FROM (SELECT *, {std.without_titles(std.collapsed('full_name_raw'))} AS _titled_name FROM {records})
+        SELECT * EXCLUDE (_titled_name), {std.particles_before_surname("_titled_name")} AS _full_name
+        FROM (SELECT *, {std.without_titles(std.collapsed("full_name_raw"))} AS _titled_name FROM {records})
     ),
     comma_names AS (
         SELECT *, strpos(_full_name, ',') AS _comma FROM full_names
@@ -315,7 +313,7 @@ def person_names_sql(records: str) -> str:
     """
     return f"""
     WITH records AS ({records}),
-    {_split_names_sql('records')},
+    {_split_names_sql("records")},
     distinct_names AS (
         -- one pass for both parts: part 'first' rows have _last_name aggregated away
         SELECT CASE WHEN grouping(_first_name) = 0 THEN 'first' ELSE 'last' END AS part,
@@ -324,31 +322,31 @@ def person_names_sql(records: str) -> str:
         GROUP BY GROUPING SETS ((_first_name), (_last_name))
     ),
     first_name_values AS (
-        SELECT typed, {std.without_titles(std.collapsed('typed'))} AS cleaned
+        SELECT typed, {std.without_titles(std.collapsed("typed"))} AS cleaned
         FROM distinct_names WHERE part = 'first' AND typed IS NOT NULL
     ),
     first_name_givens AS (
-        SELECT *, {std.first_given_name(std.folded('cleaned'))} AS given FROM first_name_values
+        SELECT *, {std.first_given_name(std.folded("cleaned"))} AS given FROM first_name_values
     ),
     nicknames AS (
-        SELECT {std.letters_only(std.folded('name'))} AS name, {std.letters_only(std.folded('root'))} AS root
+        SELECT {std.letters_only(std.folded("name"))} AS name, {std.letters_only(std.folded("root"))} AS root
         FROM {_NICKNAMES}
     ),
     last_name_values AS (
-        SELECT typed, {std.particles_before_surname(std.collapsed('typed'))} AS cleaned
+        SELECT typed, {std.particles_before_surname(std.collapsed("typed"))} AS cleaned
         FROM distinct_names WHERE part = 'last' AND typed IS NOT NULL
     )
     SELECT 'first' AS part, typed,
-           {std.name_cased('cleaned', surname=False)} AS name,
-           {std.letters_only(std.folded('cleaned'))} AS key,
+           {std.name_cased("cleaned", surname=False)} AS name,
+           {std.letters_only(std.folded("cleaned"))} AS key,
            coalesce(nicknames.root, given) AS root
     FROM first_name_givens
     LEFT JOIN nicknames ON nicknames.name = first_name_givens.given
     UNION ALL
     SELECT 'last', typed,
-           {std.name_cased('cleaned', surname=True)},
-           {std.letters_only(std.folded('cleaned'))},
-           {std.without_leading_particles(std.folded('cleaned'))}
+           {std.name_cased("cleaned", surname=True)},
+           {std.letters_only(std.folded("cleaned"))},
+           {std.without_leading_particles(std.folded("cleaned"))}
     FROM last_name_values
     """
 
@@ -357,7 +355,7 @@ def typed_countries_sql(records: str) -> str:
     """Each distinct country value of `records` with its ISO alpha-2 code (unknown values left out)."""
     return f"""
     WITH country_alias_keys AS (
-        SELECT {std.country_key('alias')} AS key, country, priority
+        SELECT {std.country_key("alias")} AS key, country, priority
         FROM {_COUNTRY_ALIASES}
     ),
     country_names AS (
@@ -370,5 +368,5 @@ def typed_countries_sql(records: str) -> str:
     )
     SELECT typed.country_raw, country_names.country
     FROM (SELECT DISTINCT country_raw FROM ({records}) WHERE country_raw IS NOT NULL) AS typed
-    JOIN country_names ON country_names.key = {std.country_key('typed.country_raw')}
+    JOIN country_names ON country_names.key = {std.country_key("typed.country_raw")}
     """

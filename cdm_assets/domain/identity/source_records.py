@@ -127,7 +127,7 @@ def _source_sql(
     return f"""
         SELECT * EXCLUDE (_birth_date_digits), {plausible} AS birth_date,
                {_birth_date_key(plausible)} AS birth_date_key FROM (
-        SELECT {', '.join(columns)}, keys.record_key
+        SELECT {", ".join(columns)}, keys.record_key
         FROM {table.sql}
         JOIN (
             SELECT rowid AS key_rowid,
@@ -152,7 +152,9 @@ def _birth_date_key(plausible: str) -> str:
     value no calendar has (a typo: month 13, day 64) whose year is in the plausible window.
     The date itself stays NULL (and counted); the key lets a typo count as a typo."""
     year = "left(_birth_date_digits, 4)::INTEGER"
-    in_window = f"{year} <= year($birth_latest::DATE) AND ({year} >= year($birth_earliest::DATE) OR $birth_earliest IS NULL)"
+    in_window = (
+        f"{year} <= year($birth_latest::DATE) AND ({year} >= year($birth_earliest::DATE) OR $birth_earliest IS NULL)"
+    )
     return (
         f"CASE WHEN _birth_date_parsed IS NOT NULL THEN strftime({plausible}, '%Y%m%d') "
         f"WHEN {in_window} THEN _birth_date_digits END"

@@ -223,8 +223,7 @@ def plausible_birth_date(date_expr: str, earliest: str, latest: str) -> str:
     `earliest` and `latest` are DATE expressions, usually parameters; a NULL `earliest` is no lower bound.
     """
     return (
-        f"CASE WHEN {date_expr} <= {latest} AND ({date_expr} >= {earliest} OR {earliest} IS NULL) "
-        f"THEN {date_expr} END"
+        f"CASE WHEN {date_expr} <= {latest} AND ({date_expr} >= {earliest} OR {earliest} IS NULL) THEN {date_expr} END"
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -62,7 +62,7 @@ LEFT JOIN activity a USING (customer_id)
 def build_customer_metrics(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) -> int:
     """Rebuild `marts.customer_metrics` as of `as_of` (default: now, UTC)."""
     ensure_schemas(con, "marts")
-    moment = (as_of or datetime.now(timezone.utc)).replace(tzinfo=None)
+    moment = (as_of or datetime.now(UTC)).replace(tzinfo=None)
     with staged_tables(con, CUSTOMER_METRICS) as (staging,):
         create_table_as(con, staging, METRICS_SQL, {"as_of": moment})
         swap_in(con, [(CUSTOMER_METRICS, staging)])

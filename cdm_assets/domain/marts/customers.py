@@ -259,9 +259,9 @@ def _build_customer_records(
     # each linked record's stable id, looked up in its entity's id map
     link_ids = "".join(f", {quote_ident('link_' + t.entity)}.{quote_ident(t.id_column)}" for t in links)
     link_joins = "\n".join(
-        f"""LEFT JOIN {t.id_map.sql} {quote_ident('link_' + t.entity)}
-            ON {quote_ident('link_' + t.entity)}.source = r.{quote_ident('_link_source_' + t.entity)}
-           AND {quote_ident('link_' + t.entity)}.source_record_id = r.{quote_ident('_link_record_' + t.entity)}"""
+        f"""LEFT JOIN {t.id_map.sql} {quote_ident("link_" + t.entity)}
+            ON {quote_ident("link_" + t.entity)}.source = r.{quote_ident("_link_source_" + t.entity)}
+           AND {quote_ident("link_" + t.entity)}.source_record_id = r.{quote_ident("_link_record_" + t.entity)}"""
         for t in links
     )
     id_column = quote_ident(tables.id_column)

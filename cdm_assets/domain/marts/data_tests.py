@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import duckdb
 
 from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
+from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.marts.customers import CUSTOMERS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
-from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.warehouse import TableName, quote_ident
 
 SAMPLE_SIZE = 5

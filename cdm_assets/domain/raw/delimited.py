@@ -77,7 +77,9 @@ def _parse_every_line(lines: Lines, header: list[str], delimiter: str) -> tuple[
     return table, rejects
 
 
-def _read_csv(body: bytes, header: list[str], delimiter: str, rejects: list[Reject], numbers: np.ndarray | None) -> pa.Table:
+def _read_csv(
+    body: bytes, header: list[str], delimiter: str, rejects: list[Reject], numbers: np.ndarray | None
+) -> pa.Table:
     """pyarrow's CSV parser over `body`, every value as bytes; rows it cannot split go to
     `rejects`, numbered by `numbers` (the k-th record's number), else by their place."""
 
@@ -154,8 +156,10 @@ def _plan_records(lines: Lines, delimiter: str, width: int, strict: bool = False
         position += 1
         if plan.continuation[first] or not _ends_inside_quotes(lines.line(first), delimiter):
             continue
-        last = _closing_line(lines, quoted, position, delimiter) if strict else (
-            int(quoted[position]) if position < len(quoted) else None
+        last = (
+            _closing_line(lines, quoted, position, delimiter)
+            if strict
+            else (int(quoted[position]) if position < len(quoted) else None)
         )
         if last is not None and _is_one_record(lines, first, last, delimiter, width):
             plan.continuation[first + 1 : last + 1] = True

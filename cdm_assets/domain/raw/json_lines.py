@@ -34,7 +34,9 @@ def read_json_lines(path: Path, encoding: str) -> LandedFile:
         raise LandingError(f"{path}: cannot be read: {error}") from None
     numbers = pa.array(np.arange(1, len(lines) + 1, dtype=np.int64))
     values = _parsed_lines(lines.data, len(lines))
-    rows = pa.table([values if values is not None else lines.as_arrow(), numbers], names=[JSONL_LINE_COLUMN, "_row_number"])
+    rows = pa.table(
+        [values if values is not None else lines.as_arrow(), numbers], names=[JSONL_LINE_COLUMN, "_row_number"]
+    )
     return LandedFile(path, rows, [], rows_in=int((~lines.blank(_WHITESPACE)).sum()))
 
 
@@ -57,9 +59,14 @@ def _parsed_lines(data: bytes, count: int) -> pa.Array | None:
             pa.BufferReader(data),
             read_options=pa_csv.ReadOptions(use_threads=False, block_size=1 << 24, column_names=[JSONL_LINE_COLUMN]),
             parse_options=pa_csv.ParseOptions(
-                delimiter="\x1f", quote_char=False, double_quote=False, escape_char=False,
-                newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid_row,
-            ),  # fmt: skip
+                delimiter="\x1f",
+                quote_char=False,
+                double_quote=False,
+                escape_char=False,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+                invalid_row_handler=on_invalid_row,
+            ),
             convert_options=pa_csv.ConvertOptions(column_types={JSONL_LINE_COLUMN: pa.binary()}, null_values=[]),
         )
     except pa.ArrowInvalid:

@@ -104,7 +104,9 @@ class ColumnOrigins:
         for column, dtype in described:
             self.origin.setdefault(column.casefold(), (column, dtype, path))
 
-    def widen(self, con: duckdb.DuckDBPyConnection, landed: TableName, path: Path, described: list[tuple[str, str]]) -> None:
+    def widen(
+        self, con: duckdb.DuckDBPyConnection, landed: TableName, path: Path, described: list[tuple[str, str]]
+    ) -> None:
         for column, dtype in described:
             known = self.origin.get(column.casefold())
             if known is None:

@@ -78,7 +78,9 @@ class Lines:
         text[self.ends[terminator == 2] + 1 - self.starts[0]] = False
         lengths = (self.ends - self.starts).astype(np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        return pa.Array.from_buffers(pa.large_binary(), len(self), [None, pa.py_buffer(offsets), pa.py_buffer(region[text])])
+        return pa.Array.from_buffers(
+            pa.large_binary(), len(self), [None, pa.py_buffer(offsets), pa.py_buffer(region[text])]
+        )
 
     def select(self, keep: np.ndarray) -> bytes:
         """The kept lines, each with its own terminator, as one buffer."""

@@ -204,7 +204,11 @@ def _move_rejects_out(
     """Quarantine undecodable rows, missing and duplicate record ids; delete them from `landed`."""
     record_id = quote_ident(source.record_id)
     data_columns = [row[0] for row in con.execute(f"DESCRIBE {landed.sql}").fetchall() if row[0] not in _HELPER_COLUMNS]
-    row_json = "CAST(to_json(struct_pack(" + ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in data_columns) + ")) AS VARCHAR)"
+    row_json = (
+        "CAST(to_json(struct_pack("
+        + ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in data_columns)
+        + ")) AS VARCHAR)"
+    )
     key = f"nullif(trim(CAST({record_id} AS VARCHAR)), '')"
     # Duplicates are rare: rank only the rows whose key occurs more than once.
     con.execute(

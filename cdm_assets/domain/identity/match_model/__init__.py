@@ -39,7 +39,9 @@ class ModelSettings:
             {
                 # how the model is estimated; 2: household fields also get a u given a shared surname
                 "training": 2,
-                "comparisons": {c.name: [[level.name, level.condition] for level in c.levels] for c in self.comparisons},
+                "comparisons": {
+                    c.name: [[level.name, level.condition] for level in c.levels] for c in self.comparisons
+                },
                 "blocking": [rule.name for rule in self.blocking],
                 "max_records_per_key": self.max_records_per_key,
                 "u_sample_pairs": self.u_sample_pairs,

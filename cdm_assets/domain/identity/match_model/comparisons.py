@@ -83,9 +83,7 @@ class Comparison:
 
     def gamma_sql(self) -> str:
         """The level of a pair: MISSING, 0 (strongest) .. len(levels)-1 (`different`)."""
-        whens = " ".join(
-            f"WHEN {level.condition} THEN {index}" for index, level in enumerate(self.levels[:-1])
-        )
+        whens = " ".join(f"WHEN {level.condition} THEN {index}" for index, level in enumerate(self.levels[:-1]))
         return f"CASE WHEN {self.null_condition} THEN {MISSING} {whens} ELSE {len(self.levels) - 1} END::TINYINT"
 
     @property
@@ -116,7 +114,9 @@ def _jaro_winkler(column: str) -> str:
 
 
 def first_name() -> Comparison:
-    full_name_equal = "a.first_name_key || coalesce(a.last_name_key, '') = b.first_name_key || coalesce(b.last_name_key, '')"
+    full_name_equal = (
+        "a.first_name_key || coalesce(a.last_name_key, '') = b.first_name_key || coalesce(b.last_name_key, '')"
+    )
     swapped = "(a.first_name_key = b.last_name_key AND a.last_name_key = b.first_name_key)"
     # An initial, or a name cut short ("Chris" for "Christopher", "J" for "Jan").
     initial = (
@@ -128,7 +128,9 @@ def first_name() -> Comparison:
         missing=_null("first_name_key"),
         levels=(
             Level("exact", "a.first_name_key = b.first_name_key", typical_u=0.005),
-            Level("same_name", f"a.first_name_root = b.first_name_root OR {full_name_equal} OR {swapped}", typical_u=0.001),
+            Level(
+                "same_name", f"a.first_name_root = b.first_name_root OR {full_name_equal} OR {swapped}", typical_u=0.001
+            ),
             Level("jaro_winkler_0.92", f"{_jaro_winkler('first_name_key')} >= 0.92", typical_u=0.001),
             Level("initial", initial, typical_u=0.001),
             Level("jaro_winkler_0.80", f"{_jaro_winkler('first_name_key')} >= 0.80", typical_u=0.01),
@@ -139,17 +141,23 @@ def first_name() -> Comparison:
 
 
 def last_name() -> Comparison:
-    full_name_equal = "coalesce(a.first_name_key, '') || a.last_name_key = coalesce(b.first_name_key, '') || b.last_name_key"
+    full_name_equal = (
+        "coalesce(a.first_name_key, '') || a.last_name_key = coalesce(b.first_name_key, '') || b.last_name_key"
+    )
     swapped = "(a.first_name_key = b.last_name_key AND a.last_name_key = b.first_name_key)"
     # A double name and one of its parts ("smith jones" and "jones").
-    part = "(length(a.last_name_core) >= 3 AND length(b.last_name_core) >= 3 AND " \
+    part = (
+        "(length(a.last_name_core) >= 3 AND length(b.last_name_core) >= 3 AND "
         "(contains(a.last_name_core, b.last_name_core) OR contains(b.last_name_core, a.last_name_core)))"
+    )
     return Comparison(
         name="last_name",
         missing=_null("last_name_key"),
         levels=(
             Level("exact", "a.last_name_key = b.last_name_key", typical_u=0.002),
-            Level("same_name", f"a.last_name_core = b.last_name_core OR {full_name_equal} OR {swapped}", typical_u=0.0002),
+            Level(
+                "same_name", f"a.last_name_core = b.last_name_core OR {full_name_equal} OR {swapped}", typical_u=0.0002
+            ),
             Level("jaro_winkler_0.92", f"{_jaro_winkler('last_name_core')} >= 0.92", typical_u=0.0005),
             Level("jaro_winkler_0.80", f"{_jaro_winkler('last_name_core')} >= 0.80 OR {part}", typical_u=0.005),
             Level("different", ""),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
@@ -37,7 +37,7 @@ def settings_fingerprint(settings: dict) -> str:
 
 
 def save_model(con: duckdb.DuckDBPyConnection, table: TableName, model: TrainedModel, fingerprint: str) -> None:
-    trained_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    trained_at = datetime.now(UTC).replace(tzinfo=None)
     rows: dict[str, list] = {
         "comparison": [], "level_index": [], "level": [], "m_probability": [], "u_probability": [],
         "match_weight": [], "trained_by": [], "u_given_surname": [], "match_weight_given_surname": [],

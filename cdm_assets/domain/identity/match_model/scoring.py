@@ -100,8 +100,10 @@ def _levels_sql(
         if level == 0 and frequency_alias is not None:
             # log2(m / u_value): the share of records holding the shared value is its u
             value_u = f"greatest({frequency_alias}.tf, {u_level!r})" if floor else f"{frequency_alias}.tf"
-            fallback = math.log2(m_level / max(unlisted_u or 0.0, u_level)) if floor else (
-                math.log2(m_level / unlisted_u) if unlisted_u else math.log2(m_level / u_level)
+            fallback = (
+                math.log2(m_level / max(unlisted_u or 0.0, u_level))
+                if floor
+                else (math.log2(m_level / unlisted_u) if unlisted_u else math.log2(m_level / u_level))
             )
             exact = f"coalesce({math.log2(m_level)!r} - log2({value_u}), {fallback!r})"
             whens.append(f"WHEN 0 THEN {exact}")
@@ -172,9 +174,9 @@ def build_model_links(
         for c, p in zip(model.comparisons, model.parameters)
     ]
     total = " + ".join([repr(model.prior_weight), *(weight_column(c) for c in model.comparisons)])
-    held_apart = " OR ".join(
-        f"{c.column} = {c.different}" for c in model.comparisons if c.name in model.cannot_link
-    ) or "false"
+    held_apart = (
+        " OR ".join(f"{c.column} = {c.different}" for c in model.comparisons if c.name in model.cannot_link) or "false"
+    )
     # weak: resting on a fuzzy, shortened or missing first name
     first = next((c for c in model.comparisons if c.name == "first_name"), None)
     weak = f"{first.column} NOT IN (0, 1)" if first is not None else "false"
@@ -223,4 +225,3 @@ def build_model_links(
     )
     con.execute(f"DROP TABLE {scored.sql}")
     return {"candidate_pairs": counts[0], "over_threshold": counts[1], "held_apart": counts[2]}
-

@@ -38,7 +38,12 @@ import numpy as np
 
 from cdm_assets.domain.identity.match_model.blocking import BlockingRule
 from cdm_assets.domain.identity.match_model.comparisons import (
-    MISSING, PRIOR_PAIRS, SURNAME, Comparison, comparison_of_key, relatives_test,
+    MISSING,
+    PRIOR_PAIRS,
+    SURNAME,
+    Comparison,
+    comparison_of_key,
+    relatives_test,
 )  # fmt: skip
 from cdm_assets.domain.warehouse import TableName
 
@@ -116,8 +121,6 @@ def estimate_u(
     return u
 
 
-
-
 def surname_shared(comparisons: Sequence[Comparison]) -> list[Comparison]:
     """The comparisons a household shares besides the surname."""
     if not any(c.name == SURNAME for c in comparisons):
@@ -146,7 +149,9 @@ def estimate_u_given_surname(
         WHERE last_name_key IS NOT NULL AND first_name_root IS NOT NULL
         GROUP BY last_name_key HAVING count(*) BETWEEN 2 AND $max_records
     """
-    pairs = con.execute(f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::DOUBLE FROM ({blocks})", {"max_records": max_records}).fetchone()[0]
+    pairs = con.execute(
+        f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::DOUBLE FROM ({blocks})", {"max_records": max_records}
+    ).fetchone()[0]
     if not pairs:
         return {}
     # records sampled at share f give about f² of the pairs
@@ -196,7 +201,7 @@ def _exact_agreement(con: duckdb.DuckDBPyConnection, lookup: TableName, comparis
         f"""
         SELECT (SELECT coalesce(sum(n * (n - 1) / 2), 0)::DOUBLE FROM (
                     SELECT count(*) AS n FROM {lookup.sql} WHERE "{column}" IS NOT NULL GROUP BY "{column}")),
-               (SELECT count(*)::DOUBLE FROM {lookup.sql} r WHERE {comparison.present('r')})
+               (SELECT count(*)::DOUBLE FROM {lookup.sql} r WHERE {comparison.present("r")})
         """
     ).fetchone()
     return _with_prior(same, present * (present - 1) / 2, comparison.levels[0].typical_u)
@@ -405,7 +410,11 @@ def train(
     u_arrays = [np.asarray(u[c.name]) for c in comparisons]
     # Per-rule EM only teaches contact fields (the pooled EM below teaches the rest):
     # rules that train none of them are counted, not sampled.
-    teaching = [rule for rule in rules if any(t and c.contact for t, c in zip(trained_comparisons(rule, comparisons), comparisons))]
+    teaching = [
+        rule
+        for rule in rules
+        if any(t and c.contact for t, c in zip(trained_comparisons(rule, comparisons), comparisons))
+    ]
     pair_counts, patterns = training_patterns(con, lookup, comparisons, rules, max_records, em_max_pairs, teaching)
     sums = [np.zeros(len(c.levels)) for c in comparisons]
     weights = [0.0 for _ in comparisons]
@@ -416,7 +425,9 @@ def train(
             continue
         matrix, counts = patterns[rule.name]
         trained = trained_comparisons(rule, comparisons)
-        m, share = expectation_maximisation(matrix, counts, u_arrays, trained, [starting_m(len(c.levels)) for c in comparisons])
+        m, share = expectation_maximisation(
+            matrix, counts, u_arrays, trained, [starting_m(len(c.levels)) for c in comparisons]
+        )
         matches = share * pair_counts[rule.name]
         expected_matches[rule.name] = matches
         sampled_matches = share * counts.sum()
