@@ -42,7 +42,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import yardsticks  # noqa: E402
 from benchmarks.yardsticks import sample_config  # noqa: E402,F401  (benchmarks/run.py imports it from here)
 from cdm_assets.config import load_config  # noqa: E402
+from cdm_assets.config.plan import entity_plan  # noqa: E402
 from cdm_assets.domain.identity.resolution import largest_clusters, run_identity_resolution  # noqa: E402
+from cdm_assets.domain.plan import EntityTables  # noqa: E402
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source  # noqa: E402
 
 SEED = 42
@@ -67,6 +69,9 @@ SELECT
     (SELECT precision_ FROM bcubed), (SELECT recall_ FROM bcubed),
     (SELECT count(*) FROM by_customer), (SELECT count(*) FROM by_person), (SELECT count(*) FROM r)
 """
+
+# The customer's tables as the design names them: the scores read identity.customer_id_map.
+CUSTOMER_TABLES = EntityTables.of("customer", "customers", "cus_")
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, truth_path: Path) -> None:
@@ -96,7 +101,7 @@ def scores(con: duckdb.DuckDBPyConnection) -> dict:
         "pair_recall": recall,
         "pair_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         "bcubed_f1": 2 * b_p * b_r / (b_p + b_r) if b_p + b_r else 0.0,
-        "largest_cluster": largest_clusters(con, 1)[0][1] if customers else 0,
+        "largest_cluster": largest_clusters(con, CUSTOMER_TABLES, 1)[0][1] if customers else 0,
     }
 
 
@@ -115,15 +120,15 @@ def score_labels(con: duckdb.DuckDBPyConnection, labels, prefix: str) -> dict:
 
 
 def _connect_and_load(config_path: Path, database: Path):
-    """A fresh warehouse with the set's customer sources loaded."""
-    config = load_config(config_path)
+    """The set's customer entity, and a fresh warehouse with its sources loaded."""
+    customers = entity_plan(load_config(config_path), "customer")
     database.unlink(missing_ok=True)
     con = duckdb.connect(str(database))
     con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")  # as the Dagster resource configures it
-    for name, source in config.sources_of("customer").items():
-        load_raw_source(con, name, source, landed_files(config.resolve(source.path)))
-    return config, con
+    for name, source in customers.sources.items():
+        load_raw_source(con, name, source, landed_files(Path(source.path)))
+    return customers, con
 
 
 def _peak_mb() -> float:
@@ -137,14 +142,14 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def true_m(con: duckdb.DuckDBPyConnection, config) -> dict[str, dict[str, tuple[float, float]]]:
+def true_m(con: duckdb.DuckDBPyConnection, customers) -> dict[str, dict[str, tuple[float, float]]]:
     """Per comparison and level: the m the model estimated without labels, and the m
     measured on the true pairs (records of one person) that can be compared."""
-    from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES
     from cdm_assets.domain.identity.match_model import model_settings
     from cdm_assets.domain.identity.match_model.parameters import load_model
 
-    settings, stored = model_settings(config), load_model(con, CUSTOMER_TABLES.model)
+    tables = customers.tables
+    settings, stored = model_settings(customers), load_model(con, tables.model)
     if settings is None or stored is None:
         return {}
     estimated = {p.comparison: p.m for p in stored.parameters}
@@ -152,7 +157,7 @@ def true_m(con: duckdb.DuckDBPyConnection, config) -> dict[str, dict[str, tuple[
     row = con.execute(
         f"""
         WITH records AS (
-            SELECT l.*, t.person_id FROM {CUSTOMER_TABLES.lookup.sql} l
+            SELECT l.*, t.person_id FROM {tables.lookup.sql} l
             JOIN truth t ON t.source = l.source AND t.record_id = l.source_record_id
         )
         SELECT {gammas} FROM records a JOIN records b ON a.person_id = b.person_id AND a.record_key < b.record_key
@@ -173,9 +178,9 @@ def true_m(con: duckdb.DuckDBPyConnection, config) -> dict[str, dict[str, tuple[
 def measure_cdm(config_path: Path, truth_path: Path, database: Path, queue) -> None:
     """Child process: raw load (not timed), cdm's identity step (timed), scores, and m
     estimated beside m on the true pairs."""
-    config, con = _connect_and_load(config_path, database)
+    customers, con = _connect_and_load(config_path, database)
     start = time.perf_counter()
-    run = run_identity_resolution(con, config)
+    run = run_identity_resolution(con, customers)
     seconds = time.perf_counter() - start
     peak = _peak_mb()
     load_truth(con, truth_path)
@@ -186,7 +191,7 @@ def measure_cdm(config_path: Path, truth_path: Path, database: Path, queue) -> N
             "peak_mb": peak,
             "stage_seconds": run.seconds,
             "links": run.links,
-            "m_estimated_and_true": true_m(con, config),
+            "m_estimated_and_true": true_m(con, customers),
         }
     )
 
@@ -196,8 +201,8 @@ def measure_splink(config_path: Path, truth_path: Path, database: Path, identifi
     from benchmarks.splink_reference import run_splink_reference
     from cdm_assets.domain.identity.source_lookup import build_source_lookup
 
-    config, con = _connect_and_load(config_path, database)
-    build_source_lookup(con, config)
+    customers, con = _connect_and_load(config_path, database)
+    build_source_lookup(con, customers)
     run = run_splink_reference(con, seed=SEED, identifiers=tuple(identifiers))
     peak = _peak_mb()
     load_truth(con, truth_path)

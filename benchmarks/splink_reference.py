@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from cdm_assets.domain.warehouse import quote_ident
+from cdm_assets.domain.sql import quote_ident
 
 MATCH_PROBABILITY = 0.9
 PRIOR_RECALL = 0.7

@@ -8,7 +8,8 @@ from cdm_assets.config import CdmConfig, load_config
 from cdm_assets.wiring.automation import build_sensors, daily_full_refresh
 from cdm_assets.wiring.checks import build_checks, custom_checks, schema_change_checks
 from cdm_assets.wiring.columns import with_column_schema
-from cdm_assets.wiring.identity import build_identity_assets, table_key
+from cdm_assets.wiring.identity import build_identity_assets
+from cdm_assets.wiring.keys import table_key
 from cdm_assets.wiring.marts import build_mart_assets, with_freshness
 from cdm_assets.wiring.metadata import ENVIRONMENT_METADATA
 from cdm_assets.wiring.raw import build_raw_assets

@@ -12,18 +12,21 @@ import sys
 import duckdb
 
 from cdm_assets.config import ConfigError, duckdb_path, load_config
-from cdm_assets.config.model import CUSTOMER, CdmConfig
-from cdm_assets.domain.identity.entity_tables import EntityTables, entity_tables
+from cdm_assets.config.model import CdmConfig
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.identity.explain import UnknownCustomer, explain_customer
+from cdm_assets.domain.plan import EntityTables
+from cdm_assets.domain.vocabulary import CUSTOMER
 from cdm_assets.domain.warehouse import WarehouseLocked, connect_warehouse
 
 
 def tables_for_id(config: CdmConfig, some_id: str) -> EntityTables:
     """The tables of the entity whose ids start like `some_id` (customers by default)."""
-    for entity in config.customer_entities():
-        if some_id.startswith(config.id_prefix(entity)):
-            return entity_tables(config, entity)
-    return entity_tables(config, CUSTOMER)
+    entities = resolve_plan(config).entities
+    for entity in entities.values():
+        if some_id.startswith(entity.tables.id_prefix):
+            return entity.tables
+    return entities[CUSTOMER].tables
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ import pytest
 
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import assign_customer_ids
-from cdm_assets.domain.warehouse import TableName
+from cdm_assets.domain.sql import TableName
+from cdm_assets_tests.plans import customer_tables
 
 LOOKUP = TableName("identity", "source_lookup")
 GRAPH = TableName("identity", "identity_graph")
@@ -33,7 +34,7 @@ def resolve(warehouse):
             warehouse.executemany(f"INSERT INTO {GRAPH.sql} VALUES (?, ?)", [(key[a], key[b]) for a, b in links])
         warehouse.execute(f"DROP TABLE IF EXISTS {CLUSTERS.sql}")
         build_clusters(warehouse, LOOKUP, GRAPH, CLUSTERS)
-        assign_customer_ids(warehouse, LOOKUP, CLUSTERS, now=datetime(2026, 1, next(runs)))
+        assign_customer_ids(warehouse, LOOKUP, CLUSTERS, customer_tables(), now=datetime(2026, 1, next(runs)))
         rows = warehouse.execute("SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map")
         return dict(rows.fetchall())
 

@@ -7,8 +7,11 @@ import pytest
 from cdm_assets.domain.marts import data_tests
 from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
-from cdm_assets.domain.warehouse import TableName
+from cdm_assets.domain.sql import TableName
 from cdm_assets_tests.marts_fixtures import create_identity, create_raw
+from cdm_assets_tests.plans import customer_tables
+
+CUSTOMERS = customer_tables().golden
 
 
 @pytest.fixture
@@ -39,16 +42,16 @@ def test_negative_amounts(marts):
 
 
 def test_customer_id_uniqueness(marts):
-    assert data_tests.duplicate_customer_ids(marts).failing == 0
+    assert data_tests.duplicate_customer_ids(marts, customer_tables()).failing == 0
     marts.execute("INSERT INTO marts.customers VALUES ('cus_a')")
-    assert data_tests.duplicate_customer_ids(marts).sample == [{"customer_id": "cus_a", "rows": 2}]
+    assert data_tests.duplicate_customer_ids(marts, customer_tables()).sample == [{"customer_id": "cus_a", "rows": 2}]
 
 
 def test_every_record_has_exactly_one_customer_id(marts):
-    assert data_tests.records_without_exactly_one_customer_id(marts).failing == 0
+    assert data_tests.records_without_exactly_one_customer_id(marts, customer_tables()).failing == 0
     marts.execute("INSERT INTO identity.customer_id_map VALUES ('shop', 'W1', 'cus_z')")  # W1 twice
     marts.execute("INSERT INTO identity.source_lookup (record_key, source, source_record_id) VALUES (2, 'shop', 'W3')")
-    failing = data_tests.records_without_exactly_one_customer_id(marts)
+    failing = data_tests.records_without_exactly_one_customer_id(marts, customer_tables())
     assert failing.failing == 2
     assert sorted((r["source_record_id"], r["customer_ids"]) for r in failing.sample) == [("W1", 2), ("W3", 0)]
 
@@ -57,7 +60,7 @@ def test_map_rows_without_a_record_empty_ids_and_repeated_records_fail_too(marts
     marts.execute("INSERT INTO identity.customer_id_map VALUES ('shop', 'W9', 'cus_c')")  # no such record
     marts.execute("UPDATE identity.customer_id_map SET customer_id = NULL WHERE source_record_id = 'W2'")
     marts.execute("INSERT INTO identity.source_lookup (record_key, source, source_record_id) VALUES (2, 'shop', 'W1')")
-    failing = data_tests.records_without_exactly_one_customer_id(marts)
+    failing = data_tests.records_without_exactly_one_customer_id(marts, customer_tables())
     assert failing.failing == 3
     assert failing.total == 3  # lookup rows
     assert sorted((r["source_record_id"], r["customer_ids"], r["unknown_record"]) for r in failing.sample) == [
@@ -68,10 +71,10 @@ def test_map_rows_without_a_record_empty_ids_and_repeated_records_fail_too(marts
 
 
 def test_orphan_customer_ids_in_marts(marts):
-    assert data_tests.orphan_customer_ids(marts, TRANSACTIONS, "transaction_id").failing == 0
-    assert data_tests.orphan_customer_ids(marts, EVENTS, "event_id").failing == 0
+    assert data_tests.orphan_customer_ids(marts, TRANSACTIONS, "transaction_id", CUSTOMERS).failing == 0
+    assert data_tests.orphan_customer_ids(marts, EVENTS, "event_id", CUSTOMERS).failing == 0
     marts.execute("INSERT INTO marts.events VALUES ('E3', 'clicks', 'cus_gone')")
-    assert data_tests.orphan_customer_ids(marts, EVENTS, "event_id").sample == [
+    assert data_tests.orphan_customer_ids(marts, EVENTS, "event_id", CUSTOMERS).sample == [
         {"event_id": "E3", "customer_id": "cus_gone"}
     ]
 
@@ -94,11 +97,11 @@ def test_quarantined_share_counts_rows_in(marts):
 
 def test_oversized_clusters_count_customers_over_the_limit_out_of_all_customers(marts):
     customers = marts.execute("SELECT count(DISTINCT customer_id) FROM identity.customer_id_map").fetchone()[0]
-    clean = data_tests.oversized_clusters(marts, 2)
+    clean = data_tests.oversized_clusters(marts, 2, customer_tables())
     assert (clean.failing, clean.total, clean.sample) == (0, customers, [])
     for i in range(3):
         marts.execute("INSERT INTO identity.customer_id_map VALUES ('shop', ?, 'cus_big')", [f"X{i}"])
-    outcome = data_tests.oversized_clusters(marts, 2)
+    outcome = data_tests.oversized_clusters(marts, 2, customer_tables())
     assert (outcome.failing, outcome.total) == (1, customers + 1)
     assert outcome.sample == [{"customer_id": "cus_big", "records": 3}]
 

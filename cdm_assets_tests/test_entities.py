@@ -16,10 +16,10 @@ import yaml
 
 from cdm_assets.config import ConfigError, load_config
 from cdm_assets.definitions import build_definitions
-from cdm_assets.domain.identity.entity_tables import entity_tables, tables_of
 from cdm_assets.domain.identity.explain import explain_customer
 from cdm_assets.sample.b2b import generate_b2b
 from cdm_assets_tests.conftest import materialization_metadata, materialize_all
+from cdm_assets_tests.plans import entity_of
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "b2b" / "cdm.yaml"
@@ -54,8 +54,8 @@ def config_error(write_config, sources: dict, **extra) -> str:
 # --- configuration -----------------------------------------------------------
 
 
-def test_the_customer_entity_keeps_the_table_names_of_the_design():
-    tables = tables_of("customer")
+def test_the_customer_entity_keeps_the_table_names_of_the_design(write_config):
+    tables = entity_of(write_config({"contacts": contact_source()})).tables
     assert [str(t) for t in (tables.lookup, tables.graph, tables.id_map, tables.id_history, tables.golden)] == [
         "identity.source_lookup",
         "identity.identity_graph",
@@ -71,7 +71,7 @@ def test_a_declared_entity_gets_its_own_tables_id_column_and_prefix(write_config
         {"contacts": contact_source(), "accounts": account_source()},
         entities={"account": {"table": "companies", "id_prefix": "co_"}},
     )
-    tables = entity_tables(config, "account")
+    tables = entity_of(config, "account").tables
     assert [str(t) for t in (tables.lookup, tables.graph, tables.id_map, tables.id_history, tables.golden)] == [
         "identity.account_source_lookup",
         "identity.account_identity_graph",
@@ -297,6 +297,6 @@ def test_account_ids_are_stable_across_reruns_and_explained(b2b, b2b_run):
     assert {"account_id", "previous_account_id", "change", "changed_at"} <= set(history_columns)
     account = next(iter(after.values()))
     with duckdb.connect(str(data / "cdm.duckdb"), read_only=True) as con:
-        text = explain_customer(con, account, entity_tables(config, "account"))
+        text = explain_customer(con, account, entity_of(config, "account").tables)
     assert text.startswith(f"Account {account}:")
     assert "id_vat_number=" in text or "phone=" in text

@@ -7,11 +7,13 @@ from datetime import date, datetime
 
 import pytest
 
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.marts.customer_metrics import build_customer_metrics
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import build_events
 from cdm_assets.domain.marts.transactions import build_transactions
 from cdm_assets_tests.marts_fixtures import create_identity, create_raw
+from cdm_assets_tests.plans import customer_tables, entity_of
 
 CRM = {
     "entity": "customer",
@@ -103,7 +105,7 @@ def golden(con, customer_id):
 
 def test_golden_record_takes_each_field_from_the_best_precedence_source(shop_warehouse, write_config):
     config = write_config({"crm": CRM, "shop": SHOP})
-    assert build_customers(shop_warehouse, config) == 2
+    assert build_customers(shop_warehouse, entity_of(config)) == 2
     a = golden(shop_warehouse, "cus_a")
     assert a["first_name"] == "Jan"  # crm (precedence 1) beats shop
     assert a["last_name"] == "Jansen"  # crm has none: the next source fills it
@@ -111,19 +113,19 @@ def test_golden_record_takes_each_field_from_the_best_precedence_source(shop_war
 
 
 def test_address_parts_survive_together_from_one_record(shop_warehouse, write_config):
-    build_customers(shop_warehouse, write_config({"crm": CRM, "shop": SHOP}))
+    build_customers(shop_warehouse, entity_of(write_config({"crm": CRM, "shop": SHOP})))
     a = golden(shop_warehouse, "cus_a")
     assert (a["street"], a["postcode"], a["city"]) == ("Dorpsstraat 1", "1234 AB", None)
 
 
 def test_survivorship_can_prefer_the_most_recent_value(shop_warehouse, write_config):
     config = write_config({"crm": CRM, "shop": SHOP}, customers={"survivorship": {"first_name": "most_recent"}})
-    build_customers(shop_warehouse, config)
+    build_customers(shop_warehouse, entity_of(config))
     assert golden(shop_warehouse, "cus_a")["first_name"] == "Johannes"  # shop record changed later
 
 
 def test_declared_attributes_become_golden_record_columns(shop_warehouse, write_config):
-    build_customers(shop_warehouse, write_config({"crm": CRM, "shop": SHOP}))
+    build_customers(shop_warehouse, entity_of(write_config({"crm": CRM, "shop": SHOP})))
     a = golden(shop_warehouse, "cus_a")
     assert a["signup_at"] == "2023-05-05"
     assert a["sources"] == ["crm", "shop"]
@@ -132,7 +134,7 @@ def test_declared_attributes_become_golden_record_columns(shop_warehouse, write_
 
 
 def test_a_customer_of_one_record_is_that_record(shop_warehouse, write_config):
-    build_customers(shop_warehouse, write_config({"crm": CRM, "shop": SHOP}))
+    build_customers(shop_warehouse, entity_of(write_config({"crm": CRM, "shop": SHOP})))
     b = golden(shop_warehouse, "cus_b")
     assert (b["first_name"], b["last_name"], b["email"]) == ("Piet", "Peters", "piet@example.com")
     assert b["birth_date"] == date(1980, 1, 2)
@@ -142,7 +144,7 @@ def test_a_customer_of_one_record_is_that_record(shop_warehouse, write_config):
 
 
 def test_golden_records_carry_sha256_contact_keys_as_ad_platforms_take_them(shop_warehouse, write_config):
-    build_customers(shop_warehouse, write_config({"crm": CRM, "shop": SHOP}))
+    build_customers(shop_warehouse, entity_of(write_config({"crm": CRM, "shop": SHOP})))
     a, b = golden(shop_warehouse, "cus_a"), golden(shop_warehouse, "cus_b")
     # SHA-256 of the trimmed, lower-cased email (hex), computed here independently of the warehouse
     assert a["email_sha256"] == hashlib.sha256(b"jan@example.com").hexdigest()
@@ -158,7 +160,7 @@ def test_the_phone_key_hashes_the_e164_number(warehouse, write_config):
           "email": " Jan@Example.com ", "phone": "+31612345678"}],
         {"crm:C1": "cus_a"},
     )  # fmt: skip
-    build_customers(warehouse, write_config({"crm": CRM}))
+    build_customers(warehouse, entity_of(write_config({"crm": CRM})))
     a = golden(warehouse, "cus_a")
     assert a["phone_sha256"] == hashlib.sha256(b"+31612345678").hexdigest()
     assert a["email_sha256"] == hashlib.sha256(b"jan@example.com").hexdigest()
@@ -181,7 +183,7 @@ def test_a_city_without_street_or_postcode_is_no_address_for_one_record_or_sever
         ],
         {"crm:C1": "cus_a", "shop:W1": "cus_a", "shop:W2": "cus_b"},
     )
-    build_customers(warehouse, write_config({"crm": CRM, "shop": SHOP}))
+    build_customers(warehouse, entity_of(write_config({"crm": CRM, "shop": SHOP})))
     for customer in ("cus_a", "cus_b"):
         assert (golden(warehouse, customer)["city"], golden(warehouse, customer)["country"]) == (None, None)
 
@@ -191,10 +193,10 @@ def test_golden_records_built_in_several_passes_equal_those_built_in_one(shop_wa
     from cdm_assets.domain.marts import customers
 
     config = write_config({"crm": CRM, "shop": SHOP})
-    build_customers(shop_warehouse, config)
+    build_customers(shop_warehouse, entity_of(config))
     one_pass = shop_warehouse.execute("SELECT * FROM marts.customers ORDER BY customer_id").fetchall()
     monkeypatch.setattr(customers, "RECORDS_PER_PASS", 1)
-    assert build_customers(shop_warehouse, config) == 2
+    assert build_customers(shop_warehouse, entity_of(config)) == 2
     assert shop_warehouse.execute("SELECT * FROM marts.customers ORDER BY customer_id").fetchall() == one_pass
 
 
@@ -210,7 +212,9 @@ def test_orders_and_returns_are_kept_with_non_negative_amounts(shop_warehouse, w
             ("O2", "W1", "25.50", "EUR", "Return", "2024-03-05T10:00:00+02:00"),
         ],
     )
-    report = build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS}))
+    report = build_transactions(
+        shop_warehouse, resolve_plan(write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS}))
+    )
     assert (report.rows_in, report.rows, report.quarantined) == (2, 2, 0)
     rows = shop_warehouse.execute(
         "SELECT transaction_id, customer_id, amount, currency, type, signed_amount, occurred_at "
@@ -238,7 +242,9 @@ def test_orders_and_returns_are_kept_with_non_negative_amounts(shop_warehouse, w
 )
 def test_each_bad_transaction_is_quarantined_with_its_reason(shop_warehouse, write_config, row, reason):
     transactions_warehouse(shop_warehouse, [("O1", "W1", "1.00", "EUR", "order", "2024-03-01"), row])
-    report = build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS}))
+    report = build_transactions(
+        shop_warehouse, resolve_plan(write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS}))
+    )
     assert (report.rows_in, report.rows, report.quarantined) == (2, 1, 1)
     quarantined = shop_warehouse.execute(
         "SELECT source, stage, _row_number, reason FROM raw.quarantine WHERE stage = 'transactions'"
@@ -264,7 +270,7 @@ def test_amounts_that_do_not_fit_the_declared_number_format_are_quarantined_not_
         shop_warehouse, [(f"O{i}", "W1", a, "EUR", "order", "2024-03-01") for i, a in enumerate(amounts)]
     )
     orders = {**ORDERS, "number_format": number_format} if number_format else ORDERS
-    build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": orders}))
+    build_transactions(shop_warehouse, resolve_plan(write_config({"crm": CRM, "shop": SHOP, "orders": orders})))
     rows = shop_warehouse.execute("SELECT amount FROM marts.transactions ORDER BY _row_number").fetchall()
     assert [float(r[0]) for r in rows] == accepted
     reasons = [r[0] for r in shop_warehouse.execute(
@@ -276,7 +282,9 @@ def test_amounts_that_do_not_fit_the_declared_number_format_are_quarantined_not_
 
 def test_transaction_with_an_unknown_customer_is_kept_unattributed(shop_warehouse, write_config):
     transactions_warehouse(shop_warehouse, [("O1", "W404", "1.00", "EUR", "order", "2024-03-01")])
-    report = build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS}))
+    report = build_transactions(
+        shop_warehouse, resolve_plan(write_config({"crm": CRM, "shop": SHOP, "orders": ORDERS}))
+    )
     assert (report.rows, report.unattributed) == (1, 1)
     assert shop_warehouse.execute("SELECT customer_id FROM marts.transactions").fetchall() == [(None,)]
 
@@ -292,7 +300,7 @@ def test_a_feed_can_name_the_customer_source_per_row(shop_warehouse, write_confi
             ("O2", "shop", "W2", "2.00", "EUR", "order", "2024-03-01"),
         ],
     )
-    build_transactions(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "orders": feed}))
+    build_transactions(shop_warehouse, resolve_plan(write_config({"crm": CRM, "shop": SHOP, "orders": feed})))
     assert shop_warehouse.execute(
         "SELECT transaction_id, customer_id FROM marts.transactions ORDER BY 1"
     ).fetchall() == [("O1", "cus_a"), ("O2", "cus_b")]
@@ -315,7 +323,7 @@ def events_warehouse(con):
 
 def test_anonymous_events_before_and_after_login_are_stitched_to_the_customer(shop_warehouse, write_config):
     events_warehouse(shop_warehouse)
-    report = build_events(shop_warehouse, write_config({"crm": CRM, "shop": SHOP, "clicks": CLICKS}))
+    report = build_events(shop_warehouse, resolve_plan(write_config({"crm": CRM, "shop": SHOP, "clicks": CLICKS})))
     rows = dict(
         (r[0], (r[1], r[2]))
         for r in shop_warehouse.execute("SELECT event_id, customer_id, attribution FROM marts.events").fetchall()
@@ -343,7 +351,7 @@ def test_an_email_shared_by_two_customers_attributes_nothing(warehouse, write_co
         ["event_id", "cookie", "user", "name", "ts"],
         [("E1", "k1", "family@example.com", "page_view", "2024-01-01")],
     )
-    build_events(warehouse, write_config({"shop": SHOP, "clicks": CLICKS}))
+    build_events(warehouse, resolve_plan(write_config({"shop": SHOP, "clicks": CLICKS})))
     assert warehouse.execute("SELECT customer_id FROM marts.events").fetchall() == [(None,)]
 
 
@@ -358,10 +366,10 @@ def test_customer_metrics_count_orders_returns_revenue_and_events(shop_warehouse
         ],
     )
     events_warehouse(shop_warehouse)
-    build_customers(shop_warehouse, config)
-    build_transactions(shop_warehouse, config)
-    build_events(shop_warehouse, config)
-    assert build_customer_metrics(shop_warehouse, as_of=datetime(2024, 3, 13)) == 2
+    build_customers(shop_warehouse, entity_of(config))
+    build_transactions(shop_warehouse, resolve_plan(config))
+    build_events(shop_warehouse, resolve_plan(config))
+    assert build_customer_metrics(shop_warehouse, customer_tables(), as_of=datetime(2024, 3, 13)) == 2
     cursor = shop_warehouse.execute("SELECT * FROM marts.customer_metrics WHERE customer_id = 'cus_a'")
     a = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
     assert (a["orders"], a["returns"], a["events"]) == (2, 1, 3)

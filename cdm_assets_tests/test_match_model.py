@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from cdm_assets.config import load_config
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.comparisons import birth_date, first_name, identifier
 from cdm_assets.domain.identity.match_model.parameters import load_model
@@ -19,6 +18,9 @@ from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_g
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 from cdm_assets.sample import generate
 from cdm_assets_tests.conftest import write_text
+from cdm_assets_tests.plans import customer_tables, entity_of
+
+CUSTOMER_TABLES = customer_tables()
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -83,9 +85,10 @@ def resolved(tmp_path_factory):
     )
     config = load_config(sample_config(out))
     con = duckdb.connect(str(out / "bench.duckdb"))
-    for name, source in config.sources_of("customer").items():
-        load_raw_source(con, name, source, landed_files(config.resolve(source.path)))
-    run_identity_resolution(con, config)
+    customers = entity_of(config)
+    for name, source in customers.sources.items():
+        load_raw_source(con, name, source, landed_files(Path(source.path)))
+    run_identity_resolution(con, customers)
     yield con, config
     con.close()
 
@@ -173,14 +176,14 @@ def test_the_model_is_estimated_from_the_data_and_stored_with_m_u_and_weights(re
 def test_an_unchanged_rerun_reuses_the_model_and_retraining_on_unchanged_data_keeps_every_id(resolved):
     con, config = resolved
     before = customer_ids(con)
-    settings = model_settings(config)
+    settings = model_settings(entity_of(config))
     table = CUSTOMER_TABLES.model
     stored = load_model(con, table)
     _, trained = ensure_match_model(con, settings, CUSTOMER_TABLES.lookup, table)
     # not trained again: the stored model fits the settings
     assert not trained and load_model(con, table).trained_at == stored.trained_at
-    build_graph(con, config, retrain=True)
-    assignment = assign_ids_from_graph(con)
+    build_graph(con, entity_of(config), retrain=True)
+    assignment = assign_ids_from_graph(con, CUSTOMER_TABLES)
     assert (assignment.created, assignment.merged, assignment.split) == (0, 0, 0)
     assert customer_ids(con) == before
 
@@ -219,10 +222,11 @@ def test_a_late_batch_of_new_people_keeps_every_existing_customer_id(resolved):
         + '"L1","Wubbo","Hiemstra","wubbo.hiemstra@example.nl","+31 6 55550001","1950-01-02","Markt 1","8911 AA","Leeuwarden","NL","2024-01-01T00:00:00"\n'
         + '"L2","Ottoline","Zwanenburg","o.zwanenburg@example.nl","","1999-12-31","Plein 2","1011 AB","Amsterdam","NL","2024-01-01T00:00:00"\n',
     )
-    source = config.sources["crm"]
-    load_raw_source(con, "crm", source, landed_files(config.resolve(source.path)))
+    customers = entity_of(config)
+    source = customers.sources["crm"]
+    load_raw_source(con, "crm", source, landed_files(Path(source.path)))
 
-    run = run_identity_resolution(con, config)
+    run = run_identity_resolution(con, customers)
 
     after = customer_ids(con)
     assert (run.assignment.merged, run.assignment.split, run.assignment.created) == (0, 0, 2)

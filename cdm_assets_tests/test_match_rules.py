@@ -8,12 +8,13 @@ import pytest
 import yaml
 
 from cdm_assets.config import BUNDLED_CONFIG, ConfigError, parse_config
-from cdm_assets.config.model import MatchRule
 from cdm_assets.domain.identity.default_rules import default_rules
 from cdm_assets.domain.identity.match_rules import build_identity_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
+from cdm_assets.domain.plan import MatchRule
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 from cdm_assets_tests.conftest import write_text
+from cdm_assets_tests.plans import entity_of
 
 HEADER = "id,first_name,last_name,email,phone,birth_date,street,zip\n"
 CRM = {
@@ -46,10 +47,11 @@ def links(tmp_path, warehouse, write_config):
         header = HEADER.replace("\n", ",card\n") if cards else HEADER
         write_text(tmp_path / "crm/crm.csv", header + "\n".join(rows) + "\n")
         config = write_config({"crm": {**CRM, "identifiers": {"loyalty_card": "card"}} if cards else CRM})
-        load_raw_source(warehouse, "crm", config.sources["crm"], landed_files(config.resolve("crm/*.csv")))
-        build_source_lookup(warehouse, config)
+        customers = entity_of(config)
+        load_raw_source(warehouse, "crm", customers.sources["crm"], landed_files(config.resolve("crm/*.csv")))
+        build_source_lookup(warehouse, customers)
         identifiers = ["loyalty_card"] if cards else []
-        build_identity_graph(warehouse, rules or default_rules(identifiers), max_records_per_key)
+        build_identity_graph(warehouse, rules or default_rules(identifiers), max_records_per_key, customers.tables)
         pairs = warehouse.execute("SELECT record_id_a, record_id_b, rule FROM identity.identity_graph").fetchall()
         return {tuple(sorted((a, b))): rule for a, b, rule in pairs}
 

@@ -11,9 +11,10 @@ import yaml
 
 from cdm_assets.config import BUNDLED_CONFIG, ConfigError, parse_config
 from cdm_assets.definitions import build_definitions
-from cdm_assets.domain.identity.source_lookup import SOURCE_LOOKUP, build_source_lookup_counting_nulls
+from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 from cdm_assets_tests.conftest import materialization_metadata, materialize_all, write_text
+from cdm_assets_tests.plans import entity_of
 from cdm_assets_tests.test_source_lookup import csv_text, customer_source
 
 FIELDS = {
@@ -44,9 +45,10 @@ def crm_lookup(tmp_path, warehouse, write_config):
         write_text(tmp_path / "landing/crm/crm.csv", crm_csv(rows))
         source = customer_source("crm", "id", fields, **{"phone_region": "NL", **(source or {})})
         config = write_config({"crm": source}, **extra)
-        load_raw_source(warehouse, "crm", config.sources["crm"], landed_files(config.resolve(source["path"])))
-        built = build_source_lookup_counting_nulls(warehouse, config)
-        result = warehouse.execute(f"SELECT * FROM {SOURCE_LOOKUP.sql}")
+        customers = entity_of(config)
+        load_raw_source(warehouse, "crm", customers.sources["crm"], landed_files(config.resolve(source["path"])))
+        built = build_source_lookup_counting_nulls(warehouse, customers)
+        result = warehouse.execute(f"SELECT * FROM {customers.tables.lookup.sql}")
         names = [d[0] for d in result.description]
         lookup = {row[names.index("source_record_id")]: dict(zip(names, row)) for row in result.fetchall()}
         assert {c.source for c in built.nulled} <= {"crm"}

@@ -13,7 +13,7 @@ import yaml
 from cdm_assets.config import BUNDLED_CONFIG, load_config
 from cdm_assets.definitions import build_definitions
 from cdm_assets.domain.masking import PreviewPolicy, mask
-from cdm_assets.domain.warehouse import TableName
+from cdm_assets.domain.sql import TableName
 from cdm_assets.sample import generate
 from cdm_assets.wiring.metadata import table_metadata
 from cdm_assets_tests.conftest import materialize_all

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdm_assets.config.model import SourceConfig
+from cdm_assets.config.plan import resolve_source
 from cdm_assets.domain.raw.load import load_raw_source
 
 FUZZ = settings(
@@ -108,7 +109,7 @@ def _load(tmp: Path, name: str, data: bytes, **source) -> tuple[duckdb.DuckDBPyC
     path.write_bytes(data)
     config = SourceConfig.model_validate({"entity": "customer", "path": str(path), "record_id": "id", **source})
     con = duckdb.connect()
-    return con, load_raw_source(con, "fuzz", config, [path])
+    return con, load_raw_source(con, "fuzz", resolve_source("fuzz", config, tmp), [path])
 
 
 def _accepted(con, columns: list[str]) -> dict[int, tuple]:

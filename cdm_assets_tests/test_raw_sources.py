@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.raw import delimited
 from cdm_assets.domain.raw.landed import LandingError
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
@@ -22,8 +24,8 @@ CRM = {
 
 
 def load(warehouse, config, name):
-    source = config.sources[name]
-    return load_raw_source(warehouse, name, source, landed_files(config.resolve(source.path)))
+    source = resolve_plan(config).sources[name]
+    return load_raw_source(warehouse, name, source, landed_files(Path(source.path)))
 
 
 def quarantine(warehouse, source):

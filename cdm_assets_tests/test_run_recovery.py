@@ -20,7 +20,8 @@ import duckdb
 import pytest
 
 from cdm_assets.config import BUNDLED_CONFIG
-from cdm_assets.domain.warehouse import TableName, drop_abandoned_staging_tables
+from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.warehouse import drop_abandoned_staging_tables
 
 PROJECT = Path(__file__).resolve().parent.parent
 DAGSTER = str(Path(sys.executable).parent / "dagster")

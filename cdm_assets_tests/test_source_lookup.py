@@ -6,16 +6,21 @@ import csv
 import io
 import random
 from datetime import date, timedelta
+from pathlib import Path
 
 import phonenumbers
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.identity.reference_data import nickname_roots
-from cdm_assets.domain.identity.source_lookup import SOURCE_LOOKUP, build_source_lookup, lookup_columns
+from cdm_assets.domain.identity.source_lookup import build_source_lookup, lookup_columns
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
 from cdm_assets_tests.conftest import write_text
+from cdm_assets_tests.plans import customer_tables
+
+SOURCE_LOOKUP = customer_tables().lookup
 
 
 def customer_source(name: str, record_id: str, fields: dict, **extra) -> dict:
@@ -32,9 +37,10 @@ def csv_text(header: list[str], rows: list[list], delimiter: str = ",") -> str:
 
 def build(warehouse, config) -> list[dict]:
     """Load every source's landed files into raw tables, build the lookup, return its rows."""
-    for name, source in config.sources.items():
-        load_raw_source(warehouse, name, source, landed_files(config.resolve(source.path)))
-    count = build_source_lookup(warehouse, config)
+    plan = resolve_plan(config)
+    for name, source in plan.sources.items():
+        load_raw_source(warehouse, name, source, landed_files(Path(source.path)))
+    count = build_source_lookup(warehouse, plan.entities["customer"])
     result = warehouse.execute(f"SELECT * FROM {SOURCE_LOOKUP.sql} ORDER BY record_key")
     columns = [d[0] for d in result.description]
     rows = [dict(zip(columns, row)) for row in result.fetchall()]
@@ -143,7 +149,7 @@ def test_rebuilding_replaces_the_lookup_and_leaves_no_staging_tables(tmp_path, w
 def test_a_customer_source_not_loaded_yet_is_named_in_the_error(warehouse, write_config):
     config = write_config({"crm": customer_source("crm", "id", {"first_name": "fn"})})
     with pytest.raises(LookupError, match=r"raw\.crm"):
-        build_source_lookup(warehouse, config)
+        build_source_lookup(warehouse, resolve_plan(config).entities["customer"])
 
 
 def test_parquet_columns_with_native_types_are_standardised(tmp_path, warehouse, write_config):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from cdm_assets.config.model import SourceConfig
+from cdm_assets.config.plan import resolve_source
 from cdm_assets.domain.marts.customers import _near_unique_attributes
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source, near_unique_columns
-from cdm_assets.domain.warehouse import TableName, create_table_as
+from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.warehouse import create_table_as
 from cdm_assets_tests.conftest import write_text
+from cdm_assets_tests.plans import entity_of
 
 RECORDS = """
     SELECT 'crm' AS source, 'C' || lpad(i::VARCHAR, 7, '0') AS source_record_id,
@@ -59,7 +62,7 @@ def test_callers_name_more_plain_columns_and_scratch_tables_stay_in_memory(wareh
 
 
 def test_a_raw_sources_ids_contact_points_and_timestamps_are_stored_plain(tmp_path, warehouse):
-    source = SourceConfig(
+    configured = SourceConfig(
         entity="customer",
         path=str(tmp_path / "landing/crm/*.csv"),
         record_id="crm_id",
@@ -68,6 +71,7 @@ def test_a_raw_sources_ids_contact_points_and_timestamps_are_stored_plain(tmp_pa
         updated_at="changed",
         attributes={"segment": "segment"},
     )
+    source = resolve_source("crm", configured, tmp_path)
     assert near_unique_columns(source) == {"crm_id", "mail", "tel", "zip", "card", "changed"}
     rows = "".join(
         f"C{i},{['Ann', 'Bob'][i % 2]},p{i}@example.com,+3161{i:07d},{1000 + i % 9000}AB,L{i},2024-01-01T{i % 24:02d}:00,"
@@ -96,4 +100,4 @@ def test_golden_attributes_read_from_a_near_unique_column_are_stored_plain_too(w
             }
         }
     )
-    assert _near_unique_attributes(config, "customer") == {"crm_changed_at", "crm_email"}
+    assert _near_unique_attributes(entity_of(config)) == {"crm_changed_at", "crm_email"}

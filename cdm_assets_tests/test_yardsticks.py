@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from benchmarks import yardsticks
 from cdm_assets.config import load_config
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
 from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets_tests.plans import entity_of
 
 
 def counts(stick: yardsticks.Yardstick) -> tuple[dict[str, int], int, int]:
@@ -22,9 +25,10 @@ def counts(stick: yardsticks.Yardstick) -> tuple[dict[str, int], int, int]:
 def source_lookup(stick: yardsticks.Yardstick) -> pd.DataFrame:
     config = load_config(stick.config_path)
     con = duckdb.connect()
-    for name, source in config.sources_of("customer").items():
-        load_raw_source(con, name, source, landed_files(config.resolve(source.path)))
-    build_source_lookup(con, config)
+    customers = entity_of(config)
+    for name, source in customers.sources.items():
+        load_raw_source(con, name, source, landed_files(Path(source.path)))
+    build_source_lookup(con, customers)
     return con.execute("SELECT * FROM identity.source_lookup").fetchdf()
 
 

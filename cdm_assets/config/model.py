@@ -16,54 +16,26 @@ from typing import Annotated, Literal
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-# Source columns are quoted identifiers in SQL; refuse what could break out of
-# the quotes or hide in logs (double quotes, control characters).
-UNSAFE_COLUMN = re.compile(r'["\x00-\x1f\x7f]')
-MAX_IDENTIFIER_LENGTH = 128
-
-# The built-in entities; `entities:` in cdm.yaml declares more customer-like ones.
-CUSTOMER = "customer"
-BUILT_IN_ENTITIES = ("customer", "transaction", "event")
-FileFormat = Literal["csv", "parquet", "jsonl"]
-
-CUSTOMER_FIELDS = (
-    "first_name",
-    "last_name",
-    "full_name",
-    "email",
-    "phone",
-    "birth_date",
-    "street",
-    "postcode",
-    "city",
-    "country",
+from cdm_assets.domain.plan import FileFormat
+from cdm_assets.domain.sql import check_column_name
+from cdm_assets.domain.vocabulary import (
+    BUILT_IN_ENTITIES,
+    CANONICAL_FIELDS,
+    CUSTOMER,
+    DATE_FIELDS,
+    GOLDEN_FIELDS,
+    MATCH_KEYS,
+    MODEL_FIELDS,
+    SIMILAR_KEYS,
+    default_golden_table,
+    default_id_prefix,
+    identifier_of,
+    is_known_key,
 )
-# Golden-record fields with their own survivorship; address parts survive together as `address`.
-GOLDEN_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "address")
-TRANSACTION_FIELDS = ("amount", "currency", "type", "occurred_at")
-EVENT_FIELDS = ("anonymous_id", "email", "event_type", "occurred_at")
-CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "customer": CUSTOMER_FIELDS,
-    "transaction": TRANSACTION_FIELDS,
-    "event": EVENT_FIELDS,
-}
-# Fields whose values are dates or timestamps: they may carry a strftime format.
-DATE_FIELDS = frozenset({"birth_date", "occurred_at"})
 
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 STRFTIME_DIRECTIVE = re.compile(r"%(.)")
 KNOWN_DIRECTIVES = set("aAwdbBmyYHIpMSfzZjUWcxX%GuVeT")
-
-
-def check_column_name(name: str) -> str:
-    """Accept a source column name that can be safely quoted in SQL."""
-    if not name or not name.strip():
-        raise ValueError("column name must not be empty")
-    if len(name) > MAX_IDENTIFIER_LENGTH:
-        raise ValueError(f"column name longer than {MAX_IDENTIFIER_LENGTH} characters")
-    if UNSAFE_COLUMN.search(name):
-        raise ValueError(f"unsafe column name {name!r}: double quotes and control characters are not allowed")
-    return name
 
 
 ColumnName = Annotated[str, Field(min_length=1)]
@@ -337,22 +309,6 @@ class WarehouseConfig(StrictModel):
         return value
 
 
-# Keys a match rule can compare; `identifier:<name>` adds the source ids
-# declared under a customer source's `identifiers:`.
-MATCH_KEYS = (
-    "email",
-    "phone",
-    "first_name",
-    "first_name_root",
-    "last_name",
-    "last_name_core",
-    "birth_date",
-    "postcode",
-    "address",
-)
-SIMILAR_KEYS = ("first_name", "last_name")
-
-
 class MatchRule(StrictModel):
     """Two records are linked when every `exact` key is equal (and not empty),
     every `similar` key reaches its Jaro-Winkler threshold, every `max_edits`
@@ -416,19 +372,10 @@ class BirthDateWindow(StrictModel):
             raise ValueError(f"earliest birth date {self.earliest} is after the latest, {self.latest}")
         return self
 
-    def bounds(self, today: date | None = None) -> tuple[date | None, date]:
-        """(earliest or None, latest) with `today` (default: the local date) for `latest: today`."""
-        latest = (today or date.today()) if self.latest == "today" else self.latest
-        return self.earliest, latest
-
-
-# Fields the match model can compare (each a comparison with its own levels).
-MODEL_FIELDS = ("first_name", "last_name", "birth_date", "email", "phone", "address")
-
 
 def _known_keys_in(value: list[str], what: str) -> list[str]:
     for key in value:
-        if key not in MATCH_KEYS and not key.startswith("identifier:"):
+        if not is_known_key(key):
             raise ValueError(f"unknown {what} key {key!r}; expected one of: {', '.join(MATCH_KEYS)}, identifier:<name>")
     return value
 
@@ -461,7 +408,7 @@ class MatchModelConfig(StrictModel):
     @classmethod
     def _known_fields(cls, value: list[str]) -> list[str]:
         for name in value:
-            if name not in MODEL_FIELDS and not name.startswith("identifier:"):
+            if name not in MODEL_FIELDS and identifier_of(name) is None:
                 raise ValueError(
                     f"unknown field {name!r}; expected one of: {', '.join(MODEL_FIELDS)}, identifier:<name>"
                 )
@@ -497,16 +444,6 @@ class CustomersConfig(StrictModel):
     """
 
     survivorship: dict[str, SurvivorshipRule] = Field(default_factory=dict)
-
-
-def default_golden_table(entity: str) -> str:
-    """`customers` for customers, `accounts` for accounts: the entity's name + "s"."""
-    return f"{entity}s"
-
-
-def default_id_prefix(entity: str) -> str:
-    """`cus_` for customers, `acc_` for accounts: the entity's first three letters + "_"."""
-    return f"{entity[:3]}_"
 
 
 class EntityConfig(StrictModel):
@@ -606,6 +543,12 @@ class PrivacyConfig(StrictModel):
 
     # previews of tables and samples of failing rows: masked values, none at all, or as they are
     previews: Literal["masked", "off", "full"] = "masked"
+
+
+def resolve_path(path: str, base_dir: Path) -> Path:
+    """A path from the config: `~` expanded, a relative one taken from `base_dir`."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (base_dir / candidate)
 
 
 class CdmConfig(StrictModel):
@@ -731,7 +674,8 @@ class CdmConfig(StrictModel):
         for index, rule in enumerate(self.identity_settings(entity).rules or []):
             for field_name in ("exact", "max_edits", "must_not_differ"):
                 for match_key in getattr(rule, field_name):
-                    if match_key.startswith("identifier:") and match_key.split(":", 1)[1] not in declared:
+                    identifier = identifier_of(match_key)
+                    if identifier is not None and identifier not in declared:
                         raise FieldError(
                             (*key, "rules", str(index), field_name),
                             f"{match_key!r} names no identifier declared by a {entity} source "
@@ -775,8 +719,7 @@ class CdmConfig(StrictModel):
 
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""
-        candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+        return resolve_path(path, self.base_dir)
 
     def sources_of(self, entity: str) -> dict[str, SourceConfig]:
         return {name: s for name, s in self.sources.items() if s.entity == entity}

@@ -1,4 +1,4 @@
-"""Warehouse conventions: quoting, schemas, the quarantine table, atomic swaps.
+"""Warehouse conventions: connections, schemas, the quarantine table, atomic swaps.
 
 Every table is built under a staging name and swapped in with one
 transaction, so a failed run leaves the previous table as it was.
@@ -7,14 +7,14 @@ transaction, so a failed run leaves the previous table as it was.
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+
+from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH, STAGING_PREFIX, TableName, create_table, quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -32,49 +32,6 @@ CREATE TABLE IF NOT EXISTS raw.quarantine (
 )
 """
 QUARANTINE_COLUMNS = ("source", "stage", "_file", "_row_number", "column_name", "reason", "raw_row")
-
-_SCHEMA_OR_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
-# Staging tables carry the token of the process that builds them. Only one
-# process writes a DuckDB file at a time, so staging tables of another token
-# were left by a process that died mid-build (a killed run) and can go.
-STAGING_PREFIX = "_staging_"
-PROCESS_TOKEN = uuid.uuid4().hex[:8]
-
-
-def quote_ident(name: str) -> str:
-    """Quote an identifier for DuckDB; refuses names that cannot be quoted safely."""
-    if not name or '"' in name or any(ord(ch) < 32 for ch in name):
-        raise ValueError(f"unsafe identifier {name!r}")
-    return f'"{name}"'
-
-
-@dataclass(frozen=True)
-class TableName:
-    """A schema-qualified warehouse table such as `raw.crm`."""
-
-    schema: str
-    name: str
-
-    def __post_init__(self) -> None:
-        for part in (self.schema, self.name):
-            if not _SCHEMA_OR_TABLE.match(part):
-                raise ValueError(f"unsafe table name part {part!r}")
-
-    @classmethod
-    def parse(cls, qualified: str) -> TableName:
-        schema, _, name = qualified.partition(".")
-        return cls(schema, name)
-
-    @property
-    def sql(self) -> str:
-        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
-
-    def staging(self) -> TableName:
-        """A fresh staging name beside the table (unique per build)."""
-        return TableName(self.schema, f"{STAGING_PREFIX}{self.name}_{PROCESS_TOKEN}_{uuid.uuid4().hex[:8]}")
-
-    def __str__(self) -> str:
-        return f"{self.schema}.{self.name}"
 
 
 class WarehouseLocked(RuntimeError):
@@ -133,21 +90,6 @@ class QuarantineReplacement:
     sources: tuple[str, ...]
     stage: str
     staging: TableName  # holds QUARANTINE_COLUMNS
-
-
-SCRATCH = "temp"  # the schema of per-connection scratch tables: in memory, never written to the file
-
-
-def create_table(table: TableName) -> str:
-    """`CREATE TABLE <table>`, or `CREATE TEMP TABLE` for a scratch table (schema `temp`).
-
-    Intermediate results that only one build reads belong in scratch tables:
-    writing a persistent table compresses it, which costs about as much as
-    computing it.
-    """
-    if table.schema == SCRATCH:
-        return f"CREATE TEMP TABLE {quote_ident(table.name)}"
-    return f"CREATE TABLE {table.sql}"
 
 
 # Text columns of the warehouse tables that hold about one value per row:

@@ -8,16 +8,16 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, ConfigError
-from cdm_assets.domain.identity.entity_tables import entity_tables
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.marts import data_tests
 from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.masking import PreviewPolicy
-from cdm_assets.domain.warehouse import TableName
-from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, table_key
-from cdm_assets.wiring.marts import CUSTOMERS_KEY, EVENTS_KEY, TRANSACTIONS_KEY
+from cdm_assets.domain.plan import EntityPlan, EntityTables
+from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.vocabulary import CUSTOMER
+from cdm_assets.wiring.keys import EVENTS_KEY, TRANSACTIONS_KEY, raw_asset_key, table_key
 from cdm_assets.wiring.metadata import preview_policy
-from cdm_assets.wiring.raw import raw_asset_key
 
 
 def check_result(
@@ -99,9 +99,20 @@ def row_count_drop_check(asset: dg.AssetKey, max_drop: float) -> dg.AssetChecksD
 
 
 def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
-    limits = config.checks
-    previews = preview_policy(config)
-    checks = [
+    """Every built-in check: the marts', each customer-like entity's and each raw source's."""
+    plan = resolve_plan(config)
+    checks = mart_checks(config, plan.entities[CUSTOMER].tables)
+    for entity in plan.entities.values():
+        checks += entity_checks(config, entity)
+        checks += link_checks(config, entity)
+    return checks + quarantine_checks(config)
+
+
+def mart_checks(config: CdmConfig, customers: EntityTables) -> list[dg.AssetChecksDefinition]:
+    """Transactions and events: no negative amounts, known customers, and few unattributed rows."""
+    previews, limits = preview_policy(config), config.checks
+    golden = customers.golden
+    return [
         blocking_check(
             previews,
             TRANSACTIONS_KEY,
@@ -111,31 +122,17 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
         ),
         blocking_check(
             previews,
-            CUSTOMERS_KEY,
-            "customer_id_is_unique",
-            "One golden record per Customer ID.",
-            data_tests.duplicate_customer_ids,
-        ),
-        blocking_check(
-            previews,
-            CUSTOMER_ID_MAP_KEY,
-            "one_customer_id_per_record",
-            "Every customer record of the source lookup has exactly one Customer ID.",
-            data_tests.records_without_exactly_one_customer_id,
-        ),
-        blocking_check(
-            previews,
             TRANSACTIONS_KEY,
             "customers_exist",
             "Every customer_id in marts.transactions exists in marts.customers.",
-            lambda con: data_tests.orphan_customer_ids(con, TRANSACTIONS, "transaction_id"),
+            lambda con: data_tests.orphan_customer_ids(con, TRANSACTIONS, "transaction_id", golden),
         ),
         blocking_check(
             previews,
             EVENTS_KEY,
             "customers_exist",
             "Every customer_id in marts.events exists in marts.customers.",
-            lambda con: data_tests.orphan_customer_ids(con, EVENTS, "event_id"),
+            lambda con: data_tests.orphan_customer_ids(con, EVENTS, "event_id", golden),
         ),
         share_check(
             previews,
@@ -154,20 +151,13 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
             # Anonymous browsing is normal: only warn when most events stay anonymous.
             max(limits.max_unattributed_share, 0.5),
         ),
-        share_check(
-            previews,
-            CUSTOMER_ID_MAP_KEY,
-            "no_giant_clusters",
-            f"Warns when a Customer ID holds more than {config.identity.max_cluster_size} records (over-merging).",
-            lambda con: data_tests.oversized_clusters(con, config.identity.max_cluster_size),
-            0.0,
-        ),
-        row_count_drop_check(CUSTOMERS_KEY, limits.max_row_count_drop),
     ]
-    for entity in config.entities:
-        checks += entity_checks(config, entity)
-    for entity in config.customer_entities():
-        checks += link_checks(config, entity)
+
+
+def quarantine_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
+    """Per raw source: warn when more than `checks.max_quarantine_share` of its rows are quarantined."""
+    share = config.checks.max_quarantine_share
+    checks = []
     for name in config.sources:
         table = TableName("raw", name)
         checks.append(
@@ -175,9 +165,9 @@ def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
                 preview_policy(config, table),
                 raw_asset_key(name),
                 "quarantine_share",
-                f"Warns when more than {limits.max_quarantine_share:.1%} of the rows of {name} are quarantined.",
+                f"Warns when more than {share:.1%} of the rows of {name} are quarantined.",
                 lambda con, name=name, table=table: data_tests.quarantined_rows(con, name, table),
-                limits.max_quarantine_share,
+                share,
             )
         )
     return checks
@@ -223,12 +213,12 @@ def schema_change_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
         return list(dg.build_column_schema_change_checks(assets=[raw_asset_key(name) for name in config.sources]))
 
 
-def entity_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition]:
-    """The identity and golden-record checks of a declared customer-like entity (e.g. accounts)."""
-    tables = entity_tables(config, entity)
+def entity_checks(config: CdmConfig, entity: EntityPlan) -> list[dg.AssetChecksDefinition]:
+    """The identity and golden-record checks of a customer-like entity (customers, accounts, ...)."""
+    tables = entity.tables
     previews = preview_policy(config)
     golden, id_map = table_key(tables.golden), table_key(tables.id_map)
-    max_size = config.identity_settings(entity).max_cluster_size
+    max_size = entity.max_cluster_size
     return [
         blocking_check(
             previews,
@@ -241,7 +231,7 @@ def entity_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefiniti
             previews,
             id_map,
             f"one_{tables.id_column}_per_record",
-            f"Every {entity} record of the source lookup has exactly one {tables.label}.",
+            f"Every {entity.name} record of the source lookup has exactly one {tables.label}.",
             lambda con: data_tests.records_without_exactly_one_customer_id(con, tables),
         ),
         share_check(
@@ -256,17 +246,17 @@ def entity_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefiniti
     ]
 
 
-def link_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition]:
+def link_checks(config: CdmConfig, entity: EntityPlan) -> list[dg.AssetChecksDefinition]:
     """Per linked entity: warn when records name linked records that do not exist (a contact's
     account id matching no account)."""
     checks = []
     previews = preview_policy(config)
-    golden = table_key(entity_tables(config, entity).golden)
-    for linked in config.linked_entities(entity):
-        target = entity_tables(config, linked)
+    golden = table_key(entity.tables.golden)
+    for target in entity.linked:
+        linked = target.entity
         links = [
             data_tests.Link(name, source.record_id, source.links[linked].column, source.links[linked].source)
-            for name, source in sorted(config.sources_of(entity).items())
+            for name, source in sorted(entity.sources.items())
             if linked in source.links
         ]
         checks.append(
@@ -275,7 +265,7 @@ def link_checks(config: CdmConfig, entity: str) -> list[dg.AssetChecksDefinition
                 golden,
                 f"{linked}_links_resolve",
                 f"Warns when more than {config.checks.max_unattributed_share:.0%} of the {linked} references "
-                f"of {entity} records name no {linked} record.",
+                f"of {entity.name} records name no {linked} record.",
                 lambda con, links=links, target=target: data_tests.dangling_links(con, links, target),
                 config.checks.max_unattributed_share,
             )

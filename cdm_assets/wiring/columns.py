@@ -15,11 +15,14 @@ from collections.abc import Callable
 import dagster as dg
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.identity.match_model import model_settings
 from cdm_assets.domain.identity.match_model.scoring import weight_column
+from cdm_assets.domain.identity.source_lookup import KEY_COLUMNS
 from cdm_assets.domain.marts.customers import ADDRESS_FIELDS, PERSON_FIELDS
-from cdm_assets.domain.warehouse import TableName
+from cdm_assets.domain.plan import EntityPlan
+from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.vocabulary import CUSTOMER
 
 TEXT, KEY, DATE, TIME, FLOAT = "VARCHAR", "BIGINT", "DATE", "TIMESTAMP", "DOUBLE"
 
@@ -98,19 +101,18 @@ def column_schema(columns: list[tuple[str, str]], extra: dict[str, str] | None =
     )
 
 
-def lookup_columns(config: CdmConfig) -> list[tuple[str, str]]:
+def lookup_columns(entity: EntityPlan) -> list[tuple[str, str]]:
     person = [("first_name", TEXT), ("last_name", TEXT), ("email", TEXT), ("phone", TEXT), ("birth_date", DATE)]
     address = [(field, TEXT) for field in ADDRESS_FIELDS]
-    keys = ["first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date_key",
-            "email_key", "phone_key", "postcode_key", "address_key"]  # fmt: skip
+    identifiers = [(f"id_{name}", TEXT) for name in entity.identifier_names]
     return [
         ("record_key", KEY), ("source", TEXT), ("source_record_id", TEXT), ("precedence", "INTEGER"),
-        *person, *address, *((f"id_{name}", TEXT) for name in config.identifier_names()), *((k, TEXT) for k in keys),
+        *person, *address, *identifiers, *((k, TEXT) for k in KEY_COLUMNS),
     ]  # fmt: skip
 
 
-def graph_columns(config: CdmConfig) -> list[tuple[str, str]]:
-    settings = model_settings(config)
+def graph_columns(entity: EntityPlan) -> list[tuple[str, str]]:
+    settings = model_settings(entity)
     model = []
     if settings is not None:
         model = [("match_probability", FLOAT), ("match_weight", FLOAT)]
@@ -119,10 +121,10 @@ def graph_columns(config: CdmConfig) -> list[tuple[str, str]]:
     return [*pair, ("rule", TEXT), ("score", FLOAT), *model, ("key_a", KEY), ("key_b", KEY)]
 
 
-def customers_columns(config: CdmConfig) -> list[tuple[str, str]]:
+def customers_columns(entity: EntityPlan) -> list[tuple[str, str]]:
     person = [(field, DATE if field == "birth_date" else TEXT) for field in PERSON_FIELDS]
-    links = [(entity_tables(config, linked).id_column, TEXT) for linked in config.linked_entities()]
-    attributes = [*links, *((name, TEXT) for name in config.attribute_names())]
+    links = [(linked.id_column, TEXT) for linked in entity.linked]
+    attributes = [*links, *((name, TEXT) for name in entity.attribute_names)]
     return [
         ("customer_id", TEXT), *person, *((f, TEXT) for f in ADDRESS_FIELDS), *attributes,
         ("sources", "VARCHAR[]"), ("record_count", KEY), ("first_seen", TIME), ("last_seen", TIME),
@@ -132,10 +134,11 @@ def customers_columns(config: CdmConfig) -> list[tuple[str, str]]:
 
 def definition_schemas(config: CdmConfig) -> dict[TableName, dg.TableSchema]:
     """The customer entity's identity tables and its golden table, by table."""
-    tables = CUSTOMER_TABLES
+    customer = resolve_plan(config).entities[CUSTOMER]
+    tables = customer.tables
     return {
-        tables.lookup: column_schema(lookup_columns(config)),
-        tables.graph: column_schema(graph_columns(config)),
+        tables.lookup: column_schema(lookup_columns(customer)),
+        tables.graph: column_schema(graph_columns(customer)),
         tables.id_map: column_schema(
             [("source", TEXT), ("source_record_id", TEXT), ("customer_id", TEXT), ("record_key", KEY), ("cluster", KEY)]
         ),
@@ -149,8 +152,8 @@ def definition_schemas(config: CdmConfig) -> dict[TableName, dg.TableSchema]:
             ]
         ),
         tables.golden: column_schema(
-            customers_columns(config),
-            {name: "an attribute from cdm.yaml (attributes:)" for name in config.attribute_names()},
+            customers_columns(customer),
+            {name: "an attribute from cdm.yaml (attributes:)" for name in customer.attribute_names},
         ),
     }
 

@@ -1,12 +1,16 @@
-"""The identity layer as assets: source lookup, identity graph, Customer IDs."""
+"""The identity layer as assets: source lookup, match model, identity graph, stable ids.
+
+Each customer-like entity of the plan gets the same chain of assets over its own tables.
+"""
+
+import dataclasses
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.config.model import CUSTOMER
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
-from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
+from cdm_assets.config.plan import resolve_plan
+from cdm_assets.domain.identity.match_model import ModelSettings, ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.parameters import StoredModel
 from cdm_assets.domain.identity.match_rules import links_per_rule
 from cdm_assets.domain.identity.resolution import (
@@ -17,24 +21,13 @@ from cdm_assets.domain.identity.resolution import (
     match_rules,
 )
 from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
+from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
-from cdm_assets.domain.warehouse import TableName
+from cdm_assets.domain.vocabulary import CUSTOMER
+from cdm_assets.wiring.keys import IDENTITY_GROUP, OWNERS, raw_asset_key, table_key
 from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
-from cdm_assets.wiring.raw import OWNERS, raw_asset_key
 
-IDENTITY_GROUP = "identity"
-
-
-def table_key(table: TableName) -> dg.AssetKey:
-    """The asset key of a warehouse table: `identity.source_lookup` → identity/source_lookup."""
-    return dg.AssetKey([table.schema, table.name])
-
-
-SOURCE_LOOKUP_KEY = table_key(CUSTOMER_TABLES.lookup)
-MATCH_MODEL_KEY = table_key(CUSTOMER_TABLES.model)
-IDENTITY_GRAPH_KEY = table_key(CUSTOMER_TABLES.graph)
-CUSTOMER_ID_MAP_KEY = table_key(CUSTOMER_TABLES.id_map)
-CUSTOMER_ID_HISTORY_KEY = table_key(CUSTOMER_TABLES.id_history)
+SPEC_COMMON = {"group_name": IDENTITY_GROUP, "kinds": {"duckdb"}, "owners": OWNERS}
 
 
 class MatchModelRun(dg.Config):
@@ -102,26 +95,36 @@ def size_buckets(sizes: dict[int, int]) -> dict[str, int]:
 
 def build_identity_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
     """The identity layer of `customer` and of every declared customer-like entity."""
-    return [asset for entity in config.customer_entities() for asset in entity_identity_assets(config, entity)]
+    plan = resolve_plan(config)
+    return [asset for entity in plan.entities.values() for asset in entity_identity_assets(config, plan, entity)]
 
 
-def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefinition]:
-    tables = entity_tables(config, entity)
-    raw_sources = [raw_asset_key(name) for name in config.sources_of(entity)]
-    rules = match_rules(config, entity)
-    lookup_key, graph_key = table_key(tables.lookup), table_key(tables.graph)
-    map_key, history_key = table_key(tables.id_map), table_key(tables.id_history)
-    label = tables.label
-    records = "customer records" if entity == CUSTOMER else f"{entity} records"
-    spec_common = {"group_name": IDENTITY_GROUP, "kinds": {"duckdb"}, "owners": OWNERS}
+def entity_identity_assets(config: CdmConfig, plan: Plan, entity: EntityPlan) -> list[dg.AssetsDefinition]:
+    """Source lookup, match model (when on), identity graph and ids of one entity."""
+    settings = model_settings(entity)
+    model = [match_model_asset(entity, settings)] if settings is not None else []
+    return [
+        source_lookup_asset(config, plan, entity),
+        *model,
+        identity_graph_asset(config, entity, with_model=settings is not None),
+        entity_ids_asset(config, entity),
+    ]
+
+
+def _records(entity: EntityPlan) -> str:
+    return "customer records" if entity.name == CUSTOMER else f"{entity.name} records"
+
+
+def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan) -> dg.AssetsDefinition:
+    tables = entity.tables
 
     @dg.asset(
-        key=lookup_key,
-        deps=raw_sources,
-        **spec_common,
+        key=table_key(tables.lookup),
+        deps=[raw_asset_key(name) for name in entity.sources],
+        **SPEC_COMMON,
         pool="duckdb",
         description=(
-            f"Every record of every {entity} source, one row each: names, emails, phones (E.164), "
+            f"Every record of every {entity.name} source, one row each: names, emails, phones (E.164), "
             "dates, addresses and countries standardised, plus the match keys the identity rules compare. "
             "Values a standardisation leaves NULL (an implausible birth date, an invalid or placeholder "
             "email or phone, an unknown country) are counted per source, field and reason."
@@ -129,9 +132,9 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
     )
     def source_lookup(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
-            for name in ensure_raw_tables(con, config.sources):
+            for name in ensure_raw_tables(con, plan.sources):
                 context.log.warning(f"raw/{name} has not been loaded yet: it counts as an empty source")
-            build = build_source_lookup_counting_nulls(con, config, entity)
+            build = build_source_lookup_counting_nulls(con, entity)
             per_source = dict(
                 con.execute(
                     f"SELECT source, count(*) FROM {tables.lookup.sql} GROUP BY source ORDER BY source"
@@ -146,49 +149,53 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             }
         )
 
-    settings_of_model = model_settings(config, entity)
-    model_key = table_key(tables.model)
-    model_assets = []
-    if settings_of_model is not None:
+    return source_lookup
 
-        @dg.asset(
-            key=model_key,
-            deps=[lookup_key],
-            **spec_common,
-            pool="duckdb",
-            description=(
-                f"The match model of {records}: per compared field and level, m (how often the records "
-                "of one person reach it) and u (how often two different people do), estimated from the "
-                "records themselves, without labels. Trained when missing, when its settings change or "
-                "with `retrain: true` in the run config; reused otherwise, so unchanged input keeps every id."
-            ),
-        )
-        def match_model(context: dg.AssetExecutionContext, config: MatchModelRun, duckdb: DuckDBResource):
-            with duckdb.get_connection() as con:
-                stored, trained = ensure_match_model(
-                    con, settings_of_model, tables.lookup, tables.model, retrain=config.retrain
-                )
-            context.log.info("match model " + ("trained" if trained else "reused: it fits the settings"))
-            return dg.MaterializeResult(metadata=model_metadata(stored, trained))
 
-        model_assets.append(match_model)
+def match_model_asset(entity: EntityPlan, settings: ModelSettings) -> dg.AssetsDefinition:
+    tables = entity.tables
 
     @dg.asset(
-        key=graph_key,
-        deps=[lookup_key, *([model_key] if settings_of_model is not None else [])],
-        **spec_common,
+        key=table_key(tables.model),
+        deps=[table_key(tables.lookup)],
+        **SPEC_COMMON,
         pool="duckdb",
-        metadata={"rules": dg.MetadataValue.json([r.model_dump() for r in rules])},
         description=(
-            f"Which {records} are the same {'person' if entity == CUSTOMER else entity}: one row per link "
-            "between two records, labelled with the hard rule that linked them (first in configured order) "
-            "or `match_model`, with the model's match probability, match weight and the weight of each "
-            "compared field."
+            f"The match model of {_records(entity)}: per compared field and level, m (how often the records "
+            "of one person reach it) and u (how often two different people do), estimated from the "
+            "records themselves, without labels. Trained when missing, when its settings change or "
+            "with `retrain: true` in the run config; reused otherwise, so unchanged input keeps every id."
+        ),
+    )
+    def match_model(context: dg.AssetExecutionContext, config: MatchModelRun, duckdb: DuckDBResource):
+        with duckdb.get_connection() as con:
+            stored, trained = ensure_match_model(con, settings, tables.lookup, tables.model, retrain=config.retrain)
+        context.log.info("match model " + ("trained" if trained else "reused: it fits the settings"))
+        return dg.MaterializeResult(metadata=model_metadata(stored, trained))
+
+    return match_model
+
+
+def identity_graph_asset(config: CdmConfig, entity: EntityPlan, with_model: bool) -> dg.AssetsDefinition:
+    tables = entity.tables
+    rules = match_rules(entity)
+
+    @dg.asset(
+        key=table_key(tables.graph),
+        deps=[table_key(tables.lookup), *([table_key(tables.model)] if with_model else [])],
+        **SPEC_COMMON,
+        pool="duckdb",
+        metadata={"rules": dg.MetadataValue.json([dataclasses.asdict(r) for r in rules])},
+        description=(
+            f"Which {_records(entity)} are the same {'person' if entity.name == CUSTOMER else entity.name}: "
+            "one row per link between two records, labelled with the hard rule that linked them (first in "
+            "configured order) or `match_model`, with the model's match probability, match weight and the "
+            "weight of each compared field."
         ),
     )
     def identity_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
-            built = build_graph(con, config, entity)
+            built = build_graph(con, entity)
             per_rule = links_per_rule(con, tables.graph)
             metadata = table_metadata(con, tables.graph, preview_policy(config), config)
         # one number per rule, so the UI plots each rule's links across runs; and the model's
@@ -204,15 +211,22 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             }
         )
 
+    return identity_graph
+
+
+def entity_ids_asset(config: CdmConfig, entity: EntityPlan) -> dg.AssetsDefinition:
+    tables, label, name = entity.tables, entity.tables.label, entity.name
+    map_key, history_key, graph_key = table_key(tables.id_map), table_key(tables.id_history), table_key(tables.graph)
+
     @dg.multi_asset(
-        name=f"{entity}_ids",
+        name=f"{name}_ids",
         specs=[
             dg.AssetSpec(
                 map_key,
                 deps=[graph_key],
-                **spec_common,
+                **SPEC_COMMON,
                 description=(
-                    f"The stable {label} of every {entity} record: connected groups of the identity "
+                    f"The stable {label} of every {name} record: connected groups of the identity "
                     "graph, keeping their ids across re-runs (merges keep the older id, splits leave it "
                     "with the larger part)."
                 ),
@@ -220,7 +234,7 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             dg.AssetSpec(
                 history_key,
                 deps=[graph_key],
-                **spec_common,
+                **SPEC_COMMON,
                 description=f"Every {label} change: created, merged, split, moved, retired; append-only.",
             ),
         ],
@@ -228,16 +242,16 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
     )
     def entity_ids(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         with duckdb.get_connection() as con:
-            assignment = assign_ids_from_graph(con, tables=tables)
+            assignment = assign_ids_from_graph(con, tables)
             sizes = cluster_size_distribution(con, tables)
-            largest = largest_clusters(con, tables=tables)
+            largest = largest_clusters(con, tables)
             map_metadata = table_metadata(con, tables.id_map, preview_policy(config), config)
             history_metadata = table_metadata(con, tables.id_history, preview_policy(config), config)
         yield dg.MaterializeResult(
             asset_key=map_key,
             metadata={
                 **map_metadata,
-                f"{entity}s": assignment.customers,
+                f"{name}s": assignment.customers,
                 "cluster_size_distribution": dg.MetadataValue.json({str(k): v for k, v in sizes.items()}),
                 **size_buckets(sizes),
                 "largest_clusters": dg.MetadataValue.table(
@@ -259,4 +273,4 @@ def entity_identity_assets(config: CdmConfig, entity: str) -> list[dg.AssetsDefi
             },
         )
 
-    return [source_lookup, *model_assets, identity_graph, entity_ids]
+    return entity_ids

@@ -6,39 +6,45 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
-from cdm_assets.domain.identity.entity_tables import entity_tables
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events
 from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transactions
+from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
-from cdm_assets.wiring.identity import CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY, table_key
+from cdm_assets.domain.vocabulary import CUSTOMER, EVENT, TRANSACTION
+from cdm_assets.wiring.keys import (
+    CUSTOMER_METRICS_KEY,
+    EVENTS_KEY,
+    MARTS_GROUP,
+    OWNERS,
+    TRANSACTIONS_KEY,
+    raw_asset_key,
+    table_key,
+)
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
-from cdm_assets.wiring.raw import OWNERS, raw_asset_key
-
-MARTS_GROUP = "marts"
-CUSTOMERS_KEY = dg.AssetKey(["marts", "customers"])
-TRANSACTIONS_KEY = dg.AssetKey(["marts", "transactions"])
-EVENTS_KEY = dg.AssetKey(["marts", "events"])
-CUSTOMER_METRICS_KEY = dg.AssetKey(["marts", "customer_metrics"])
 
 
 def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
+    plan = resolve_plan(config)
+    customer = plan.entities[CUSTOMER].tables
+
     def raw_keys(entity: str) -> list[dg.AssetKey]:
-        return [raw_asset_key(name) for name in config.sources_of(entity)]
+        return [raw_asset_key(name) for name in plan.sources_of(entity)]
 
     common = {"group_name": MARTS_GROUP, "kinds": {"duckdb"}, "owners": OWNERS, "pool": "duckdb"}
 
-    golden = [golden_records_asset(config, entity, common) for entity in config.customer_entities()]
+    golden = [golden_records_asset(config, plan, entity, common) for entity in plan.entities.values()]
 
-    @dg.asset(key=TRANSACTIONS_KEY, deps=[CUSTOMER_ID_MAP_KEY, *raw_keys("transaction")], **common)
+    @dg.asset(key=TRANSACTIONS_KEY, deps=[table_key(customer.id_map), *raw_keys(TRANSACTION)], **common)
     def transactions(duckdb: DuckDBResource) -> dg.MaterializeResult:
         """Every order and return of every transaction source, linked to its Customer ID.
         Amounts are non-negative (the type tells order from return), currencies ISO 4217,
         timestamps parsed; rows breaking these rules are quarantined with the reason."""
         with duckdb.get_connection() as con:
-            ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
-            report = build_transactions(con, config)
+            ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
+            report = build_transactions(con, plan)
             metadata = table_metadata(con, TRANSACTIONS, preview_policy(config))
         return dg.MaterializeResult(
             metadata={
@@ -49,37 +55,36 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
             }
         )
 
-    @dg.asset(key=EVENTS_KEY, deps=[CUSTOMER_ID_MAP_KEY, SOURCE_LOOKUP_KEY, *raw_keys("event")], **common)
+    @dg.asset(key=EVENTS_KEY, deps=[table_key(customer.id_map), table_key(customer.lookup), *raw_keys(EVENT)], **common)
     def events(duckdb: DuckDBResource) -> dg.MaterializeResult:
         """Every tracked event, linked to a Customer ID by customer reference or email;
         anonymous ids seen with a known customer are stitched to that customer, earlier
         anonymous events included."""
         with duckdb.get_connection() as con:
-            ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
-            report = build_events(con, config)
+            ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
+            report = build_events(con, plan)
             metadata = table_metadata(con, EVENTS, preview_policy(config))
         return dg.MaterializeResult(metadata={**metadata, "attribution": dg.MetadataValue.json(report.by_attribution)})
 
-    @dg.asset(key=CUSTOMER_METRICS_KEY, deps=[CUSTOMERS_KEY, TRANSACTIONS_KEY, EVENTS_KEY], **common)
+    @dg.asset(key=CUSTOMER_METRICS_KEY, deps=[table_key(customer.golden), TRANSACTIONS_KEY, EVENTS_KEY], **common)
     def customer_metrics(duckdb: DuckDBResource) -> dg.MaterializeResult:
         """Per customer: orders, returns, net revenue per currency, first and last order,
         days since the last order, event count and last event."""
         with duckdb.get_connection() as con:
-            build_customer_metrics(con)
+            build_customer_metrics(con, customer)
             metadata = table_metadata(con, CUSTOMER_METRICS, preview_policy(config))
         return dg.MaterializeResult(metadata=metadata)
 
     return [*golden, transactions, events, customer_metrics]
 
 
-def golden_records_asset(config: CdmConfig, entity: str, common: dict) -> dg.AssetsDefinition:
+def golden_records_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, common: dict) -> dg.AssetsDefinition:
     """`marts/customers`, or the golden records of another customer-like entity."""
-    tables = entity_tables(config, entity)
-    linked = [entity_tables(config, e) for e in config.linked_entities(entity)]
+    tables, linked = entity.tables, entity.linked
     deps = [
         table_key(tables.id_map),
         *(table_key(t.id_map) for t in linked),
-        *(raw_asset_key(name) for name in config.sources_of(entity)),
+        *(raw_asset_key(name) for name in entity.sources),
     ]
     links = "".join(f", the {t.id_column} of its {t.entity}" for t in linked)
 
@@ -89,16 +94,16 @@ def golden_records_asset(config: CdmConfig, entity: str, common: dict) -> dg.Ass
         description=(
             f"One golden record per {tables.label}: each field from the best source by survivorship "
             f"(precedence, then most recent, then most frequent), attributes declared in cdm.yaml{links}, "
-            f"the {entity}'s sources, record count, first and last seen."
+            f"the {entity.name}'s sources, record count, first and last seen."
         ),
         **common,
     )
     def golden_records(duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as con:
-            ensure_raw_tables(con, config.sources)  # sources not landed yet count as empty
-            build_customers(con, config, entity)
+            ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
+            build_customers(con, entity)
             metadata = table_metadata(con, tables.golden, preview_policy(config), config)
-        attributes = ", ".join(config.attribute_names(entity)) or "none"
+        attributes = ", ".join(entity.attribute_names) or "none"
         return dg.MaterializeResult(metadata={**metadata, "attributes": attributes})
 
     return golden_records

@@ -8,7 +8,8 @@ import duckdb
 from cdm_assets.config import CdmConfig, column_of
 from cdm_assets.domain.identity.nulled_values import NulledValues, total_nulled
 from cdm_assets.domain.masking import PreviewPolicy, source_columns
-from cdm_assets.domain.warehouse import TableName, row_count, table_columns
+from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.warehouse import row_count, table_columns
 from cdm_assets.wiring.columns import column_description, definition_schemas
 
 PREVIEW_ROWS = 5

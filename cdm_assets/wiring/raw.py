@@ -7,25 +7,23 @@ run) loads just that one. Each asset still gets its own materialisation,
 metadata, checks and lineage.
 """
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from cdm_assets.config import CdmConfig, SourceConfig
+from cdm_assets.config import CdmConfig
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.masking import PreviewPolicy
+from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
+from cdm_assets.wiring.keys import OWNERS, RAW_GROUP, raw_asset_key
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
-RAW_GROUP = "raw"
-OWNERS = ["team:data-platform"]
 
-
-def raw_asset_key(source_name: str) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source_name])
-
-
-def raw_asset_spec(config: CdmConfig, name: str, source: SourceConfig) -> dg.AssetSpec:
+def raw_asset_spec(config: CdmConfig, source: Source) -> dg.AssetSpec:
     """The asset of one source: every landed file of it, loaded into `raw.<source>`."""
-    file_format = source.file_format()
+    name, file_format = source.name, source.file_format
     return dg.AssetSpec(
         key=raw_asset_key(name),
         group_name=RAW_GROUP,
@@ -33,22 +31,23 @@ def raw_asset_spec(config: CdmConfig, name: str, source: SourceConfig) -> dg.Ass
         owners=OWNERS,
         tags={"cdm/entity": source.entity},
         description=(
-            f"Every {file_format} file landed at `{source.path}` for the {source.entity} source "
+            f"Every {file_format} file landed at `{config.sources[name].path}` for the {source.entity} source "
             f"**{name}**, one row per accepted input row with `_file` and `_row_number`. "
             "Rows that cannot be accepted go to `raw.quarantine` with the reason."
         ),
-        metadata={"cdm/landing_glob": str(config.resolve(source.path)), "cdm/record_id": source.record_id},
+        metadata={"cdm/landing_glob": source.path, "cdm/record_id": source.record_id},
     )
 
 
 def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
-    if not config.sources:
+    plan = resolve_plan(config)
+    if not plan.sources:
         return []
-    names_by_key = {raw_asset_key(name): name for name in config.sources}
+    names_by_key = {raw_asset_key(name): name for name in plan.sources}
 
     @dg.multi_asset(
         name="raw_sources",
-        specs=[raw_asset_spec(config, name, source) for name, source in config.sources.items()],
+        specs=[raw_asset_spec(config, source) for source in plan.sources.values()],
         can_subset=True,
         pool="duckdb",
     )
@@ -56,12 +55,10 @@ def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
         selected = [names_by_key[key] for key in context.selected_asset_keys]
         landings = {}
         for name in selected:
-            source = config.sources[name]
-            files = landed_files(config.resolve(source.path))
+            source = plan.sources[name]
+            files = landed_files(Path(source.path))
             if not files:
-                context.log.warning(
-                    f"sources.{name}.path: no file matches {config.resolve(source.path)}; loading an empty table"
-                )
+                context.log.warning(f"sources.{name}.path: no file matches {source.path}; loading an empty table")
             landings[name] = (source, files)
         failed = []
         with duckdb.get_connection() as con:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from cdm_assets.domain.identity.clustering import cluster_labels
-from cdm_assets.domain.warehouse import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident
 
 _MEMBERS = "_cdm_cannot_link_members"
 

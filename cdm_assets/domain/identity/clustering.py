@@ -14,7 +14,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cdm_assets.domain.warehouse import TableName, create_table
+from cdm_assets.domain.sql import TableName, create_table
 
 
 def cluster_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:

@@ -26,20 +26,9 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
-from cdm_assets.domain.warehouse import (
-    SCRATCH,
-    TableName,
-    create_table,
-    create_table_as,
-    quote_ident,
-    staged_tables,
-    swap_in,
-    table_exists,
-)
-
-CUSTOMER_ID_MAP = CUSTOMER_TABLES.id_map
-CUSTOMER_ID_HISTORY = CUSTOMER_TABLES.id_history
+from cdm_assets.domain.plan import EntityTables
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in, table_exists
 
 
 def history_ddl(tables: EntityTables) -> str:
@@ -65,8 +54,8 @@ def assign_customer_ids(
     con: duckdb.DuckDBPyConnection,
     lookup: TableName,
     clusters: TableName,
+    tables: EntityTables,
     now: datetime | None = None,
-    tables: EntityTables = CUSTOMER_TABLES,
 ) -> IdAssignment:
     """Write `identity.customer_id_map` and append to `identity.customer_id_history`
     (or the map and history of another customer-like entity).

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cdm_assets.config.model import MatchRule
+from cdm_assets.domain.plan import MatchRule
+from cdm_assets.domain.vocabulary import identifier_key
 
 # The defaults are tuned so that a shared household email, phone or address
 # never links on its own: a link also needs the same (or a similar) first
@@ -81,7 +82,7 @@ def identifier_typo_rules(identifier: str) -> list[MatchRule]:
     L0000041 and L0000042, see `match_rules.numbered`), and a different phone or email
     keeps two people apart.
     """
-    key = f"identifier:{identifier}"
+    key = identifier_key(identifier)
     typo = {key: 1}
     apart = ["phone", "email"]
     return [
@@ -104,7 +105,7 @@ def identifier_typo_rules(identifier: str) -> list[MatchRule]:
 
 def identifier_rules(identifier_names: Sequence[str]) -> list[MatchRule]:
     """A shared source identifier (a loyalty card, a national id) is one person."""
-    return [MatchRule(name=f"same_{name}", exact=[f"identifier:{name}"]) for name in identifier_names]
+    return [MatchRule(name=f"same_{name}", exact=[identifier_key(name)]) for name in identifier_names]
 
 
 def default_rules(identifier_names: Sequence[str]) -> list[MatchRule]:

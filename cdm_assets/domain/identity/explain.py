@@ -4,30 +4,28 @@ from __future__ import annotations
 
 import duckdb
 
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
-from cdm_assets.domain.warehouse import quote_ident, table_columns
+from cdm_assets.domain.identity.source_lookup import KEY_COLUMNS
+from cdm_assets.domain.plan import EntityTables
+from cdm_assets.domain.sql import quote_ident
+from cdm_assets.domain.warehouse import table_columns
 
 RECORD_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "postcode", "city", "country")
-# The match keys rules and the model compare: shown per record, since a key can hold a
-# value where the field is empty (a phone without a country code has a key, no E.164).
-COMPARED_KEYS = (
-    "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date_key",
-    "email_key", "phone_key", "postcode_key", "address_key",
-)  # fmt: skip
 
 
 class UnknownCustomer(LookupError):
     pass
 
 
-def explain_customer(con: duckdb.DuckDBPyConnection, customer_id: str, tables: EntityTables = CUSTOMER_TABLES) -> str:
+def explain_customer(con: duckdb.DuckDBPyConnection, customer_id: str, tables: EntityTables) -> str:
     """A plain-text account of one customer (or one id of another customer-like
     entity): records, links with their rules, id history."""
     id_column, previous_column = quote_ident(tables.id_column), quote_ident(tables.previous_id_column)
     lookup_columns = [name for name, _ in table_columns(con, tables.lookup)]
     identifiers = [name for name in lookup_columns if name.startswith("id_")]
     fields = [*RECORD_FIELDS, *identifiers]
-    keys = [name for name in COMPARED_KEYS if name in lookup_columns]
+    # The match keys rules and the model compare: shown per record, since a key can hold a
+    # value where the field is empty (a phone without a country code has a key, no E.164).
+    keys = [name for name in KEY_COLUMNS if name in lookup_columns]
     fields_and_keys = [*fields, *keys]
     records = con.execute(
         f"""

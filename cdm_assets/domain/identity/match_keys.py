@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-# Match key → column of identity.source_lookup; `identifier:<name>` → `id_<name>`.
-KEY_COLUMNS = {
-    "email": "email_key",
-    "phone": "phone_key",
-    "first_name": "first_name_key",
-    "first_name_root": "first_name_root",
-    "last_name": "last_name_key",
-    "last_name_core": "last_name_core",
-    "birth_date": "birth_date_key",
-    "postcode": "postcode_key",
-    "address": "address_key",
-}
+from cdm_assets.domain.vocabulary import match_key
 
 
 def key_column(key: str) -> str:
-    if key.startswith("identifier:"):
-        return "id_" + key.split(":", 1)[1]
-    return KEY_COLUMNS[key]
+    """The source lookup column of a match key; `identifier:<name>` → `id_<name>`."""
+    return match_key(key).column

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.config.model import MatchRule
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
 from cdm_assets.domain.identity.match_keys import key_column
 from cdm_assets.domain.identity.match_model.scoring import (
     MODEL_RULE_ORDER,
@@ -31,38 +29,16 @@ from cdm_assets.domain.identity.match_model.scoring import (
     build_model_links,
     weight_column,
 )
-from cdm_assets.domain.identity.standardise import sql_string
-from cdm_assets.domain.warehouse import (
-    SCRATCH,
-    TableName,
-    create_table,
-    create_table_as,
-    quote_ident,
-    staged_tables,
-    swap_in,
-)
+from cdm_assets.domain.plan import EntityTables, MatchRule
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.vocabulary import match_key
+from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in
 
-SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
-IDENTITY_GRAPH = CUSTOMER_TABLES.graph
 MODEL_RULE = "match_model"  # the rule label of the links the match model makes
 
 # How alike the first names of everybody sharing a key must be for the key to
 # count as one person's own (so that a record without a name may use it).
 PRIVATE_NAME_SIMILARITY = 0.9
-
-
-def placeholder_prone(key: str) -> bool:
-    """Keys whose values belong to one person or one home: a value held by more
-    than `max_records_per_key` records is a placeholder (or a shop's own phone),
-    neither evidence for a link nor against one."""
-    return key in ("email", "phone", "address") or key.startswith("identifier:")
-
-
-def numbered(key: str) -> bool:
-    """Keys whose values are handed out in sequence (cards, accounts, phone
-    lines, house numbers, postcodes): neighbouring values belong to neighbours,
-    so one apart in the last place is no typo."""
-    return key in ("phone", "address", "postcode") or key.startswith("identifier:")
 
 
 def is_placeholder(value: str, key: str, placeholders: TableName) -> str:
@@ -81,7 +57,7 @@ _BLOCK = "_block"  # the column of a rule's keyed records holding the hash of th
 _COMPARED = ("record_key", "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date")
 
 
-def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: TableName | None = None) -> str:
+def rule_sql(rule: MatchRule, lookup: TableName, placeholders: TableName | None = None) -> str:
     """One rule as a SELECT of (key_a, key_b, score, weak); `$max_records` is max_records_per_key.
 
     Blocks are found with GROUP BY, not window functions: most key values
@@ -108,7 +84,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
             f" AND {quote_ident(key_column(k))} NOT IN (SELECT {quote_ident(key_column(k))} FROM keyed "
             f"GROUP BY {quote_ident(key_column(k))} HAVING count(*) > $max_records)"
             for k in rule.exact
-            if placeholder_prone(k)
+            if match_key(k).personal
         )
         if len(exact) > 1
         else ""
@@ -120,7 +96,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         # checked only for the few pairs whose values differ
         placeholder = (
             f" OR {is_placeholder(f'a.{column}', key, placeholders)} OR {is_placeholder(f'b.{column}', key, placeholders)}"
-            if placeholders is not None and placeholder_prone(key)
+            if placeholders is not None and match_key(key).personal
             else ""
         )
         pair_conditions.append(f"(a.{column} IS NULL OR b.{column} IS NULL OR a.{column} = b.{column}{placeholder})")
@@ -129,7 +105,7 @@ def rule_sql(rule: MatchRule, lookup: TableName = SOURCE_LOOKUP, placeholders: T
         within = f"damerau_levenshtein({a}, {b}) <= {int(edits)}"
         # CASE: the sequence test (regular expressions) only for the few pairs within reach
         pair_conditions.append(
-            f"CASE WHEN {within} THEN NOT {_in_sequence(a, b)} ELSE false END" if numbered(key) else within
+            f"CASE WHEN {within} THEN NOT {_in_sequence(a, b)} ELSE false END" if match_key(key).numbered else within
         )
     if not rule.similar:
         return _key_pairs_sql(keyed, shared_alone, join, pair_conditions)
@@ -276,7 +252,7 @@ def build_identity_graph(
     con: duckdb.DuckDBPyConnection,
     rules: Sequence[MatchRule],
     max_records_per_key: int,
-    tables: EntityTables = CUSTOMER_TABLES,
+    tables: EntityTables,
     model: ScoringModel | None = None,
 ) -> GraphBuild:
     """Write `identity.identity_graph` (or another entity's graph): one row per linked pair.
@@ -372,7 +348,7 @@ def build_identity_graph(
 
 def _placeholder_checked_keys(rules: Sequence[MatchRule]) -> list[str]:
     """Placeholder-prone keys some rule says must not differ: their placeholders are listed."""
-    return sorted({key for rule in rules for key in rule.must_not_differ if placeholder_prone(key)})
+    return sorted({key for rule in rules for key in rule.must_not_differ if match_key(key).personal})
 
 
 def _cannot_link_keys(
@@ -388,11 +364,11 @@ def _cannot_link_keys(
         for key in rule.must_not_differ:
             column = key_column(key)
             key_values[column] = (
-                without_placeholders(key, placeholders) if placeholder_prone(key) else quote_ident(column)
+                without_placeholders(key, placeholders) if match_key(key).personal else quote_ident(column)
             )
             rule_orders.setdefault(column, []).append(order)
     return key_values, rule_orders
 
 
-def links_per_rule(con: duckdb.DuckDBPyConnection, graph: TableName = IDENTITY_GRAPH) -> dict[str, int]:
+def links_per_rule(con: duckdb.DuckDBPyConnection, graph: TableName) -> dict[str, int]:
     return dict(con.execute(f"SELECT rule, count(*) FROM {graph.sql} GROUP BY rule ORDER BY 2 DESC").fetchall())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.domain.warehouse import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident
 
 # The transient column of the staged lookup that holds each record's reasons.
 NULLED_REASONS_COLUMN = "_nulled_reasons"

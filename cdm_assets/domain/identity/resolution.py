@@ -13,50 +13,46 @@ from datetime import datetime
 
 import duckdb
 
-from cdm_assets.config.model import CUSTOMER, CdmConfig, MatchRule
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_customer_ids
 from cdm_assets.domain.identity.default_rules import default_rules, identifier_rules
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
 from cdm_assets.domain.identity.match_rules import GraphBuild, build_identity_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
-from cdm_assets.domain.warehouse import SCRATCH, TableName, quote_ident, staged_tables
+from cdm_assets.domain.plan import EntityPlan, EntityTables, MatchRule
+from cdm_assets.domain.sql import SCRATCH, TableName, quote_ident
+from cdm_assets.domain.warehouse import staged_tables
 
 
-def match_rules(config: CdmConfig, entity: str = CUSTOMER) -> list[MatchRule]:
+def match_rules(entity: EntityPlan) -> list[MatchRule]:
     """The entity's hard rules: the configured ones; else, beside the match model, one
     per source identifier (`same_<identifier>`); else (model switched off) the default rule set."""
-    rules = config.identity_settings(entity).rules
-    if rules is not None:
-        return list(rules)
-    if model_settings(config, entity) is not None:
-        return identifier_rules(config.identifier_names(entity))
-    return default_rules(config.identifier_names(entity))
+    if entity.rules is not None:
+        return list(entity.rules)
+    if entity.match_model is not None:
+        return identifier_rules(entity.identifier_names)
+    return default_rules(entity.identifier_names)
 
 
-def build_graph(
-    con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER, retrain: bool = False
-) -> GraphBuild:
+def build_graph(con: duckdb.DuckDBPyConnection, entity: EntityPlan, retrain: bool = False) -> GraphBuild:
     """The identity graph of `entity`: its hard rules and, when on, its match model
     (reused from the warehouse, or trained when missing, changed or `retrain`)."""
-    tables = entity_tables(config, entity)
-    settings = model_settings(config, entity)
+    tables = entity.tables
+    settings = model_settings(entity)
     model = None
     if settings is not None:
         stored, _ = ensure_match_model(con, settings, tables.lookup, tables.model, retrain=retrain)
         model = scoring_model(settings, stored)
-    max_records = config.identity_settings(entity).max_records_per_key
-    return build_identity_graph(con, match_rules(config, entity), max_records, tables, model=model)
+    return build_identity_graph(con, match_rules(entity), entity.max_records_per_key, tables, model=model)
 
 
 def assign_ids_from_graph(
-    con: duckdb.DuckDBPyConnection, now: datetime | None = None, tables: EntityTables = CUSTOMER_TABLES
+    con: duckdb.DuckDBPyConnection, tables: EntityTables, now: datetime | None = None
 ) -> IdAssignment:
     """Cluster the identity graph and give every cluster its stable Customer ID."""
     with staged_tables(con, TableName(SCRATCH, f"{tables.entity}_clusters")) as (clusters,):
         build_clusters(con, tables.lookup, tables.graph, clusters)
-        return assign_customer_ids(con, tables.lookup, clusters, now=now, tables=tables)
+        return assign_customer_ids(con, tables.lookup, clusters, tables, now=now)
 
 
 @dataclass
@@ -67,23 +63,22 @@ class IdentityRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_identity_resolution(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER) -> IdentityRun:
+def run_identity_resolution(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> IdentityRun:
     """Rebuild the whole identity layer of `entity` from its raw tables."""
-    tables = entity_tables(config, entity)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    records = build_source_lookup(con, config, entity)
+    records = build_source_lookup(con, entity)
     seconds["source_lookup"] = time.perf_counter() - start
     start = time.perf_counter()
-    links = build_graph(con, config, entity).links
+    links = build_graph(con, entity).links
     seconds["identity_graph"] = time.perf_counter() - start
     start = time.perf_counter()
-    assignment = assign_ids_from_graph(con, tables=tables)
+    assignment = assign_ids_from_graph(con, entity.tables)
     seconds["customer_ids"] = time.perf_counter() - start
     return IdentityRun(records, links, assignment, seconds)
 
 
-def cluster_size_distribution(con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES) -> dict[int, int]:
+def cluster_size_distribution(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> dict[int, int]:
     """Number of customers per cluster size (records per customer_id)."""
     rows = con.execute(
         f"""
@@ -95,9 +90,7 @@ def cluster_size_distribution(con: duckdb.DuckDBPyConnection, tables: EntityTabl
     return {int(size): int(n) for size, n in rows}
 
 
-def largest_clusters(
-    con: duckdb.DuckDBPyConnection, limit: int = 5, tables: EntityTables = CUSTOMER_TABLES
-) -> list[tuple[str, int]]:
+def largest_clusters(con: duckdb.DuckDBPyConnection, tables: EntityTables, limit: int = 5) -> list[tuple[str, int]]:
     id_column = quote_ident(tables.id_column)
     return [
         (customer_id, int(size))

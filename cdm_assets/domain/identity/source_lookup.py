@@ -28,10 +28,8 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from cdm_assets.config.model import CUSTOMER, CdmConfig
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.identity.countries import country_aliases
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, entity_tables
 from cdm_assets.domain.identity.nulled_values import (
     NULLED_REASONS_COLUMN,
     NulledValues,
@@ -48,10 +46,11 @@ from cdm_assets.domain.identity.phone_numbers import (
     phone_stage_sql,
 )
 from cdm_assets.domain.identity.reference_data import nickname_roots
-from cdm_assets.domain.identity.source_records import NAME_FIELDS, customer_records
-from cdm_assets.domain.warehouse import TableName, create_table_as, quote_ident, staged_tables, swap_in
-
-SOURCE_LOOKUP = CUSTOMER_TABLES.lookup
+from cdm_assets.domain.identity.source_records import customer_records
+from cdm_assets.domain.plan import EntityPlan
+from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
+from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in
 
 # Columns every lookup has, in order; `id_<name>` columns follow `country`.
 LEADING_COLUMNS = (
@@ -59,10 +58,9 @@ LEADING_COLUMNS = (
     "first_name", "last_name", "email", "phone", "birth_date",
     "street", "house_number", "postcode", "city", "country",
 )  # fmt: skip
-KEY_COLUMNS = (
-    "first_name_key", "first_name_root", "last_name_key", "last_name_core", "birth_date_key",
-    "email_key", "phone_key", "postcode_key", "address_key",
-)  # fmt: skip
+# The match key columns follow, names first.
+_KEY_ORDER = ("first_name", "first_name_root", "last_name", "last_name_core", "birth_date")
+KEY_COLUMNS = tuple(MATCH_KEYS[key].column for key in (*_KEY_ORDER, "email", "phone", "postcode", "address"))
 
 # Names under which the reference tables are visible while the lookup builds.
 _COUNTRY_ALIASES = "_cdm_ref_country_aliases"
@@ -79,15 +77,13 @@ class SourceLookupBuild:
     nulled: list[NulledValues]
 
 
-def build_source_lookup(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER) -> int:
+def build_source_lookup(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> int:
     """Rebuild `identity.source_lookup` (or the lookup of another customer-like entity)
     from `raw.<source>` of every source of the entity; returns its row count."""
-    return build_source_lookup_counting_nulls(con, config, entity).records
+    return build_source_lookup_counting_nulls(con, entity).records
 
 
-def build_source_lookup_counting_nulls(
-    con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER
-) -> SourceLookupBuild:
+def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> SourceLookupBuild:
     """Rebuild the lookup of `entity` (see `build_source_lookup`) and count the values it nulled.
 
     Three statements: distinct countries and distinct names are standardised
@@ -95,12 +91,12 @@ def build_source_lookup_counting_nulls(
     and marks each record with the reasons its values were nulled; the marks
     are counted and dropped before the lookup is swapped in.
     """
-    target = entity_tables(config, entity).lookup
+    target = entity.tables.lookup
     try:
-        records = customer_records(con, config, entity=entity)
+        records = customer_records(con, entity)
         # narrow unkeyed records for the distinct-value steps
-        countries_only = customer_records(con, config, fields=("country",), keyed=False, entity=entity)
-        names_only = customer_records(con, config, fields=NAME_FIELDS, keyed=False, entity=entity)
+        countries_only = customer_records(con, entity, fields=("country",), keyed=False)
+        names_only = customer_records(con, entity, fields=NAME_FIELDS, keyed=False)
     except LookupError as error:
         raise LookupError(f"cannot build {target}: {error}") from None
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
@@ -117,7 +113,7 @@ def build_source_lookup_counting_nulls(
         # National numbers belong to the record's country, else the source's phone region.
         typed = con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()
         home_regions = sorted({row[0] for row in typed} | set(records.phone_regions))
-        identifiers = config.identifier_names(entity)
+        identifiers = entity.identifier_names
         lookup = lookup_sql(records.sql, identifiers, countries, names, home_regions)
         identifier_columns = [f"id_{name}" for name in identifiers]
         create_table_as(con, staging, lookup, records.params, plain_text=identifier_columns)

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.config.model import CUSTOMER, CdmConfig, SourceConfig, column_of, format_of
 from cdm_assets.domain.identity import standardise as std
-from cdm_assets.domain.warehouse import TableName, quote_ident, table_columns, table_exists
+from cdm_assets.domain.plan import EntityPlan, Source
+from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.vocabulary import CUSTOMER_FIELDS, DATE_FIELDS
+from cdm_assets.domain.warehouse import table_columns, table_exists
 
 # Canonical text fields read from a source; `birth_date` is parsed separately.
-TEXT_FIELDS = ("first_name", "last_name", "full_name", "email", "phone", "street", "postcode", "city", "country")
-NAME_FIELDS = ("first_name", "last_name", "full_name")
+TEXT_FIELDS = tuple(field for field in CUSTOMER_FIELDS if field not in DATE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,9 @@ class SourceRecords:
 
 def customer_records(
     con: duckdb.DuckDBPyConnection,
-    config: CdmConfig,
+    entity: EntityPlan,
     fields: Sequence[str] = TEXT_FIELDS,
     keyed: bool = True,
-    entity: str = CUSTOMER,
 ) -> SourceRecords:
     """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region` and
     `<field>_raw` for each of `fields`; when `keyed` also `birth_date` (NULL outside the plausible
@@ -52,16 +52,16 @@ def customer_records(
     Unkeyed, narrow records feed the distinct-value steps cheaply. Sources (of
     `entity`, a customer-like entity) are taken in name order. Raises LookupError naming raw tables that do not exist yet.
     """
-    sources = dict(sorted(config.sources_of(entity).items()))
+    sources = dict(sorted(entity.sources.items()))
     missing = [name for name in sources if not table_exists(con, TableName("raw", name))]
     if missing:
         raise LookupError(
             f"raw table(s) {', '.join(f'raw.{n}' for n in missing)} do not exist yet; load those sources first"
         )
-    identifiers = config.identifier_names(entity) if keyed else []
+    identifiers = entity.identifier_names if keyed else []
     selects, params, first_key = [], {}, 0
     if keyed:
-        params["birth_earliest"], params["birth_latest"] = config.identity_settings(entity).birth_dates.bounds()
+        params["birth_earliest"], params["birth_latest"] = entity.birth_dates.bounds()
     for index, (name, source) in enumerate(sources.items()):
         table = TableName("raw", name)
         column_types = dict(table_columns(con, table))
@@ -79,7 +79,7 @@ def customer_records(
 def _source_sql(
     prefix: str,
     table: TableName,
-    source: SourceConfig,
+    source: Source,
     column_types: dict[str, str],
     fields: Sequence[str],
     identifiers: list[str],
@@ -89,7 +89,7 @@ def _source_sql(
         mapping = source.fields.get(field)
         if mapping is None:
             return "NULL::VARCHAR"
-        return _as_text(column_of(mapping), column_types.get(column_of(mapping), "VARCHAR"))
+        return _as_text(mapping.column, column_types.get(mapping.column, "VARCHAR"))
 
     # as raw_tables keys records, so ids here match transaction and event references
     record_id = f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR))"
@@ -103,16 +103,16 @@ def _source_sql(
     if not keyed:
         return f"SELECT {', '.join(columns)} FROM {table.sql}"
     birth = source.fields.get("birth_date")
-    birth_type = column_types.get(column_of(birth), "VARCHAR") if birth else "DATE"
+    birth_type = column_types.get(birth.column, "VARCHAR") if birth else "DATE"
     if birth is None:
         birth_date = "NULL::DATE"
     else:
-        birth_date = _as_date(column_of(birth), birth_type, format_of(birth))
+        birth_date = _as_date(birth.column, birth_type, birth.format)
     # native dates always parse; for the rest, the (cheap) NULL test goes first
     unparseable = (
         "false"
         if birth is None or birth_type == "DATE" or birth_type.startswith("TIMESTAMP")
-        else f"_birth_date_parsed IS NULL AND {_typed(column_of(birth), birth_type)}"
+        else f"_birth_date_parsed IS NULL AND {_typed(birth.column, birth_type)}"
     )
     plausible = std.plausible_birth_date("_birth_date_parsed", "$birth_earliest::DATE", "$birth_latest::DATE")
     # `_birth_date_parsed` in `unparseable` is the alias just defined (the date is parsed once)
@@ -142,8 +142,8 @@ def _unparsed_date_digits(birth: object, birth_type: str) -> str:
     """SQL: the digits of a text birth date that did not parse ("1949-00-13"), else NULL."""
     if birth is None or birth_type == "DATE" or birth_type.startswith("TIMESTAMP"):
         return "NULL::VARCHAR"
-    text = _as_text(column_of(birth), birth_type)
-    digits = std.date_digits(std.trimmed(text) if birth_type == "VARCHAR" else text, format_of(birth))
+    text = _as_text(birth.column, birth_type)
+    digits = std.date_digits(std.trimmed(text) if birth_type == "VARCHAR" else text, birth.format)
     return f"CASE WHEN _birth_date_parsed IS NULL THEN {digits} END"
 
 

@@ -25,21 +25,12 @@ from cdm_assets.domain.identity.reference_data import (
     POSTCODE_FORMATS,
     UNAMBIGUOUS_POSTCODE_FORMATS,
 )
+from cdm_assets.domain.sql import sql_list, sql_string
 
 # Letters that `strip_accents` leaves alone because they are not an accented
 # base letter; folded by hand so "Øvergaard" meets "Overgaard".
 _FOLD_REPLACEMENTS = (("ß", "ss"), ("æ", "ae"), ("œ", "oe"), ("þ", "th"), ("ĳ", "ij"))
 _FOLD_TRANSLATE = ("øłđıð", "oldid")
-
-
-def sql_string(value: str) -> str:
-    """A single-quoted SQL literal for a constant of our own reference data."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def sql_list(values: Iterable[str]) -> str:
-    """A parenthesised list of literals, for `x IN (...)`."""
-    return "(" + ", ".join(sql_string(v) for v in values) + ")"
 
 
 def _alternation(words: Iterable[str]) -> str:

@@ -18,24 +18,13 @@ from __future__ import annotations
 
 import duckdb
 
-from cdm_assets.config.model import CUSTOMER, CdmConfig, column_of, format_of
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables, entity_tables
-from cdm_assets.domain.identity.standardise import sql_string
 from cdm_assets.domain.marts.parsing import timestamp_sql
+from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.raw.land_file import near_unique_columns
-from cdm_assets.domain.warehouse import (
-    SCRATCH,
-    TableName,
-    create_table,
-    create_table_as,
-    ensure_schemas,
-    quote_ident,
-    row_count,
-    staged_tables,
-    swap_in,
-)
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.vocabulary import CUSTOMER
+from cdm_assets.domain.warehouse import create_table_as, ensure_schemas, row_count, staged_tables, swap_in
 
-CUSTOMERS = CUSTOMER_TABLES.golden
 PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
 ADDRESS_FIELDS = ("street", "house_number", "postcode", "city", "country")
 ADDRESS = "address"
@@ -62,29 +51,28 @@ _ORDER = {
 }
 
 
-def build_customers(con: duckdb.DuckDBPyConnection, config: CdmConfig, entity: str = CUSTOMER) -> int:
+def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> int:
     """Rebuild `marts.customers` (or the golden records of another customer-like
     entity); returns the number of golden records."""
     ensure_schemas(con, "marts")
-    tables = entity_tables(config, entity)
-    links = [entity_tables(config, linked) for linked in config.linked_entities(entity)]
-    attributes = [*(t.id_column for t in links), *config.attribute_names(entity)]
+    tables, links = entity.tables, list(entity.linked)
+    attributes = [*(t.id_column for t in links), *entity.attribute_names]
     golden = tables.golden
-    rule = config.survivorship(entity)
-    fields = [*_golden_fields(config, entity), *attributes]
-    source_names = sorted(config.sources_of(entity))
+    rule = entity.survivorship
+    fields = [*_golden_fields(entity), *attributes]
+    source_names = sorted(entity.sources)
     # A share of the customers at a time (all records of a customer in one pass)
     # keeps the working table and the aggregations' memory bounded on large runs.
     passes = max(1, -(-row_count(con, tables.id_map) // RECORDS_PER_PASS))
     with staged_tables(con, TableName(SCRATCH, f"{golden.name}_records"), golden) as (records, staging):
         for number in range(passes):
             con.execute(f"DROP TABLE IF EXISTS {records.sql}")
-            _build_customer_records(con, config, tables, links, attributes, records, (number, passes))
+            _build_customer_records(con, entity, attributes, records, (number, passes))
             select = _with_hashed_contacts(
                 _golden_select(records, fields, len(attributes), rule, tables.id_column, source_names), fields
             )
             if number == 0:
-                plain = [tables.id_column, *(t.id_column for t in links), *_near_unique_attributes(config, entity)]
+                plain = [tables.id_column, *(t.id_column for t in links), *_near_unique_attributes(entity)]
                 plain += [column for column, _ in _hashed_contacts(fields)]
                 create_table_as(con, staging, select, plain_text=plain)
             else:
@@ -111,11 +99,11 @@ def _with_hashed_contacts(select: str, fields: list[str]) -> str:
     return f"SELECT *, {', '.join(f'{sql} AS {name}' for name, sql in columns)} FROM ({select})"
 
 
-def _near_unique_attributes(config: CdmConfig, entity: str) -> set[str]:
+def _near_unique_attributes(entity: EntityPlan) -> set[str]:
     """Attributes some source reads from a column of about one value per record (a
     signup or last-change timestamp): stored plain, like the source's column."""
     attributes = set()
-    for source in config.sources_of(entity).values():
+    for source in entity.sources.values():
         near_unique = near_unique_columns(source)
         attributes |= {attribute for attribute, column in source.attributes.items() if column in near_unique}
     return attributes
@@ -199,12 +187,12 @@ def _sql_list(values: list[str]) -> str:
     return "[" + ", ".join(sql_string(v) for v in values) + "]::VARCHAR[]"
 
 
-def _golden_fields(config: CdmConfig, entity: str) -> tuple[str, ...]:
+def _golden_fields(entity: EntityPlan) -> tuple[str, ...]:
     """The person fields of the golden record: all of them for customers (the table's
     contract), only those some source maps for other entities (accounts have no birth date)."""
-    if entity == CUSTOMER:
+    if entity.name == CUSTOMER:
         return PERSON_FIELDS
-    mapped = {f for s in config.sources_of(entity).values() for f in s.fields}
+    mapped = {f for s in entity.sources.values() for f in s.fields}
     if "full_name" in mapped:
         mapped |= {"first_name", "last_name"}
     return tuple(f for f in PERSON_FIELDS if f in mapped)
@@ -212,19 +200,18 @@ def _golden_fields(config: CdmConfig, entity: str) -> tuple[str, ...]:
 
 def _build_customer_records(
     con: duckdb.DuckDBPyConnection,
-    config: CdmConfig,
-    tables: EntityTables,
-    links: list[EntityTables],
+    entity: EntityPlan,
     attributes: list[str],
     records: TableName,
     share: tuple[int, int] = (0, 1),
 ) -> None:
     """Every record of the entity with its id (as `customer_id`), standardised fields,
     linked ids, attributes and recency; of the customers in pass `share` = (number, passes)."""
+    tables, links = entity.tables, entity.linked
     per_source = []
-    for name, source in config.sources_of(tables.entity).items():
+    for name, source in entity.sources.items():
         updated = (
-            timestamp_sql(quote_ident(column_of(source.updated_at)), format_of(source.updated_at))
+            timestamp_sql(quote_ident(source.updated_at.column), source.updated_at.format)
             if source.updated_at is not None
             else "NULL::TIMESTAMP"
         )
@@ -237,7 +224,7 @@ def _build_customer_records(
         ]
         for linked in links:
             reference = source.links.get(linked.entity)
-            source_name = "NULL::VARCHAR" if reference is None else f"'{reference.source}'"
+            source_name = "NULL::VARCHAR" if reference is None else sql_string(reference.source)
             record_id = (
                 "NULL::VARCHAR"
                 if reference is None
@@ -249,7 +236,7 @@ def _build_customer_records(
             ]
         per_source.append(
             f"""
-            SELECT '{name}' AS source, trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS source_record_id,
+            SELECT {sql_string(name)} AS source, trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS source_record_id,
                    {updated} AS updated_at, _file, _row_number
                    {"".join(", " + c for c in attribute_columns)}
             FROM {TableName("raw", name).sql}

@@ -10,11 +10,9 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from cdm_assets.domain.identity.entity_tables import CUSTOMER_TABLES, EntityTables
-from cdm_assets.domain.identity.standardise import sql_string
-from cdm_assets.domain.marts.customers import CUSTOMERS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
-from cdm_assets.domain.warehouse import TableName, quote_ident
+from cdm_assets.domain.plan import EntityTables
+from cdm_assets.domain.sql import TableName, quote_ident, sql_string
 
 SAMPLE_SIZE = 5
 
@@ -75,9 +73,9 @@ def negative_amounts(con: duckdb.DuckDBPyConnection) -> Outcome:
     )
 
 
-def duplicate_customer_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES) -> Outcome:
+def duplicate_customer_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> Outcome:
     """Golden records sharing an id (in `marts.customers`, or another entity's golden table)."""
-    id_column = tables.id_column
+    id_column = quote_ident(tables.id_column)
     return _outcome(
         con,
         f"SELECT {id_column}, count(*) AS rows FROM {tables.golden.sql} GROUP BY {id_column} HAVING count(*) > 1",
@@ -85,21 +83,19 @@ def duplicate_customer_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables 
     )
 
 
-def records_without_exactly_one_customer_id(
-    con: duckdb.DuckDBPyConnection, tables: EntityTables = CUSTOMER_TABLES
-) -> Outcome:
+def records_without_exactly_one_customer_id(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> Outcome:
     """Lookup records mapped to no Customer ID or to several, and map rows with no record.
 
     One aggregation over both tables' keys (cheaper than joining them): per
     record, `records` lookup rows and `ids` ids, so a lookup row meets
     max(records, 1) * ids ids, as a full join of the two would count them.
     """
-    id_column = tables.id_column
+    id_column = quote_ident(tables.id_column)
     ids_met = "greatest(records, 1) * ids"
     return _outcome(
         con,
         f"""
-        SELECT source, source_record_id, {ids_met} AS {id_column}s, records = 0 AS unknown_record
+        SELECT source, source_record_id, {ids_met} AS {quote_ident(tables.id_column + "s")}, records = 0 AS unknown_record
         FROM (
             SELECT source, source_record_id, count(*) FILTER (WHERE in_lookup) AS records, count(id) AS ids
             FROM (
@@ -115,14 +111,14 @@ def records_without_exactly_one_customer_id(
     )
 
 
-def orphan_customer_ids(con: duckdb.DuckDBPyConnection, mart: TableName, key: str) -> Outcome:
-    """Rows of `mart` whose customer_id is not in marts.customers."""
+def orphan_customer_ids(con: duckdb.DuckDBPyConnection, mart: TableName, key: str, customers: TableName) -> Outcome:
+    """Rows of `mart` whose customer_id is not in `customers` (marts.customers)."""
     return _outcome(
         con,
         f"""
-        SELECT t.{key}, t.customer_id FROM {mart.sql} t
+        SELECT t.{quote_ident(key)}, t.customer_id FROM {mart.sql} t
         WHERE t.customer_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM {CUSTOMERS.sql} c WHERE c.customer_id = t.customer_id)
+          AND NOT EXISTS (SELECT 1 FROM {customers.sql} c WHERE c.customer_id = t.customer_id)
         """,
         f"SELECT count(*) FROM {mart.sql}",
     )
@@ -131,7 +127,7 @@ def orphan_customer_ids(con: duckdb.DuckDBPyConnection, mart: TableName, key: st
 def unattributed_rows(con: duckdb.DuckDBPyConnection, mart: TableName, key: str) -> Outcome:
     return _outcome(
         con,
-        f"SELECT {key}, source FROM {mart.sql} WHERE customer_id IS NULL",
+        f"SELECT {quote_ident(key)}, source FROM {mart.sql} WHERE customer_id IS NULL",
         f"SELECT count(*) FROM {mart.sql}",
     )
 
@@ -143,10 +139,8 @@ def quarantined_rows(con: duckdb.DuckDBPyConnection, source: str, accepted: Tabl
     return Outcome(outcome.failing, outcome.total + outcome.failing, outcome.sample)
 
 
-def oversized_clusters(
-    con: duckdb.DuckDBPyConnection, max_cluster_size: int, tables: EntityTables = CUSTOMER_TABLES
-) -> Outcome:
-    id_column = tables.id_column
+def oversized_clusters(con: duckdb.DuckDBPyConnection, max_cluster_size: int, tables: EntityTables) -> Outcome:
+    id_column = quote_ident(tables.id_column)
     sizes = f"SELECT {id_column}, count(*) AS records FROM {tables.id_map.sql} GROUP BY {id_column}"
     limit = int(max_cluster_size)
     # one aggregation for both counts; the sample only when something fails

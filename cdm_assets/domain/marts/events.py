@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.config.model import CdmConfig, SourceConfig, column_of, format_of
-from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
-from cdm_assets.domain.identity.match_rules import SOURCE_LOOKUP
 from cdm_assets.domain.marts.parsing import reference_columns_sql, timestamp_sql
-from cdm_assets.domain.warehouse import TableName, create_table_as, ensure_schemas, quote_ident, staged_tables, swap_in
+from cdm_assets.domain.plan import Plan, Source
+from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.vocabulary import CUSTOMER, EVENT
+from cdm_assets.domain.warehouse import create_table_as, ensure_schemas, staged_tables, swap_in
 
 EVENTS = TableName("marts", "events")
 
@@ -36,10 +36,11 @@ class EventsReport:
         return self.by_attribution.get("unattributed", 0)
 
 
-def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsReport:
+def build_events(con: duckdb.DuckDBPyConnection, plan: Plan) -> EventsReport:
     """Rebuild `marts.events` from the raw event tables."""
     ensure_schemas(con, "marts")
-    sources = config.sources_of("event")
+    sources = plan.sources_of(EVENT)
+    customers = plan.entities[CUSTOMER].tables
     selects = [_parsed_select(name, source) for name, source in sources.items()]
     body = "\nUNION ALL BY NAME\n".join(selects) if selects else _EMPTY_PARSED
     emails = "\nUNION ALL\n".join(_email_select(name, source) for name, source in sources.items()) or _NO_EMAILS
@@ -54,7 +55,7 @@ def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsRep
             event_emails AS (SELECT DISTINCT email FROM ({emails}) WHERE email IS NOT NULL),
             email_owner AS (  -- emails that identify exactly one customer
                 SELECT l.email, min(m.customer_id) AS customer_id
-                FROM {SOURCE_LOOKUP.sql} l JOIN {CUSTOMER_ID_MAP.sql} m USING (source, source_record_id)
+                FROM {customers.lookup.sql} l JOIN {customers.id_map.sql} m USING (source, source_record_id)
                 WHERE l.email IN (SELECT email FROM event_emails)
                 GROUP BY l.email
                 HAVING min(m.customer_id) = max(m.customer_id)
@@ -65,7 +66,7 @@ def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsRep
                        CASE WHEN by_ref.customer_id IS NOT NULL THEN 'customer_reference'
                             WHEN by_email.customer_id IS NOT NULL THEN 'email' END AS known_by
                 FROM parsed p
-                LEFT JOIN {CUSTOMER_ID_MAP.sql} by_ref
+                LEFT JOIN {customers.id_map.sql} by_ref
                        ON by_ref.source = p.customer_source AND by_ref.source_record_id = p.customer_ref
                 LEFT JOIN email_owner by_email ON by_email.email = p.email
             ),
@@ -98,29 +99,29 @@ def build_events(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> EventsRep
     return EventsReport(rows=rows, by_attribution=by_attribution)
 
 
-def _text(source: SourceConfig, field: str) -> str:
+def _text(source: Source, field: str) -> str:
     if field not in source.fields:
         return "NULL::VARCHAR"
-    return f"nullif(trim(CAST({quote_ident(column_of(source.fields[field]))} AS VARCHAR)), '')"
+    return f"nullif(trim(CAST({quote_ident(source.fields[field].column)} AS VARCHAR)), '')"
 
 
-def _email_sql(source: SourceConfig) -> str:
+def _email_sql(source: Source) -> str:
     """The event's email: lower case, and only when it looks like one (the column may hold ids)."""
     return f"CASE WHEN contains({_text(source, 'email')}, '@') THEN lower({_text(source, 'email')}) END"
 
 
-def _email_select(name: str, source: SourceConfig) -> str:
+def _email_select(name: str, source: Source) -> str:
     return f"SELECT {_email_sql(source)} AS email FROM {TableName('raw', name).sql}"
 
 
-def _parsed_select(name: str, source: SourceConfig) -> str:
+def _parsed_select(name: str, source: Source) -> str:
     fields = source.fields
 
     def text(field: str) -> str:
         return _text(source, field)
 
-    occurred = quote_ident(column_of(fields["occurred_at"])) if "occurred_at" in fields else None
-    occurred_format = format_of(fields["occurred_at"]) if "occurred_at" in fields else None
+    occurred = quote_ident(fields["occurred_at"].column) if "occurred_at" in fields else None
+    occurred_format = fields["occurred_at"].format if "occurred_at" in fields else None
     return f"""
         SELECT {reference_columns_sql(name, source, "event_id")},
                {_email_sql(source)} AS email,

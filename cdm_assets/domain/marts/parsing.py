@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from cdm_assets.config.model import NumberFormat, SourceConfig
-from cdm_assets.domain.warehouse import quote_ident
+from cdm_assets.domain.plan import NumberFormat, Source
+from cdm_assets.domain.sql import quote_ident
 
 
 def amount_sql(column: str | None, number_format: NumberFormat = NumberFormat()) -> str:
@@ -48,7 +48,7 @@ def timestamp_sql(column: str | None, strftime_format: str | None) -> str:
     return f"CAST(timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) AS TIMESTAMP)"
 
 
-def customer_reference_sql(source: SourceConfig) -> tuple[str, str]:
+def customer_reference_sql(source: Source) -> tuple[str, str]:
     """(customer source, customer record id) expressions for a transaction or event row."""
     reference = source.customer
     if reference is None:
@@ -59,7 +59,7 @@ def customer_reference_sql(source: SourceConfig) -> tuple[str, str]:
     return f"nullif(lower(trim(CAST({quote_ident(reference.source_column)} AS VARCHAR))), '')", value
 
 
-def raw_columns_sql(source: SourceConfig) -> str:
+def raw_columns_sql(source: Source) -> str:
     """The configured columns of a raw row as one struct; `to_json` of it is the raw
     row the quarantine keeps (packing is cheap, so rows that pass pay little)."""
     columns = source.columns_used()
@@ -67,7 +67,7 @@ def raw_columns_sql(source: SourceConfig) -> str:
     return f"struct_pack({pairs})"
 
 
-def reference_columns_sql(name: str, source: SourceConfig, id_alias: str) -> str:
+def reference_columns_sql(name: str, source: Source, id_alias: str) -> str:
     """The columns every transaction and event row starts with: its source, its
     id (as `id_alias`) and the customer record it points at."""
     ref_source, ref_value = customer_reference_sql(source)

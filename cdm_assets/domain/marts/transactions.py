@@ -13,17 +13,16 @@ from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.config.model import CdmConfig, SourceConfig, TransactionTypes, column_of, format_of
-from cdm_assets.domain.identity.customer_ids import CUSTOMER_ID_MAP
 from cdm_assets.domain.marts.parsing import amount_sql, raw_columns_sql, reference_columns_sql, timestamp_sql
 from cdm_assets.domain.marts.reference_data import ISO_CURRENCIES
+from cdm_assets.domain.plan import Plan, Source
+from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.vocabulary import CUSTOMER, TRANSACTION
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
-    TableName,
     create_table_as,
     ensure_quarantine,
     ensure_schemas,
-    quote_ident,
     staged_tables,
     swap_in,
 )
@@ -40,11 +39,12 @@ class TransactionsReport:
     unattributed: int
 
 
-def build_transactions(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> TransactionsReport:
+def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan) -> TransactionsReport:
     """Rebuild `marts.transactions` from the raw transaction tables."""
     ensure_schemas(con, "marts")
     ensure_quarantine(con)
-    sources = config.sources_of("transaction")
+    sources = plan.sources_of(TRANSACTION)
+    id_map = plan.entities[CUSTOMER].tables.id_map
     selects = [_checked_select(name, source) for name, source in sources.items()]
     checked = "\nUNION ALL BY NAME\n".join(selects) or _EMPTY_CHECKED
     with staged_tables(con, TRANSACTIONS, TableName("marts", "transactions_rejects")) as (staging, rejects):
@@ -66,7 +66,7 @@ def build_transactions(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> Tra
                 )
                 FROM ({checked})
             ) p
-            LEFT JOIN {CUSTOMER_ID_MAP.sql} m
+            LEFT JOIN {id_map.sql} m
                    ON m.source = p.customer_source AND m.source_record_id = p.customer_ref
             """,
         )
@@ -91,7 +91,7 @@ def build_transactions(con: duckdb.DuckDBPyConnection, config: CdmConfig) -> Tra
     return TransactionsReport(rows_in=rows_in, rows=rows, quarantined=quarantined, unattributed=unattributed)
 
 
-def _checked_select(name: str, source: SourceConfig) -> str:
+def _checked_select(name: str, source: Source) -> str:
     """One source's rows parsed, with the first problem that keeps a row out of the mart
     (NULL when there is none), the column to blame and, for those rows only, the raw row."""
     return f"""
@@ -126,16 +126,17 @@ _PROBLEM_COLUMN = f"""
 """
 
 
-def _parsed_select(name: str, source: SourceConfig) -> str:
+def _parsed_select(name: str, source: Source) -> str:
     """One source's rows with every mart column parsed (NULL where parsing failed)."""
     fields = source.fields
     raw = TableName("raw", name)
 
     def column(field: str) -> str | None:
-        return quote_ident(column_of(fields[field])) if field in fields else None
+        return quote_ident(fields[field].column) if field in fields else None
 
     amount, currency, kind, occurred = column("amount"), column("currency"), column("type"), column("occurred_at")
-    types = source.type_values or TransactionTypes()
+    types = source.type_values  # a transaction source always has them (the defaults when unset)
+    assert types is not None
     type_text = f"lower(trim(CAST({kind} AS VARCHAR)))" if kind else "NULL"
     currency_sql = f"nullif(upper(trim(CAST({currency} AS VARCHAR))), '')" if currency else "NULL::VARCHAR"
     return f"""
@@ -149,11 +150,11 @@ def _parsed_select(name: str, source: SourceConfig) -> str:
                     WHEN {type_text} IN ({_sql_list(types.return_)}) THEN 'return' END AS type,
                {"true" if kind else "false"} AS has_type,
                nullif(trim(CAST({occurred} AS VARCHAR)), '') AS occurred_at_text,
-               {timestamp_sql(occurred, format_of(fields["occurred_at"]))} AS occurred_at,
-               '{_text(column_of(fields["amount"]))}' AS amount_column,
-               {f"'{_text(column_of(fields['currency']))}'" if currency else "NULL"} AS currency_column,
-               {f"'{_text(column_of(fields['type']))}'" if kind else "NULL"} AS type_column,
-               '{_text(column_of(fields["occurred_at"]))}' AS occurred_at_column,
+               {timestamp_sql(occurred, fields["occurred_at"].format)} AS occurred_at,
+               '{_text(fields["amount"].column)}' AS amount_column,
+               {f"'{_text(fields['currency'].column)}'" if currency else "NULL"} AS currency_column,
+               {f"'{_text(fields['type'].column)}'" if kind else "NULL"} AS type_column,
+               '{_text(fields["occurred_at"].column)}' AS occurred_at_column,
                _file, _row_number,
                {raw_columns_sql(source)} AS _raw_columns
         FROM {raw.sql}

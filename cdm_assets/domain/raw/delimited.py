@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from cdm_assets.config.model import check_column_name
 from cdm_assets.domain.raw.landed import LandedFile, LandingError, Reject
 from cdm_assets.domain.raw.lines import Lines, printable, read_lines
+from cdm_assets.domain.sql import check_column_name
 
 _BLOCK_SIZE = 1 << 24
 _BOM = b"\xef\xbb\xbf"

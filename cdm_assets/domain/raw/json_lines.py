@@ -19,7 +19,7 @@ import pyarrow.csv as pa_csv
 
 from cdm_assets.domain.raw.landed import LandedFile, LandingError
 from cdm_assets.domain.raw.lines import read_lines
-from cdm_assets.domain.warehouse import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident
 
 JSONL_LINE_COLUMN = "_line"
 _WHITESPACE = b" \t\r\f\v"

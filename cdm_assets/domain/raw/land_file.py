@@ -13,11 +13,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from cdm_assets.config.model import SourceConfig, column_of
+from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.delimited import read_delimited
 from cdm_assets.domain.raw.json_lines import json_lines_select, read_json_lines, reject_bad_json_lines
 from cdm_assets.domain.raw.landed import LandedFile, LandingError
-from cdm_assets.domain.warehouse import TableName, create_table_as, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.warehouse import create_table_as
 
 RAW_STAGE = "raw"
 
@@ -26,13 +27,13 @@ RAW_STAGE = "raw"
 _NEAR_UNIQUE_FIELDS = ("email", "phone", "postcode", "occurred_at", "anonymous_id")
 
 
-def near_unique_columns(source: SourceConfig) -> set[str]:
+def near_unique_columns(source: Source) -> set[str]:
     """The source's columns that hold about one value per record (its ids, contact
     points and timestamps): stored plain, like `warehouse.PLAIN_TEXT_COLUMNS`."""
     columns = {source.record_id, *source.identifiers.values()}
-    columns |= {column_of(source.fields[name]) for name in _NEAR_UNIQUE_FIELDS if name in source.fields}
+    columns |= {source.fields[name].column for name in _NEAR_UNIQUE_FIELDS if name in source.fields}
     if source.updated_at is not None:
-        columns.add(column_of(source.updated_at))
+        columns.add(source.updated_at.column)
     if source.customer is not None:
         columns.add(source.customer.column)
     return columns
@@ -41,7 +42,7 @@ def near_unique_columns(source: SourceConfig) -> set[str]:
 def land_file(
     con: duckdb.DuckDBPyConnection,
     name: str,
-    source: SourceConfig,
+    source: Source,
     path: Path,
     landed: TableName,
     rejects: TableName,
@@ -49,7 +50,7 @@ def land_file(
 ) -> int:
     """Append one file's rows to `landed` as text, its parser rejects to `rejects`;
     returns the file's rows in, counted without the parser."""
-    file_format = source.file_format()
+    file_format = source.file_format
     params = [str(path)]
     if file_format == "parquet":
         select = _parquet_select()
@@ -186,7 +187,7 @@ def _record_parser_rejects(
         con.unregister("parser_rejects")
 
 
-def _require_columns_in_file(source: SourceConfig, path: Path, present: list[str]) -> None:
+def _require_columns_in_file(source: Source, path: Path, present: list[str]) -> None:
     missing = [c for c in source.columns_used() if c not in present]
     if missing:
         raise LandingError(

@@ -27,18 +27,11 @@ from pathlib import Path
 
 import duckdb
 
-from cdm_assets.config.model import SourceConfig
+from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
 from cdm_assets.domain.raw.landed import LandingError
-from cdm_assets.domain.warehouse import (
-    QuarantineReplacement,
-    TableName,
-    ensure_quarantine,
-    quote_ident,
-    staged_tables,
-    swap_in,
-    table_exists,
-)
+from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.warehouse import QuarantineReplacement, ensure_quarantine, staged_tables, swap_in, table_exists
 
 # Sources loaded at once by `load_raw_sources`. A load is half single-threaded
 # parsing and Python, half DuckDB on every core: two at a time keep a 2-core
@@ -70,7 +63,7 @@ def landed_files(pattern: Path) -> list[Path]:
 
 def load_raw_sources(
     con: duckdb.DuckDBPyConnection,
-    sources: Mapping[str, tuple[SourceConfig, list[Path]]],
+    sources: Mapping[str, tuple[Source, list[Path]]],
     concurrent: int = CONCURRENT_LOADS,
 ) -> Iterator[tuple[str, RawLoadReport | Exception]]:
     """Load several sources, `concurrent` at a time, each on its own cursor;
@@ -109,7 +102,7 @@ def _size(path: Path) -> int:
 def load_raw_source(
     con: duckdb.DuckDBPyConnection,
     name: str,
-    source: SourceConfig,
+    source: Source,
     files: list[Path],
     swap_lock: AbstractContextManager = nullcontext(),
 ) -> RawLoadReport:
@@ -145,7 +138,7 @@ def load_raw_source(
     return report
 
 
-def ensure_raw_tables(con: duckdb.DuckDBPyConnection, sources: dict[str, SourceConfig]) -> list[str]:
+def ensure_raw_tables(con: duckdb.DuckDBPyConnection, sources: dict[str, Source]) -> list[str]:
     """Create an empty `raw.<source>` for every source not loaded yet; returns their names.
 
     A source whose files have not landed is an empty source, exactly what its
@@ -174,7 +167,7 @@ def _create_rejects_table(con: duckdb.DuckDBPyConnection, rejects: TableName) ->
     )
 
 
-def _create_empty_landed(con: duckdb.DuckDBPyConnection, source: SourceConfig, landed: TableName) -> None:
+def _create_empty_landed(con: duckdb.DuckDBPyConnection, source: Source, landed: TableName) -> None:
     columns = ", ".join(f"{quote_ident(c)} VARCHAR" for c in source.columns_used())
     con.execute(
         f"CREATE TABLE {landed.sql} ({columns}, _file VARCHAR, _row_number BIGINT, _bad_column VARCHAR, _raw VARCHAR)"
@@ -182,7 +175,7 @@ def _create_empty_landed(con: duckdb.DuckDBPyConnection, source: SourceConfig, l
 
 
 def _require_mapped_columns(
-    con: duckdb.DuckDBPyConnection, name: str, source: SourceConfig, landed: TableName, files: list[Path]
+    con: duckdb.DuckDBPyConnection, name: str, source: Source, landed: TableName, files: list[Path]
 ) -> None:
     """JSON lines may omit keys per row, but a configured column must appear somewhere."""
     present = {row[0].casefold() for row in con.execute(f"DESCRIBE {landed.sql}").fetchall()}
@@ -197,7 +190,7 @@ def _require_mapped_columns(
 def _move_rejects_out(
     con: duckdb.DuckDBPyConnection,
     name: str,
-    source: SourceConfig,
+    source: Source,
     landed: TableName,
     rejects: TableName,
 ) -> None:

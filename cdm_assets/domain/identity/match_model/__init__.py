@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.config.model import CUSTOMER, CdmConfig, MatchModelConfig
 from cdm_assets.domain.identity.match_model.blocking import BlockingRule, blocking_rules
 from cdm_assets.domain.identity.match_model.comparisons import Comparison, comparisons_for
 from cdm_assets.domain.identity.match_model.parameters import StoredModel, load_model, save_model, settings_fingerprint
 from cdm_assets.domain.identity.match_model.scoring import ScoringModel, personal_columns
 from cdm_assets.domain.identity.match_model.training import train
-from cdm_assets.domain.warehouse import TableName
+from cdm_assets.domain.plan import EntityPlan
+from cdm_assets.domain.sql import TableName
 
 
 @dataclass(frozen=True)
@@ -50,25 +50,20 @@ class ModelSettings:
         )
 
 
-def model_settings(config: CdmConfig, entity: str = CUSTOMER) -> ModelSettings | None:
+def model_settings(entity: EntityPlan) -> ModelSettings | None:
     """The entity's match model settings, or None when it links by rules alone."""
-    identity = config.identity_settings(entity)
-    configured = identity.match_model
-    if configured is None and identity.rules is not None:
-        return None  # a rule set written without the model keeps its meaning
-    if configured is not None and not configured.enabled:
+    options = entity.match_model
+    if options is None:
         return None
-    if configured is None:
-        configured = MatchModelConfig()
-    identifiers = config.identifier_names(entity)
+    identifiers = entity.identifier_names
     return ModelSettings(
         comparisons=tuple(comparisons_for(identifiers)),
-        blocking=tuple(blocking_rules(configured.blocking, identifiers)),
-        max_records_per_key=identity.max_records_per_key,
-        threshold=configured.threshold,
-        cannot_link=tuple(configured.cannot_link),
-        u_sample_pairs=configured.u_sample_pairs,
-        em_max_pairs=configured.em_max_pairs,
+        blocking=tuple(blocking_rules(options.blocking, identifiers)),
+        max_records_per_key=entity.max_records_per_key,
+        threshold=options.threshold,
+        cannot_link=tuple(options.cannot_link),
+        u_sample_pairs=options.u_sample_pairs,
+        em_max_pairs=options.em_max_pairs,
     )
 
 

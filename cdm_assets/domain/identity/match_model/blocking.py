@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cdm_assets.domain.identity.match_keys import key_column
-from cdm_assets.domain.warehouse import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident
 
 
 @dataclass(frozen=True)

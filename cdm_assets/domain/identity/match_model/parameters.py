@@ -18,7 +18,8 @@ import duckdb
 import pyarrow as pa
 
 from cdm_assets.domain.identity.match_model.training import ComparisonParameters, TrainedModel
-from cdm_assets.domain.warehouse import TableName, create_table_as, staged_tables, swap_in, table_columns, table_exists
+from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in, table_columns, table_exists
 
 PRIOR = "(prior)"  # the comparison name of the row that holds the prior
 

@@ -1,0 +1,101 @@
+"""SQL text: the one place that quotes names and constants and names tables.
+
+Every statement the domain writes puts identifiers through `quote_ident` and
+constants through `sql_string` (values from users are bound as parameters
+instead). Tables are `TableName`s; scratch tables live in the `temp` schema
+and staging tables carry the building process's token.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_SCHEMA_OR_TABLE = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Source columns are quoted identifiers in SQL; refuse what could break out of
+# the quotes or hide in logs (double quotes, control characters).
+UNSAFE_COLUMN = re.compile(r'["\x00-\x1f\x7f]')
+MAX_IDENTIFIER_LENGTH = 128
+
+# Staging tables carry the token of the process that builds them. Only one
+# process writes a DuckDB file at a time, so staging tables of another token
+# were left by a process that died mid-build (a killed run) and can go.
+STAGING_PREFIX = "_staging_"
+PROCESS_TOKEN = uuid.uuid4().hex[:8]
+SCRATCH = "temp"  # the schema of per-connection scratch tables: in memory, never written to the file
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for DuckDB; refuses names that cannot be quoted safely."""
+    if not name or '"' in name or any(ord(ch) < 32 for ch in name):
+        raise ValueError(f"unsafe identifier {name!r}")
+    return f'"{name}"'
+
+
+def check_column_name(name: str) -> str:
+    """Accept a source column name that can be safely quoted in SQL."""
+    if not name or not name.strip():
+        raise ValueError("column name must not be empty")
+    if len(name) > MAX_IDENTIFIER_LENGTH:
+        raise ValueError(f"column name longer than {MAX_IDENTIFIER_LENGTH} characters")
+    if UNSAFE_COLUMN.search(name):
+        raise ValueError(f"unsafe column name {name!r}: double quotes and control characters are not allowed")
+    return name
+
+
+def sql_string(value: str) -> str:
+    """A single-quoted SQL literal for a constant of our own (reference data, names from the config)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """A parenthesised list of literals, for `x IN (...)`."""
+    return "(" + ", ".join(sql_string(v) for v in values) + ")"
+
+
+def sql_array(values: Iterable[str]) -> str:
+    """A list literal of text values: `['a', 'b']`."""
+    return "[" + ", ".join(sql_string(v) for v in values) + "]"
+
+
+@dataclass(frozen=True)
+class TableName:
+    """A schema-qualified warehouse table such as `raw.crm`."""
+
+    schema: str
+    name: str
+
+    def __post_init__(self) -> None:
+        for part in (self.schema, self.name):
+            if not _SCHEMA_OR_TABLE.match(part):
+                raise ValueError(f"unsafe table name part {part!r}")
+
+    @classmethod
+    def parse(cls, qualified: str) -> TableName:
+        schema, _, name = qualified.partition(".")
+        return cls(schema, name)
+
+    @property
+    def sql(self) -> str:
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    def staging(self) -> TableName:
+        """A fresh staging name beside the table (unique per build)."""
+        return TableName(self.schema, f"{STAGING_PREFIX}{self.name}_{PROCESS_TOKEN}_{uuid.uuid4().hex[:8]}")
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def create_table(table: TableName) -> str:
+    """`CREATE TABLE <table>`, or `CREATE TEMP TABLE` for a scratch table (schema `temp`).
+
+    Intermediate results that only one build reads belong in scratch tables:
+    writing a persistent table compresses it, which costs about as much as
+    computing it.
+    """
+    if table.schema == SCRATCH:
+        return f"CREATE TEMP TABLE {quote_ident(table.name)}"
+    return f"CREATE TABLE {table.sql}"
