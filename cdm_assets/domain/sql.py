@@ -51,8 +51,8 @@ def sql_string(value: str) -> str:
 
 
 def sql_list(values: Iterable[str]) -> str:
-    """A parenthesised list of literals, for `x IN (...)`."""
-    return "(" + ", ".join(sql_string(v) for v in values) + ")"
+    """A parenthesised list of literals, for `x IN (...)`; `(NULL)`, which holds nothing, when empty."""
+    return "(" + (", ".join(sql_string(v) for v in values) or "NULL") + ")"
 
 
 def sql_array(values: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from cdm_assets.domain.sql import sql_string
 from cdm_assets.sample import sources
 from cdm_assets.sample.corruption import OFF, PROFILES, CorruptionRates, Corruptor
 from cdm_assets.sample.population import make_population
@@ -47,7 +48,7 @@ def write_jsonl(frame: pd.DataFrame, path: Path) -> None:
     with duckdb.connect() as con:
         con.execute("SET threads = 1")  # keeps row order, so output is byte-identical per seed
         con.register("frame", pa.Table.from_pandas(frame, preserve_index=False))
-        con.execute(f"COPY frame TO '{path}' (FORMAT json)")
+        con.execute(f"COPY frame TO {sql_string(str(path))} (FORMAT json)")
 
 
 def _append_lines(path: Path, lines: list[bytes]) -> int:

@@ -21,7 +21,7 @@ import duckdb
 from cdm_assets.domain.marts.parsing import timestamp_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.raw.land_file import near_unique_columns
-from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_array, sql_string
 from cdm_assets.domain.vocabulary import CUSTOMER
 from cdm_assets.domain.warehouse import create_table_as, ensure_schemas, row_count, staged_tables, swap_in
 
@@ -184,7 +184,7 @@ def _source_chunks(sources: list[str]) -> list[list[str]]:
 
 
 def _sql_list(values: list[str]) -> str:
-    return "[" + ", ".join(sql_string(v) for v in values) + "]::VARCHAR[]"
+    return f"{sql_array(values)}::VARCHAR[]"
 
 
 def _golden_fields(entity: EntityPlan) -> tuple[str, ...]:

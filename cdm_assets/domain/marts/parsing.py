@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from cdm_assets.domain.plan import NumberFormat, Source
-from cdm_assets.domain.sql import quote_ident
+from cdm_assets.domain.sql import quote_ident, sql_string
 
 
 def amount_sql(column: str | None, number_format: NumberFormat = NumberFormat()) -> str:
@@ -21,20 +21,16 @@ def amount_sql(column: str | None, number_format: NumberFormat = NumberFormat())
     text = f"trim(CAST({column} AS VARCHAR))"
     decimal, thousands = re.escape(number_format.decimal), number_format.thousands
     whole = rf"(\d{{1,3}}({re.escape(thousands)}\d{{3}})+|\d+)" if thousands else r"\d+"
-    pattern = rf"[+-]?{whole}({decimal}\d+)?".replace("'", "''")
-    plain = f"replace({text}, '{_sql(thousands)}', '')" if thousands else text
+    pattern = sql_string(rf"[+-]?{whole}({decimal}\d+)?")
+    plain = f"replace({text}, {sql_string(thousands)}, '')" if thousands else text
     if number_format.decimal != ".":
-        plain = f"replace({plain}, '{_sql(number_format.decimal)}', '.')"
+        plain = f"replace({plain}, {sql_string(number_format.decimal)}, '.')"
     exact = f"TRY_CAST({plain} AS DECIMAL(38, 10))"
     from_text = (
-        f"CASE WHEN regexp_full_match({text}, '{pattern}') AND {exact} = round({exact}, 2) "
+        f"CASE WHEN regexp_full_match({text}, {pattern}) AND {exact} = round({exact}, 2) "
         f"THEN TRY_CAST({exact} AS DECIMAL(18, 2)) END"
     )
     return f"CASE WHEN typeof({column}) = 'VARCHAR' THEN {from_text} ELSE TRY_CAST({column} AS DECIMAL(18, 2)) END"
-
-
-def _sql(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def timestamp_sql(column: str | None, strftime_format: str | None) -> str:
@@ -43,8 +39,7 @@ def timestamp_sql(column: str | None, strftime_format: str | None) -> str:
         return "NULL::TIMESTAMP"
     text = f"nullif(trim(CAST({column} AS VARCHAR)), '')"
     if strftime_format:
-        escaped = strftime_format.replace("'", "''")
-        return f"CAST(try_strptime({text}, '{escaped}') AS TIMESTAMP)"
+        return f"CAST(try_strptime({text}, {sql_string(strftime_format)}) AS TIMESTAMP)"
     return f"CAST(timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) AS TIMESTAMP)"
 
 
@@ -55,7 +50,7 @@ def customer_reference_sql(source: Source) -> tuple[str, str]:
         return "NULL::VARCHAR", "NULL::VARCHAR"
     value = f"nullif(trim(CAST({quote_ident(reference.column)} AS VARCHAR)), '')"
     if reference.source is not None:
-        return f"'{reference.source}'", value
+        return sql_string(reference.source), value
     return f"nullif(lower(trim(CAST({quote_ident(reference.source_column)} AS VARCHAR))), '')", value
 
 
@@ -72,8 +67,8 @@ def reference_columns_sql(name: str, source: Source, id_alias: str) -> str:
     id (as `id_alias`) and the customer record it points at."""
     ref_source, ref_value = customer_reference_sql(source)
     return (
-        f"'{name}' AS source, "
-        f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS {id_alias}, "
+        f"{sql_string(name)} AS source, "
+        f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR)) AS {quote_ident(id_alias)}, "
         f"{ref_source} AS customer_source, "
         f"{ref_value} AS customer_ref"
     )

@@ -16,7 +16,7 @@ import duckdb
 from cdm_assets.domain.marts.parsing import amount_sql, raw_columns_sql, reference_columns_sql, timestamp_sql
 from cdm_assets.domain.marts.reference_data import ISO_CURRENCIES
 from cdm_assets.domain.plan import Plan, Source
-from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident, sql_array, sql_list, sql_string
 from cdm_assets.domain.vocabulary import CUSTOMER, TRANSACTION
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
@@ -73,7 +73,7 @@ def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan) -> Transactio
         con.execute(
             f"""
             CREATE TABLE {rejects.sql} AS
-            SELECT source, '{STAGE}' AS stage, _file, _row_number, problem_column AS column_name,
+            SELECT source, {sql_string(STAGE)} AS stage, _file, _row_number, problem_column AS column_name,
                    problem AS reason, raw_row
             FROM {staging.sql}
             WHERE problem IS NOT NULL
@@ -104,7 +104,7 @@ def _checked_select(name: str, source: Source) -> str:
     """
 
 
-_KNOWN_CURRENCY = "list_contains([" + ", ".join(f"'{code}'" for code in ISO_CURRENCIES) + "], currency)"
+_KNOWN_CURRENCY = f"list_contains({sql_array(ISO_CURRENCIES)}, currency)"
 _PROBLEM = f"""
     CASE
         WHEN amount_text IS NULL THEN 'missing amount'
@@ -143,18 +143,18 @@ def _parsed_select(name: str, source: Source) -> str:
         SELECT {reference_columns_sql(name, source, "transaction_id")},
                nullif(trim(CAST({amount} AS VARCHAR)), '') AS amount_text,
                {amount_sql(amount, source.number_format)} AS amount,
-               '{_text(source.number_format.describe())}' AS number_format,
+               {sql_string(source.number_format.describe())} AS number_format,
                {currency_sql} AS currency,
                {type_text} AS type_text,
-               CASE WHEN {type_text} IN ({_sql_list(types.order)}) THEN 'order'
-                    WHEN {type_text} IN ({_sql_list(types.return_)}) THEN 'return' END AS type,
+               CASE WHEN {type_text} IN {sql_list(v.strip().lower() for v in types.order)} THEN 'order'
+                    WHEN {type_text} IN {sql_list(v.strip().lower() for v in types.return_)} THEN 'return' END AS type,
                {"true" if kind else "false"} AS has_type,
                nullif(trim(CAST({occurred} AS VARCHAR)), '') AS occurred_at_text,
                {timestamp_sql(occurred, fields["occurred_at"].format)} AS occurred_at,
-               '{_text(fields["amount"].column)}' AS amount_column,
-               {f"'{_text(fields['currency'].column)}'" if currency else "NULL"} AS currency_column,
-               {f"'{_text(fields['type'].column)}'" if kind else "NULL"} AS type_column,
-               '{_text(fields["occurred_at"].column)}' AS occurred_at_column,
+               {sql_string(fields["amount"].column)} AS amount_column,
+               {sql_string(fields["currency"].column) if currency else "NULL"} AS currency_column,
+               {sql_string(fields["type"].column) if kind else "NULL"} AS type_column,
+               {sql_string(fields["occurred_at"].column)} AS occurred_at_column,
                _file, _row_number,
                {raw_columns_sql(source)} AS _raw_columns
         FROM {raw.sql}
@@ -171,11 +171,3 @@ _EMPTY_CHECKED = """
            NULL::VARCHAR AS problem, NULL::VARCHAR AS problem_column
     LIMIT 0
 """
-
-
-def _sql_list(values: list[str]) -> str:
-    return ", ".join(f"'{_text(v.strip().lower())}'" for v in values) or "NULL"
-
-
-def _text(value: str) -> str:
-    return value.replace("'", "''")

@@ -19,7 +19,7 @@ import pyarrow.csv as pa_csv
 
 from cdm_assets.domain.raw.landed import LandedFile, LandingError
 from cdm_assets.domain.raw.lines import read_lines
-from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident, sql_array
 
 JSONL_LINE_COLUMN = "_line"
 _WHITESPACE = b" \t\r\f\v"
@@ -144,10 +144,10 @@ def json_lines_select(
     keys, bad = _usable_keys([row[0] for row in found], configured)
     is_object = "contains(text, '{')" if objects_only else "try(json_type(text)) = 'OBJECT'"
     if bad:
-        is_object += f" AND NOT list_has_any(try(json_keys(text)), {_text_list(list(bad))})"
+        is_object += f" AND NOT list_has_any(try(json_keys(text)), {sql_array(bad)})"
         _reject_bad_keys(con, name, stage, path, rejects, bad)
     extracted = [f"_values[{index}] AS {quote_ident(k)}" for index, k in enumerate(keys, start=1)]
-    paths = _text_list([f'$."{k}"' for k in keys])
+    paths = sql_array(f'$."{k}"' for k in keys)
     values = f"json_extract_string(text, {paths})" if keys else "[]::VARCHAR[]"
     objects = _lines_sql(f"{values} AS _values, _row_number", is_object)
     return f"""
@@ -195,7 +195,3 @@ def _reject_bad_keys(
         """,
         [name, stage, str(path), list(bad.values()), list(bad), list(bad)],
     )
-
-
-def _text_list(values: list[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"

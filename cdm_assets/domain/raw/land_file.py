@@ -17,7 +17,7 @@ from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.delimited import read_delimited
 from cdm_assets.domain.raw.json_lines import json_lines_select, read_json_lines, reject_bad_json_lines
 from cdm_assets.domain.raw.landed import LandedFile, LandingError
-from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident, sql_string
 from cdm_assets.domain.warehouse import create_table_as
 
 RAW_STAGE = "raw"
@@ -136,7 +136,7 @@ def _delimited_select(schema: pa.Schema) -> str:
     columns = [n for n in schema.names if n != "_row_number"]
     decoded = [f"try(decode({quote_ident(c)})) AS {quote_ident(c)}" for c in columns]
     undecodable = " ".join(
-        f"WHEN {quote_ident(c)} IS NOT NULL AND try(decode({quote_ident(c)})) IS NULL THEN '{_sql_text(c)}'"
+        f"WHEN {quote_ident(c)} IS NOT NULL AND try(decode({quote_ident(c)})) IS NULL THEN {sql_string(c)}"
         for c in columns
     )
     bad_column = f"CASE {undecodable} END" if columns else "NULL::VARCHAR"
@@ -179,7 +179,7 @@ def _record_parser_rejects(
         con.execute(
             f"""
             INSERT INTO {rejects.sql}
-            SELECT ?, '{RAW_STAGE}', ?, row_number, NULL, reason, 'malformed row', raw FROM parser_rejects
+            SELECT ?, {sql_string(RAW_STAGE)}, ?, row_number, NULL, reason, 'malformed row', raw FROM parser_rejects
             """,
             [name, str(landed_file.path)],
         )
@@ -194,8 +194,3 @@ def _require_columns_in_file(source: Source, path: Path, present: list[str]) -> 
             f"{path}: column(s) {', '.join(map(repr, missing))} named in the config are not in the file; "
             f"the file has: {', '.join(present)}"
         )
-
-
-def _sql_text(value: str) -> str:
-    """Escape a value for a single-quoted SQL literal (names already validated)."""
-    return value.replace("'", "''")

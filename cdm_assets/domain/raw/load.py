@@ -30,7 +30,7 @@ import duckdb
 from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
 from cdm_assets.domain.raw.landed import LandingError
-from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident, sql_string
 from cdm_assets.domain.warehouse import QuarantineReplacement, ensure_quarantine, staged_tables, swap_in, table_exists
 
 # Sources loaded at once by `load_raw_sources`. A load is half single-threaded
@@ -222,15 +222,15 @@ def _move_rejects_out(
         moved = con.execute(
             f"""
             INSERT INTO {rejects.sql}
-            SELECT ?, '{RAW_STAGE}', _file, _row_number, _bad_column,
+            SELECT ?, {sql_string(RAW_STAGE)}, _file, _row_number, _bad_column,
                    'invalid UTF-8 bytes in column ' || _bad_column, 'undecodable bytes', _raw
             FROM {landed.sql} WHERE _bad_column IS NOT NULL
             UNION ALL
-            SELECT ?, '{RAW_STAGE}', _file, _row_number, ?,
+            SELECT ?, {sql_string(RAW_STAGE)}, _file, _row_number, ?,
                    'missing record id (column ' || ? || ')', 'missing record id', {row_json}
             FROM {landed.sql} WHERE _bad_column IS NULL AND {key} IS NULL
             UNION ALL
-            SELECT ?, '{RAW_STAGE}', l._file, l._row_number, ?,
+            SELECT ?, {sql_string(RAW_STAGE)}, l._file, l._row_number, ?,
                    'duplicate record id ' || d._record_key || ': kept ' || d._kept_file || ' row ' || d._kept_row,
                    'duplicate record id', {row_json}
             FROM {landed.sql} l JOIN duplicate_landed d USING (_file, _row_number)
