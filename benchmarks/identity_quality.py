@@ -45,7 +45,7 @@ from cdm_assets.config import load_config  # noqa: E402
 from cdm_assets.config.plan import entity_plan  # noqa: E402
 from cdm_assets.domain.identity.resolution import largest_clusters, run_identity_resolution  # noqa: E402
 from cdm_assets.domain.plan import EntityTables  # noqa: E402
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source  # noqa: E402
+from cdm_assets.domain.raw.load import landed_files, load_raw_source  # noqa: E402
 
 SEED = 42
 PUBLIC_SETS = list(yardsticks.PUBLIC_SETS)

@@ -15,7 +15,7 @@ from cdm_assets.domain.identity.match_model.comparisons import birth_date, first
 from cdm_assets.domain.identity.match_model.parameters import load_model
 from cdm_assets.domain.identity.match_model.training import estimate_u, expectation_maximisation, starting_m
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph, run_identity_resolution
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets.sample import generate
 from cdm_assets_tests.conftest import write_text
 from cdm_assets_tests.plans import customer_tables, entity_of

@@ -12,7 +12,7 @@ from cdm_assets.domain.identity.default_rules import default_rules
 from cdm_assets.domain.identity.match_rules import build_identity_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
 from cdm_assets.domain.plan import MatchRule
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets_tests.conftest import write_text
 from cdm_assets_tests.plans import entity_of
 

@@ -12,7 +12,7 @@ import yaml
 from cdm_assets.config import BUNDLED_CONFIG, ConfigError, parse_config
 from cdm_assets.definitions import build_definitions
 from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets_tests.conftest import materialization_metadata, materialize_all, write_text
 from cdm_assets_tests.plans import entity_of
 from cdm_assets_tests.test_source_lookup import csv_text, customer_source

@@ -21,8 +21,8 @@ import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdm_assets.config.model import SourceConfig
 from cdm_assets.config.plan import resolve_source
+from cdm_assets.config.sources import SourceConfig
 from cdm_assets.domain.raw.load import load_raw_source
 
 FUZZ = settings(

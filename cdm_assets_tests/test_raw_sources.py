@@ -12,7 +12,7 @@ import pytest
 from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.raw import delimited
 from cdm_assets.domain.raw.landed import LandingError
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets_tests.conftest import write_text
 
 CRM = {

@@ -16,7 +16,7 @@ import pytest
 from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_lookup import build_source_lookup, lookup_columns
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets_tests.conftest import write_text
 from cdm_assets_tests.plans import customer_tables
 

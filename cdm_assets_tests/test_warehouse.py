@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from cdm_assets.config.model import SourceConfig
 from cdm_assets.config.plan import resolve_source
+from cdm_assets.config.sources import SourceConfig
 from cdm_assets.domain.marts.customers import _near_unique_attributes
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source, near_unique_columns
+from cdm_assets.domain.raw.land_file import near_unique_columns
+from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets.domain.sql import TableName
 from cdm_assets.domain.warehouse import create_table_as
 from cdm_assets_tests.conftest import write_text

@@ -11,7 +11,7 @@ import pytest
 from benchmarks import yardsticks
 from cdm_assets.config import load_config
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
-from cdm_assets.domain.raw_tables import landed_files, load_raw_source
+from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets_tests.plans import entity_of
 
 

@@ -11,9 +11,9 @@ from cdm_assets.config.loader import (
     load_config,
     parse_config,
 )
-from cdm_assets.config.model import (
+from cdm_assets.config.model import CdmConfig
+from cdm_assets.config.sources import (
     CANONICAL_FIELDS,
-    CdmConfig,
     CustomerReference,
     DateColumn,
     SourceConfig,

@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from cdm_assets.config.base import FieldError
 from cdm_assets.config.environments import EnvironmentProblem, active_environment, apply_environment, overlay_key
-from cdm_assets.config.model import CdmConfig, FieldError
+from cdm_assets.config.model import CdmConfig
 
 CONFIG_ENV = "CDM_CONFIG"
 DUCKDB_PATH_ENV = "CDM_DUCKDB_PATH"

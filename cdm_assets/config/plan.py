@@ -9,18 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cdm_assets.config.model import (
-    BirthDateWindow,
-    CdmConfig,
-    DateColumn,
-    FieldMapping,
-    IdentityConfig,
-    MatchModelConfig,
-    MatchRule,
-    SourceConfig,
-    TransactionTypes,
-    resolve_path,
-)
+from cdm_assets.config.identity import BirthDateWindow, IdentityConfig, MatchModelConfig, MatchRule
+from cdm_assets.config.model import CdmConfig, resolve_path
+from cdm_assets.config.sources import DateColumn, FieldMapping, SourceConfig, TransactionTypes
 from cdm_assets.domain import plan
 from cdm_assets.domain.vocabulary import TRANSACTION
 

@@ -91,7 +91,7 @@ def _source_sql(
             return "NULL::VARCHAR"
         return _as_text(mapping.column, column_types.get(mapping.column, "VARCHAR"))
 
-    # as raw_tables keys records, so ids here match transaction and event references
+    # as the raw load keys records, so ids here match transaction and event references
     record_id = f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR))"
     columns = [
         f"${prefix}source::VARCHAR AS source",
