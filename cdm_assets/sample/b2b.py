@@ -125,6 +125,13 @@ def contacts(companies: pd.DataFrame, crm: pd.DataFrame, rng: np.random.Generato
     )
 
 
+CRM_ACCOUNT_COLUMNS = [
+    "account_id", "name", "vat", "website", "phone", "street", "postcode", "city", "country", "industry", "created_at",
+]  # fmt: skip
+BILLING_COLUMNS = ["billing_id", "legal_name", "vat", "phone", "street", "postcode", "city", "country", "updated_at"]
+CONTACT_COLUMNS = ["contact_id", "account_ref", "first_name", "last_name", "email", "phone", "job_title"]
+
+
 def generate_b2b(accounts: int, seed: int, out: Path) -> GenerationSummary:
     """Write the B2B landing files under `out/landing` and the truth under `out/truth`."""
     started = time.perf_counter()
@@ -135,15 +142,43 @@ def generate_b2b(accounts: int, seed: int, out: Path) -> GenerationSummary:
     billing = billing_accounts(companies, rng)
     people = contacts(companies, crm, rng)
     crm_contacts = people.assign(contact_id=[f"CON-{i + 1:06d}" for i in range(len(people))])
+    webinar = _webinar_leads(people, rng)
+    invoices = _invoices(companies, crm_contacts, accounts, seed, rng)
+    landing, truth = out / "landing", out / "truth"
+    files = {
+        "crm_accounts": (crm[CRM_ACCOUNT_COLUMNS], landing / "crm_accounts" / "accounts.csv"),
+        "billing_accounts": (billing[BILLING_COLUMNS], landing / "billing_accounts" / "accounts.csv"),
+        "crm_contacts": (crm_contacts[CONTACT_COLUMNS], landing / "crm_contacts" / "contacts.csv"),
+        "invoices": (invoices, landing / "invoices" / "invoices.csv"),
+    }
+    summary = GenerationSummary(persons=len(people), seed=seed, out=out)
+    for name, (frame, path) in files.items():
+        write_csv(frame, path)
+        summary.rows[name] = len(frame)
+    write_jsonl(webinar[["lead_id", "full_name", "email", "registered_at"]], landing / "webinar_leads" / "leads.jsonl")
+    summary.rows["webinar_leads"] = len(webinar)
+    _write_truth(truth, crm, billing, crm_contacts, webinar)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _webinar_leads(people: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Four in ten contacts sign up for a webinar: one full name, an email in capitals one time in five."""
     webinar = people[_some(rng, len(people), 0.4)].reset_index(drop=True)
-    webinar = webinar.assign(
+    return webinar.assign(
         lead_id=[f"L{i + 1:06d}" for i in range(len(webinar))],
         full_name=webinar["first_name"] + " " + webinar["last_name"],
         email=webinar["email"].str.upper().where(_some(rng, len(webinar), 0.2), webinar["email"]),
         registered_at=iso(timestamps(rng, len(webinar))),
     )
+
+
+def _invoices(
+    companies: pd.DataFrame, crm_contacts: pd.DataFrame, accounts: int, seed: int, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Three invoices per account on average, each billed to a CRM contact; one in twenty a credit."""
     buyers = crm_contacts.sample(n=3 * accounts, replace=True, random_state=seed)
-    invoices = pd.DataFrame(
+    return pd.DataFrame(
         {
             "invoice_id": [f"INV-{i + 1:07d}" for i in range(len(buyers))],
             "contact_id": buyers["contact_id"].to_numpy(),
@@ -153,44 +188,12 @@ def generate_b2b(accounts: int, seed: int, out: Path) -> GenerationSummary:
             "invoiced_at": iso(timestamps(rng, len(buyers))),
         }
     )
-    landing, truth = out / "landing", out / "truth"
-    files = {
-        "crm_accounts": (
-            crm[
-                [
-                    "account_id",
-                    "name",
-                    "vat",
-                    "website",
-                    "phone",
-                    "street",
-                    "postcode",
-                    "city",
-                    "country",
-                    "industry",
-                    "created_at",
-                ]
-            ],
-            landing / "crm_accounts" / "accounts.csv",
-        ),
-        "billing_accounts": (
-            billing[
-                ["billing_id", "legal_name", "vat", "phone", "street", "postcode", "city", "country", "updated_at"]
-            ],
-            landing / "billing_accounts" / "accounts.csv",
-        ),
-        "crm_contacts": (
-            crm_contacts[["contact_id", "account_ref", "first_name", "last_name", "email", "phone", "job_title"]],
-            landing / "crm_contacts" / "contacts.csv",
-        ),
-        "invoices": (invoices, landing / "invoices" / "invoices.csv"),
-    }
-    summary = GenerationSummary(persons=len(people), seed=seed, out=out)
-    for name, (frame, path) in files.items():
-        write_csv(frame, path)
-        summary.rows[name] = len(frame)
-    write_jsonl(webinar[["lead_id", "full_name", "email", "registered_at"]], landing / "webinar_leads" / "leads.jsonl")
-    summary.rows["webinar_leads"] = len(webinar)
+
+
+def _write_truth(
+    truth: Path, crm: pd.DataFrame, billing: pd.DataFrame, crm_contacts: pd.DataFrame, webinar: pd.DataFrame
+) -> None:
+    """Which company each account record is, and which person (and company) each contact record is."""
     truth.mkdir(parents=True, exist_ok=True)
     pd.concat(
         [
@@ -200,25 +203,13 @@ def generate_b2b(accounts: int, seed: int, out: Path) -> GenerationSummary:
             ),
         ]
     ).to_parquet(truth / "accounts.parquet", index=False)
-    pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "source": "crm_contacts",
-                    "record_id": crm_contacts["contact_id"],
-                    "person": crm_contacts["person"],
-                    "company": crm_contacts["company"],
-                }
-            ),
-            pd.DataFrame(
-                {
-                    "source": "webinar_leads",
-                    "record_id": webinar["lead_id"],
-                    "person": webinar["person"],
-                    "company": webinar["company"],
-                }
-            ),
-        ]
-    ).to_parquet(truth / "contacts.parquet", index=False)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    contacts_truth = [
+        pd.DataFrame(
+            {"source": source, "record_id": frame[id_column], "person": frame["person"], "company": frame["company"]}
+        )
+        for source, frame, id_column in (
+            ("crm_contacts", crm_contacts, "contact_id"),
+            ("webinar_leads", webinar, "lead_id"),
+        )
+    ]
+    pd.concat(contacts_truth).to_parquet(truth / "contacts.parquet", index=False)

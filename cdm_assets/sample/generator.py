@@ -140,6 +140,26 @@ class _TruthFiles:
         self.writers[name].write_table(pa.Table.from_arrays(columns, schema=schema))
 
 
+@dataclass
+class _PartFiles:
+    """Where one part writes its landing files (`-partNN` before the suffix after part 0), and its row counts."""
+
+    part: int
+    landing: Path
+    summary: GenerationSummary
+
+    def path(self, relative: str) -> Path:
+        path = Path(relative)
+        if self.part:
+            path = path.with_name(f"{path.stem}-part{self.part:02d}{path.suffix}")
+        path = self.landing / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def count(self, name: str, rows: int) -> None:
+        self.summary.rows[name] = self.summary.rows.get(name, 0) + rows
+
+
 def _generate_part(
     part: int,
     first_person: int,
@@ -159,24 +179,35 @@ def _generate_part(
     population = make_population(persons, rng, first_person, corruptor.rates, corruptor.rng)
     truth.write("persons", population.frame())
     prefix = f"P{part}-" if part else ""
+    files = _PartFiles(part, landing, summary)
+    customers, records = _write_customer_sources(population, rng, prefix, corruptor, files)
+    if part == 0:
+        records.append(_inject_raw_defects(landing, customers))
+    truth.write("customer_records", pd.concat(records, ignore_index=True))
+    country, email = population.country, population.email
+    del records, population  # the rest of the population is written: its memory goes to the transactions and events
+    _write_transactions(country, customers, rng, prefix, first_person, files, truth)
+    events, event_truth = sources.clickstream(email, *customers["webshop"], rng, prefix)
+    del customers, country, email
+    write_jsonl(events, files.path("events/clickstream.jsonl"))
+    files.count("clickstream", len(events))
+    del events
+    event_truth["person_id"] = event_truth["person_id"] + first_person
+    truth.write("events", event_truth)
 
-    def file(relative: str) -> Path:
-        path = Path(relative)
-        path = landing / (path.with_name(f"{path.stem}-part{part:02d}{path.suffix}") if part else path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
 
-    def count(name: str, rows: int) -> None:
-        summary.rows[name] = summary.rows.get(name, 0) + rows
-
-    customers: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # source: (record ids, persons by position)
+def _write_customer_sources(
+    population, rng: np.random.Generator, prefix: str, corruptor: Corruptor, files: _PartFiles
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[pd.DataFrame]]:
+    """Each customer source's file; returns per source (record ids, persons by position) and the truth rows."""
+    customers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     records = []
     for name, (render, relative, id_column, delimiter) in CUSTOMER_SOURCES.items():
         frame, people = render(population, rng, prefix, corruptor)
         if delimiter is None:
-            write_jsonl(frame, file(relative))
+            write_jsonl(frame, files.path(relative))
         else:
-            write_csv(frame, file(relative), delimiter)
+            write_csv(frame, files.path(relative), delimiter)
         customers[name] = (frame[id_column].to_numpy(copy=True), people)  # a view would keep the whole frame
         records.append(
             pd.DataFrame(
@@ -189,54 +220,40 @@ def _generate_part(
                 }
             )
         )
-        count(name, len(frame))
+        files.count(name, len(frame))
         del frame
-    if part == 0:
-        records.append(_inject_raw_defects(landing, customers))
-    truth.write("customer_records", pd.concat(records, ignore_index=True))
-    country, email = population.country, population.email
-    del records, population  # the rest of the population is written: its memory goes to the transactions and events
+    return customers, records
 
+
+def _transaction_truth(source: str, ids: pd.Series, people: np.ndarray, defects, first_person: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"source": source, "transaction_id": ids, "person_id": people + first_person, "defect": defects}
+    )
+
+
+def _write_transactions(
+    country: np.ndarray,
+    customers: dict[str, tuple[np.ndarray, np.ndarray]],
+    rng: np.random.Generator,
+    prefix: str,
+    first_person: int,
+    files: _PartFiles,
+    truth: _TruthFiles,
+) -> None:
+    """The webshop's orders (Parquet) and the stores' sales (CSV), with their truth."""
     orders, order_people, order_defects = sources.webshop_orders(country, *customers["webshop"], rng, prefix)
-    pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), file("orders/webshop_orders.parquet"))
-    transactions = [
-        pd.DataFrame(
-            {
-                "source": "webshop_orders",
-                "transaction_id": orders["order_id"],
-                "person_id": order_people + first_person,
-                "defect": order_defects,
-            }
-        )
-    ]
-    count("webshop_orders", len(orders))
+    pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), files.path("orders/webshop_orders.parquet"))
+    transactions = [_transaction_truth("webshop_orders", orders["order_id"], order_people, order_defects, first_person)]
+    files.count("webshop_orders", len(orders))
     del orders
     sales, sale_people, sale_defects = sources.store_sales(
         country, {name: customers[name] for name in ("crm", "loyalty")}, rng, prefix
     )
-    write_csv(sales, file("store_sales/store_sales.csv"))
-    transactions.append(
-        pd.DataFrame(
-            {
-                "source": "store_sales",
-                "transaction_id": sales["sale_id"],
-                "person_id": sale_people + first_person,
-                "defect": sale_defects,
-            }
-        )
-    )
-    count("store_sales", len(sales))
+    write_csv(sales, files.path("store_sales/store_sales.csv"))
+    transactions.append(_transaction_truth("store_sales", sales["sale_id"], sale_people, sale_defects, first_person))
+    files.count("store_sales", len(sales))
     del sales
     truth.write("transactions", pd.concat(transactions, ignore_index=True))
-    del transactions
-
-    events, event_truth = sources.clickstream(email, *customers["webshop"], rng, prefix)
-    del customers, country, email
-    write_jsonl(events, file("events/clickstream.jsonl"))
-    count("clickstream", len(events))
-    del events
-    event_truth["person_id"] = event_truth["person_id"] + first_person
-    truth.write("events", event_truth)
 
 
 def _inject_raw_defects(landing: Path, customers: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:

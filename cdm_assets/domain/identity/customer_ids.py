@@ -69,11 +69,50 @@ def assign_customer_ids(
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
     if not table_exists(con, id_history):
         con.execute(f"CREATE TABLE {id_history.sql} ({history_ddl(tables)})")
-    previous_map = (
-        f"SELECT source, source_record_id, {id_column} AS customer_id FROM {id_map.sql}"
-        if table_exists(con, id_map)
-        else "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id LIMIT 0"
+    previous_map = _previous_map_sql(con, tables)
+    _claim_previous_ids(con, lookup, clusters, tables, previous_map)
+    _mint_new_ids(con, tables)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE id_by_cluster AS
+        SELECT cluster, previous_id AS customer_id, false AS is_new FROM id_claims WHERE seniority = 1
+        UNION ALL
+        SELECT cluster, customer_id, true AS is_new FROM id_minted
+        """
     )
+    # The history is append-only: this run's changes are appended in the transaction that swaps the map in.
+    with staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes")) as (map_staging, changes):
+        create_table_as(
+            con,
+            map_staging,
+            f"""
+            SELECT r.source, r.source_record_id, i.customer_id AS {id_column}, r.record_key, r.cluster
+            FROM id_records r JOIN id_by_cluster i USING (cluster)
+            """,
+            plain_text=[id_column],
+        )
+        con.execute(f"{create_table(changes)} AS SELECT * FROM {id_history.sql} LIMIT 0")
+        con.execute(f"INSERT INTO {changes.sql} {_changes_sql(previous_map)}", {"changed_at": changed_at})
+        assignment = _count_changes(con, changes, id_column)
+        swap_in(con, [(id_map, map_staging)], appends=[(id_history, changes)])
+    for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
+        con.execute(f"DROP TABLE IF EXISTS {temp}")
+    return assignment
+
+
+def _previous_map_sql(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> str:
+    """The ids of the last run, per record (none on the first run)."""
+    if not table_exists(con, tables.id_map):
+        return "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id LIMIT 0"
+    return f"SELECT source, source_record_id, {quote_ident(tables.id_column)} AS customer_id FROM {tables.id_map.sql}"
+
+
+def _claim_previous_ids(
+    con: duckdb.DuckDBPyConnection, lookup: TableName, clusters: TableName, tables: EntityTables, previous_map: str
+) -> None:
+    """`id_records` (each record's cluster and previous id) and `id_claims`: each previous id
+    claimed by the cluster holding most of its records, ranked by age within the cluster."""
+    id_column = quote_ident(tables.id_column)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE id_records AS
@@ -87,7 +126,7 @@ def assign_customer_ids(
         f"""
         CREATE OR REPLACE TEMP TABLE id_birth AS
         SELECT {id_column} AS customer_id, min(changed_at) AS born_at
-        FROM {id_history.sql}
+        FROM {tables.id_history.sql}
         WHERE change IN ('created', 'split')
         GROUP BY {id_column}
         """
@@ -112,78 +151,49 @@ def assign_customer_ids(
         FROM claimed LEFT JOIN id_birth b ON b.customer_id = claimed.previous_id
         """
     )
-    _mint_new_ids(con, tables)
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE id_by_cluster AS
-        SELECT cluster, previous_id AS customer_id, false AS is_new FROM id_claims WHERE seniority = 1
+
+
+def _changes_sql(previous_map: str) -> str:
+    """This run's history rows: created, split, merged, moved and retired ids (`$changed_at`)."""
+    return f"""
+        -- brand-new customers
+        SELECT i.customer_id, NULL, 'created', $changed_at, count(*)
+        FROM id_by_cluster i JOIN id_records r USING (cluster)
+        WHERE i.is_new
+        GROUP BY i.customer_id
+        HAVING count(r.previous_id) = 0
         UNION ALL
-        SELECT cluster, customer_id, true AS is_new FROM id_minted
-        """
-    )
-    # The history is append-only: this run's changes are appended in the transaction that swaps the map in.
-    with staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes")) as (map_staging, changes):
-        create_table_as(
-            con,
-            map_staging,
-            f"""
-            SELECT r.source, r.source_record_id, i.customer_id AS {id_column}, r.record_key, r.cluster
-            FROM id_records r JOIN id_by_cluster i USING (cluster)
-            """,
-            plain_text=[id_column],
-        )
-        con.execute(f"{create_table(changes)} AS SELECT * FROM {id_history.sql} LIMIT 0")
-        con.execute(
-            f"""
-            INSERT INTO {changes.sql}
-            -- brand-new customers
-            SELECT i.customer_id, NULL, 'created', $changed_at, count(*)
-            FROM id_by_cluster i JOIN id_records r USING (cluster)
-            WHERE i.is_new
-            GROUP BY i.customer_id
-            HAVING count(r.previous_id) = 0
-            UNION ALL
-            -- new ids cut from an existing customer
-            SELECT i.customer_id, r.previous_id, 'split', $changed_at, count(*)
-            FROM id_by_cluster i JOIN id_records r USING (cluster)
-            WHERE i.is_new AND r.previous_id IS NOT NULL
-            GROUP BY i.customer_id, r.previous_id
-            UNION ALL
-            -- younger ids folded into the oldest one of their cluster
-            SELECT keep.customer_id, c.previous_id, 'merged', $changed_at, c.records
-            FROM id_claims c JOIN id_by_cluster keep USING (cluster)
-            WHERE c.seniority > 1
-            UNION ALL
-            -- records whose id survives elsewhere but that now belong to another surviving customer
-            SELECT i.customer_id, r.previous_id, 'moved', $changed_at, count(*)
-            FROM id_records r
-            JOIN id_by_cluster i USING (cluster)
-            JOIN id_claims c ON c.previous_id = r.previous_id
-            WHERE NOT i.is_new AND c.cluster <> r.cluster
-            GROUP BY i.customer_id, r.previous_id
-            UNION ALL
-            -- ids whose records have all left the sources
-            SELECT p.customer_id, NULL, 'retired', $changed_at, 0
-            FROM (SELECT DISTINCT customer_id FROM ({previous_map})) p
-            WHERE p.customer_id NOT IN (SELECT previous_id FROM id_claims)
-            """,
-            {"changed_at": changed_at},
-        )
-        counts = dict(
-            con.execute(
-                f"""
-                SELECT change, count(*) FROM {changes.sql} GROUP BY change
-                """
-            ).fetchall()
-        )
-        split = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {changes.sql} WHERE change = 'split'").fetchone()[
-            0
-        ]
-        # one id per cluster: counting the (small, scratch) id table is counting the map's distinct ids
-        customers = con.execute("SELECT count(*) FROM id_by_cluster").fetchone()[0]
-        swap_in(con, [(id_map, map_staging)], appends=[(id_history, changes)])
-    for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
-        con.execute(f"DROP TABLE IF EXISTS {temp}")
+        -- new ids cut from an existing customer
+        SELECT i.customer_id, r.previous_id, 'split', $changed_at, count(*)
+        FROM id_by_cluster i JOIN id_records r USING (cluster)
+        WHERE i.is_new AND r.previous_id IS NOT NULL
+        GROUP BY i.customer_id, r.previous_id
+        UNION ALL
+        -- younger ids folded into the oldest one of their cluster
+        SELECT keep.customer_id, c.previous_id, 'merged', $changed_at, c.records
+        FROM id_claims c JOIN id_by_cluster keep USING (cluster)
+        WHERE c.seniority > 1
+        UNION ALL
+        -- records whose id survives elsewhere but that now belong to another surviving customer
+        SELECT i.customer_id, r.previous_id, 'moved', $changed_at, count(*)
+        FROM id_records r
+        JOIN id_by_cluster i USING (cluster)
+        JOIN id_claims c ON c.previous_id = r.previous_id
+        WHERE NOT i.is_new AND c.cluster <> r.cluster
+        GROUP BY i.customer_id, r.previous_id
+        UNION ALL
+        -- ids whose records have all left the sources
+        SELECT p.customer_id, NULL, 'retired', $changed_at, 0
+        FROM (SELECT DISTINCT customer_id FROM ({previous_map})) p
+        WHERE p.customer_id NOT IN (SELECT previous_id FROM id_claims)
+    """
+
+
+def _count_changes(con: duckdb.DuckDBPyConnection, changes: TableName, id_column: str) -> IdAssignment:
+    counts = dict(con.execute(f"SELECT change, count(*) FROM {changes.sql} GROUP BY change").fetchall())
+    split = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {changes.sql} WHERE change = 'split'").fetchone()[0]
+    # one id per cluster: counting the (small, scratch) id table is counting the map's distinct ids
+    customers = con.execute("SELECT count(*) FROM id_by_cluster").fetchone()[0]
     return IdAssignment(
         customers=customers,
         created=counts.get("created", 0),

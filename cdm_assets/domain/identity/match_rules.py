@@ -32,7 +32,7 @@ from cdm_assets.domain.identity.match_model.scoring import (
 from cdm_assets.domain.plan import EntityTables, MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
 from cdm_assets.domain.vocabulary import match_key
-from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in
+from cdm_assets.domain.warehouse import create_table_as, row_count, staged_tables, swap_in
 
 MODEL_RULE = "match_model"  # the rule label of the links the match model makes
 
@@ -271,43 +271,10 @@ def build_identity_graph(
     ]
     with staged_tables(con, *work, graph) as (placeholders, candidates, links, model_links, staging):
         params = {"max_records": max_records_per_key}
-        checked = _placeholder_checked_keys(rules)
-        con.execute(f"{create_table(placeholders)} (key_column VARCHAR, value VARCHAR)")
-        for key in checked:
-            column = quote_ident(key_column(key))
-            con.execute(
-                f"INSERT INTO {placeholders.sql} SELECT {sql_string(key_column(key))}, {column} FROM {lookup.sql} "
-                f"WHERE {column} IS NOT NULL GROUP BY {column} HAVING count(*) > $max_records",
-                params,
-            )
-        con.execute(
-            f"{create_table(candidates)} (key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN)"
-        )
-        for order, rule in enumerate(rules):
-            con.execute(
-                f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule_order, score, weak "
-                f"FROM ({rule_sql(rule, lookup, placeholders)})",
-                {**params, "rule_order": order},
-            )
-        con.execute(
-            f"""
-            {create_table(links)} AS
-            SELECT key_a, key_b, min(rule_order) AS rule_order, arg_min(score, rule_order) AS score,
-                   arg_min(weak, rule_order) AS weak
-            FROM {candidates.sql}
-            GROUP BY key_a, key_b
-            """
-        )
-        con.execute(f"DROP TABLE {candidates.sql}")
+        _list_placeholders(con, rules, lookup, placeholders, params)
+        _link_by_rules(con, rules, lookup, placeholders, candidates, links, params)
         key_values, rule_orders = _cannot_link_keys(rules, placeholders)
         drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders)
-        names = (
-            "CASE link.rule_order "
-            + " ".join(f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules))
-            + " END"
-            if rules
-            else "NULL::VARCHAR"
-        )
         model_pairs = None
         if model is not None:
             model_pairs = build_model_links(con, lookup, model, max_records_per_key, model_links)
@@ -315,21 +282,6 @@ def build_identity_graph(
                 con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},
                 {c: [MODEL_RULE_ORDER] for c in model.conflict_columns},
             )  # fmt: skip
-            weights = [weight_column(c) for c in model.comparisons]
-            scored = ", ".join(
-                ["round(model.match_probability, 6) AS match_probability", "round(model.match_weight, 3) AS match_weight",
-                 *(f"round(model.{w}, 3) AS {w}" for w in weights)]
-            )  # fmt: skip
-            linked = f"""
-                SELECT coalesce(link.key_a, model.key_a) AS key_a, coalesce(link.key_b, model.key_b) AS key_b,
-                       coalesce({names}, {sql_string(MODEL_RULE)}) AS rule,
-                       round(coalesce(link.score, model.match_probability), 4) AS score, {scored}
-                FROM {links.sql} AS link FULL OUTER JOIN {model_links.sql} AS model USING (key_a, key_b)
-            """
-        else:
-            linked = (
-                f"SELECT link.key_a, link.key_b, {names} AS rule, round(link.score, 4) AS score FROM {links.sql} link"
-            )
         create_table_as(
             con,
             staging,
@@ -337,13 +289,85 @@ def build_identity_graph(
             SELECT a.source AS source_a, a.source_record_id AS record_id_a,
                    b.source AS source_b, b.source_record_id AS record_id_b,
                    link.* EXCLUDE (key_a, key_b), link.key_a, link.key_b
-            FROM ({linked}) AS link
+            FROM ({_labelled_links_sql(rules, links, model_links, model)}) AS link
             JOIN {lookup.sql} a ON a.record_key = link.key_a
             JOIN {lookup.sql} b ON b.record_key = link.key_b
             """,
         )
         swap_in(con, [(graph, staging)])
-    return GraphBuild(con.execute(f"SELECT count(*) FROM {graph.sql}").fetchone()[0], model_pairs)
+    return GraphBuild(row_count(con, graph), model_pairs)
+
+
+def _list_placeholders(
+    con: duckdb.DuckDBPyConnection, rules: Sequence[MatchRule], lookup: TableName, placeholders: TableName, params: dict
+) -> None:
+    """(key_column, value) of the values of must-not-differ keys held by more than `$max_records` records."""
+    con.execute(f"{create_table(placeholders)} (key_column VARCHAR, value VARCHAR)")
+    for key in _placeholder_checked_keys(rules):
+        column = quote_ident(key_column(key))
+        con.execute(
+            f"INSERT INTO {placeholders.sql} SELECT {sql_string(key_column(key))}, {column} FROM {lookup.sql} "
+            f"WHERE {column} IS NOT NULL GROUP BY {column} HAVING count(*) > $max_records",
+            params,
+        )
+
+
+def _link_by_rules(
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[MatchRule],
+    lookup: TableName,
+    placeholders: TableName,
+    candidates: TableName,
+    links: TableName,
+    params: dict,
+) -> None:
+    """`links`: every pair some rule links, with the first such rule (by order), its score and weakness."""
+    con.execute(
+        f"{create_table(candidates)} (key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN)"
+    )
+    for order, rule in enumerate(rules):
+        con.execute(
+            f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule_order, score, weak "
+            f"FROM ({rule_sql(rule, lookup, placeholders)})",
+            {**params, "rule_order": order},
+        )
+    con.execute(
+        f"""
+        {create_table(links)} AS
+        SELECT key_a, key_b, min(rule_order) AS rule_order, arg_min(score, rule_order) AS score,
+               arg_min(weak, rule_order) AS weak
+        FROM {candidates.sql}
+        GROUP BY key_a, key_b
+        """
+    )
+    con.execute(f"DROP TABLE {candidates.sql}")
+
+
+def _labelled_links_sql(
+    rules: Sequence[MatchRule], links: TableName, model_links: TableName, model: ScoringModel | None
+) -> str:
+    """Rule links and model links as one relation: each pair with its rule's name (or
+    `match_model`), its score and, from the model, probability, weight and field weights."""
+    names = (
+        "CASE link.rule_order "
+        + " ".join(f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules))
+        + " END"
+        if rules
+        else "NULL::VARCHAR"
+    )
+    if model is None:
+        return f"SELECT link.key_a, link.key_b, {names} AS rule, round(link.score, 4) AS score FROM {links.sql} link"
+    weights = [weight_column(c) for c in model.comparisons]
+    scored = ", ".join(
+        ["round(model.match_probability, 6) AS match_probability", "round(model.match_weight, 3) AS match_weight",
+         *(f"round(model.{w}, 3) AS {w}" for w in weights)]
+    )  # fmt: skip
+    return f"""
+        SELECT coalesce(link.key_a, model.key_a) AS key_a, coalesce(link.key_b, model.key_b) AS key_b,
+               coalesce({names}, {sql_string(MODEL_RULE)}) AS rule,
+               round(coalesce(link.score, model.match_probability), 4) AS score, {scored}
+        FROM {links.sql} AS link FULL OUTER JOIN {model_links.sql} AS model USING (key_a, key_b)
+    """
 
 
 def _placeholder_checked_keys(rules: Sequence[MatchRule]) -> list[str]:
