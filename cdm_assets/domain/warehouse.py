@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -191,6 +191,18 @@ def drop_abandoned_staging_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [f"{schema}.{name}" for schema, name in found]
 
 
+@contextmanager
+def arrow_views(con: duckdb.DuckDBPyConnection, views: Mapping[str, object]) -> Iterator[None]:
+    """Tables held in Python (Arrow, pandas) visible to SQL under their names while the block runs."""
+    for name, table in views.items():
+        con.register(name, table)
+    try:
+        yield
+    finally:
+        for name in views:
+            con.unregister(name)
+
+
 def table_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:
     """(name, type) of each column, in order."""
     rows = con.execute(
@@ -202,4 +214,5 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tupl
 
 
 def row_count(con: duckdb.DuckDBPyConnection, table: TableName) -> int:
-    return con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+    # fetched to the end: an unfinished result would block the next statement on this connection
+    return con.execute(f"SELECT count(*) FROM {table.sql}").fetchall()[0][0]

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from cdm_assets.domain.identity.clustering import cluster_labels
 from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.warehouse import arrow_views, row_count
 
 _MEMBERS = "_cdm_cannot_link_members"
 
@@ -44,7 +45,7 @@ def drop_weak_links_in_conflict(
     """
     if not key_values:
         return 0
-    record_count = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchall()[0][0]
+    record_count = row_count(con, lookup)
     edges = con.sql(f"SELECT key_a, key_b, weak FROM {links.sql}").to_arrow_table()
     key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
     key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
@@ -65,9 +66,8 @@ def drop_weak_links_in_conflict(
         f"(links.rule_order IN ({', '.join(str(int(o)) for o in rule_orders[column])}) AND conflicted.{flag})"
         for column, flag in flags.items()
     )
-    con.register(_MEMBERS, members)
-    try:
-        before = con.execute(f"SELECT count(*) FROM {links.sql}").fetchall()[0][0]
+    with arrow_views(con, {_MEMBERS: members}):
+        before = row_count(con, links)
         con.execute(
             f"""
             DELETE FROM {links.sql} AS links USING (
@@ -82,7 +82,5 @@ def drop_weak_links_in_conflict(
             WHERE links.key_a = conflicted.record_key AND links.weak AND ({dropped})
             """
         )
-        after = con.execute(f"SELECT count(*) FROM {links.sql}").fetchall()[0][0]
-    finally:
-        con.unregister(_MEMBERS)
+        after = row_count(con, links)
     return before - after

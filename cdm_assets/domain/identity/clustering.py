@@ -15,6 +15,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from cdm_assets.domain.sql import TableName, create_table
+from cdm_assets.domain.warehouse import arrow_views, row_count
 
 
 def cluster_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def cluster_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> n
 
 def build_clusters(con: duckdb.DuckDBPyConnection, lookup: TableName, graph: TableName, clusters: TableName) -> int:
     """Write `clusters` (record_key, cluster) for every record of `lookup`; returns the cluster count."""
-    record_count = con.execute(f"SELECT count(*) FROM {lookup.sql}").fetchall()[0][0]
+    record_count = row_count(con, lookup)
     edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}").to_arrow_table()
     labels = cluster_labels(
         record_count,
@@ -37,9 +38,6 @@ def build_clusters(con: duckdb.DuckDBPyConnection, lookup: TableName, graph: Tab
         edges.column("key_b").to_numpy().astype(np.int64, copy=False),
     )
     table = pa.table({"record_key": np.arange(record_count, dtype=np.int64), "cluster": labels})
-    con.register("cluster_labels", table)
-    try:
+    with arrow_views(con, {"cluster_labels": table}):
         con.execute(f"{create_table(clusters)} AS SELECT * FROM cluster_labels")
-    finally:
-        con.unregister("cluster_labels")
     return int(labels.max()) + 1 if record_count else 0

@@ -50,7 +50,7 @@ from cdm_assets.domain.identity.source_records import customer_records
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import TableName, quote_ident
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
-from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in
+from cdm_assets.domain.warehouse import arrow_views, create_table_as, row_count, staged_tables, swap_in
 
 # Columns every lookup has, in order; `id_<name>` columns follow `country`.
 LEADING_COLUMNS = (
@@ -120,8 +120,7 @@ def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: E
         nulled = count_nulled_values(con, staging, [reason for reason, _ in nulling_conditions(identifiers)])
         con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(NULLED_REASONS_COLUMN)}")
         swap_in(con, [(target, staging)])
-    # fetch to the end: an unfinished result would block the next query on this connection
-    records_built = con.execute(f"SELECT count(*) FROM {target.sql}").fetchall()[0][0]
+    records_built = row_count(con, target)
     return SourceLookupBuild(records_built, nulled)
 
 
@@ -192,13 +191,8 @@ def _reference_tables(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         _PHONE_REGIONS: phone_regions(),
         _PHONE_PREFIXES: phone_prefixes(),
     }
-    for name, table in tables.items():
-        con.register(name, table)
-    try:
+    with arrow_views(con, tables):
         yield
-    finally:
-        for name in tables:
-            con.unregister(name)
 
 
 def lookup_sql(

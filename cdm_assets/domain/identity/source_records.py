@@ -22,7 +22,7 @@ from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.plan import EntityPlan, Source
 from cdm_assets.domain.sql import TableName, quote_ident
 from cdm_assets.domain.vocabulary import CUSTOMER_FIELDS, DATE_FIELDS
-from cdm_assets.domain.warehouse import table_columns, table_exists
+from cdm_assets.domain.warehouse import row_count, table_columns, table_exists
 
 # Canonical text fields read from a source; `birth_date` is parsed separately.
 TEXT_FIELDS = tuple(field for field in CUSTOMER_FIELDS if field not in DATE_FIELDS)
@@ -71,7 +71,7 @@ def customer_records(
         selects.append(_source_sql(prefix, table, source, column_types, fields, identifiers, keyed))
         if keyed:
             params[f"{prefix}first_key"] = first_key
-            first_key += con.execute(f"SELECT count(*) FROM {table.sql}").fetchall()[0][0]
+            first_key += row_count(con, table)
     phone_regions = sorted({s.phone_region for s in sources.values() if s.phone_region})
     return SourceRecords("\nUNION ALL BY NAME\n".join(f"({s})" for s in selects), params, phone_regions)
 

@@ -23,6 +23,7 @@ from cdm_assets.domain.warehouse import (
     create_table_as,
     ensure_quarantine,
     ensure_schemas,
+    row_count,
     staged_tables,
     swap_in,
 )
@@ -82,7 +83,7 @@ def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan) -> Transactio
         con.execute(f"DELETE FROM {staging.sql} WHERE problem IS NOT NULL")
         for helper in ("problem", "problem_column", "raw_row"):
             con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {helper}")
-        quarantined = con.execute(f"SELECT count(*) FROM {rejects.sql}").fetchone()[0]
+        quarantined = row_count(con, rejects)
         rows, unattributed = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE customer_id IS NULL) FROM {staging.sql}"
         ).fetchone()

@@ -18,7 +18,7 @@ from cdm_assets.domain.raw.delimited import read_delimited
 from cdm_assets.domain.raw.json_lines import json_lines_select, read_json_lines, reject_bad_json_lines
 from cdm_assets.domain.raw.landed import LandedFile, LandingError
 from cdm_assets.domain.sql import TableName, quote_ident, sql_string
-from cdm_assets.domain.warehouse import create_table_as
+from cdm_assets.domain.warehouse import arrow_views, create_table_as
 
 RAW_STAGE = "raw"
 
@@ -174,8 +174,7 @@ def _record_parser_rejects(
             "raw": [r.raw for r in landed_file.rejects],
         }
     )
-    con.register("parser_rejects", table)
-    try:
+    with arrow_views(con, {"parser_rejects": table}):
         con.execute(
             f"""
             INSERT INTO {rejects.sql}
@@ -183,8 +182,6 @@ def _record_parser_rejects(
             """,
             [name, str(landed_file.path)],
         )
-    finally:
-        con.unregister("parser_rejects")
 
 
 def _require_columns_in_file(source: Source, path: Path, present: list[str]) -> None:

@@ -31,7 +31,14 @@ from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
 from cdm_assets.domain.raw.landed import LandingError
 from cdm_assets.domain.sql import TableName, quote_ident, sql_string
-from cdm_assets.domain.warehouse import QuarantineReplacement, ensure_quarantine, staged_tables, swap_in, table_exists
+from cdm_assets.domain.warehouse import (
+    QuarantineReplacement,
+    ensure_quarantine,
+    row_count,
+    staged_tables,
+    swap_in,
+    table_exists,
+)
 
 # Sources loaded at once by `load_raw_sources`. A load is half single-threaded
 # parsing and Python, half DuckDB on every core: two at a time keep a 2-core
@@ -123,7 +130,7 @@ def load_raw_source(
             _create_empty_landed(con, source, landed)
         _require_mapped_columns(con, name, source, landed, files)
         _move_rejects_out(con, name, source, landed, rejects)
-        report.rows_accepted = con.execute(f"SELECT count(*) FROM {landed.sql}").fetchone()[0]
+        report.rows_accepted = row_count(con, landed)
         report.quarantined_by_reason = Counter(
             dict(con.execute(f"SELECT reason_kind, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
         )

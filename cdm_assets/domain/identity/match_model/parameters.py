@@ -19,7 +19,14 @@ import pyarrow as pa
 
 from cdm_assets.domain.identity.match_model.training import ComparisonParameters, TrainedModel
 from cdm_assets.domain.sql import TableName
-from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in, table_columns, table_exists
+from cdm_assets.domain.warehouse import (
+    arrow_views,
+    create_table_as,
+    staged_tables,
+    swap_in,
+    table_columns,
+    table_exists,
+)
 
 PRIOR = "(prior)"  # the comparison name of the row that holds the prior
 
@@ -62,13 +69,9 @@ def save_model(con: duckdb.DuckDBPyConnection, table: TableName, model: TrainedM
     arrow = arrow.append_column("trained_at", pa.array([trained_at] * len(rows["level"]), pa.timestamp("us")))
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
     name = f"_cdm_match_model_{table.name}"
-    con.register(name, arrow)
-    try:
-        with staged_tables(con, table) as (staging,):
-            create_table_as(con, staging, f"SELECT * FROM {name}")
-            swap_in(con, [(table, staging)])
-    finally:
-        con.unregister(name)
+    with arrow_views(con, {name: arrow}), staged_tables(con, table) as (staging,):
+        create_table_as(con, staging, f"SELECT * FROM {name}")
+        swap_in(con, [(table, staging)])
 
 
 def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel | None:
