@@ -12,8 +12,9 @@ import pytest
 from cdm_assets.config import load_config
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.comparisons import birth_date, first_name, identifier
+from cdm_assets.domain.identity.match_model.expectation_maximisation import expectation_maximisation, starting_m
 from cdm_assets.domain.identity.match_model.parameters import load_model
-from cdm_assets.domain.identity.match_model.training import estimate_u, expectation_maximisation, starting_m
+from cdm_assets.domain.identity.match_model.u_probabilities import estimate_u
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph, run_identity_resolution
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets.sample import generate
