@@ -191,30 +191,11 @@ def make_population(
     profile.
     """
     extra = extra if extra is not None else np.random.default_rng(0)
-    # Households: most people live alone here; some share a home (and an inbox, a landline).
-    sizes = rng.choice([1, 2, 3, 4], size=persons, p=[0.78, 0.12, 0.06, 0.04])
-    household_id = np.repeat(np.arange(len(sizes)), sizes)[:persons]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    head = np.repeat(starts, sizes)[:persons]
-    household_size = np.repeat(sizes, sizes)[:persons]
-
+    household_id, head, household_size = _households(rng, persons)
     country = np.array(v.COUNTRIES, dtype=object)[rng.choice(len(v.COUNTRIES), size=persons, p=v.COUNTRY_SHARE)]
     country = country[head]  # a household lives in one country
     female = rng.random(persons) < 0.5
-    first = np.empty(persons, dtype=object)
-    last = np.empty(persons, dtype=object)
-    for code in v.COUNTRIES:
-        mask = country == code
-        count = int(mask.sum())
-        if not count:
-            continue
-        vocab = v.names(code)
-        first[mask] = np.where(
-            female[mask],
-            vocab.female[rng.integers(0, len(vocab.female), count)],
-            vocab.male[rng.integers(0, len(vocab.male), count)],
-        )
-        last[mask] = vocab.last[rng.integers(0, len(vocab.last), count)]
+    first, last = _names(rng, country, female)
     last = last[head]
     birth = BIRTH_FROM + rng.integers(0, BIRTH_DAYS, persons).astype("timedelta64[D]")
     if (rates.birth_year_from, rates.birth_year_to, rates.born_before_1900) != (
@@ -225,42 +206,11 @@ def make_population(
         birth = _birth_dates(extra, persons, rates)
     street, postcode, city = _addresses(rng, country)
     street, postcode, city = street[head], postcode[head], city[head]
-
-    # Twins: the second member of some households shares the head's birth date.
-    second = (np.arange(persons) == head + 1) & (household_size >= 2)
-    twins = second & (rng.random(persons) < 0.25)
-    twin_of = np.where(twins, head, -1)
-    birth[twins] = birth[head[twins]]
-    similar = twins & (rng.random(persons) < 0.4)
-    pairs = rng.integers(0, len(v.SIMILAR_TWIN_NAMES), persons)
-    for index in np.flatnonzero(similar):  # a few per thousand persons
-        a, b = v.SIMILAR_TWIN_NAMES[pairs[index]]
-        first[head[index]], first[index] = a, b
-
-    # Namesakes: unrelated people who carry a common name of someone else.
-    namesakes = np.flatnonzero(rng.random(persons) < 0.03)
-    donors = rng.integers(0, persons, len(namesakes))
-    keep = household_id[namesakes] != household_id[donors]
-    first[namesakes[keep]] = first[donors[keep]]
-    last[namesakes[keep]] = last[donors[keep]]
-
-    domains = np.empty(persons, dtype=object)
-    old_domains = np.empty(persons, dtype=object)
-    for code in v.COUNTRIES:
-        mask = country == code
-        domains[mask] = pick(rng, v.EMAIL_DOMAINS[code], int(mask.sum()))
-        old_domains[mask] = pick(rng, v.EMAIL_DOMAINS[code], int(mask.sum()))
+    twin_of = _twins_and_namesakes(rng, head, household_size, household_id, birth, first, last)
     household_id = household_id + first_person  # at most one household per person: unique across parts
     person_id = np.arange(persons) + first_person
-    local = _ascii_lower(first) + "." + _ascii_lower(last) + person_id.astype(str).astype(object)
-    email = local + "@" + domains
-    old_email = _ascii_lower(first) + (rng.integers(10, 99, persons).astype(str).astype(object)) + "@" + old_domains
-    shared_inbox = (household_size >= 2) & (rng.random(persons) < 0.5)
-    shared_inbox = shared_inbox[head]  # the whole household or nobody
-    household_email = np.where(
-        shared_inbox,
-        "familie." + _ascii_lower(last) + household_id.astype(str).astype(object) + "@" + domains[head],
-        None,
+    email, old_email, household_email = _emails(
+        rng, country, first, last, person_id, head, household_size, household_id
     )
     old_street, old_postcode, old_city = _addresses(rng, country)
     second_phone, birth_last = _second_phones_and_birth_names(extra, rates, country, female, last, head, household_size)
@@ -285,6 +235,100 @@ def make_population(
         household_email=household_email,
         twin_of=np.where(twin_of >= 0, twin_of + first_person, -1),
     )
+
+
+def _households(rng: np.random.Generator, persons: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per person: household (from 0), the household's first member (its head) and its size.
+    Most people live alone here; some share a home (and an inbox, a landline)."""
+    sizes = rng.choice([1, 2, 3, 4], size=persons, p=[0.78, 0.12, 0.06, 0.04])
+    household_id = np.repeat(np.arange(len(sizes)), sizes)[:persons]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    head = np.repeat(starts, sizes)[:persons]
+    household_size = np.repeat(sizes, sizes)[:persons]
+    return household_id, head, household_size
+
+
+def _names(rng: np.random.Generator, country: np.ndarray, female: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last names from each person's country's vocabulary."""
+    first = np.empty(len(country), dtype=object)
+    last = np.empty(len(country), dtype=object)
+    for code in v.COUNTRIES:
+        mask = country == code
+        count = int(mask.sum())
+        if not count:
+            continue
+        vocab = v.names(code)
+        first[mask] = np.where(
+            female[mask],
+            vocab.female[rng.integers(0, len(vocab.female), count)],
+            vocab.male[rng.integers(0, len(vocab.male), count)],
+        )
+        last[mask] = vocab.last[rng.integers(0, len(vocab.last), count)]
+    return first, last
+
+
+def _twins_and_namesakes(
+    rng: np.random.Generator,
+    head: np.ndarray,
+    household_size: np.ndarray,
+    household_id: np.ndarray,
+    birth: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+) -> np.ndarray:
+    """Make twins and namesakes in place; returns each twin's sibling by position (-1: none).
+
+    Twins: the second member of some households shares the head's birth date (a few
+    with names one letter apart). Namesakes: unrelated people who carry a common name
+    of someone else."""
+    persons = len(head)
+    second = (np.arange(persons) == head + 1) & (household_size >= 2)
+    twins = second & (rng.random(persons) < 0.25)
+    twin_of = np.where(twins, head, -1)
+    birth[twins] = birth[head[twins]]
+    similar = twins & (rng.random(persons) < 0.4)
+    pairs = rng.integers(0, len(v.SIMILAR_TWIN_NAMES), persons)
+    for index in np.flatnonzero(similar):  # a few per thousand persons
+        a, b = v.SIMILAR_TWIN_NAMES[pairs[index]]
+        first[head[index]], first[index] = a, b
+    namesakes = np.flatnonzero(rng.random(persons) < 0.03)
+    donors = rng.integers(0, persons, len(namesakes))
+    keep = household_id[namesakes] != household_id[donors]
+    first[namesakes[keep]] = first[donors[keep]]
+    last[namesakes[keep]] = last[donors[keep]]
+    return twin_of
+
+
+def _emails(
+    rng: np.random.Generator,
+    country: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    person_id: np.ndarray,
+    head: np.ndarray,
+    household_size: np.ndarray,
+    household_id: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each person's own email, an older one, and the household's shared inbox (half of the
+    households of two or more; None elsewhere), at the country's usual providers."""
+    persons = len(country)
+    domains = np.empty(persons, dtype=object)
+    old_domains = np.empty(persons, dtype=object)
+    for code in v.COUNTRIES:
+        mask = country == code
+        domains[mask] = pick(rng, v.EMAIL_DOMAINS[code], int(mask.sum()))
+        old_domains[mask] = pick(rng, v.EMAIL_DOMAINS[code], int(mask.sum()))
+    local = _ascii_lower(first) + "." + _ascii_lower(last) + person_id.astype(str).astype(object)
+    email = local + "@" + domains
+    old_email = _ascii_lower(first) + (rng.integers(10, 99, persons).astype(str).astype(object)) + "@" + old_domains
+    shared_inbox = (household_size >= 2) & (rng.random(persons) < 0.5)
+    shared_inbox = shared_inbox[head]  # the whole household or nobody
+    household_email = np.where(
+        shared_inbox,
+        "familie." + _ascii_lower(last) + household_id.astype(str).astype(object) + "@" + domains[head],
+        None,
+    )
+    return email, old_email, household_email
 
 
 def _birth_dates(extra: np.random.Generator, persons: int, rates: CorruptionRates) -> np.ndarray:

@@ -114,11 +114,16 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
     `phones`; helper columns start with `_phone`. `home_regions` lists the
     values `phone_region` takes.
     """
-    after_code = "substring(_phone_digits, length(_phone_home_code) + 1)"
-    without_code = (
-        f"CASE WHEN starts_with({after_code}, _phone_home_trunk) "
-        f"THEN substring({after_code}, length(_phone_home_trunk) + 1) ELSE {after_code} END"
+    return (
+        _phone_digits_sql(records)
+        + _phone_international_sql(regions)
+        + _phone_national_sql(regions, prefixes, home_regions)
+        + _phone_key_sql()
     )
+
+
+def _phone_digits_sql(records: str) -> str:
+    """The number's digits, and whether it was typed with a leading +."""
     return f"""
     phone_text_cleaned AS (
         SELECT *,
@@ -135,6 +140,12 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
                regexp_matches(phone_text, '^[^0-9]*\\+') AS _phone_plus
         FROM phone_text_cleaned
     ),
+    """
+
+
+def _phone_international_sql(regions: str) -> str:
+    """The digits after an international prefix (+, 00 or the home region's own), if any."""
+    return f"""
     phone_international AS (
         SELECT phone_digits.*,
                home.region AS _phone_home,
@@ -150,6 +161,17 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
         FROM phone_digits
         LEFT JOIN {regions} AS home ON home.region = phone_digits.phone_region
     ),
+    """
+
+
+def _phone_national_sql(regions: str, prefixes: str, home_regions: list[str]) -> str:
+    """The number's region and calling code, and its national number."""
+    after_code = "substring(_phone_digits, length(_phone_home_code) + 1)"
+    without_code = (
+        f"CASE WHEN starts_with({after_code}, _phone_home_trunk) "
+        f"THEN substring({after_code}, length(_phone_home_trunk) + 1) ELSE {after_code} END"
+    )
+    return f"""
     phone_national AS (
         SELECT phone_international.*,
                number_region.region AS _phone_number_region,
@@ -177,6 +199,12 @@ def phone_stage_sql(records: str, regions: str, prefixes: str, home_regions: lis
                ON number_region.region = CASE WHEN _phone_international IS NOT NULL
                                               THEN international_code.region ELSE _phone_home END
     ),
+    """
+
+
+def _phone_key_sql() -> str:
+    """The national significant number without trunk prefix, and the key unless it is a placeholder."""
+    return f"""
     phone_significant AS (
         SELECT *,
                CASE

@@ -122,6 +122,15 @@ def _relatives_possible(comparisons: Sequence[Comparison]) -> str:
 MODEL_RULE_ORDER = 10_000  # model links sort after every hard rule
 
 
+@dataclass(frozen=True)
+class _ValueFrequencies:
+    """A comparison's table of shared values with their u, and the u of a value held once."""
+
+    comparison: Comparison
+    table: TableName
+    one_holder_u: float
+
+
 def build_model_links(
     con: duckdb.DuckDBPyConnection, lookup: TableName, model: ScoringModel, max_records: int, links: TableName
 ) -> dict[str, int]:
@@ -135,74 +144,16 @@ def build_model_links(
             f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule FROM ({rule.pairs_sql(lookup)})",
             {"max_records": max_records, "rule": index},
         )
-    frequencies = []
-    for comparison in model.comparisons:
-        if comparison.frequency_column is None:
-            continue
-        table = TableName(links.schema, f"{links.name}_{_frequency_table(comparison)}")
-        # u of a shared value: the share of the other records (or people) holding it, steadied by the typical u
-        holders = "greatest(count(DISTINCT first_name_root), 1)" if comparison.counts_holders else "count(*)"
-        present = con.execute(f"SELECT count(*) FROM {lookup.sql} r WHERE {comparison.present('r')}").fetchone()[0]
-        column = quote_ident(comparison.frequency_column)
-        # Only values with more than one holder are listed: a value two records agree on is
-        # held at least twice, and one held by one person has the u of a single holder.
-        # That keeps the tables (and the joins) small: most emails and phones are one person's.
-        con.execute(
-            f"""
-            {create_table(table)} AS
-            SELECT {column} AS value,
-                   ({holders} - 1 + $prior_pairs * $typical_u) / ($present - 1 + $prior_pairs) AS tf
-            FROM {lookup.sql} WHERE {column} IS NOT NULL GROUP BY {column} HAVING {holders} > 1
-            """,
-            {"prior_pairs": PRIOR_PAIRS, "typical_u": comparison.levels[0].typical_u, "present": present},
-        )
-        one_holder = PRIOR_PAIRS * comparison.levels[0].typical_u / (max(present, 1) - 1 + PRIOR_PAIRS)
-        frequencies.append((comparison, table, one_holder))
-    aliases = {comparison.name: f"f{index}" for index, (comparison, _, _) in enumerate(frequencies)}
-    unlisted = {comparison.name: one_holder for comparison, _, one_holder in frequencies}
-    joins = " ".join(
-        f"LEFT JOIN {table.sql} {aliases[c.name]} ON {c.column} = 0 AND {aliases[c.name]}.value = a.{quote_ident(c.frequency_column)}"
-        for c, table, _ in frequencies
-    )
-    gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in model.comparisons)
-    frequency_columns = "".join(
-        f"a.{column}, " for column in dict.fromkeys(quote_ident(c.frequency_column) for c, _, _ in frequencies)
-    )
-    surname_agrees = _relatives_possible(model.comparisons)
-    weights = [
-        f"{_weight_sql(c, p, aliases.get(c.name), unlisted.get(c.name), surname_agrees)} AS {weight_column(c)}"
-        for c, p in zip(model.comparisons, model.parameters)
+    frequencies = [
+        _value_frequencies(con, lookup, comparison, links)
+        for comparison in model.comparisons
+        if comparison.frequency_column is not None
     ]
-    total = " + ".join([repr(model.prior_weight), *(weight_column(c) for c in model.comparisons)])
-    held_apart = (
-        " OR ".join(f"{c.column} = {c.different}" for c in model.comparisons if c.name in model.cannot_link) or "false"
-    )
-    # weak: resting on a fuzzy, shortened or missing first name
-    first = next((c for c in model.comparisons if c.name == "first_name"), None)
-    weak = f"{first.column} NOT IN (0, 1)" if first is not None else "false"
     scored = TableName(links.schema, f"{links.name}_scored")
-    con.execute(
-        f"""
-        {create_table(scored)} AS
-        WITH pairs AS (
-            SELECT key_a, key_b, min(blocking_rule) AS blocking_rule FROM {candidates.sql} GROUP BY key_a, key_b
-        ),
-        compared AS (
-            SELECT pair.key_a, pair.key_b, pair.blocking_rule, {frequency_columns}{gammas}
-            FROM pairs pair
-            JOIN {lookup.sql} a ON a.record_key = pair.key_a
-            JOIN {lookup.sql} b ON b.record_key = pair.key_b
-        ),
-        weighed AS (
-            SELECT key_a, key_b, blocking_rule, {held_apart} AS held_apart, {weak} AS weak, {", ".join(weights)}
-            FROM compared AS a {joins}
-        )
-        SELECT *, {total} AS match_weight FROM weighed
-        """
-    )
+    con.execute(f"{create_table(scored)} AS {_scored_pairs_sql(lookup, model, candidates, frequencies)}")
     con.execute(f"DROP TABLE {candidates.sql}")
-    for _, table, _ in frequencies:
-        con.execute(f"DROP TABLE {table.sql}")
+    for frequency in frequencies:
+        con.execute(f"DROP TABLE {frequency.table.sql}")
     threshold_weight = math.log2(model.threshold / (1 - model.threshold))
     counts = con.execute(
         f"""
@@ -225,3 +176,74 @@ def build_model_links(
     )
     con.execute(f"DROP TABLE {scored.sql}")
     return {"candidate_pairs": counts[0], "over_threshold": counts[1], "held_apart": counts[2]}
+
+
+def _value_frequencies(
+    con: duckdb.DuckDBPyConnection, lookup: TableName, comparison: Comparison, links: TableName
+) -> _ValueFrequencies:
+    """The u of each value some records share: the share of the other records (or people)
+    holding it, steadied by the typical u."""
+    table = TableName(links.schema, f"{links.name}_{_frequency_table(comparison)}")
+    holders = "greatest(count(DISTINCT first_name_root), 1)" if comparison.counts_holders else "count(*)"
+    present = con.execute(f"SELECT count(*) FROM {lookup.sql} r WHERE {comparison.present('r')}").fetchall()[0][0]
+    column = quote_ident(comparison.frequency_column)
+    # Only values with more than one holder are listed: a value two records agree on is
+    # held at least twice, and one held by one person has the u of a single holder.
+    # That keeps the tables (and the joins) small: most emails and phones are one person's.
+    con.execute(
+        f"""
+        {create_table(table)} AS
+        SELECT {column} AS value,
+               ({holders} - 1 + $prior_pairs * $typical_u) / ($present - 1 + $prior_pairs) AS tf
+        FROM {lookup.sql} WHERE {column} IS NOT NULL GROUP BY {column} HAVING {holders} > 1
+        """,
+        {"prior_pairs": PRIOR_PAIRS, "typical_u": comparison.levels[0].typical_u, "present": present},
+    )
+    one_holder = PRIOR_PAIRS * comparison.levels[0].typical_u / (max(present, 1) - 1 + PRIOR_PAIRS)
+    return _ValueFrequencies(comparison, table, one_holder)
+
+
+def _scored_pairs_sql(
+    lookup: TableName, model: ScoringModel, candidates: TableName, frequencies: list[_ValueFrequencies]
+) -> str:
+    """Each candidate pair once (its first blocking rule), compared field by field and weighed:
+    per comparison its weight, the total match weight, whether cannot-link holds it apart and
+    whether it rests on a fuzzy, shortened or missing first name (weak)."""
+    aliases = {f.comparison.name: f"f{index}" for index, f in enumerate(frequencies)}
+    unlisted = {f.comparison.name: f.one_holder_u for f in frequencies}
+    joins = " ".join(
+        f"LEFT JOIN {f.table.sql} {aliases[f.comparison.name]} ON {f.comparison.column} = 0 "
+        f"AND {aliases[f.comparison.name]}.value = a.{quote_ident(f.comparison.frequency_column)}"
+        for f in frequencies
+    )
+    gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in model.comparisons)
+    frequency_columns = "".join(
+        f"a.{column}, " for column in dict.fromkeys(quote_ident(f.comparison.frequency_column) for f in frequencies)
+    )
+    surname_agrees = _relatives_possible(model.comparisons)
+    weights = [
+        f"{_weight_sql(c, p, aliases.get(c.name), unlisted.get(c.name), surname_agrees)} AS {weight_column(c)}"
+        for c, p in zip(model.comparisons, model.parameters)
+    ]
+    total = " + ".join([repr(model.prior_weight), *(weight_column(c) for c in model.comparisons)])
+    held_apart = (
+        " OR ".join(f"{c.column} = {c.different}" for c in model.comparisons if c.name in model.cannot_link) or "false"
+    )
+    first = next((c for c in model.comparisons if c.name == "first_name"), None)
+    weak = f"{first.column} NOT IN (0, 1)" if first is not None else "false"
+    return f"""
+        WITH pairs AS (
+            SELECT key_a, key_b, min(blocking_rule) AS blocking_rule FROM {candidates.sql} GROUP BY key_a, key_b
+        ),
+        compared AS (
+            SELECT pair.key_a, pair.key_b, pair.blocking_rule, {frequency_columns}{gammas}
+            FROM pairs pair
+            JOIN {lookup.sql} a ON a.record_key = pair.key_a
+            JOIN {lookup.sql} b ON b.record_key = pair.key_b
+        ),
+        weighed AS (
+            SELECT key_a, key_b, blocking_rule, {held_apart} AS held_apart, {weak} AS weak, {", ".join(weights)}
+            FROM compared AS a {joins}
+        )
+        SELECT *, {total} AS match_weight FROM weighed
+    """
