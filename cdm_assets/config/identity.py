@@ -141,7 +141,6 @@ class IdentityConfig(StrictModel):
     max_cluster_size: int = Field(default=25, ge=2)
 
 
-SURVIVORSHIP_RULES = ("precedence", "most_recent", "most_frequent")
 SurvivorshipRule = Literal["precedence", "most_recent", "most_frequent"]
 
 

@@ -18,7 +18,6 @@ from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH, STAGING_PREFIX, TableN
 
 log = logging.getLogger(__name__)
 
-QUARANTINE = "raw.quarantine"
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS raw.quarantine (
     source          VARCHAR NOT NULL,   -- configured source name
