@@ -51,11 +51,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _validate(path: str | None) -> int:
     from cdm_assets.config import ConfigError, duckdb_path, load_config
+    from cdm_assets.config.plan import resolve_plan
+    from cdm_assets.domain.identity.override_file import OverrideFileError
+    from cdm_assets.domain.identity.resolution import steward_overrides
 
     try:
         config = load_config(path)
         warehouse = duckdb_path(config)
-    except ConfigError as error:
+        overrides = {name: steward_overrides(e) for name, e in resolve_plan(config).entities.items() if e.overrides}
+    except (ConfigError, OverrideFileError) as error:
         print(error, file=sys.stderr)
         return 1
     by_entity: dict[str, int] = {}
@@ -65,6 +69,8 @@ def _validate(path: str | None) -> int:
     print(
         f"{config.config_path}: valid for environment {config.environment!r}: sources {sources}; warehouse {warehouse}"
     )
+    for entity, lines in overrides.items():
+        print(f"{entity} overrides: {len(lines)} line(s) read")
     return 0
 
 

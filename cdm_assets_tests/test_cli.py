@@ -40,6 +40,23 @@ def test_validate_refuses_a_bad_config_with_the_loaders_message_and_exit_code_1(
     assert capsys.readouterr().err.strip() == f"{path}: sources.crm.record_id: required key is missing"
 
 
+def test_validate_reads_the_stewards_overrides_file_and_names_a_bad_line(tmp_path, capsys):
+    document = {
+        "sources": {"crm": {"entity": "customer", "path": "crm/*.csv", "record_id": "id", "fields": {"email": "e"}}},
+        "identity": {"overrides": "steward/overrides.csv"},
+    }
+    path = tmp_path / "cdm.yaml"
+    path.write_text(yaml.safe_dump(document))
+    overrides = tmp_path / "steward/overrides.csv"
+    overrides.parent.mkdir()
+    overrides.write_text("source_a,record_id_a,source_b,record_id_b,action\ncrm,1,crm,2,link\n")
+    assert main(["validate", str(path)]) == 0
+    assert "customer overrides: 1 line(s) read" in capsys.readouterr().out
+    overrides.write_text("source_a,record_id_a,source_b,record_id_b,action\ncrm,1,crm,2,join\n")
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err.strip() == f"{overrides}:2: column action is 'join'; expected link or unlink"
+
+
 def test_the_schema_accepts_the_bundled_config_and_catches_an_unknown_key(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)

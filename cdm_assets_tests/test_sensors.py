@@ -83,3 +83,26 @@ def test_files_already_loaded_before_the_first_tick_request_no_run(tmp_path, wri
     write_text(tmp_path / "landing/crm/b.csv", "id,email\n2,b@mail.nl\n")  # a change after that
     requests, _, _ = evaluate(sensor, defs, cursor, materialised=["raw/crm"])
     assert len(requests) == 1
+
+
+def test_a_changed_overrides_file_rebuilds_the_identity_graph_and_below_not_the_raw_sources(tmp_path, write_config):
+    defs = build_definitions(write_config({"crm": CRM}, identity={"overrides": "steward/overrides.csv"}))
+    sensor = next(s for s in defs.sensors if s.name == "customer_overrides_file")
+    targeted = sensor.asset_selection.resolve(defs.resolve_asset_graph())
+    assert dg.AssetKey(["identity", "identity_graph"]) in targeted
+    assert dg.AssetKey(["marts", "customers"]) in targeted
+    assert dg.AssetKey(["raw", "crm"]) not in targeted
+    assert dg.AssetKey(["identity", "source_lookup"]) not in targeted
+
+    requests, skip, cursor = evaluate(sensor, defs, None)
+    assert requests == [] and "no files" in skip  # no overrides yet
+    write_text(tmp_path / "steward/overrides.csv", "source_a,record_id_a,source_b,record_id_b,action\n")
+    requests, _, cursor = evaluate(sensor, defs, cursor)
+    assert len(requests) == 1 and requests[0].tags["cdm/trigger"] == "overrides_file"
+    requests, _, _ = evaluate(sensor, defs, cursor)
+    assert requests == []
+
+
+def test_without_an_overrides_file_configured_there_is_no_overrides_sensor(write_config):
+    defs = build_definitions(write_config({"crm": CRM}))
+    assert [s.name for s in defs.sensors if "overrides" in s.name] == []

@@ -139,6 +139,8 @@ class IdentityConfig(StrictModel):
     match_model: MatchModelConfig | None = None
     max_records_per_key: int = Field(default=50, ge=2)
     max_cluster_size: int = Field(default=25, ge=2)
+    # a steward's CSV of record pairs to link or keep apart (relative to cdm.yaml)
+    overrides: str | None = None
 
 
 SurvivorshipRule = Literal["precedence", "most_recent", "most_frequent"]

@@ -37,6 +37,7 @@ def resolve_plan(config: CdmConfig) -> plan.Plan:
             max_cluster_size=identity.max_cluster_size,
             survivorship=dict(config.survivorship(entity)),
             linked=tuple(tables[linked] for linked in config.linked_entities(entity)),
+            overrides=None if identity.overrides is None else str(resolve_path(identity.overrides, config.base_dir)),
         )
     return plan.Plan(sources=sources, entities=entities)
 

@@ -150,7 +150,8 @@ class EntityTables:
 
     `customer` keeps the table names of the design (`identity.source_lookup`,
     `identity.identity_graph`, `identity.customer_id_map`,
-    `identity.customer_id_history`, `marts.customers`). Every other entity
+    `identity.customer_id_history`, `marts.customers`; the steward's
+    `identity.steward_overrides` and `identity.cut_links`). Every other entity
     (e.g. `account`) gets the same chain under names led by the entity:
     `identity.account_source_lookup`, `identity.account_identity_graph`,
     `identity.account_id_map`, `identity.account_id_history` and `marts.accounts`,
@@ -163,6 +164,8 @@ class EntityTables:
     lookup: TableName
     model: TableName
     graph: TableName
+    overrides: TableName  # each line of the steward's overrides file with what it did
+    cut_links: TableName  # links a steward's unlink cut out of the graph
     id_map: TableName
     id_history: TableName
     golden: TableName
@@ -177,6 +180,8 @@ class EntityTables:
             lookup=TableName("identity", f"{lead}source_lookup"),
             model=TableName("identity", f"{lead}match_model"),
             graph=TableName("identity", f"{lead}identity_graph"),
+            overrides=TableName("identity", f"{lead}steward_overrides"),
+            cut_links=TableName("identity", f"{lead}cut_links"),
             id_map=TableName("identity", f"{id_name}_id_map"),
             id_history=TableName("identity", f"{id_name}_id_history"),
             golden=TableName("marts", golden_table),
@@ -206,6 +211,7 @@ class EntityPlan:
     max_cluster_size: int
     survivorship: Mapping[str, str]
     linked: tuple[EntityTables, ...] = ()  # entities its records link to, sorted by name
+    overrides: str | None = None  # the steward's overrides file (absolute path), if configured
 
     @property
     def identifier_names(self) -> list[str]:

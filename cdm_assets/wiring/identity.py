@@ -4,6 +4,7 @@ Each customer-like entity of the plan gets the same chain of assets over its own
 """
 
 import dataclasses
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -13,6 +14,7 @@ from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.identity.match_model import ModelSettings, ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.parameters import StoredModel
 from cdm_assets.domain.identity.match_rules import links_per_rule
+from cdm_assets.domain.identity.overrides import OverrideReport
 from cdm_assets.domain.identity.resolution import (
     assign_ids_from_graph,
     build_graph,
@@ -190,10 +192,14 @@ def identity_graph_asset(config: CdmConfig, entity: EntityPlan, with_model: bool
             f"Which {_records(entity)} are the same {'person' if entity.name == CUSTOMER else entity.name}: "
             "one row per link between two records, labelled with the hard rule that linked them (first in "
             "configured order) or `match_model`, with the model's match probability, match weight and the "
-            "weight of each compared field."
+            "weight of each compared field. A steward's overrides win: a `link` adds a link labelled "
+            "`override`, an `unlink` cuts the weakest links between two records (moved to "
+            f"`{tables.cut_links}`); each line's outcome is in `{tables.overrides}`."
         ),
     )
     def identity_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        if entity.overrides is not None and not Path(entity.overrides).is_file():
+            context.log.warning(f"{entity.overrides}: no overrides file yet; the rules and the model decide alone")
         with duckdb.get_connection() as con:
             built = build_graph(con, entity)
             per_rule = links_per_rule(con, tables.graph)
@@ -208,10 +214,33 @@ def identity_graph_asset(config: CdmConfig, entity: EntityPlan, with_model: bool
                 "links_per_rule": dg.MetadataValue.json(per_rule),
                 **per_rule_numbers,
                 **model_numbers,
+                **override_metadata(context, entity, built.overrides),
             }
         )
 
     return identity_graph
+
+
+def override_metadata(
+    context: dg.AssetExecutionContext, entity: EntityPlan, report: OverrideReport | None
+) -> dict[str, int]:
+    """Lines of the overrides file per status and the links they cut, as numbers; a warning
+    naming the file and line for each override the build could not honour."""
+    if entity.overrides is None or report is None:
+        return {}
+    for override in report.unknown:
+        context.log.warning(
+            f"{entity.overrides}:{override.line}: no {entity.name} record "
+            f"{override.source_a}:{override.record_id_a} or {override.source_b}:{override.record_id_b}; "
+            f"the {override.action} is not applied"
+        )
+    for override, unlink_line in report.overruled:
+        context.log.warning(
+            f"{entity.overrides}:{override.line}: the link is overruled by the unlink at line {unlink_line}, "
+            "which it contradicts through other records"
+        )
+    statuses = {f"overrides/{status.replace(' ', '_')}": n for status, n in sorted(report.statuses.items())}
+    return {**statuses, "overrides/links_cut": report.links_cut}
 
 
 def entity_ids_asset(config: CdmConfig, entity: EntityPlan) -> dg.AssetsDefinition:
@@ -235,7 +264,10 @@ def entity_ids_asset(config: CdmConfig, entity: EntityPlan) -> dg.AssetsDefiniti
                 history_key,
                 deps=[graph_key],
                 **SPEC_COMMON,
-                description=f"Every {label} change: created, merged, split, moved, retired; append-only.",
+                description=(
+                    f"Every {label} change: created, merged, split, moved, retired, or override (a merge, "
+                    "split or move a steward's override made); append-only."
+                ),
             ),
         ],
         pool="duckdb",
@@ -270,6 +302,7 @@ def entity_ids_asset(config: CdmConfig, entity: EntityPlan) -> dg.AssetsDefiniti
                 "merged": assignment.merged,
                 "split": assignment.split,
                 "retired": assignment.retired,
+                "override": assignment.override,
             },
         )
 

@@ -35,7 +35,7 @@ def history_ddl(tables: EntityTables) -> str:
     return f"""
         {quote_ident(tables.id_column)} VARCHAR NOT NULL,
         {quote_ident(tables.previous_id_column)} VARCHAR,
-        change VARCHAR NOT NULL,          -- created | merged | split | moved | retired
+        change VARCHAR NOT NULL,          -- created | merged | split | moved | retired | override
         changed_at TIMESTAMP NOT NULL,
         records BIGINT                    -- records involved in the change
     """
@@ -48,6 +48,7 @@ class IdAssignment:
     merged: int
     split: int
     retired: int
+    override: int = 0  # changes a steward's override made
 
 
 def assign_customer_ids(
@@ -56,12 +57,15 @@ def assign_customer_ids(
     clusters: TableName,
     tables: EntityTables,
     now: datetime | None = None,
+    made_by_overrides: TableName | None = None,
 ) -> IdAssignment:
     """Write `identity.customer_id_map` and append to `identity.customer_id_history`
     (or the map and history of another customer-like entity).
 
     Inside, ids are handled in a `customer_id` column whatever the entity; the
-    entity's id column name is used where its tables are read and written.
+    entity's id column name is used where its tables are read and written. A merge,
+    split or move in one of the clusters `made_by_overrides` (cluster) is recorded
+    as the change `override`: a steward's decision, not a rule's.
     """
     changed_at = (now or datetime.now(UTC)).replace(tzinfo=None)
     id_map, id_history = tables.id_map, tables.id_history
@@ -92,7 +96,9 @@ def assign_customer_ids(
             plain_text=[id_column],
         )
         con.execute(f"{create_table(changes)} AS SELECT * FROM {id_history.sql} LIMIT 0")
-        con.execute(f"INSERT INTO {changes.sql} {_changes_sql(previous_map)}", {"changed_at": changed_at})
+        con.execute(
+            f"INSERT INTO {changes.sql} {_changes_sql(previous_map, made_by_overrides)}", {"changed_at": changed_at}
+        )
         assignment = _count_changes(con, changes, id_column)
         swap_in(con, [(id_map, map_staging)], appends=[(id_history, changes)])
     for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
@@ -127,7 +133,7 @@ def _claim_previous_ids(
         CREATE OR REPLACE TEMP TABLE id_birth AS
         SELECT {id_column} AS customer_id, min(changed_at) AS born_at
         FROM {tables.id_history.sql}
-        WHERE change IN ('created', 'split')
+        WHERE change IN ('created', 'split', 'override')  -- an override merge names an older id: min() holds
         GROUP BY {id_column}
         """
     )
@@ -153,8 +159,15 @@ def _claim_previous_ids(
     )
 
 
-def _changes_sql(previous_map: str) -> str:
-    """This run's history rows: created, split, merged, moved and retired ids (`$changed_at`)."""
+def _changes_sql(previous_map: str, made_by_overrides: TableName | None) -> str:
+    """This run's history rows: created, split, merged, moved and retired ids (`$changed_at`);
+    a split, merge or move in a cluster the steward's overrides made is an `override`."""
+
+    def change(kind: str, cluster: str) -> str:
+        if made_by_overrides is None:
+            return f"'{kind}'"
+        return f"CASE WHEN {cluster} IN (SELECT cluster FROM {made_by_overrides.sql}) THEN 'override' ELSE '{kind}' END"
+
     return f"""
         -- brand-new customers
         SELECT i.customer_id, NULL, 'created', $changed_at, count(*)
@@ -164,23 +177,23 @@ def _changes_sql(previous_map: str) -> str:
         HAVING count(r.previous_id) = 0
         UNION ALL
         -- new ids cut from an existing customer
-        SELECT i.customer_id, r.previous_id, 'split', $changed_at, count(*)
+        SELECT i.customer_id, r.previous_id, {change("split", "i.cluster")}, $changed_at, count(*)
         FROM id_by_cluster i JOIN id_records r USING (cluster)
         WHERE i.is_new AND r.previous_id IS NOT NULL
-        GROUP BY i.customer_id, r.previous_id
+        GROUP BY i.customer_id, r.previous_id, i.cluster
         UNION ALL
         -- younger ids folded into the oldest one of their cluster
-        SELECT keep.customer_id, c.previous_id, 'merged', $changed_at, c.records
+        SELECT keep.customer_id, c.previous_id, {change("merged", "c.cluster")}, $changed_at, c.records
         FROM id_claims c JOIN id_by_cluster keep USING (cluster)
         WHERE c.seniority > 1
         UNION ALL
         -- records whose id survives elsewhere but that now belong to another surviving customer
-        SELECT i.customer_id, r.previous_id, 'moved', $changed_at, count(*)
+        SELECT i.customer_id, r.previous_id, {change("moved", "r.cluster")}, $changed_at, count(*)
         FROM id_records r
         JOIN id_by_cluster i USING (cluster)
         JOIN id_claims c ON c.previous_id = r.previous_id
         WHERE NOT i.is_new AND c.cluster <> r.cluster
-        GROUP BY i.customer_id, r.previous_id
+        GROUP BY i.customer_id, r.previous_id, r.cluster
         UNION ALL
         -- ids whose records have all left the sources
         SELECT p.customer_id, NULL, 'retired', $changed_at, 0
@@ -200,6 +213,7 @@ def _count_changes(con: duckdb.DuckDBPyConnection, changes: TableName, id_column
         merged=counts.get("merged", 0),
         split=split,
         retired=counts.get("retired", 0),
+        override=counts.get("override", 0),
     )
 
 

@@ -7,7 +7,7 @@ import duckdb
 from cdm_assets.domain.identity.source_lookup import KEY_COLUMNS
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import quote_ident
-from cdm_assets.domain.warehouse import table_columns
+from cdm_assets.domain.warehouse import table_columns, table_exists
 
 RECORD_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date", "postcode", "city", "country")
 
@@ -84,8 +84,46 @@ def explain_customer(con: duckdb.DuckDBPyConnection, customer_id: str, tables: E
             lines.append(f"      match weight {evidence[0]:+.1f} bits: {per_field or 'no field compared'}")
     if not links:
         lines.append("  (a single record: nothing to link)")
+    lines += _steward_lines(con, tables, customer_id)
     lines += ["", "History:"]
     for changed_at, change, previous, count in history:
         other = f" {previous}" if previous else ""
         lines.append(f"  {changed_at:%Y-%m-%d %H:%M:%S}  {change}{other} ({count} records)")
     return "\n".join(lines)
+
+
+def _steward_lines(con: duckdb.DuckDBPyConnection, tables: EntityTables, customer_id: str) -> list[str]:
+    """The steward's overrides naming a record of the customer, and the links they cut there."""
+    if not table_exists(con, tables.overrides) or not table_exists(con, tables.cut_links):
+        return []
+    id_column = quote_ident(tables.id_column)
+    mine = f"SELECT source, source_record_id FROM {tables.id_map.sql} WHERE {id_column} = $id"
+    overrides = con.execute(
+        f"""
+        SELECT action, source_a || ':' || record_id_a, source_b || ':' || record_id_b, line, status, links_cut, reason
+        FROM {tables.overrides.sql}
+        WHERE (source_a, record_id_a) IN ({mine}) OR (source_b, record_id_b) IN ({mine})
+        ORDER BY line
+        """,
+        {"id": customer_id},
+    ).fetchall()
+    cut = con.execute(
+        f"""
+        SELECT source_a || ':' || record_id_a, source_b || ':' || record_id_b, rule, override_line
+        FROM {tables.cut_links.sql}
+        WHERE (source_a, record_id_a) IN ({mine}) OR (source_b, record_id_b) IN ({mine})
+        ORDER BY 1, 2
+        """,
+        {"id": customer_id},
+    ).fetchall()
+    if not overrides and not cut:
+        return []
+    lines = ["", "Steward overrides:"]
+    for action, record_a, record_b, line, status, links_cut, reason in overrides:
+        count = f", {links_cut} link(s) cut" if action == "unlink" and links_cut else ""
+        lines.append(
+            f"  {action} {record_a} / {record_b} (line {line}): {status}{count}{'; ' + reason if reason else ''}"
+        )
+    for record_a, record_b, rule, line in cut:
+        lines.append(f"  {record_a} <-> {record_b}  rule={rule}  cut by the unlink at line {line}")
+    return lines

@@ -30,6 +30,8 @@ from cdm_assets.domain.identity.match_model.scoring import (
     build_model_links,
     weight_column,
 )
+from cdm_assets.domain.identity.override_file import Override
+from cdm_assets.domain.identity.overrides import OverrideReport, apply_overrides
 from cdm_assets.domain.identity.rule_sql import rule_sql, without_placeholders
 from cdm_assets.domain.plan import EntityTables, MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
@@ -43,10 +45,12 @@ MODEL_RULE = "match_model"  # the rule label of the links the match model makes
 class GraphBuild:
     """What a graph build did: its links, and for the match model how many candidate pairs
     it scored, how many reached the threshold, how many of those a cannot-link field held
-    apart, and how many weak model links came out for a conflict in their group."""
+    apart, and how many weak model links came out for a conflict in their group; and what
+    the steward's overrides did."""
 
     links: int
     model_pairs: dict[str, int] | None = None
+    overrides: OverrideReport | None = None
 
 
 def build_identity_graph(
@@ -55,6 +59,7 @@ def build_identity_graph(
     max_records_per_key: int,
     tables: EntityTables,
     model: ScoringModel | None = None,
+    overrides: Sequence[Override] = (),
 ) -> GraphBuild:
     """Write `identity.identity_graph` (or another entity's graph): one row per linked pair.
 
@@ -64,13 +69,16 @@ def build_identity_graph(
     carry their probability, match weight and per-comparison weights. Weak
     rule links that would put two different values of a rule's
     `must_not_differ` key into one customer are left out (`cannot_link`).
+    The steward's `overrides` come last and win (`overrides`); the status of each
+    is written to the entity's overrides table, the links they cut to its cut links.
     """
     lookup, graph = tables.lookup, tables.graph
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
     work = [
         TableName(SCRATCH, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links", "model_links")
     ]
-    with staged_tables(con, *work, graph) as (placeholders, candidates, links, model_links, staging):
+    targets = (graph, tables.overrides, tables.cut_links)
+    with staged_tables(con, *work, *targets) as (placeholders, candidates, links, model_links, staging, report, cuts):
         params = {"max_records": max_records_per_key}
         _list_placeholders(con, rules, lookup, placeholders, params)
         _link_by_rules(con, rules, lookup, placeholders, candidates, links, params)
@@ -95,8 +103,10 @@ def build_identity_graph(
             JOIN {lookup.sql} b ON b.record_key = link.key_b
             """,
         )
-        swap_in(con, [(graph, staging)])
-    return GraphBuild(row_count(con, graph), model_pairs)
+        rule_order = {rule.name: order for order, rule in enumerate(rules)}
+        applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
+        swap_in(con, list(zip(targets, (staging, report, cuts))))
+    return GraphBuild(row_count(con, graph), model_pairs, applied)
 
 
 def _list_placeholders(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 
@@ -18,6 +19,8 @@ from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_custome
 from cdm_assets.domain.identity.default_rules import default_rules, identifier_rules
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
 from cdm_assets.domain.identity.match_rules import GraphBuild, build_identity_graph
+from cdm_assets.domain.identity.override_file import Override, read_overrides
+from cdm_assets.domain.identity.overrides import clusters_made_by_overrides
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
 from cdm_assets.domain.plan import EntityPlan, EntityTables, MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, quote_ident
@@ -43,16 +46,28 @@ def build_graph(con: duckdb.DuckDBPyConnection, entity: EntityPlan, retrain: boo
     if settings is not None:
         stored, _ = ensure_match_model(con, settings, tables.lookup, tables.model, retrain=retrain)
         model = scoring_model(settings, stored)
-    return build_identity_graph(con, match_rules(entity), entity.max_records_per_key, tables, model=model)
+    overrides = steward_overrides(entity)
+    return build_identity_graph(
+        con, match_rules(entity), entity.max_records_per_key, tables, model=model, overrides=overrides
+    )
+
+
+def steward_overrides(entity: EntityPlan) -> list[Override]:
+    """The lines of the entity's overrides file; none when no file is configured or it is not there yet."""
+    if entity.overrides is None or not Path(entity.overrides).is_file():
+        return []
+    return read_overrides(entity.overrides)
 
 
 def assign_ids_from_graph(
     con: duckdb.DuckDBPyConnection, tables: EntityTables, now: datetime | None = None
 ) -> IdAssignment:
     """Cluster the identity graph and give every cluster its stable Customer ID."""
-    with staged_tables(con, TableName(SCRATCH, f"{tables.entity}_clusters")) as (clusters,):
+    scratch = [TableName(SCRATCH, f"{tables.entity}_{part}") for part in ("clusters", "made_by_overrides")]
+    with staged_tables(con, *scratch) as (clusters, made_by_overrides):
         build_clusters(con, tables.lookup, tables.graph, clusters)
-        return assign_customer_ids(con, tables.lookup, clusters, tables, now=now)
+        clusters_made_by_overrides(con, tables.graph, tables.cut_links, clusters, made_by_overrides)
+        return assign_customer_ids(con, tables.lookup, clusters, tables, now=now, made_by_overrides=made_by_overrides)
 
 
 @dataclass
