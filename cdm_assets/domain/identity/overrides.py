@@ -348,8 +348,9 @@ def clusters_made_by_overrides(
         edges.column("key_a").to_numpy().astype(np.int64, copy=False),
         edges.column("key_b").to_numpy().astype(np.int64, copy=False),
     )
-    pairs = np.unique(np.stack([final_labels, base_labels], axis=1), axis=0)
-    final_of_pairs, base_of_pairs = pairs[:, 0], pairs[:, 1]
+    span = int(base_labels.max()) + 1 if len(base_labels) else 1
+    pairs = np.unique(final_labels * span + base_labels)  # each (cluster, base group) once
+    final_of_pairs, base_of_pairs = pairs // span, pairs % span
     joined = np.unique(final_of_pairs, return_counts=True)  # one cluster, several base groups
     split = np.unique(base_of_pairs, return_counts=True)  # one base group, several clusters
     shaped = set(joined[0][joined[1] > 1].tolist())
