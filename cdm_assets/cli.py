@@ -1,5 +1,6 @@
 """The `cdm` command: `cdm sample ...` generates demo data, `cdm explain <id>` explains a
-customer, `cdm validate` checks a cdm.yaml, `cdm schema` prints its JSON Schema."""
+customer, `cdm forget ...` erases a person, `cdm validate` checks a cdm.yaml, `cdm schema`
+prints its JSON Schema."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("sample", help="generate sample landing files and ground truth", add_help=False)
     commands.add_parser("explain", help="show the records and links behind a Customer ID", add_help=False)
+    commands.add_parser("forget", help="erase a person and suppress them in later loads", add_help=False)
     validate = commands.add_parser(
         "validate", help="check a cdm.yaml (default: CDM_CONFIG, else the bundled demo) for the stage in CDM_ENV"
     )
@@ -36,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         from cdm_assets.explain import main as explain_main
 
         return explain_main(rest)
+    if args.command == "forget":
+        from cdm_assets.forget import main as forget_main
+
+        return forget_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "validate":

@@ -12,6 +12,7 @@ from cdm_assets.wiring.identity import build_identity_assets
 from cdm_assets.wiring.keys import table_key
 from cdm_assets.wiring.marts import build_mart_assets, with_freshness
 from cdm_assets.wiring.metadata import ENVIRONMENT_METADATA
+from cdm_assets.wiring.privacy import build_forget_job
 from cdm_assets.wiring.raw import build_raw_assets
 from cdm_assets.wiring.recovery import dead_run_reaper, recovering_in_process_executor
 from cdm_assets.wiring.resources import warehouse_resource
@@ -40,6 +41,7 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
         asset_checks=[*build_checks(config), *schema_change_checks(config), *custom_checks(config, asset_keys)],
         sensors=[*build_sensors(config), dead_run_reaper],
         schedules=[daily_full_refresh],
+        jobs=[build_forget_job(config)],
         resources={"duckdb": warehouse_resource(config)},
         executor=recovering_in_process_executor,
     )

@@ -33,7 +33,8 @@ def raw_asset_spec(config: CdmConfig, source: Source) -> dg.AssetSpec:
         description=(
             f"Every {file_format} file landed at `{config.sources[name].path}` for the {source.entity} source "
             f"**{name}**, one row per accepted input row with `_file` and `_row_number`. "
-            "Rows that cannot be accepted go to `raw.quarantine` with the reason."
+            "Rows that cannot be accepted go to `raw.quarantine` with the reason; rows of people erased "
+            "with `cdm forget` are left out and counted (`suppressed`)."
         ),
         metadata={"cdm/landing_glob": source.path, "cdm/record_id": source.record_id},
     )
@@ -82,7 +83,7 @@ def _materialization(
 ) -> dg.MaterializeResult:
     context.log.info(
         f"{report.source}: {report.rows_in} rows in, {report.rows_accepted} accepted, "
-        f"{report.rows_quarantined} quarantined from {len(report.files)} file(s)"
+        f"{report.rows_quarantined} quarantined, {report.suppressed} suppressed from {len(report.files)} file(s)"
     )
     return dg.MaterializeResult(
         asset_key=raw_asset_key(report.source),
@@ -92,6 +93,8 @@ def _materialization(
             "rows_in": report.rows_in,
             "quarantined": report.rows_quarantined,
             "quarantined_by_reason": dg.MetadataValue.json(dict(report.quarantined_by_reason)),
+            # rows of erased people left out (privacy.suppressions): a count, never who
+            "suppressed": report.suppressed,
             "load_seconds": round(report.seconds, 2),
         },
     )

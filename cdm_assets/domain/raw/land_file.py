@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from cdm_assets.domain.plan import Source
+from cdm_assets.domain.privacy.suppression import row_suppressed_sql
 from cdm_assets.domain.raw.delimited import read_delimited
 from cdm_assets.domain.raw.json_lines import json_lines_select, read_json_lines, reject_bad_json_lines
 from cdm_assets.domain.raw.landed import LandedFile, LandingError
@@ -47,9 +48,12 @@ def land_file(
     landed: TableName,
     rejects: TableName,
     columns: ColumnOrigins,
-) -> int:
+    suppression_salt: str | None = None,
+) -> tuple[int, int]:
     """Append one file's rows to `landed` as text, its parser rejects to `rejects`;
-    returns the file's rows in, counted without the parser."""
+    returns the file's rows in, counted without the parser, and the rows left out
+    because they carry an identifier of an erased person (given the warehouse's
+    `suppression_salt`; None when nobody was erased)."""
     file_format = source.file_format
     params = [str(path)]
     if file_format == "parquet":
@@ -74,10 +78,17 @@ def land_file(
             )
         else:
             select = _delimited_select(landed_file.rows.schema)
+    suppressed = 0
     try:
         described = con.execute(f"DESCRIBE {select}", params).fetchall()
         if file_format == "parquet":
             _require_columns_in_file(source, path, [row[0] for row in described])
+        if suppression_salt is not None:  # an erased person's rows never reach a table
+            present = {row[0] for row in described}
+            suppressed_when = row_suppressed_sql(source, suppression_salt, present)
+            counted = f"SELECT count(*) FROM ({select}) WHERE {suppressed_when}"
+            suppressed = con.execute(counted, params).fetchall()[0][0]
+            select = f"SELECT * FROM ({select}) WHERE NOT {suppressed_when}"
         if columns.first_file is None:
             create_table_as(con, landed, select, params, plain_text=near_unique_columns(source))
         else:
@@ -89,7 +100,7 @@ def land_file(
     finally:
         if file_format != "parquet":
             con.unregister("landed_file")
-    return rows_in
+    return rows_in, suppressed
 
 
 class ColumnOrigins:

@@ -28,9 +28,10 @@ from pathlib import Path
 import duckdb
 
 from cdm_assets.domain.plan import Source
+from cdm_assets.domain.privacy.suppression import active_salt, text_suppressed_sql
 from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
 from cdm_assets.domain.raw.landed import LandingError
-from cdm_assets.domain.sql import TableName, quote_ident, sql_string
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
     ensure_quarantine,
@@ -56,6 +57,7 @@ class RawLoadReport:
     rows_in: int = 0
     rows_accepted: int = 0
     quarantined_by_reason: Counter = field(default_factory=Counter)
+    suppressed: int = 0  # rows of erased people left out (privacy.suppressions)
     seconds: float = 0.0  # wall time of the load, swap included
 
     @property
@@ -121,23 +123,31 @@ def load_raw_source(
     report = RawLoadReport(name, target, [str(f) for f in files])
     # Rows are written once: the landed table becomes the new table after its
     # rejects are moved to the quarantine and its helper columns dropped.
-    with staged_tables(con, target, TableName("raw", f"{name}_rejects")) as (landed, rejects):
+    salt = active_salt(con)
+    # The rejects wait in memory (a scratch table): an erased person's rejected rows are
+    # taken out before anything reaches the warehouse file.
+    with staged_tables(con, target, TableName(SCRATCH, f"{name}_rejects")) as (landed, rejects):
         _create_rejects_table(con, rejects)
         columns = ColumnOrigins()
         for path in files:
-            report.rows_in += land_file(con, name, source, path, landed, rejects, columns)
+            rows_in, suppressed = land_file(con, name, source, path, landed, rejects, columns, salt)
+            report.rows_in += rows_in
+            report.suppressed += suppressed
         if not files:
             _create_empty_landed(con, source, landed)
         _require_mapped_columns(con, name, source, landed, files)
         _move_rejects_out(con, name, source, landed, rejects)
+        if salt is not None:
+            report.suppressed += _drop_suppressed_rejects(con, name, rejects, salt)
         report.rows_accepted = row_count(con, landed)
         report.quarantined_by_reason = Counter(
             dict(con.execute(f"SELECT reason_kind, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
         )
-        if report.rows_in != report.rows_accepted + report.rows_quarantined:  # never swap in a loss
+        accounted = report.rows_accepted + report.rows_quarantined + report.suppressed
+        if report.rows_in != accounted:  # never swap in a loss
             raise LandingError(
-                f"sources.{name}: {report.rows_in} rows in, but {report.rows_accepted} accepted and "
-                f"{report.rows_quarantined} quarantined; nothing was changed"
+                f"sources.{name}: {report.rows_in} rows in, but {report.rows_accepted} accepted, "
+                f"{report.rows_quarantined} quarantined and {report.suppressed} suppressed; nothing was changed"
             )
         with swap_lock:
             swap_in(con, [(target, landed)], QuarantineReplacement((name,), RAW_STAGE, rejects))
@@ -163,10 +173,17 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection, sources: dict[str, Source]
     return created
 
 
+def _drop_suppressed_rejects(con: duckdb.DuckDBPyConnection, name: str, rejects: TableName, salt: str) -> int:
+    """Delete the rejected rows whose raw text holds a suppressed identifier; returns how many."""
+    before = row_count(con, rejects)
+    con.execute(f"DELETE FROM {rejects.sql} WHERE {text_suppressed_sql('raw_row', sql_string(name), salt)}")
+    return before - row_count(con, rejects)
+
+
 def _create_rejects_table(con: duckdb.DuckDBPyConnection, rejects: TableName) -> None:
     con.execute(
         f"""
-        CREATE TABLE {rejects.sql} (
+        {create_table(rejects)} (
             source VARCHAR, stage VARCHAR, _file VARCHAR, _row_number BIGINT,
             column_name VARCHAR, reason VARCHAR, reason_kind VARCHAR, raw_row VARCHAR
         )

@@ -1,0 +1,1 @@
+"""Erasure and suppression of a person\x27s data."""

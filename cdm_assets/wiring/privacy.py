@@ -1,0 +1,45 @@
+"""Erasure as a Dagster job: `forget`, with the person named in its run config.
+
+Dagster keeps every run's config in its run storage, where no erasure reaches.
+So the job takes only pseudonymous keys, a Customer ID or a record
+(`source:id`); an email or phone is erased with `cdm forget`, which stores
+nothing outside the warehouse.
+"""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from cdm_assets.config import CdmConfig
+from cdm_assets.config.plan import resolve_plan
+from cdm_assets.domain.privacy.erasure import ErasureRequest, forget, rewrite_warehouse
+
+
+class ForgetRequest(dg.Config):
+    """Who to forget: exactly one of `customer_id` (cus_...) and `record` (source:id)."""
+
+    customer_id: str | None = None
+    record: str | None = None
+
+
+def build_forget_job(config: CdmConfig) -> dg.JobDefinition:
+    plan = resolve_plan(config)
+
+    @dg.op(pool="duckdb", description="Erase one person from every table and suppress them in later loads.")
+    def erase_person(context: dg.OpExecutionContext, config: ForgetRequest, duckdb: DuckDBResource) -> None:
+        keys = [(kind, value) for kind, value in (("customer", config.customer_id), ("record", config.record)) if value]
+        if len(keys) != 1:
+            raise dg.Failure("name exactly one of customer_id and record in the run config")
+        with duckdb.get_connection() as con:
+            report = forget(con, plan, ErasureRequest(*keys[0]))
+        rewrite_warehouse(duckdb.database)
+        context.log.info(report.summary() + "; the warehouse file was rewritten")
+
+    @dg.job(
+        name="forget",
+        description="Erase a person named by Customer ID or record (run config `ops.erase_person.config`); "
+        "rematerialise the assets afterwards, or let the next run do it.",
+    )
+    def forget_job() -> None:
+        erase_person()
+
+    return forget_job

@@ -1,0 +1,191 @@
+"""Erasure with suppression: `cdm forget` removes every row of a person, keeps their
+identifiers only as salted hashes, and later loads leave them out."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import pytest
+
+from cdm_assets.config import duckdb_path
+from cdm_assets.config.plan import resolve_plan
+from cdm_assets.definitions import build_definitions
+from cdm_assets.domain.privacy.erasure import ErasureRequest, UnknownPerson, forget, rewrite_warehouse
+from cdm_assets.forget import main as forget_main
+from cdm_assets_tests.conftest import materialization_metadata, materialize_all, write_text
+from cdm_assets_tests.test_pipeline import SOURCES as PIPELINE_SOURCES
+
+SOURCES = {
+    "crm": {
+        "entity": "customer",
+        "path": "landing/crm/*.csv",
+        "record_id": "crm_id",
+        "precedence": 1,
+        "phone_region": "NL",
+        "fields": {"first_name": "first", "last_name": "last", "email": "email", "phone": "phone"},
+    },
+    "shop": {
+        "entity": "customer",
+        "path": "landing/shop/*.csv",
+        "record_id": "account",
+        "precedence": 2,
+        "fields": {"full_name": "name", "email": "mail"},
+    },
+    # the same transaction and event feeds as the whole-graph test
+    "orders": PIPELINE_SOURCES["orders"],
+    "clicks": PIPELINE_SOURCES["clicks"],
+}
+# Jan Jansen is the person to forget; Anna de Vries and Piet Bakker stay.
+JAN = ("jan.jansen@mail.nl", "+31612345678", "Jansen")
+
+
+@pytest.fixture
+def landed(tmp_path, write_config):
+    """A small landing folder materialised once; returns the config."""
+    write_text(
+        tmp_path / "landing/crm/crm.csv",
+        "crm_id,first,last,email,phone\n"
+        "C1,Jan,Jansen,jan.jansen@mail.nl,06-12345678\n"
+        "C2,Anna,de Vries,anna@mail.nl,0687654321\n"
+        "C3,Piet,Bakker,piet@mail.nl,\n"
+        'C9,"Jan,Jansen,jan.jansen@mail.nl,06-12345678\n',  # an unterminated quote: quarantined
+    )
+    write_text(
+        tmp_path / "landing/shop/shop.csv",
+        "account,name,mail\nW1,Jan Jansen,JAN.JANSEN@mail.nl\nW2,Anna de Vries,anna@mail.nl\n",
+    )
+    write_text(
+        tmp_path / "landing/orders/o.csv",
+        "order_id,account,amount,currency,kind,ts\n"
+        "O1,W1,10.00,EUR,order,2026-01-01T10:00:00Z\n"
+        "O2,W2,20.00,EUR,order,2026-01-02T10:00:00Z\n",
+    )
+    write_text(
+        tmp_path / "landing/clicks/c.jsonl",
+        '{"id": "E1", "cookie": "k1", "user": null, "name": "page_view", "ts": "2026-01-01T09:00:00Z"}\n'
+        '{"id": "E2", "cookie": "k1", "user": "W1", "name": "login", "ts": "2026-01-01T09:01:00Z"}\n'
+        '{"id": "E3", "cookie": "k2", "user": "anna@mail.nl", "name": "login", "ts": "2026-01-01T09:02:00Z"}\n',
+    )
+    config = write_config(SOURCES)
+    assert materialize_all(build_definitions(config)).success
+    return config
+
+
+def occurrences(config, *values: str) -> dict[str, int]:
+    """Per value, the rows of every table (every column as text) that hold it, any case."""
+    found = dict.fromkeys(values, 0)
+    with duckdb.connect(str(duckdb_path(config)), read_only=True) as con:
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()
+        for schema, table in tables:
+            for value in values:
+                found[value] += con.execute(
+                    f'SELECT count(*) FROM "{schema}"."{table}" t WHERE contains(lower(CAST(t AS VARCHAR)), ?)',
+                    [value.lower()],
+                ).fetchone()[0]
+    return found
+
+
+def erase(config, kind: str, value: str, region: str | None = None):
+    path = str(duckdb_path(config))
+    with duckdb.connect(path) as con:
+        report = forget(con, resolve_plan(config), ErasureRequest(kind, value, region))
+    rewrite_warehouse(path)
+    return report
+
+
+def customer_of(config, source: str, record_id: str) -> str:
+    with duckdb.connect(str(duckdb_path(config)), read_only=True) as con:
+        return con.execute(
+            "SELECT customer_id FROM identity.customer_id_map WHERE source = ? AND source_record_id = ?",
+            [source, record_id],
+        ).fetchone()[0]
+
+
+def test_forget_by_email_removes_every_row_of_the_person_and_nothing_of_the_others(landed):
+    assert all(occurrences(landed, *JAN).values())  # the search finds Jan before
+    others = occurrences(landed, "anna@mail.nl", "Bakker")
+    report = erase(landed, "email", " Jan.Jansen@Mail.nl ")
+    assert occurrences(landed, *JAN, "k1") == dict.fromkeys([*JAN, "k1"], 0)  # k1: Jan's stitched cookie
+    assert occurrences(landed, "anna@mail.nl", "Bakker") == others
+    assert (report.customers, report.records) == (1, 2)
+    assert report.rows_deleted["raw.quarantine"] == 1  # the malformed row holding his email
+    with duckdb.connect(str(duckdb_path(landed)), read_only=True) as con:
+        audit = con.execute("SELECT key_kind, customers, records FROM privacy.erasures").fetchall()
+        assert audit == [("email", 1, 2)]
+        assert con.execute("SELECT count(*) FROM marts.customers").fetchone() == (2,)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "region"),
+    [
+        ("phone", "+31 6 12345678", None),
+        ("phone", "06 12345678", "NL"),
+        ("record", "shop:W1", None),
+        ("customer", None, None),
+    ],
+)
+def test_a_person_can_be_named_by_phone_record_or_customer_id(landed, kind, value, region):
+    value = value or customer_of(landed, "crm", "C1")
+    erase(landed, kind, value, region)
+    assert occurrences(landed, *JAN) == dict.fromkeys(JAN, 0)
+    assert occurrences(landed, "anna@mail.nl")["anna@mail.nl"] > 0
+
+
+def test_an_unknown_customer_id_is_an_error_and_changes_nothing(landed):
+    before = occurrences(landed, *JAN)
+    with pytest.raises(UnknownPerson, match="cus_0000000000000000"):
+        erase(landed, "customer", "cus_0000000000000000")
+    assert occurrences(landed, *JAN) == before
+
+
+def test_relanding_the_same_files_brings_nothing_back_and_counts_what_it_left_out(landed):
+    erase(landed, "email", JAN[0])
+    result = materialize_all(build_definitions(landed))
+    assert result.success
+    assert occurrences(landed, *JAN, "k1") == dict.fromkeys([*JAN, "k1"], 0)
+    suppressed = {
+        key: md["suppressed"].value for key, md in materialization_metadata(result).items() if "suppressed" in md
+    }
+    # crm: C1 and the malformed C9; shop: W1; orders: O1 (of W1); clicks: E1 (his cookie) and E2 (W1)
+    assert suppressed == {"raw/crm": 2, "raw/shop": 1, "raw/orders": 1, "raw/clicks": 2}
+    failed = [e.asset_check_key for e in result.get_asset_check_evaluations() if not e.passed]
+    assert failed == []
+
+
+def test_the_identifiers_are_kept_only_as_salted_hashes(landed):
+    erase(landed, "email", JAN[0])
+    with duckdb.connect(str(duckdb_path(landed)), read_only=True) as con:
+        kinds = dict(con.execute("SELECT kind, count(*) FROM privacy.suppressions GROUP BY ALL").fetchall())
+        hashes = [h for (h,) in con.execute("SELECT hash FROM privacy.suppressions").fetchall()]
+    assert kinds["record"] == 2 and kinds["email"] == 1 and kinds["anonymous_id"] == 1 and kinds["phone"] >= 4
+    assert all(len(h) == 64 and set(h) <= set("0123456789abcdef") for h in hashes)
+
+
+def test_the_warehouse_file_holds_no_byte_of_the_erased_values(landed):
+    path = duckdb_path(landed)
+    assert JAN[0].encode() in path.read_bytes()  # stored plain, so a byte search can see it
+    erase(landed, "email", JAN[0])
+    data = path.read_bytes()
+    assert JAN[0].encode() not in data and JAN[1].encode() not in data
+
+
+def test_the_cli_names_no_value_and_fails_clearly_on_an_unknown_record(landed, monkeypatch, capsys):
+    monkeypatch.setenv("CDM_CONFIG", str(landed.config_path))
+    assert forget_main(["--email", JAN[0]]) == 0
+    out = capsys.readouterr().out
+    assert "1 customer(s) and 2 record(s) erased" in out and "jan" not in out.lower()
+    assert forget_main(["--record", "crm:NOPE"]) == 1
+    assert "no record 'crm:NOPE'" in capsys.readouterr().err
+
+
+def test_the_forget_job_erases_a_customer_named_in_its_run_config(landed):
+    defs = build_definitions(landed)
+    job = defs.resolve_job_def("forget")
+    customer = customer_of(landed, "shop", "W1")
+    result = job.execute_in_process(
+        run_config={"ops": {"erase_person": {"config": {"customer_id": customer}}}},
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    assert occurrences(landed, *JAN) == dict.fromkeys(JAN, 0)
