@@ -189,3 +189,82 @@ def test_the_forget_job_erases_a_customer_named_in_its_run_config(landed):
     )
     assert result.success
     assert occurrences(landed, *JAN) == dict.fromkeys(JAN, 0)
+
+
+def sample_person(con) -> tuple[str, list[str]]:
+    """An email of one sample customer with a phone and a full name no one else has, and
+    every spelling of the person's phone and name that the warehouse holds."""
+    email, customer = con.execute(
+        """
+        WITH names AS (
+            SELECT lower(first_name || ' ' || last_name) AS name FROM marts.customers GROUP BY ALL HAVING count(*) = 1
+        )
+        SELECT c.email, c.customer_id FROM marts.customers c JOIN names ON names.name = lower(c.first_name || ' ' || c.last_name)
+        WHERE c.phone IS NOT NULL AND c.record_count >= 3
+          AND c.email IN (SELECT email FROM identity.source_lookup GROUP BY ALL HAVING count(DISTINCT source) >= 2)
+        ORDER BY c.customer_id LIMIT 1
+        """
+    ).fetchone()
+    values = con.execute(
+        """
+        SELECT list(DISTINCT v) FROM (
+            SELECT unnest([l.phone, l.first_name || ' ' || l.last_name]) AS v
+            FROM identity.source_lookup l JOIN identity.customer_id_map m USING (source, source_record_id)
+            WHERE m.customer_id = ?
+        ) WHERE v IS NOT NULL
+        """,
+        [customer],
+    ).fetchone()[0]
+    return email, values
+
+
+def test_forget_on_the_sample_leaves_no_byte_of_the_person_in_the_warehouse_or_dagster_home(
+    tmp_path, monkeypatch, capsys
+):
+    """The promise in full: on the 10k sample, after `cdm forget --email` and the next run of the
+    same landing files, neither the warehouse file nor Dagster's storage holds the email, the
+    phone or the full name."""
+    import yaml
+
+    from cdm_assets.config import BUNDLED_CONFIG, load_config
+    from cdm_assets.sample import generate
+
+    generate(persons=10_000, seed=11, out=tmp_path)
+    document = yaml.safe_load(BUNDLED_CONFIG.read_text())
+    for source in document["sources"].values():
+        source["path"] = source["path"].removeprefix("../../data/")
+    document["warehouse"]["duckdb_path"] = "cdm.duckdb"
+    (tmp_path / "cdm.yaml").write_text(yaml.safe_dump(document))
+    config = load_config(tmp_path / "cdm.yaml")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    defs = build_definitions(config)
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+
+        def run() -> dg.ExecuteInProcessResult:
+            result = dg.materialize(
+                [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, raise_on_error=False
+            )
+            assert result.success
+            return result
+
+        run()
+        with duckdb.connect(str(duckdb_path(config)), read_only=True) as con:
+            email, spellings = sample_person(con)
+        values = [email, *spellings]
+        warehouse = duckdb_path(config).read_bytes()
+        assert email.encode() in warehouse and any(v.startswith("+") and v.encode() in warehouse for v in values)
+
+        monkeypatch.setenv("CDM_CONFIG", str(tmp_path / "cdm.yaml"))
+        assert forget_main(["--email", email]) == 0
+        assert email not in capsys.readouterr().out
+        rerun = run()
+
+    suppressed = sum(md["suppressed"].value for md in materialization_metadata(rerun).values() if "suppressed" in md)
+    assert suppressed >= 3  # the person's rows in the landing files were left out
+    assert occurrences(config, *values) == dict.fromkeys(values, 0)
+    warehouse = duckdb_path(config).read_bytes()
+    assert [v for v in values if v.encode() in warehouse] == []
+    stored = [path for path in home.rglob("*") if path.is_file()]
+    assert any(b"raw/crm" in path.read_bytes() or b"crm" in path.read_bytes() for path in stored)  # the run history
+    assert [(str(p), v) for p in stored for v in values if v.encode() in p.read_bytes()] == []
