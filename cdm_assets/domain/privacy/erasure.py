@@ -40,11 +40,10 @@ from cdm_assets.domain.privacy.suppression import (
     EMAIL,
     PHONE,
     RECORD,
-    SUPPRESSIONS,
+    Listed,
     add_suppressions,
     email_value,
     ensure_salt,
-    hash_sql,
     phone_values,
     record_value,
     row_suppressed_sql,
@@ -57,6 +56,7 @@ from cdm_assets.domain.warehouse import connect_warehouse, ensure_schemas, table
 ERASURES = TableName("privacy", "erasures")
 KINDS = ("customer", "email", "phone", "record")
 _ERASED = TableName(SCRATCH, "erased_records")
+_IDENTIFIERS = TableName(SCRATCH, "erased_identifiers")
 _GONE = TableName(SCRATCH, "erased_customers")
 
 
@@ -110,7 +110,14 @@ def forget(
     _ensure_erasures(con)
     customers = plan.entities[CUSTOMER]
     targets = _target_customers(con, customers.tables, request)
-    added = add_suppressions(con, salt, _identifiers(con, customers.tables, targets, request), erasure_id)
+    identifiers = sorted(set(_identifiers(con, customers.tables, targets, request)))
+    added = add_suppressions(con, salt, identifiers, erasure_id)
+    # The purge matches the plain values, held in memory only (a scratch table): hashing
+    # every row of every table to compare with the stored hashes would cost far more.
+    con.execute(f"DROP TABLE IF EXISTS {_IDENTIFIERS.sql}")
+    con.execute(f"{create_table(_IDENTIFIERS)} (kind VARCHAR, value VARCHAR)")
+    con.executemany(f"INSERT INTO {_IDENTIFIERS.sql} VALUES (?, ?)", [list(i) for i in identifiers])
+    match = Listed(_IDENTIFIERS)
     deleted: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:
@@ -118,19 +125,19 @@ def forget(
             table = TableName("raw", name)
             if table_exists(con, table):
                 present = {column for column, _ in table_columns(con, table)}
-                deleted[str(table)] = _delete(con, table, row_suppressed_sql(source, salt, present))
+                deleted[str(table)] = _delete(con, table, row_suppressed_sql(source, match, present))
         if table_exists(con, TableName("raw", "quarantine")):
             deleted["raw.quarantine"] = _delete(
-                con, TableName("raw", "quarantine"), text_suppressed_sql("raw_row", "source", salt)
+                con, TableName("raw", "quarantine"), text_suppressed_sql("raw_row", "source", match)
             )
         records, whole, partial = 0, 0, {}
         for entity in plan.entities.values():
-            erased, gone, kept = _erase_entity(con, entity.tables, salt, deleted)
+            erased, gone, kept = _erase_entity(con, entity.tables, match, deleted)
             records += erased
             partial[entity.name] = kept
             if entity.name == CUSTOMER:
                 whole = gone
-                _erase_customer_marts(con, salt, deleted)
+                _erase_customer_marts(con, match, deleted)
         con.execute(
             f"INSERT INTO {ERASURES.sql} VALUES (?, ?, ?, ?, ?, ?, ?)",
             [erasure_id, erased_at, request.kind, whole, records, sum(deleted.values()), added],
@@ -140,7 +147,7 @@ def forget(
         con.execute("ROLLBACK")
         raise
     finally:
-        for scratch in (_ERASED, _GONE):
+        for scratch in (_ERASED, _GONE, _IDENTIFIERS):
             con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
     _rebuild_golden_records(con, plan, partial)
     return ErasureReport(erasure_id, whole, records, deleted, added, sum(partial.values()))
@@ -241,12 +248,8 @@ def _delete(con: duckdb.DuckDBPyConnection, table: TableName, condition: str) ->
     return con.execute(f"DELETE FROM {table.sql} WHERE {condition}").fetchall()[0][0]
 
 
-def _suppressed(kind: str, value_sql: str, salt: str) -> str:
-    return f"{hash_sql(kind, value_sql, salt)} IN (SELECT hash FROM {SUPPRESSIONS.sql})"
-
-
 def _erase_entity(
-    con: duckdb.DuckDBPyConnection, tables: EntityTables, salt: str, deleted: dict[str, int]
+    con: duckdb.DuckDBPyConnection, tables: EntityTables, match: Listed, deleted: dict[str, int]
 ) -> tuple[int, int, int]:
     """Delete the entity's records carrying a suppressed identifier from its identity tables
     and the golden records of its customers that lost every record; returns (records,
@@ -258,12 +261,12 @@ def _erase_entity(
     if not table_exists(con, tables.lookup) or not table_exists(con, tables.id_map):
         return 0, 0, 0
     lookup_columns = {column for column, _ in table_columns(con, tables.lookup)}
-    conditions = [_suppressed(RECORD, "source || chr(31) || source_record_id", salt)]
+    conditions = [match.holds(RECORD, "source || chr(31) || source_record_id")]
     if "email" in lookup_columns:
-        conditions.append(_suppressed(EMAIL, "email", salt))
+        conditions.append(match.holds(EMAIL, "email"))
     if "phone" in lookup_columns:
-        conditions.append(_suppressed(PHONE, "regexp_replace(phone, '[^0-9]', '', 'g')", salt))
-        conditions.append(f"(phone IS NULL AND {_suppressed(PHONE, 'phone_key', salt)})")
+        conditions.append(match.holds(PHONE, "regexp_replace(phone, '[^0-9]', '', 'g')"))
+        conditions.append(f"(phone IS NULL AND {match.holds(PHONE, 'phone_key')})")
     con.execute(
         f"INSERT INTO {_ERASED.sql} SELECT source, source_record_id FROM {tables.lookup.sql} "
         f"WHERE {' OR '.join(conditions)}"
@@ -301,13 +304,13 @@ def _erase_entity(
     return records, whole, kept
 
 
-def _erase_customer_marts(con: duckdb.DuckDBPyConnection, salt: str, deleted: dict[str, int]) -> None:
+def _erase_customer_marts(con: duckdb.DuckDBPyConnection, match: Listed, deleted: dict[str, int]) -> None:
     """Transactions, events and metrics of the erased customers and records (`_GONE`, `_ERASED`
     as the customer entity left them), and events carrying a suppressed email or anonymous id."""
     customer_gone = f"customer_id IN (SELECT customer_id FROM {_GONE.sql} WHERE whole)"
     referenced = f"(customer_source, customer_ref) IN (SELECT * FROM {_ERASED.sql})"
-    events = [customer_gone, referenced, _suppressed(EMAIL, "lower(trim(email))", salt)]
-    events.append(_suppressed(ANONYMOUS_ID, "trim(anonymous_id)", salt))
+    events = [customer_gone, referenced, match.holds(EMAIL, "lower(trim(email))")]
+    events.append(match.holds(ANONYMOUS_ID, "trim(anonymous_id)"))
     for table, condition in (
         (TRANSACTIONS, f"{customer_gone} OR {referenced}"),
         (EVENTS, " OR ".join(events)),

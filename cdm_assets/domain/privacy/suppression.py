@@ -112,59 +112,88 @@ def _text(column: str) -> str:
     return f"CAST({quote_ident(column)} AS VARCHAR)"
 
 
-def row_hashes_sql(source: Source, salt: str, present: Collection[str] | None = None) -> list[str]:
-    """SQL hashes of the identifiers a landed row of `source` carries (of the columns
-    `present` in its file, when given: a JSON lines file may lack a column)."""
-    hashes = []
+class Suppressed:
+    """Matches identifiers against the stored hashes: what a load uses."""
+
+    def __init__(self, salt: str):
+        self.salt = salt
+
+    def holds(self, kind: str, value_sql: str) -> str:
+        """SQL: the identifier of `kind` whose normalised text is `value_sql` is suppressed."""
+        return f"{hash_sql(kind, value_sql, self.salt)} IN (SELECT hash FROM {SUPPRESSIONS.sql})"
+
+    def any_of(self, kind: str, values_sql: str) -> str:
+        """SQL: some element of the list `values_sql` is a suppressed identifier of `kind`."""
+        hashed = f"list_transform({values_sql}, lambda v: {hash_sql(kind, 'v', self.salt)})"
+        return f"list_has_any({hashed}, (SELECT list(hash) FROM {SUPPRESSIONS.sql}))"
+
+
+class Listed:
+    """Matches identifiers against plain values held in a scratch table (kind, value): what an
+    erasure uses for its own person, whose values it has in hand and never writes to the file."""
+
+    def __init__(self, table: TableName):
+        self.table = table
+
+    def _values(self, kind: str) -> str:
+        return f"SELECT value FROM {self.table.sql} WHERE kind = {sql_string(kind)}"
+
+    def holds(self, kind: str, value_sql: str) -> str:
+        return f"{value_sql} IN ({self._values(kind)})"
+
+    def any_of(self, kind: str, values_sql: str) -> str:
+        return f"list_has_any({values_sql}, (SELECT list(value) FROM ({self._values(kind)})))"
+
+
+Matcher = Suppressed | Listed
+
+
+def row_identifiers_sql(source: Source, present: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """(kind, SQL of the normalised value) of each identifier a landed row of `source`
+    carries (of the columns `present` in its file, when given: a JSON lines file may lack one)."""
+    found = []
 
     def has(*columns: str | None) -> bool:
         return present is None or all(c in present for c in columns if c)
 
     if source.entity not in (TRANSACTION, EVENT) and has(source.record_id):
-        record = f"{sql_string(source.name + _UNIT)} || trim({_text(source.record_id)})"
-        hashes.append(hash_sql(RECORD, record, salt))
+        found.append((RECORD, f"{sql_string(source.name + _UNIT)} || trim({_text(source.record_id)})"))
     reference = source.customer
     if reference is not None and has(reference.column, reference.source_column):
         ref_source = (
             sql_string(reference.source) if reference.source else f"trim({_text(reference.source_column or '')})"
         )
-        record = f"{ref_source} || chr(31) || trim({_text(reference.column)})"
-        hashes.append(hash_sql(RECORD, record, salt))
+        found.append((RECORD, f"{ref_source} || chr(31) || trim({_text(reference.column)})"))
     fields = {name: mapping for name, mapping in source.fields.items() if has(mapping.column)}
     if "email" in fields:
-        hashes.append(hash_sql(EMAIL, f"lower(trim({_text(fields['email'].column)}))", salt))
+        found.append((EMAIL, f"lower(trim({_text(fields['email'].column)}))"))
     if "phone" in fields:
-        digits = f"regexp_replace({_text(fields['phone'].column)}, '[^0-9]', '', 'g')"
-        hashes.append(hash_sql(PHONE, digits, salt))
+        found.append((PHONE, f"regexp_replace({_text(fields['phone'].column)}, '[^0-9]', '', 'g')"))
     if "anonymous_id" in fields:
-        hashes.append(hash_sql(ANONYMOUS_ID, f"trim({_text(fields['anonymous_id'].column)})", salt))
-    return hashes
+        found.append((ANONYMOUS_ID, f"trim({_text(fields['anonymous_id'].column)})"))
+    return found
 
 
-def row_suppressed_sql(source: Source, salt: str, present: Collection[str] | None = None) -> str:
-    """A condition true for a landed row of `source` that carries a suppressed identifier."""
-    hashes = row_hashes_sql(source, salt, present)
-    if not hashes:
+def row_suppressed_sql(source: Source, match: Matcher, present: Collection[str] | None = None) -> str:
+    """A condition true for a landed row of `source` that carries a matching identifier."""
+    identifiers = row_identifiers_sql(source, present)
+    if not identifiers:
         return "false"
-    return f"coalesce({' OR '.join(f'{h} IN (SELECT hash FROM {SUPPRESSIONS.sql})' for h in hashes)}, false)"
+    return f"coalesce({' OR '.join(match.holds(kind, value) for kind, value in identifiers)}, false)"
 
 
-def text_suppressed_sql(text_sql: str, source_sql: str, salt: str) -> str:
-    """A condition true when raw text (a quarantined row as it arrived) holds a suppressed
-    email, anonymous id or record id of the row's source as a word, or a suppressed phone."""
+def text_suppressed_sql(text_sql: str, source_sql: str, match: Matcher) -> str:
+    """A condition true when raw text (a quarantined row as it arrived) holds a matching
+    email, anonymous id or record id of the row's source as a word, or a matching phone."""
     words = f"regexp_split_to_array({text_sql}, '[\\s,;|\t\"{{}}\\[\\]:]+')"
     phones = f"regexp_extract_all({text_sql}, '[+(]?[0-9][0-9 ()./-]{{4,}}[0-9]')"
-    word_hashes = (
-        f"list_transform({words}, lambda w: [{hash_sql(EMAIL, 'lower(w)', salt)}, "
-        f"{hash_sql(ANONYMOUS_ID, 'w', salt)}, {hash_sql(RECORD, f'{source_sql} || chr(31) || w', salt)}])"
-    )
-    phone_digits = hash_sql(PHONE, "regexp_replace(p, '[^0-9]', '', 'g')", salt)
-    phone_hashes = f"list_transform({phones}, lambda p: {phone_digits})"
-    suppressed = f"(SELECT list(hash) FROM {SUPPRESSIONS.sql})"
-    return (
-        f"coalesce(list_has_any(flatten({word_hashes}), {suppressed}) "
-        f"OR list_has_any({phone_hashes}, {suppressed}), false)"
-    )
+    conditions = [
+        match.any_of(EMAIL, f"list_transform({words}, lambda w: lower(w))"),
+        match.any_of(ANONYMOUS_ID, words),
+        match.any_of(RECORD, f"list_transform({words}, lambda w: {source_sql} || chr(31) || w)"),
+        match.any_of(PHONE, f"list_transform({phones}, lambda p: regexp_replace(p, '[^0-9]', '', 'g'))"),
+    ]
+    return f"coalesce({' OR '.join(conditions)}, false)"
 
 
 def add_suppressions(

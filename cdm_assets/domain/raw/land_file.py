@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from cdm_assets.domain.plan import Source
-from cdm_assets.domain.privacy.suppression import row_suppressed_sql
+from cdm_assets.domain.privacy.suppression import Suppressed, row_suppressed_sql
 from cdm_assets.domain.raw.delimited import read_delimited
 from cdm_assets.domain.raw.json_lines import json_lines_select, read_json_lines, reject_bad_json_lines
 from cdm_assets.domain.raw.landed import LandedFile, LandingError
@@ -85,7 +85,7 @@ def land_file(
             _require_columns_in_file(source, path, [row[0] for row in described])
         if suppression_salt is not None:  # an erased person's rows never reach a table
             present = {row[0] for row in described}
-            suppressed_when = row_suppressed_sql(source, suppression_salt, present)
+            suppressed_when = row_suppressed_sql(source, Suppressed(suppression_salt), present)
             counted = f"SELECT count(*) FROM ({select}) WHERE {suppressed_when}"
             suppressed = con.execute(counted, params).fetchall()[0][0]
             select = f"SELECT * FROM ({select}) WHERE NOT {suppressed_when}"

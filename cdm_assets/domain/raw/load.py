@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from cdm_assets.domain.plan import Source
-from cdm_assets.domain.privacy.suppression import active_salt, text_suppressed_sql
+from cdm_assets.domain.privacy.suppression import Suppressed, active_salt, text_suppressed_sql
 from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
 from cdm_assets.domain.raw.landed import LandingError
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
@@ -176,7 +176,7 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection, sources: dict[str, Source]
 def _drop_suppressed_rejects(con: duckdb.DuckDBPyConnection, name: str, rejects: TableName, salt: str) -> int:
     """Delete the rejected rows whose raw text holds a suppressed identifier; returns how many."""
     before = row_count(con, rejects)
-    con.execute(f"DELETE FROM {rejects.sql} WHERE {text_suppressed_sql('raw_row', sql_string(name), salt)}")
+    con.execute(f"DELETE FROM {rejects.sql} WHERE {text_suppressed_sql('raw_row', sql_string(name), Suppressed(salt))}")
     return before - row_count(con, rejects)
 
 
