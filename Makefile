@@ -31,14 +31,19 @@ run: materialize
 	$(BIN)/dagster dev -m cdm_assets -h $(HOST) -p $(PORT)
 
 # Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; it never
-# downloads a browser). Installed when this runs as root with apt-get; otherwise the
-# browser tests are skipped with the reason in the summary (CI=true never skips them).
+# downloads a browser) and PostgreSQL for the production instance's tests (the tests start
+# the cluster and create their own database). Installed when this runs as root with
+# apt-get; otherwise those tests are skipped with the reason in the summary (CI=true never
+# skips them).
 system-packages:
-	@if [ -x /usr/bin/chromium ]; then :; \
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v pg_ctlcluster >/dev/null || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	else echo "note: /usr/bin/chromium is missing and cannot be installed here (not root, or no apt-get): the browser tests will be skipped"; fi
+		echo "installing Debian's$$missing for the browser and PostgreSQL tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "note:$$missing missing and cannot be installed here (not root, or no apt-get): their tests will be skipped"; fi
 
 # ruff's lint and format check (settings in pyproject.toml); `ruff format .` fixes the format
 lint: install

@@ -29,6 +29,7 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAGSTER_YAML = PROJECT_ROOT / ".dagster" / "dagster.yaml"
+PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.yaml"  # PostgreSQL storage
 DEMO_CONFIG = PROJECT_ROOT / "cdm_assets" / "demo" / "cdm.yaml"
 BIN = Path(sys.executable).parent
 
@@ -44,10 +45,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_dagster_home(path: Path) -> Path:
-    """A fresh instance folder with the project's instance settings and no first-visit modal."""
+def make_dagster_home(path: Path, instance_yaml: Path = DAGSTER_YAML) -> Path:
+    """A fresh instance folder with the instance settings of `instance_yaml` (the project's
+    `.dagster/dagster.yaml` unless given) and no first-visit modal."""
     path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(DAGSTER_YAML, path / "dagster.yaml")
+    shutil.copy(instance_yaml, path / "dagster.yaml")
     (path / ".nux").mkdir(exist_ok=True)
     (path / ".nux" / "nux.yaml").write_text("seen: 1\n")
     return path
@@ -119,7 +121,10 @@ class PortTaken(RuntimeError):
 class DagsterDev:
     """One `dagster dev` process group serving the project for a test module."""
 
-    def __init__(self, workdir: Path, config_path: Path, duckdb_path: Path, dagster_home: Path):
+    def __init__(
+        self, workdir: Path, config_path: Path, duckdb_path: Path, dagster_home: Path, env: dict[str, str] | None = None
+    ):
+        self.extra_env = env or {}
         self.workdir = workdir
         self.config_path = config_path
         self.duckdb_path = duckdb_path
@@ -140,6 +145,7 @@ class DagsterDev:
             "CDM_CONFIG": str(self.config_path),
             "CDM_DUCKDB_PATH": str(self.duckdb_path),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         return env
@@ -530,17 +536,22 @@ def dagster_dev(
     seed: int = 7,
     sources: Iterable[str] | None = None,
     materialize_first: bool = True,
+    instance_yaml: Path = DAGSTER_YAML,
+    env: dict[str, str] | None = None,
 ) -> Iterator[DagsterDev]:
     """Sample data, config, instance and a running `dagster dev` in tmp_dir; always stopped afterwards.
 
     Like `make run`, everything is materialised headless before the server starts
     (`materialize_first`). Whatever the landing folders hold at start-up, each
     landing sensor's first tick requests a run: `wait_until_idle()` waits for those.
+    `instance_yaml` and `env` choose another instance, e.g. `deploy/dagster.yaml` with
+    its `DAGSTER_PG_*` variables.
     """
     workdir = tmp_dir / "project"
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = write_sample_project(workdir, persons=persons, seed=seed, sources=sources)
-    server = DagsterDev(workdir, config_path, workdir / "cdm.duckdb", make_dagster_home(tmp_dir / "dagster_home"))
+    home = make_dagster_home(tmp_dir / "dagster_home", instance_yaml)
+    server = DagsterDev(workdir, config_path, workdir / "cdm.duckdb", home, env)
     if materialize_first:
         server.materialize_headless()
     try:

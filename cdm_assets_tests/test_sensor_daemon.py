@@ -1,4 +1,5 @@
-"""Landing sensors under the daemon of a real `dagster dev`.
+"""Landing sensors under the daemon of a real `dagster dev`, on the shipped SQLite instance
+and on the production instance with PostgreSQL storage (`deploy/dagster.yaml`).
 
 Everything is materialised once (headless, before the server starts, as
 `make run` does); once the daemon has evaluated every sensor, a new CRM file
@@ -17,7 +18,8 @@ import duckdb
 import pytest
 import yaml
 
-from cdm_assets_tests.dagster_server import FINISHED, dagster_dev
+from cdm_assets_tests.dagster_server import FINISHED, PRODUCTION_YAML, dagster_dev
+from cdm_assets_tests.postgres import postgres_environment
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +43,15 @@ NEW_RECORD_ID = "C9999001"
 SOURCES = ("crm", "webshop", "webshop_orders", "clickstream")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with dagster_dev(tmp_path_factory.mktemp("sensor_daemon"), sources=SOURCES) as server:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request, tmp_path_factory):
+    """`dagster dev` on the shipped instance (SQLite under DAGSTER_HOME) and on the
+    production instance of `deploy/dagster.yaml` (PostgreSQL)."""
+    if request.param == "postgres":
+        instance = {"instance_yaml": PRODUCTION_YAML, "env": postgres_environment()}
+    else:
+        instance = {}
+    with dagster_dev(tmp_path_factory.mktemp(f"sensor_daemon_{request.param}"), sources=SOURCES, **instance) as server:
         yield server
 
 
@@ -88,6 +96,18 @@ def test_a_new_crm_file_is_picked_up_by_the_sensor_and_reaches_the_marts(server)
             "SELECT first_name, last_name, email FROM marts.customers WHERE customer_id = ?", [customer_id]
         ).fetchone()
     assert row == ("Zebedeus", "Quarterman", NEW_CUSTOMER["email"])
+
+
+def test_run_history_survives_a_restart_of_the_server(server):
+    storage = server.graphql("{ instance { info } }")["instance"]["info"]
+    if "DAGSTER_PG_DB" in server.extra_env:
+        assert "PostgresRunStorage" in storage and "PostgresEventLogStorage" in storage
+    before = {run["runId"]: run["status"] for run in server.wait_until_idle(timeout=300)}
+    assert before
+    server.stop()
+    server.start()
+    after = {run["runId"]: run["status"] for run in server.runs(limit=200)}
+    assert before.items() <= after.items()
 
 
 def crm_row(source: dict) -> dict[str, str]:
