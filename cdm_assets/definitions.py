@@ -13,7 +13,7 @@ from cdm_assets.wiring.keys import table_key
 from cdm_assets.wiring.marts import build_mart_assets, with_freshness
 from cdm_assets.wiring.metadata import ENVIRONMENT_METADATA
 from cdm_assets.wiring.privacy import build_forget_job
-from cdm_assets.wiring.raw import build_raw_assets
+from cdm_assets.wiring.raw import build_raw_assets, quarantine_asset
 from cdm_assets.wiring.recovery import dead_run_reaper, recovering_in_process_executor
 from cdm_assets.wiring.resources import warehouse_resource
 
@@ -26,7 +26,12 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
     on the `duckdb` pool while each paid ~2 s of process start-up. Before its
     first step, a run frees the pool slots of runs whose process was killed.
     """
-    assets = [*build_raw_assets(config), *build_identity_assets(config), *build_mart_assets(config)]
+    assets = [
+        *build_raw_assets(config),
+        quarantine_asset(config),
+        *build_identity_assets(config),
+        *build_mart_assets(config),
+    ]
     # every asset shows the stage it belongs to (`CDM_ENV`), and so does the code location;
     # the marts carry the freshness the config expects of them
     stage = {ENVIRONMENT_METADATA: config.environment}

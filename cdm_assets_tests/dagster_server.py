@@ -98,6 +98,7 @@ def expected_asset_keys(config_path: Path) -> set[str]:
     (`identity/match_model` since the second wave's contracts)."""
     sources = yaml.safe_load(config_path.read_text(encoding="utf-8"))["sources"]
     return {f"raw/{name}" for name in sources} | {
+        "raw/quarantine",
         "identity/source_lookup",
         "identity/match_model",
         "identity/identity_graph",

@@ -90,6 +90,7 @@ def test_everything_materialises_and_every_check_passes(landing, write_config):
         "raw/shop",
         "raw/orders",
         "raw/clicks",
+        "raw/quarantine",
         "identity/source_lookup",
         "identity/match_model",
         "identity/identity_graph",
@@ -205,3 +206,20 @@ def test_a_source_not_loaded_yet_counts_as_empty_downstream(landing, write_confi
     with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw.shop").fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM marts.customers").fetchone() == (3,)  # the crm records alone
+
+
+def test_the_quarantine_is_an_asset_reporting_its_rows_by_source_and_category(landing, write_config):
+    write_text(landing / "landing/shop/shop_2.csv", "account,name,mail,tier\nW3,Piet Peters,piet@mail.nl,bronze\n")
+    result = materialize_all(build_definitions(write_config(SOURCES)))
+    assert result.success
+    quarantine = materialization_metadata(result)["raw/quarantine"]
+    summary = [record.data for record in quarantine["rows_by_source_and_category"].value.records]
+    assert summary == [
+        {"source": "orders", "stage": "transactions", "category": "negative amount", "rows": 1},
+        {"source": "shop", "stage": "raw", "category": "duplicate record id", "rows": 1},
+    ]
+    assert (quarantine["rows/orders"].value, quarantine["rows/shop"].value, quarantine["rows/crm"].value) == (1, 1, 0)
+    assert "W3" not in quarantine["preview"].value and "-1.00" not in quarantine["preview"].value  # masked
+    with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT source, category, value, column_name FROM raw.quarantine ORDER BY source").fetchall()
+    assert rows == [("orders", "negative amount", "-1.00", "amount"), ("shop", "duplicate record id", "W3", "account")]

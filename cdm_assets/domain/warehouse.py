@@ -25,12 +25,25 @@ CREATE TABLE IF NOT EXISTS raw.quarantine (
     _file           VARCHAR,            -- landing file the row came from
     _row_number     BIGINT,             -- data row within that file (header excluded)
     column_name     VARCHAR,            -- the offending column, when one is to blame
-    reason          VARCHAR NOT NULL,
+    reason          VARCHAR NOT NULL,   -- what is wrong, in words: the category and the value
     raw_row         VARCHAR,            -- the row as it arrived (text or JSON)
-    quarantined_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+    quarantined_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    category        VARCHAR,            -- the kind of problem: duplicate record id, unknown currency, ...
+    value           VARCHAR             -- the offending value, when one is to blame
 )
 """
-QUARANTINE_COLUMNS = ("source", "stage", "_file", "_row_number", "column_name", "reason", "raw_row")
+QUARANTINE = TableName("raw", "quarantine")
+QUARANTINE_COLUMNS = (
+    "source",
+    "stage",
+    "_file",
+    "_row_number",
+    "column_name",
+    "reason",
+    "raw_row",
+    "category",
+    "value",
+)
 
 
 class WarehouseLocked(RuntimeError):
@@ -72,6 +85,16 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection, *schemas: str) -> None:
 def ensure_quarantine(con: duckdb.DuckDBPyConnection) -> None:
     ensure_schemas(con, "raw")
     con.execute(QUARANTINE_DDL)
+    for column in ("category", "value"):  # a quarantine of an earlier version gains them
+        con.execute(f"ALTER TABLE raw.quarantine ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+
+
+def quarantine_summary(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, int]]:
+    """(source, stage, category, rows) of the quarantine; a row quarantined before categories
+    were kept counts under its reason."""
+    return con.execute(
+        f"SELECT source, stage, coalesce(category, reason), count(*) FROM {QUARANTINE.sql} GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: TableName) -> bool:

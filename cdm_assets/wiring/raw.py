@@ -14,10 +14,12 @@ from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
-from cdm_assets.domain.masking import PreviewPolicy
+from cdm_assets.domain.masking import HIDDEN, PreviewPolicy
 from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
-from cdm_assets.wiring.keys import OWNERS, RAW_GROUP, raw_asset_key
+from cdm_assets.domain.vocabulary import TRANSACTION
+from cdm_assets.domain.warehouse import QUARANTINE, ensure_quarantine, quarantine_summary
+from cdm_assets.wiring.keys import OWNERS, RAW_GROUP, TRANSACTIONS_KEY, raw_asset_key, table_key
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
 
@@ -98,3 +100,59 @@ def _materialization(
             "load_seconds": round(report.seconds, 2),
         },
     )
+
+
+_SUMMARY_SCHEMA = dg.TableSchema(
+    columns=[dg.TableColumn(name, "string") for name in ("source", "stage", "category")]
+    + [dg.TableColumn("rows", "int")]
+)
+
+
+def quarantine_asset(config: CdmConfig) -> dg.AssetsDefinition:
+    """`raw/quarantine`: every row a load or the transactions mart kept out, by source and category."""
+    plan = resolve_plan(config)
+    deps = [raw_asset_key(name) for name in plan.sources]
+    if plan.sources_of(TRANSACTION):
+        deps.append(TRANSACTIONS_KEY)
+
+    @dg.asset(
+        key=table_key(QUARANTINE),
+        deps=deps,
+        group_name=RAW_GROUP,
+        kinds={"duckdb"},
+        owners=OWNERS,
+        pool="duckdb",
+        description=(
+            "Every input row that was kept out, one row each: the source, the stage that rejected it "
+            "(`raw` for the loads, `transactions` for the mart's checks), the file and row, the column to "
+            "blame, the `category` of the problem (duplicate record id, malformed row, unknown currency, "
+            "...), the offending `value` and the raw row as it arrived. Written by the loads and the "
+            "transactions mart; this asset reports it after them: rows per source and category, plotted "
+            "across runs."
+        ),
+    )
+    def quarantine(duckdb: DuckDBResource) -> dg.MaterializeResult:
+        with duckdb.get_connection() as con:
+            ensure_quarantine(con)
+            summary = quarantine_summary(con)
+            # the reason and value quote the offending input, which may be personal: masked like the raw row
+            previews = PreviewPolicy(preview_policy(config).mode, {"reason": HIDDEN, "value": HIDDEN})
+            metadata = table_metadata(con, QUARANTINE, previews)
+        per_source: dict[str, int] = {}
+        for source, _stage, _category, rows in summary:
+            per_source[source] = per_source.get(source, 0) + rows
+        return dg.MaterializeResult(
+            metadata={
+                **metadata,
+                "rows_by_source_and_category": dg.MetadataValue.table(
+                    records=[
+                        dg.TableRecord({"source": s, "stage": st, "category": c, "rows": n}) for s, st, c, n in summary
+                    ],
+                    schema=_SUMMARY_SCHEMA,
+                ),
+                # one number per source, so the UI plots each source's quarantine across runs
+                **{f"rows/{source}": per_source.get(source, 0) for source in plan.sources},
+            }
+        )
+
+    return quarantine

@@ -60,7 +60,8 @@ def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan) -> Transactio
             SELECT p.transaction_id, p.source, m.customer_id, p.customer_source, p.customer_ref,
                    abs(p.amount) AS amount, p.currency, p.type, p.occurred_at,
                    CASE WHEN p.type = 'return' THEN -abs(p.amount) ELSE abs(p.amount) END AS signed_amount,
-                   p._file, p._row_number, p.problem, p.problem_column, p.raw_row
+                   p._file, p._row_number, p.problem, p.problem_column, p.problem_category, p.problem_value,
+                   p.raw_row
             FROM (
                 SELECT * REPLACE (
                     CASE WHEN has_type THEN type WHEN amount < 0 THEN 'return' ELSE 'order' END AS type
@@ -75,13 +76,13 @@ def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan) -> Transactio
             f"""
             CREATE TABLE {rejects.sql} AS
             SELECT source, {sql_string(STAGE)} AS stage, _file, _row_number, problem_column AS column_name,
-                   problem AS reason, raw_row
+                   problem AS reason, problem_category AS category, problem_value AS value, raw_row
             FROM {staging.sql}
             WHERE problem IS NOT NULL
             """
         )
         con.execute(f"DELETE FROM {staging.sql} WHERE problem IS NOT NULL")
-        for helper in ("problem", "problem_column", "raw_row"):
+        for helper in ("problem", "problem_column", "problem_category", "problem_value", "raw_row"):
             con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {helper}")
         quarantined = row_count(con, rejects)
         rows, unattributed = con.execute(
@@ -99,32 +100,38 @@ def _checked_select(name: str, source: Source) -> str:
         SELECT * EXCLUDE (_raw_columns),
                CASE WHEN problem IS NOT NULL THEN CAST(to_json(_raw_columns) AS VARCHAR) END AS raw_row
         FROM (
-            SELECT *, {_PROBLEM} AS problem, {_PROBLEM_COLUMN} AS problem_column
+            SELECT *, {_problem_case("reason")} AS problem, {_problem_case("column")} AS problem_column,
+                   {_problem_case("category")} AS problem_category, {_problem_case("value")} AS problem_value
             FROM ({_parsed_select(name, source)})
         )
     """
 
 
 _KNOWN_CURRENCY = f"list_contains({sql_array(ISO_CURRENCIES)}, currency)"
-_PROBLEM = f"""
-    CASE
-        WHEN amount_text IS NULL THEN 'missing amount'
-        WHEN amount IS NULL THEN 'unparseable amount ' || amount_text || ' (number format: ' || number_format || ')'
-        WHEN amount < 0 AND has_type THEN 'negative amount ' || amount_text
-        WHEN occurred_at_text IS NULL THEN 'missing timestamp'
-        WHEN occurred_at IS NULL THEN 'unparseable timestamp ' || occurred_at_text
-        WHEN currency IS NOT NULL AND NOT {_KNOWN_CURRENCY} THEN 'unknown currency ' || currency
-        WHEN has_type AND type IS NULL THEN 'unknown transaction type ' || coalesce(type_text, '(empty)')
-    END
-"""
-_PROBLEM_COLUMN = f"""
-    CASE
-        WHEN amount IS NULL OR (amount < 0 AND has_type) THEN amount_column
-        WHEN occurred_at IS NULL THEN occurred_at_column
-        WHEN currency IS NOT NULL AND NOT {_KNOWN_CURRENCY} THEN currency_column
-        ELSE type_column
-    END
-"""
+# The problems that keep a row out of the mart, first match wins: (condition, category,
+# the offending value, the column to blame). The reason shown is the category, the value
+# and, for an amount, the number format it was read with.
+_PROBLEMS = (
+    ("amount_text IS NULL", "missing amount", "NULL", "amount_column"),
+    ("amount IS NULL", "unparseable amount", "amount_text", "amount_column"),
+    ("amount < 0 AND has_type", "negative amount", "amount_text", "amount_column"),
+    ("occurred_at_text IS NULL", "missing timestamp", "NULL", "occurred_at_column"),
+    ("occurred_at IS NULL", "unparseable timestamp", "occurred_at_text", "occurred_at_column"),
+    (f"currency IS NOT NULL AND NOT {_KNOWN_CURRENCY}", "unknown currency", "currency", "currency_column"),
+    ("has_type AND type IS NULL", "unknown transaction type", "coalesce(type_text, '(empty)')", "type_column"),
+)
+
+
+def _problem_case(part: str) -> str:
+    """A CASE giving, for the first problem of a row, its `category`, `value`, `column` or `reason`."""
+    whens = []
+    for condition, category, value, column in _PROBLEMS:
+        reason = sql_string(category) if value == "NULL" else f"{sql_string(category + ' ')} || {value}"
+        if category == "unparseable amount":
+            reason += " || ' (number format: ' || number_format || ')'"
+        chosen = {"category": sql_string(category), "value": value, "column": column, "reason": reason}[part]
+        whens.append(f"WHEN {condition} THEN {chosen}")
+    return "CASE " + " ".join(whens) + " END"
 
 
 def _parsed_select(name: str, source: Source) -> str:
@@ -169,6 +176,7 @@ _EMPTY_CHECKED = """
            NULL::VARCHAR AS number_format, NULL::VARCHAR AS occurred_at_text, NULL::TIMESTAMP AS occurred_at, NULL::VARCHAR AS amount_column,
            NULL::VARCHAR AS currency_column, NULL::VARCHAR AS type_column, NULL::VARCHAR AS occurred_at_column,
            NULL::VARCHAR AS _file, NULL::BIGINT AS _row_number, NULL::VARCHAR AS raw_row,
-           NULL::VARCHAR AS problem, NULL::VARCHAR AS problem_column
+           NULL::VARCHAR AS problem, NULL::VARCHAR AS problem_column, NULL::VARCHAR AS problem_category,
+           NULL::VARCHAR AS problem_value
     LIMIT 0
 """

@@ -117,7 +117,7 @@ def reject_bad_json_lines(con: duckdb.DuckDBPyConnection, name: str, stage: str,
     return con.execute(
         f"""
         INSERT INTO {rejects.sql}
-        SELECT ?, ?, ?, _row_number, NULL, problem, {_KIND}, coalesce(text, CAST(bytes AS VARCHAR))
+        SELECT ?, ?, ?, _row_number, NULL, problem, {_KIND}, coalesce(text, CAST(bytes AS VARCHAR)), NULL
         FROM ({problems})
         """,
         [name, stage, str(path)],
@@ -189,7 +189,7 @@ def _reject_bad_keys(
         f"""
         INSERT INTO {rejects.sql}
         SELECT ?, ?, ?, _row_number, NULL, (?::VARCHAR[])[list_position(?::VARCHAR[], bad_key)],
-               'unusable JSON key', text
+               'unusable JSON key', text, bad_key
         FROM ({lines})
         WHERE bad_key IS NOT NULL
         """,

@@ -189,7 +189,8 @@ def _record_parser_rejects(
         con.execute(
             f"""
             INSERT INTO {rejects.sql}
-            SELECT ?, {sql_string(RAW_STAGE)}, ?, row_number, NULL, reason, 'malformed row', raw FROM parser_rejects
+            SELECT ?, {sql_string(RAW_STAGE)}, ?, row_number, NULL, reason, 'malformed row', raw, NULL
+            FROM parser_rejects
             """,
             [name, str(landed_file.path)],
         )

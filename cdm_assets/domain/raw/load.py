@@ -141,7 +141,7 @@ def load_raw_source(
             report.suppressed += _drop_suppressed_rejects(con, name, rejects, salt)
         report.rows_accepted = row_count(con, landed)
         report.quarantined_by_reason = Counter(
-            dict(con.execute(f"SELECT reason_kind, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
+            dict(con.execute(f"SELECT category, count(*) FROM {rejects.sql} GROUP BY ALL").fetchall())
         )
         accounted = report.rows_accepted + report.rows_quarantined + report.suppressed
         if report.rows_in != accounted:  # never swap in a loss
@@ -185,7 +185,7 @@ def _create_rejects_table(con: duckdb.DuckDBPyConnection, rejects: TableName) ->
         f"""
         {create_table(rejects)} (
             source VARCHAR, stage VARCHAR, _file VARCHAR, _row_number BIGINT,
-            column_name VARCHAR, reason VARCHAR, reason_kind VARCHAR, raw_row VARCHAR
+            column_name VARCHAR, reason VARCHAR, category VARCHAR, raw_row VARCHAR, value VARCHAR
         )
         """
     )
@@ -247,16 +247,16 @@ def _move_rejects_out(
             f"""
             INSERT INTO {rejects.sql}
             SELECT ?, {sql_string(RAW_STAGE)}, _file, _row_number, _bad_column,
-                   'invalid UTF-8 bytes in column ' || _bad_column, 'undecodable bytes', _raw
+                   'invalid UTF-8 bytes in column ' || _bad_column, 'undecodable bytes', _raw, NULL
             FROM {landed.sql} WHERE _bad_column IS NOT NULL
             UNION ALL
             SELECT ?, {sql_string(RAW_STAGE)}, _file, _row_number, ?,
-                   'missing record id (column ' || ? || ')', 'missing record id', {row_json}
+                   'missing record id (column ' || ? || ')', 'missing record id', {row_json}, NULL
             FROM {landed.sql} WHERE _bad_column IS NULL AND {key} IS NULL
             UNION ALL
             SELECT ?, {sql_string(RAW_STAGE)}, l._file, l._row_number, ?,
                    'duplicate record id ' || d._record_key || ': kept ' || d._kept_file || ' row ' || d._kept_row,
-                   'duplicate record id', {row_json}
+                   'duplicate record id', {row_json}, d._record_key
             FROM {landed.sql} l JOIN duplicate_landed d USING (_file, _row_number)
             WHERE d._occurrence > 1
             """,
