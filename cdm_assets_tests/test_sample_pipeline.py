@@ -32,7 +32,7 @@ def demo_run(tmp_path_factory):
 def test_every_asset_materialises_and_no_blocking_check_fails(demo_run):
     _, result = demo_run
     assert result.success
-    assert len(materialization_metadata(result)) == 17
+    assert len(materialization_metadata(result)) == 18  # 8 raw sources and the quarantine, 5 identity, 4 marts
     blocking = {"no_negative_amounts", "customer_id_is_unique", "one_customer_id_per_record", "customers_exist"}
     failed = [
         e.asset_check_key for e in result.get_asset_check_evaluations() if e.check_name in blocking and not e.passed

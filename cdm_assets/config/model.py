@@ -107,6 +107,7 @@ class CdmConfig(StrictModel):
         for entity in self.customer_entities():
             key = ("customers",) if entity == CUSTOMER else ("entities", entity)
             self._check_survivorship(entity, key)
+            self._check_attribute_types(entity)
             self._check_rule_identifiers(entity, (*key[:-1], "identity") if entity == CUSTOMER else (*key, "identity"))
         return self
 
@@ -166,6 +167,20 @@ class CdmConfig(StrictModel):
                     f"unknown golden-record field {field_name!r}; expected a canonical field or a declared attribute: "
                     f"{', '.join(sorted(golden))}",
                 )
+
+    def _check_attribute_types(self, entity: str) -> None:
+        """An attribute is one golden-record column: every source declaring it reads it as one type."""
+        seen: dict[str, tuple[str, str]] = {}  # attribute -> (type, first source declaring it)
+        for name, source in self.sources_of(entity).items():
+            for attribute, mapping in source.attributes.items():
+                kind = getattr(mapping, "type", "text")
+                first = seen.setdefault(attribute, (kind, name))
+                if first[0] != kind:
+                    raise FieldError(
+                        ("sources", name, "attributes", attribute),
+                        f"type {kind} here but {first[0]} in sources.{first[1]}; "
+                        "every source of an attribute must read it as one type",
+                    )
 
     def _check_rule_identifiers(self, entity: str, key: tuple[str, ...]) -> None:
         declared = self.identifier_names(entity)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cdm_assets.config.identity import BirthDateWindow, IdentityConfig, MatchModelConfig, MatchRule
 from cdm_assets.config.model import CdmConfig, resolve_path
-from cdm_assets.config.sources import DateColumn, FieldMapping, SourceConfig, TransactionTypes
+from cdm_assets.config.sources import DateColumn, FieldMapping, SourceConfig, TransactionTypes, TypedAttribute
 from cdm_assets.domain import plan
 from cdm_assets.domain.vocabulary import TRANSACTION
 
@@ -69,7 +69,12 @@ def resolve_source(name: str, source: SourceConfig, base_dir: Path) -> plan.Sour
         number_format=plan.NumberFormat(source.number_format.decimal, source.number_format.thousands),
         fields={field: _column(mapping) for field, mapping in source.fields.items()},
         identifiers=dict(source.identifiers),
-        attributes=dict(source.attributes),
+        attributes=source.attribute_columns(),
+        attribute_types={
+            name: plan.AttributeType(mapping.type, mapping.format)
+            for name, mapping in source.attributes.items()
+            if isinstance(mapping, TypedAttribute) and mapping.type != "text"
+        },
         customer=None
         if customer is None
         else plan.CustomerReference(customer.column, customer.source, customer.source_column),

@@ -51,6 +51,29 @@ class DateColumn(StrictModel):
 
 FieldMapping = ColumnName | DateColumn
 
+AttributeKind = Literal["text", "timestamp", "date", "boolean", "integer", "decimal"]
+
+
+class TypedAttribute(StrictModel):
+    """An attribute column with its type: `timestamp` and `date` read with `format` (strftime;
+    ISO 8601 without one), `boolean` from yes/no words, `integer`, `decimal` with the
+    source's number format. A value that does not read as its type is quarantined."""
+
+    column: SafeColumnName
+    type: AttributeKind = "text"
+    format: str | None = None
+
+    @model_validator(mode="after")
+    def _format_for_dates(self) -> TypedAttribute:
+        if self.format is not None:
+            if self.type not in ("timestamp", "date"):
+                raise ValueError(f"a format is for timestamp and date attributes, not {self.type}")
+            DateColumn._strftime_format(self.format)
+        return self
+
+
+AttributeMapping = ColumnName | TypedAttribute
+
 
 def column_of(mapping: FieldMapping) -> str:
     """The source column a canonical field reads from."""
@@ -138,7 +161,7 @@ class SourceConfig(StrictModel):
     number_format: NumberFormat = Field(default_factory=NumberFormat)
     fields: dict[str, FieldMapping] = Field(default_factory=dict)
     identifiers: dict[str, ColumnName] = Field(default_factory=dict)
-    attributes: dict[str, ColumnName] = Field(default_factory=dict)
+    attributes: dict[str, AttributeMapping] = Field(default_factory=dict)
     customer: CustomerReference | None = None
     # Customer-like sources: records of another entity this record belongs to (entity: reference).
     links: dict[str, RecordReference] = Field(default_factory=dict)
@@ -173,12 +196,17 @@ class SourceConfig(StrictModel):
 
     @field_validator("identifiers", "attributes")
     @classmethod
-    def _safe_names(cls, value: dict[str, str]) -> dict[str, str]:
+    def _safe_names(cls, value: dict[str, AttributeMapping]) -> dict[str, AttributeMapping]:
         for name, column in value.items():
             if not SOURCE_NAME.match(name):
                 raise ValueError(f"name {name!r} must match [a-z][a-z0-9_]*")
-            check_column_name(column)
+            if isinstance(column, str):
+                check_column_name(column)
         return value
+
+    def attribute_columns(self) -> dict[str, str]:
+        """Each attribute's source column."""
+        return {name: m.column if isinstance(m, TypedAttribute) else m for name, m in self.attributes.items()}
 
     @field_validator("phone_region")
     @classmethod
@@ -254,7 +282,7 @@ class SourceConfig(StrictModel):
         """Every source column the config reads, record id first."""
         columns = [self.record_id]
         columns += [column_of(m) for m in self.fields.values()]
-        columns += list(self.identifiers.values()) + list(self.attributes.values())
+        columns += list(self.identifiers.values()) + list(self.attribute_columns().values())
         if self.updated_at is not None:
             columns.append(column_of(self.updated_at))
         if self.customer is not None:

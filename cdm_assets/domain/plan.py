@@ -67,6 +67,24 @@ class RecordReference:
 
 
 @dataclass(frozen=True)
+class AttributeType:
+    """The type an attribute is read as (`text` when none is given), with its strftime format."""
+
+    kind: str = "text"  # text | timestamp | date | boolean | integer | decimal
+    format: str | None = None
+
+    @property
+    def sql_type(self) -> str:
+        return {
+            "text": "VARCHAR", "timestamp": "TIMESTAMP", "date": "DATE", "boolean": "BOOLEAN",
+            "integer": "BIGINT", "decimal": "DECIMAL(18, 6)",
+        }[self.kind]  # fmt: skip
+
+
+TEXT = AttributeType()
+
+
+@dataclass(frozen=True)
 class Source:
     """One landed source, resolved: `path` is an absolute glob, `file_format` settled."""
 
@@ -82,7 +100,8 @@ class Source:
     number_format: NumberFormat = NumberFormat()
     fields: Mapping[str, SourceColumn] = field(default_factory=dict)
     identifiers: Mapping[str, str] = field(default_factory=dict)
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = field(default_factory=dict)  # attribute -> column
+    attribute_types: Mapping[str, AttributeType] = field(default_factory=dict)  # those not read as text
     customer: CustomerReference | None = None
     links: Mapping[str, RecordReference] = field(default_factory=dict)
     updated_at: SourceColumn | None = None
@@ -222,6 +241,13 @@ class EntityPlan:
     def attribute_names(self) -> list[str]:
         """Attribute names declared by the entity's sources, sorted."""
         return sorted({a for s in self.sources.values() for a in s.attributes})
+
+    def attribute_type(self, name: str) -> AttributeType:
+        """The type of an attribute (the config makes every source that declares it agree)."""
+        for source in self.sources.values():
+            if name in source.attribute_types:
+                return source.attribute_types[name]
+        return TEXT
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def graph_columns(entity: EntityPlan) -> list[tuple[str, str]]:
 def customers_columns(entity: EntityPlan) -> list[tuple[str, str]]:
     person = [(field, DATE if field == "birth_date" else TEXT) for field in PERSON_FIELDS]
     links = [(linked.id_column, TEXT) for linked in entity.linked]
-    attributes = [*links, *((name, TEXT) for name in entity.attribute_names)]
+    attributes = [*links, *((name, entity.attribute_type(name).sql_type) for name in entity.attribute_names)]
     return [
         ("customer_id", TEXT), *person, *((f, TEXT) for f in ADDRESS_FIELDS), *attributes,
         ("sources", "VARCHAR[]"), ("record_count", KEY), ("first_seen", TIME), ("last_seen", TIME),

@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
+from cdm_assets.domain.marts.attributes import quarantined_attribute_values
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events
@@ -103,8 +104,12 @@ def golden_records_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, comm
             ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
             build_customers(con, entity)
             metadata = table_metadata(con, tables.golden, preview_policy(config), config)
+            quarantined = quarantined_attribute_values(con, entity)
         attributes = ", ".join(entity.attribute_names) or "none"
-        return dg.MaterializeResult(metadata={**metadata, "attributes": attributes})
+        # typed attribute values that did not read as their type: left out, and in raw/quarantine
+        return dg.MaterializeResult(
+            metadata={**metadata, "attributes": attributes, "attribute_values_quarantined": quarantined}
+        )
 
     return golden_records
 

@@ -114,6 +114,8 @@ def quarantine_asset(config: CdmConfig) -> dg.AssetsDefinition:
     deps = [raw_asset_key(name) for name in plan.sources]
     if plan.sources_of(TRANSACTION):
         deps.append(TRANSACTIONS_KEY)
+    # golden records quarantine the attribute values that do not read as their type
+    deps += [table_key(entity.tables.golden) for entity in plan.entities.values()]
 
     @dg.asset(
         key=table_key(QUARANTINE),
@@ -124,7 +126,8 @@ def quarantine_asset(config: CdmConfig) -> dg.AssetsDefinition:
         pool="duckdb",
         description=(
             "Every input row that was kept out, one row each: the source, the stage that rejected it "
-            "(`raw` for the loads, `transactions` for the mart's checks), the file and row, the column to "
+            "(`raw` for the loads, `transactions` for the mart's checks, `attributes` for typed attribute "
+            "values of the golden records), the file and row, the column to "
             "blame, the `category` of the problem (duplicate record id, malformed row, unknown currency, "
             "...), the offending `value` and the raw row as it arrived. Written by the loads and the "
             "transactions mart; this asset reports it after them: rows per source and category, plotted "

@@ -18,12 +18,22 @@ from __future__ import annotations
 
 import duckdb
 
-from cdm_assets.domain.marts.parsing import timestamp_sql
+from cdm_assets.domain.marts.attributes import STAGE as ATTRIBUTES_STAGE
+from cdm_assets.domain.marts.attributes import attribute_rejects_sql
+from cdm_assets.domain.marts.parsing import attribute_sql, timestamp_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.raw.land_file import near_unique_columns
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_array, sql_string
 from cdm_assets.domain.vocabulary import CUSTOMER
-from cdm_assets.domain.warehouse import create_table_as, ensure_schemas, row_count, staged_tables, swap_in
+from cdm_assets.domain.warehouse import (
+    QuarantineReplacement,
+    create_table_as,
+    ensure_quarantine,
+    ensure_schemas,
+    row_count,
+    staged_tables,
+    swap_in,
+)
 
 PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
 ADDRESS_FIELDS = ("street", "house_number", "postcode", "city", "country")
@@ -64,7 +74,10 @@ def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> int:
     # A share of the customers at a time (all records of a customer in one pass)
     # keeps the working table and the aggregations' memory bounded on large runs.
     passes = max(1, -(-row_count(con, tables.id_map) // RECORDS_PER_PASS))
-    with staged_tables(con, TableName(SCRATCH, f"{golden.name}_records"), golden) as (records, staging):
+    scratch = [TableName(SCRATCH, f"{golden.name}_{part}") for part in ("records", "attribute_rejects")]
+    with staged_tables(con, *scratch, golden) as (records, rejects, staging):
+        ensure_quarantine(con)
+        con.execute(f"{create_table(rejects)} AS {attribute_rejects_sql(entity)}")
         for number in range(passes):
             con.execute(f"DROP TABLE IF EXISTS {records.sql}")
             _build_customer_records(con, entity, attributes, records, (number, passes))
@@ -77,7 +90,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> int:
                 create_table_as(con, staging, select, plain_text=plain)
             else:
                 con.execute(f"INSERT INTO {staging.sql} {select}")
-        swap_in(con, [(golden, staging)])
+        swap_in(con, [(golden, staging)], QuarantineReplacement(tuple(entity.sources), ATTRIBUTES_STAGE, rejects))
     return row_count(con, golden)
 
 
@@ -216,9 +229,10 @@ def _build_customer_records(
             else "NULL::TIMESTAMP"
         )
         attribute_columns = [
-            f"CAST({quote_ident(source.attributes[a])} AS VARCHAR) AS {quote_ident(a)}"
+            f"{attribute_sql(quote_ident(source.attributes[a]), entity.attribute_type(a), source.number_format)} "
+            f"AS {quote_ident(a)}"
             if a in source.attributes
-            else f"NULL::VARCHAR AS {quote_ident(a)}"
+            else f"NULL::{entity.attribute_type(a).sql_type} AS {quote_ident(a)}"
             for a in attributes
             if a not in {t.id_column for t in links}
         ]
