@@ -1,11 +1,12 @@
-"""Landing sensors under the daemon of a real `dagster dev`, on the shipped SQLite instance
-and on the production instance with PostgreSQL storage (`deploy/dagster.yaml`).
+"""The landing sensor under the daemon of a real `dagster dev`, on the shipped SQLite
+instance and on the production instance with PostgreSQL storage (`deploy/dagster.yaml`).
 
 Everything is materialised once (headless, before the server starts, as
-`make run` does); once the daemon has evaluated every sensor, a new CRM file
-lands. Within a bounded time the `crm_landing_files` sensor must request a run
-of raw/crm and everything downstream (tagged `cdm/source=crm`), the run must
-succeed, and the new customer must be in marts.customers.
+`make run` does); once the daemon has evaluated the sensor, a CRM file and a
+webshop file land at once. Within a bounded time the `landing_files` sensor
+must request exactly one run of both raw assets and everything downstream,
+with their checks (tagged `cdm/changed=crm,webshop`), the run must succeed,
+and the new customer must be in marts.customers, one customer for both records.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import time
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -23,7 +25,7 @@ from cdm_assets_tests.postgres import postgres_environment
 
 pytestmark = pytest.mark.slow
 
-SENSOR = "crm_landing_files"
+SENSOR = "landing_files"
 PICKUP_SECONDS = 150  # sensor interval (30 s) + queueing + the run itself, with room for a busy machine
 # The new customer in canonical fields; written with the columns the config maps them to.
 NEW_CUSTOMER = {
@@ -38,6 +40,7 @@ NEW_CUSTOMER = {
     "country": "NL",
 }
 NEW_RECORD_ID = "C9999001"
+NEW_WEBSHOP_ID = "W9999001"
 # A customer, a transaction and an event source of the demo are enough here, and every
 # source costs a run at start-up (each sensor's first tick requests one).
 SOURCES = ("crm", "webshop", "webshop_orders", "clickstream")
@@ -55,47 +58,90 @@ def server(request, tmp_path_factory):
         yield server
 
 
-def test_a_new_crm_file_is_picked_up_by_the_sensor_and_reaches_the_marts(server):
-    # Every sensor has a cursor once it has been evaluated. (Their first ticks also request one
-    # run per source, whatever was materialised before: the new file's run queues behind those.)
+def test_files_landing_in_two_sources_at_once_give_one_run_that_reaches_the_marts(server):
+    # The sensor has a cursor once it has been evaluated; its first tick requests nothing for
+    # folders whose files the headless materialisation already loaded.
     assert SENSOR in server.wait_for_sensor_ticks(timeout=120)
+    server.wait_until_idle(timeout=300)
 
-    source = yaml.safe_load(server.config_path.read_text())["sources"]["crm"]
-    delimiter = source.get("delimiter", ",")
-    crm_folder = server.workdir / "landing" / "crm"
-    with sorted(crm_folder.glob("*.csv"))[0].open(newline="", encoding="utf-8") as file:
-        header = next(csv.reader(file, delimiter=delimiter))
-    row = crm_row(source)
-    assert set(row) <= set(header), (row, header)
+    document = yaml.safe_load(server.config_path.read_text())["sources"]
     dropped_at = time.time()
-    with (crm_folder / "crm_late_arrivals.csv").open("w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=header, delimiter=delimiter)
-        writer.writeheader()
-        writer.writerow(row)
+    land_row(server, document["crm"], "crm", crm_row(document["crm"]))
+    land_row(server, document["webshop"], "webshop", webshop_row(document["webshop"]))
 
     run = wait_for_sensor_run(server, dropped_at, timeout=PICKUP_SECONDS)
     assert run["status"] == "SUCCESS", server.run_log_text(run["runId"])[-5000:]
-    assert run["tags"]["cdm/source"] == "crm"
+    assert run["tags"]["cdm/changed"] == "crm,webshop"
     assert run["tags"]["cdm/trigger"] == "landing_files"
     selected = run_asset_selection(server, run["runId"])
-    assert {"raw/crm", "identity/source_lookup", "identity/customer_id_map", "marts/customers"} <= selected
-    assert "raw/webshop" not in selected
+    assert {
+        "raw/crm",
+        "raw/webshop",
+        "identity/source_lookup",
+        "identity/customer_id_map",
+        "marts/customers",
+    } <= selected
+    assert "raw/webshop_orders" not in selected
+    assert {"customer_id_is_unique", "one_customer_id_per_record"} <= run_check_names(server, run["runId"])
 
     runs = server.wait_until_idle(timeout=300)
     assert {r["runId"]: r["status"] for r in runs if r["status"] != "SUCCESS"} == {}
     later = [r for r in runs if r["creationTime"] >= dropped_at]
-    assert {r["tags"].get("dagster/sensor_name") for r in later} == {SENSOR}, "only the CRM sensor saw a change"
+    assert [r["runId"] for r in later] == [run["runId"]], "two sources landing at once: one run, identity once"
 
     # Read the warehouse only now: no run is writing it.
     with duckdb.connect(str(server.duckdb_path), read_only=True) as con:
-        (customer_id,) = con.execute(
-            "SELECT customer_id FROM identity.customer_id_map WHERE source = 'crm' AND source_record_id = ?",
-            [NEW_RECORD_ID],
-        ).fetchone()
+        ids = dict(
+            con.execute(
+                "SELECT source, customer_id FROM identity.customer_id_map WHERE source_record_id IN (?, ?)",
+                [NEW_RECORD_ID, NEW_WEBSHOP_ID],
+            ).fetchall()
+        )
         row = con.execute(
-            "SELECT first_name, last_name, email FROM marts.customers WHERE customer_id = ?", [customer_id]
+            "SELECT first_name, last_name, email FROM marts.customers WHERE customer_id = ?", [ids["crm"]]
         ).fetchone()
     assert row == ("Zebedeus", "Quarterman", NEW_CUSTOMER["email"])
+    assert ids["webshop"] == ids["crm"]  # the same person in both sources: one customer
+
+
+def land_row(server, source: dict, name: str, row: dict[str, str]) -> None:
+    """Write one row as a new file in the source's landing folder, with the header of its files."""
+    delimiter = source.get("delimiter", ",")
+    folder = server.workdir / "landing" / Path(source["path"]).parent.name
+    with sorted(folder.glob("*.csv"))[0].open(newline="", encoding="utf-8") as file:
+        header = next(csv.reader(file, delimiter=delimiter))
+    assert set(row) <= set(header), (row, header)
+    with (folder / f"{name}_late_arrivals.csv").open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=header, delimiter=delimiter)
+        writer.writeheader()
+        writer.writerow(row)
+
+
+def webshop_row(source: dict) -> dict[str, str]:
+    """NEW_CUSTOMER as a webshop account (full name, email, mobile)."""
+    values = {
+        "full_name": f"{NEW_CUSTOMER['first_name']} {NEW_CUSTOMER['last_name']}",
+        "email": NEW_CUSTOMER["email"],
+        "phone": NEW_CUSTOMER["phone"],
+    }
+    row = {source["record_id"]: NEW_WEBSHOP_ID}
+    row.update({column: values[field] for field, column in source["fields"].items()})
+    for column in [source.get("updated_at"), *_attribute_columns(source)]:
+        if column and column not in row:
+            row[column] = "2025-01-02T03:04:05"
+    return row
+
+
+def _attribute_columns(source: dict) -> list[str]:
+    return [m["column"] if isinstance(m, dict) else m for m in (source.get("attributes") or {}).values()]
+
+
+def run_check_names(server, run_id: str) -> set[str]:
+    data = server.graphql(
+        """query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run { assetCheckSelection { name } } } }""",
+        {"runId": run_id},
+    )
+    return {check["name"] for check in data["runOrError"]["assetCheckSelection"] or []}
 
 
 def test_run_history_survives_a_restart_of_the_server(server):
@@ -118,7 +164,7 @@ def crm_row(source: dict) -> dict[str, str]:
         if isinstance(column, dict):
             value, column = value.strftime(column.get("format", "%Y-%m-%d")), column["column"]
         row[column] = str(value)
-    for column in [source.get("updated_at"), *(source.get("attributes") or {}).values()]:
+    for column in [source.get("updated_at"), *_attribute_columns(source)]:
         if column and column not in row:
             row[column] = "2025-01-02T03:04:05"
     return row

@@ -1,13 +1,19 @@
-"""Sensors that rebuild a source and everything downstream when its files change (and
-an entity's identity graph when the steward's overrides file changes), and a daily
-full refresh (declared, off by default).
+"""One sensor watches every landing folder (and the steward's overrides files) and
+rebuilds what changed in one run; a daily full refresh is declared, off by default.
 
-A sensor's run selects the raw asset, everything downstream of it and their
-checks, so blocking checks run inside the same run and stop the assets below
-them when they fail; one run per detected change, no daemon-side automation
-conditions to reason about.
+On each tick the sensor fingerprints every folder (names, sizes, modification
+times). The folders that changed since the last tick get ONE run: their raw
+assets, everything downstream of any of them, and the checks of all those, so
+the identity layer and the marts are rebuilt once however many sources landed
+within the interval, and blocking checks still stop bad data before the marts.
+A changed overrides file adds the identity graph of its entity and everything
+below it to that run. The run's tags say which sources and files triggered it.
 """
 
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -15,81 +21,80 @@ import dagster as dg
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.landing_watch import LandingFingerprint, landing_fingerprint
-from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.wiring.keys import raw_asset_key, table_key
 
 SENSOR_INTERVAL_SECONDS = 30
+SENSOR_NAME = "landing_files"
 
 
-def build_landing_sensor(config: CdmConfig, name: str) -> dg.SensorDefinition:
-    """Rebuilds `raw/<name>` and everything downstream when the source's files change."""
-    return _file_sensor(
-        name=f"{name}_landing_files",
-        pattern=config.resolve(config.sources[name].path),
-        watched_asset=raw_asset_key(name),
-        description=f"Rebuilds raw/{name} and everything downstream when files under {config.sources[name].path} "
-        "are added, changed or removed.",
-        tags={"cdm/trigger": "landing_files", "cdm/source": name},
-    )
+@dataclass(frozen=True)
+class Watched:
+    """A folder glob (or one file) the sensor watches, and the asset a change of it rebuilds."""
+
+    name: str  # a source name, or `overrides:<entity>`
+    pattern: Path
+    rebuilds: dg.AssetKey
 
 
-def build_overrides_sensor(entity: EntityPlan) -> dg.SensorDefinition:
-    """Rebuilds the entity's identity graph and everything downstream when its overrides file changes."""
-    graph = table_key(entity.tables.graph)
-    return _file_sensor(
-        name=f"{entity.name}_overrides_file",
-        pattern=Path(entity.overrides),
-        watched_asset=graph,
-        description=f"Rebuilds {graph.to_user_string()} and everything downstream when the steward's "
-        f"overrides file {entity.overrides} is added, changed or removed.",
-        tags={"cdm/trigger": "overrides_file", "cdm/entity": entity.name},
-    )
+def watched_items(config: CdmConfig) -> list[Watched]:
+    items = [Watched(name, config.resolve(source.path), raw_asset_key(name)) for name, source in config.sources.items()]
+    for entity in resolve_plan(config).entities.values():
+        if entity.overrides is not None:
+            items.append(Watched(f"overrides:{entity.name}", Path(entity.overrides), table_key(entity.tables.graph)))
+    return items
 
 
-def _file_sensor(
-    name: str, pattern: Path, watched_asset: dg.AssetKey, description: str, tags: dict[str, str]
-) -> dg.SensorDefinition:
-    """A sensor requesting one run of `watched_asset` and everything downstream, with their
-    checks, when the files matching `pattern` are added, changed or removed."""
+def build_landing_sensor(config: CdmConfig) -> dg.SensorDefinition:
+    items = watched_items(config)
 
     @dg.sensor(
-        name=name,
-        description=description,
+        name=SENSOR_NAME,
+        description="Rebuilds, in one run, the raw assets of every source whose landed files were added, "
+        "changed or removed since the last tick, the identity graph of a changed overrides file, and "
+        "everything downstream of them, with their checks.",
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        asset_selection=dg.AssetSelection.assets(watched_asset).downstream(),
+        asset_selection=dg.AssetSelection.assets(*(item.rebuilds for item in items)).downstream(),
     )
-    def file_sensor(context: dg.SensorEvaluationContext):
-        current = landing_fingerprint(pattern)
-        previous = LandingFingerprint.from_cursor(context.cursor)
-        if previous is not None and previous.digest == current.digest:
-            yield dg.SkipReason(f"no change in {current.files} file(s) at {pattern}")
-            return
-        context.update_cursor(current.as_cursor())
-        if previous is None and current.files == 0:
-            yield dg.SkipReason(f"no files at {pattern} yet")
-            return
-        if previous is None and _built_since(context, watched_asset, current.newest_change):
-            # First tick after a restart or a new deployment: what is there was
-            # already read, so only later changes need a run.
-            yield dg.SkipReason(f"the {current.files} file(s) at {pattern} were loaded by the latest materialisation")
-            return
-        # The run targets the sensor's selection: the watched asset and everything downstream.
-        yield dg.RunRequest(run_key=f"{name}:{current.digest}", tags=tags)
+    def landing_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        previous = json.loads(context.cursor) if context.cursor else {}
+        current = {item.name: landing_fingerprint(item.pattern) for item in items}
+        changed = [item for item in items if _changed(context, item, current[item.name], previous.get(item.name))]
+        cursor = json.dumps({name: fingerprint.as_cursor() for name, fingerprint in current.items()}, sort_keys=True)
+        if not changed:
+            return dg.SensorResult(skip_reason=f"no change in {len(items)} landing folder(s)", cursor=cursor)
+        names = sorted(item.name for item in changed)
+        run_key = "|".join(f"{name}:{current[name].digest}" for name in names)
+        request = dg.RunRequest(
+            run_key=run_key,
+            asset_selection=sorted(
+                dg.AssetSelection.assets(*(item.rebuilds for item in changed))
+                .downstream()
+                .resolve(context.repository_def.asset_graph)
+            ),
+            tags={"cdm/trigger": SENSOR_NAME, "cdm/changed": ",".join(names)},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=cursor)
 
-    return file_sensor
+    return landing_files
 
 
-def _built_since(context: dg.SensorEvaluationContext, key: dg.AssetKey, newest_change: float) -> bool:
-    latest = context.instance.get_latest_materialization_event(key)
-    return latest is not None and latest.timestamp >= newest_change
+def _changed(
+    context: dg.SensorEvaluationContext, item: Watched, current: LandingFingerprint, previous: str | None
+) -> bool:
+    """Whether a folder changed since the last tick. On the first look at it (a new
+    deployment, a reset cursor) it counts as changed only when it holds files newer than
+    the latest materialisation of what it rebuilds."""
+    if previous is not None:
+        return LandingFingerprint.from_cursor(previous).digest != current.digest
+    if current.files == 0:
+        return False
+    latest = context.instance.get_latest_materialization_event(item.rebuilds)
+    return latest is None or latest.timestamp < current.newest_change
 
 
 def build_sensors(config: CdmConfig) -> list[dg.SensorDefinition]:
-    """A landing sensor per source, and an overrides sensor per entity with an overrides file."""
-    landing = [build_landing_sensor(config, name) for name in config.sources]
-    entities = resolve_plan(config).entities.values()
-    return landing + [build_overrides_sensor(entity) for entity in entities if entity.overrides is not None]
+    return [build_landing_sensor(config)]
 
 
 daily_full_refresh = dg.ScheduleDefinition(
@@ -97,5 +102,5 @@ daily_full_refresh = dg.ScheduleDefinition(
     cron_schedule="0 3 * * *",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Rebuilds every asset once a day; off by default (the landing sensors keep things fresh).",
+    description="Rebuilds every asset once a day; off by default (the landing sensor keeps things fresh).",
 )

@@ -15,6 +15,8 @@ OWNERS = ["team:data-platform"]
 RAW_GROUP = "raw"
 IDENTITY_GROUP = "identity"
 MARTS_GROUP = "marts"
+# Reports over every layer (raw/quarantine): downstream of the marts, so a group of its own.
+QUALITY_GROUP = "quality"
 
 
 def table_key(table: TableName) -> dg.AssetKey:

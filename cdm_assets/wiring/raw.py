@@ -19,7 +19,7 @@ from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
 from cdm_assets.domain.vocabulary import TRANSACTION
 from cdm_assets.domain.warehouse import QUARANTINE, ensure_quarantine, quarantine_summary
-from cdm_assets.wiring.keys import OWNERS, RAW_GROUP, TRANSACTIONS_KEY, raw_asset_key, table_key
+from cdm_assets.wiring.keys import OWNERS, QUALITY_GROUP, RAW_GROUP, TRANSACTIONS_KEY, raw_asset_key, table_key
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
 
@@ -120,7 +120,7 @@ def quarantine_asset(config: CdmConfig) -> dg.AssetsDefinition:
     @dg.asset(
         key=table_key(QUARANTINE),
         deps=deps,
-        group_name=RAW_GROUP,
+        group_name=QUALITY_GROUP,
         kinds={"duckdb"},
         owners=OWNERS,
         pool="duckdb",
