@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from cdm_assets.config import CdmConfig, load_config
@@ -39,6 +41,11 @@ def build_definitions(config: CdmConfig) -> dg.Definitions:
     assets = dg.map_asset_specs(
         lambda spec: schemas(with_freshness(config, spec.merge_attributes(metadata=stage))), assets
     )
+    # each asset links to the code that builds it (the UI's "Code references"; a beta API
+    # of Dagster 1.13, whose warnings would otherwise print at every load)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        assets = list(dg.with_source_code_references(assets))
     asset_keys = {spec.key for definition in assets for spec in definition.specs}
     return dg.Definitions(
         assets=assets,

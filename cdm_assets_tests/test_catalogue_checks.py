@@ -151,3 +151,12 @@ def test_identity_and_golden_tables_show_described_columns_before_any_run_and_ex
     # a run's own schema keeps the descriptions, so the Columns tab does not lose them
     built = materialization_metadata(result)["marts/customers"]["dagster/column_schema"].schema
     assert [c.description for c in built.columns] == [c.description for c in customers.columns]
+
+
+def test_every_asset_links_to_the_code_that_builds_it(write_config):
+    defs = build_definitions(write_config(SOURCES))
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        references = graph.get(key).metadata["dagster/code_references"].code_references
+        files = {reference.file_path for reference in references}
+        assert files and all("/cdm_assets/wiring/" in path for path in files), (key, files)
