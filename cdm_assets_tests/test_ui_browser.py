@@ -170,6 +170,15 @@ def test_the_columns_of_the_golden_customers_are_described_in_the_ui(server, pag
     assert page.get_by_text("the stable Customer ID: kept across runs, merges keep the older id").count() >= 1
 
 
+def test_the_quarantine_asset_shows_its_rows_by_source_and_category(server, page):
+    page.goto(f"{server.url}/assets/raw/quarantine")
+    page.get_by_text("rows_by_source_and_category", exact=True).first.wait_for()
+    # the sample's corruptions: a duplicate CRM id (raw load) and an unknown currency (transactions mart)
+    page.get_by_text("duplicate record id", exact=True).first.wait_for()
+    page.get_by_text("unknown currency", exact=True).first.wait_for()
+    assert page.get_by_text("quality", exact=True).count() >= 1  # its group
+
+
 def test_an_asset_materialises_on_demand_from_its_page(server, page):
     page.goto(f"{server.url}/assets/raw/crm")
     run_id = launch_from_ui(page, page.locator("button").filter(has_text=re.compile(r"^\s*Materialize\s*$")))
