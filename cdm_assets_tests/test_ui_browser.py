@@ -179,6 +179,16 @@ def test_the_quarantine_asset_shows_its_rows_by_source_and_category(server, page
     assert page.get_by_text("quality", exact=True).count() >= 1  # its group
 
 
+def test_the_cluster_sizes_of_the_id_map_render_as_plots(server, page):
+    page.set_viewport_size({"width": 1600, "height": 2400})
+    page.goto(f"{server.url}/assets/identity/customer_id_map")
+    page.get_by_text("clusters/size_1", exact=True).first.wait_for()
+    page.get_by_role("button", name="Plots").click()
+    for bucket in ("clusters/size_1", "clusters/size_2", "clusters/size_5_9", "clusters/size_10_up"):
+        page.get_by_text(bucket, exact=True).first.wait_for()
+    page.wait_for_function("() => document.querySelectorAll('canvas').length >= 6")  # one chart per number
+
+
 def test_an_asset_materialises_on_demand_from_its_page(server, page):
     page.goto(f"{server.url}/assets/raw/crm")
     run_id = launch_from_ui(page, page.locator("button").filter(has_text=re.compile(r"^\s*Materialize\s*$")))
