@@ -30,22 +30,29 @@ FLOAT_DECIMALS = 12
 
 
 def build(data: Path, out: Path) -> float:
+    """A new warehouse `out` from the sample folder `data`; the seconds the build took."""
+    if out.exists():
+        out.unlink()
+    return materialize_config(data / "cdm.yaml", out)
+
+
+def materialize_config(config_path: Path, out: Path, log_level: str = "WARNING") -> float:
+    """Materialise every asset and check of a config into the warehouse `out` (new or not),
+    in-process; the seconds it took."""
     import dagster as dg
 
     os.environ["CDM_DUCKDB_PATH"] = str(out)
     from cdm_assets.config import load_config
     from cdm_assets.definitions import build_definitions
 
-    if out.exists():
-        out.unlink()
-    defs = build_definitions(load_config(data / "cdm.yaml"))
+    defs = build_definitions(load_config(config_path))
     started = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [*defs.assets, *defs.asset_checks],
             resources=defs.resources,
             instance=instance,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             raise_on_error=False,
         )
     seconds = time.perf_counter() - started

@@ -16,11 +16,9 @@ each linked pair in one (unless an unlink overrules it).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -30,25 +28,9 @@ HEADER = "source_a,record_id_a,source_b,record_id_b,action,reason\n"
 
 def build(config_path: Path, out: Path) -> float:
     """Materialise every asset and check into the warehouse `out` (new or not); the seconds it took."""
-    import dagster as dg
+    from benchmarks.same_output import materialize_config
 
-    from cdm_assets.config import load_config
-    from cdm_assets.definitions import build_definitions
-
-    os.environ["CDM_DUCKDB_PATH"] = str(out)
-    defs = build_definitions(load_config(config_path))
-    started = time.perf_counter()
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
-            resources=defs.resources,
-            instance=instance,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-            raise_on_error=False,
-        )
-    if not result.success:
-        raise SystemExit("the run failed; see the log above")
-    return time.perf_counter() - started
+    return materialize_config(config_path, out, log_level="ERROR")
 
 
 def pick_overrides(warehouse: Path, lines: int, seed: int) -> list[tuple[str, str, str, str, str]]:
