@@ -11,6 +11,18 @@ from cdm_assets.config import duckdb_path
 from cdm_assets.config.plan import resolve_plan
 from cdm_assets.definitions import build_definitions
 from cdm_assets.domain.privacy.erasure import ErasureRequest, UnknownPerson, forget, rewrite_warehouse
+from cdm_assets.domain.privacy.suppression import (
+    EMAIL,
+    PHONE,
+    RECORD,
+    Suppressed,
+    add_suppressions,
+    ensure_salt,
+    phone_values,
+    record_value,
+    text_suppressed_sql,
+)
+from cdm_assets.domain.sql import sql_string
 from cdm_assets.forget import main as forget_main
 from cdm_assets_tests.conftest import materialization_metadata, materialize_all, write_text
 from cdm_assets_tests.test_pipeline import SOURCES as PIPELINE_SOURCES
@@ -268,3 +280,22 @@ def test_forget_on_the_sample_leaves_no_byte_of_the_person_in_the_warehouse_or_d
     stored = [path for path in home.rglob("*") if path.is_file()]
     assert any(b"raw/crm" in path.read_bytes() or b"crm" in path.read_bytes() for path in stored)  # the run history
     assert [(str(p), v) for p in stored for v in values if v.encode() in p.read_bytes()] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "held"),
+    [
+        ('C9,"Jan,Jansen,jan.jansen@mail.nl,06-12345678', True),  # a malformed CSV line
+        ('{"crm_id": "C9", "note": "call back"}', True),  # a record id of the source, as a JSON value
+        ("Jan Jansen <JAN.JANSEN@mail.nl>", True),  # an address in angle brackets, any case
+        ("x;+31 (0)6 1234 5678;y", True),  # the phone in another spelling
+        ("C90,jansen@mail.nl,0612345679", False),  # near misses are someone else
+    ],
+)
+def test_a_quarantined_row_is_recognised_by_the_words_of_its_raw_text(warehouse, text, held):
+    salt = ensure_salt(warehouse)
+    identifiers = [(EMAIL, JAN[0]), (RECORD, record_value("crm", "C9"))]
+    identifiers += [(PHONE, form) for form in phone_values(JAN[1])]
+    add_suppressions(warehouse, salt, identifiers, "test")
+    condition = text_suppressed_sql("t", sql_string("crm"), Suppressed(salt))
+    assert warehouse.execute(f"SELECT {condition} FROM (SELECT ? AS t)", [text]).fetchone() == (held,)

@@ -185,7 +185,8 @@ def row_suppressed_sql(source: Source, match: Matcher, present: Collection[str] 
 def text_suppressed_sql(text_sql: str, source_sql: str, match: Matcher) -> str:
     """A condition true when raw text (a quarantined row as it arrived) holds a matching
     email, anonymous id or record id of the row's source as a word, or a matching phone."""
-    words = f"regexp_split_to_array({text_sql}, '[\\s,;|\t\"{{}}\\[\\]:]+')"
+    # words end at blanks, separators, quotes and brackets: "Jan <jan@x.nl>" holds jan@x.nl
+    words = f"regexp_split_to_array({text_sql}, '[\\s,;|\t\"''{{}}\\[\\]()<>:]+')"
     phones = f"regexp_extract_all({text_sql}, '[+(]?[0-9][0-9 ()./-]{{4,}}[0-9]')"
     conditions = [
         match.any_of(EMAIL, f"list_transform({words}, lambda w: lower(w))"),
