@@ -90,11 +90,12 @@ def apply_overrides(
         edges = _edges(con, graph, rule_order, pairs, record_count)
     cut_lines = cut_to_separate(record_count, edges, unlinks)
     _move_cut_links(con, graph, cuts, edges, cut_lines)
-    cut_per_unlink = {line: int((cut_lines == line).sum()) for *_, line in unlinks}
+    cut = np.flatnonzero(cut_lines >= 0)  # few links, however large the graph
+    cut_per_unlink = {int(line): int(n) for line, n in zip(*np.unique(cut_lines[cut], return_counts=True))}
     overruled_by = {
-        (int(a), int(b)): int(line)
-        for a, b, line in zip(edges.key_a, edges.key_b, cut_lines)
-        if line >= 0 and (int(a), int(b)) in links
+        (int(edges.key_a[i]), int(edges.key_b[i])): int(cut_lines[i])
+        for i in cut
+        if (int(edges.key_a[i]), int(edges.key_b[i])) in links
     }
     statuses = []
     for override in overrides:
@@ -102,8 +103,8 @@ def apply_overrides(
         if pair is None:
             statuses.append(("unknown record", 0))
         elif override.action == UNLINK:
-            cut = cut_per_unlink[override.line]
-            statuses.append(("separated" if cut else "already apart", cut))
+            links_cut = cut_per_unlink.get(override.line, 0)
+            statuses.append(("separated" if links_cut else "already apart", links_cut))
         elif pair in overruled_by:
             statuses.append(("overruled", 0))
         else:
@@ -115,7 +116,7 @@ def apply_overrides(
         counts[status] = counts.get(status, 0) + 1
     return OverrideReport(
         statuses=counts,
-        links_cut=int((cut_lines >= 0).sum()),
+        links_cut=len(cut),
         unknown=[o for o in overrides if keys[o.line] is None],
         overruled=[(links[pair], line) for pair, line in overruled_by.items()],
     )
@@ -154,8 +155,12 @@ class Edges:
 
     def holds(self, pairs: Sequence[tuple[int, int]], record_count: int) -> np.ndarray:
         """Per pair (smaller key first), whether a link joins it directly."""
-        wanted = np.array([a * record_count + b for a, b in pairs], dtype=np.int64)
-        return np.isin(wanted, self.key_a * record_count + self.key_b)
+        return np.isin(_pair_codes(pairs, record_count), self.key_a * record_count + self.key_b)
+
+
+def _pair_codes(pairs: Sequence[tuple[int, int]], record_count: int) -> np.ndarray:
+    """One number per record pair (smaller key first), comparable with `key_a * record_count + key_b`."""
+    return np.array([a * record_count + b for a, b in pairs], dtype=np.int64)
 
 
 def _edges(
@@ -186,8 +191,7 @@ def _edges(
     key_b = table.column("key_b").to_numpy().astype(np.int64, copy=False)
     rank = table.column("rank").to_numpy().astype(np.int64)
     if steward_links:
-        codes = np.array([a * record_count + b for a, b in steward_links], dtype=np.int64)
-        rank[np.isin(key_a * record_count + key_b, codes)] = -1
+        rank[np.isin(key_a * record_count + key_b, _pair_codes(steward_links, record_count))] = -1
     within = table.column("strength_within").to_numpy()
     order = np.lexsort((key_b, key_a, -within, rank))
     strength = np.empty(len(order), dtype=np.int64)
