@@ -20,6 +20,7 @@ import pytest
 
 from cdm_assets.config import load_config
 from cdm_assets.wiring.checks import schema_change_checks
+from cdm_assets.wiring.keys import DEFAULT
 from cdm_assets_tests.dagster_server import LOCK_ERRORS, dagster_dev, expected_asset_keys
 
 pytestmark = pytest.mark.slow
@@ -69,7 +70,7 @@ def test_overlapping_runs_all_succeed_and_never_write_duckdb_at_the_same_time(se
 
     # The column-schema-change checks compare metadata in Dagster's event log and never open the
     # warehouse, so they are outside the pool and may run beside a step that does.
-    outside_pool = {c.node_def.name for c in schema_change_checks(load_config(server.config_path))}
+    outside_pool = {c.node_def.name for c in schema_change_checks(load_config(server.config_path), DEFAULT)}
     steps = sorted(
         (start, end, step, run["runId"])
         for run in runs

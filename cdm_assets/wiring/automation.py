@@ -21,7 +21,7 @@ import dagster as dg
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.landing_watch import LandingFingerprint, landing_fingerprint
-from cdm_assets.wiring.keys import raw_asset_key, table_key
+from cdm_assets.wiring.keys import Namespace
 
 SENSOR_INTERVAL_SECONDS = 30
 SENSOR_NAME = "landing_files"
@@ -36,19 +36,23 @@ class Watched:
     rebuilds: dg.AssetKey
 
 
-def watched_items(config: CdmConfig) -> list[Watched]:
-    items = [Watched(name, config.resolve(source.path), raw_asset_key(name)) for name, source in config.sources.items()]
+def watched_items(config: CdmConfig, ns: Namespace) -> list[Watched]:
+    items = [
+        Watched(name, config.resolve(source.path), ns.raw_asset_key(name)) for name, source in config.sources.items()
+    ]
     for entity in resolve_plan(config).entities.values():
         if entity.overrides is not None:
-            items.append(Watched(f"overrides:{entity.name}", Path(entity.overrides), table_key(entity.tables.graph)))
+            graph = ns.table_key(entity.tables.graph)
+            items.append(Watched(f"overrides:{entity.name}", Path(entity.overrides), graph))
     return items
 
 
-def build_landing_sensor(config: CdmConfig) -> dg.SensorDefinition:
-    items = watched_items(config)
+def build_landing_sensor(config: CdmConfig, ns: Namespace) -> dg.SensorDefinition:
+    items = watched_items(config, ns)
+    sensor_name = ns.name(SENSOR_NAME)
 
     @dg.sensor(
-        name=SENSOR_NAME,
+        name=sensor_name,
         description="Rebuilds, in one run, the raw assets of every source whose landed files were added, "
         "changed or removed since the last tick, the identity graph of a changed overrides file, and "
         "everything downstream of them, with their checks.",
@@ -72,7 +76,7 @@ def build_landing_sensor(config: CdmConfig) -> dg.SensorDefinition:
                 .downstream()
                 .resolve(context.repository_def.asset_graph)
             ),
-            tags={"cdm/trigger": SENSOR_NAME, "cdm/changed": ",".join(names)},
+            tags={"cdm/trigger": sensor_name, "cdm/changed": ",".join(names)},
         )
         return dg.SensorResult(run_requests=[request], cursor=cursor)
 
@@ -93,14 +97,16 @@ def _changed(
     return latest is None or latest.timestamp < current.newest_change
 
 
-def build_sensors(config: CdmConfig) -> list[dg.SensorDefinition]:
-    return [build_landing_sensor(config)]
+def build_sensors(config: CdmConfig, ns: Namespace) -> list[dg.SensorDefinition]:
+    return [build_landing_sensor(config, ns)]
 
 
-daily_full_refresh = dg.ScheduleDefinition(
-    name="daily_full_refresh",
-    cron_schedule="0 3 * * *",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Rebuilds every asset once a day; off by default (the landing sensor keeps things fresh).",
-)
+def daily_full_refresh(asset_keys: list[dg.AssetKey], ns: Namespace) -> dg.ScheduleDefinition:
+    """A daily rebuild of this instance's assets (not of the other assets of a project it sits in)."""
+    return dg.ScheduleDefinition(
+        name=ns.name("daily_full_refresh"),
+        cron_schedule="0 3 * * *",
+        target=dg.AssetSelection.assets(*asset_keys),
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Rebuilds every asset once a day; off by default (the landing sensor keeps things fresh).",
+    )

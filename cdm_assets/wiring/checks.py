@@ -5,7 +5,6 @@ from collections.abc import Callable
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, ConfigError
 from cdm_assets.config.plan import resolve_plan
@@ -16,7 +15,7 @@ from cdm_assets.domain.masking import PreviewPolicy
 from cdm_assets.domain.plan import EntityPlan, EntityTables
 from cdm_assets.domain.sql import TableName
 from cdm_assets.domain.vocabulary import CUSTOMER
-from cdm_assets.wiring.keys import EVENTS_KEY, TRANSACTIONS_KEY, raw_asset_key, table_key
+from cdm_assets.wiring.keys import POOL, Namespace
 from cdm_assets.wiring.metadata import preview_policy
 
 
@@ -39,13 +38,20 @@ def check_result(
 
 
 def blocking_check(
-    previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable
+    ns: Namespace, previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable
 ) -> dg.AssetChecksDefinition:
     """A check that must find no failing row; downstream assets wait for it."""
 
-    @dg.asset_check(asset=asset, name=name, description=description, blocking=True, pool="duckdb")
-    def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        with duckdb.get_connection() as con:
+    @dg.asset_check(
+        asset=asset,
+        name=name,
+        description=description,
+        blocking=True,
+        pool=POOL,
+        required_resource_keys={ns.warehouse},
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        with ns.warehouse_of(context).get_connection() as con:
             outcome = test(con)
         return check_result(outcome, outcome.failing == 0, dg.AssetCheckSeverity.ERROR, previews)
 
@@ -53,13 +59,19 @@ def blocking_check(
 
 
 def share_check(
-    previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable, max_share: float
+    ns: Namespace,
+    previews: PreviewPolicy,
+    asset: dg.AssetKey,
+    name: str,
+    description: str,
+    test: Callable,
+    max_share: float,
 ) -> dg.AssetChecksDefinition:
     """An advisory check: warns when the failing share passes its threshold."""
 
-    @dg.asset_check(asset=asset, name=name, description=description, pool="duckdb")
-    def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        with duckdb.get_connection() as con:
+    @dg.asset_check(asset=asset, name=name, description=description, pool=POOL, required_resource_keys={ns.warehouse})
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        with ns.warehouse_of(context).get_connection() as con:
             outcome = test(con)
         return check_result(
             outcome, outcome.share <= max_share, dg.AssetCheckSeverity.WARN, previews, max_share=max_share
@@ -98,53 +110,59 @@ def row_count_drop_check(asset: dg.AssetKey, max_drop: float) -> dg.AssetChecksD
     return _check
 
 
-def build_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
+def build_checks(config: CdmConfig, ns: Namespace) -> list[dg.AssetChecksDefinition]:
     """Every built-in check: the marts', each customer-like entity's and each raw source's."""
     plan = resolve_plan(config)
-    checks = mart_checks(config, plan.entities[CUSTOMER].tables)
+    checks = mart_checks(config, plan.entities[CUSTOMER].tables, ns)
     for entity in plan.entities.values():
-        checks += entity_checks(config, entity)
-        checks += link_checks(config, entity)
-    return checks + quarantine_checks(config)
+        checks += entity_checks(config, entity, ns)
+        checks += link_checks(config, entity, ns)
+    return checks + quarantine_checks(config, ns)
 
 
-def mart_checks(config: CdmConfig, customers: EntityTables) -> list[dg.AssetChecksDefinition]:
+def mart_checks(config: CdmConfig, customers: EntityTables, ns: Namespace) -> list[dg.AssetChecksDefinition]:
     """Transactions and events: no negative amounts, known customers, and few unattributed rows."""
     previews, limits = preview_policy(config), config.checks
     golden = customers.golden
+    transactions_key, events_key = ns.table_key(TRANSACTIONS), ns.table_key(EVENTS)
     return [
         blocking_check(
+            ns,
             previews,
-            TRANSACTIONS_KEY,
+            transactions_key,
             "no_negative_amounts",
             "Transaction amounts are never negative.",
             data_tests.negative_amounts,
         ),
         blocking_check(
+            ns,
             previews,
-            TRANSACTIONS_KEY,
+            transactions_key,
             "customers_exist",
             "Every customer_id in marts.transactions exists in marts.customers.",
             lambda con: data_tests.orphan_customer_ids(con, TRANSACTIONS, "transaction_id", golden),
         ),
         blocking_check(
+            ns,
             previews,
-            EVENTS_KEY,
+            events_key,
             "customers_exist",
             "Every customer_id in marts.events exists in marts.customers.",
             lambda con: data_tests.orphan_customer_ids(con, EVENTS, "event_id", golden),
         ),
         share_check(
+            ns,
             previews,
-            TRANSACTIONS_KEY,
+            transactions_key,
             "attributed_share",
             "Warns when too many transactions match no customer.",
             lambda con: data_tests.unattributed_rows(con, TRANSACTIONS, "transaction_id"),
             limits.max_unattributed_share,
         ),
         share_check(
+            ns,
             previews,
-            EVENTS_KEY,
+            events_key,
             "attributed_share",
             "Warns when too many events stay anonymous.",
             lambda con: data_tests.unattributed_rows(con, EVENTS, "event_id"),
@@ -154,7 +172,7 @@ def mart_checks(config: CdmConfig, customers: EntityTables) -> list[dg.AssetChec
     ]
 
 
-def quarantine_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
+def quarantine_checks(config: CdmConfig, ns: Namespace) -> list[dg.AssetChecksDefinition]:
     """Per raw source: warn when more than `checks.max_quarantine_share` of its rows are quarantined."""
     share = config.checks.max_quarantine_share
     checks = []
@@ -162,8 +180,9 @@ def quarantine_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
         table = TableName("raw", name)
         checks.append(
             share_check(
+                ns,
                 preview_policy(config, table),
-                raw_asset_key(name),
+                ns.raw_asset_key(name),
                 "quarantine_share",
                 f"Warns when more than {share:.1%} of the rows of {name} are quarantined.",
                 lambda con, name=name, table=table: data_tests.quarantined_rows(con, name, table),
@@ -173,19 +192,19 @@ def quarantine_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
     return checks
 
 
-def custom_checks(config: CdmConfig, asset_keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
+def custom_checks(config: CdmConfig, asset_keys: set[dg.AssetKey], ns: Namespace) -> list[dg.AssetChecksDefinition]:
     """The checks written in cdm.yaml (`checks.custom`): SQL returning the failing rows of an
     asset's table; blocking ones stop what is downstream, the others warn. A check on an asset
     the config does not build is a config error naming its key."""
     checks = []
     for index, custom in enumerate(config.checks.custom):
-        key = dg.AssetKey(custom.asset.split("/"))
+        table = TableName(*custom.asset.split("/"))
+        key = ns.table_key(table)
         if key not in asset_keys:
             raise ConfigError(
                 f"{config.config_path}: checks.custom.{index}.asset: no asset {custom.asset} in this config; "
                 "expected the key of a table it builds, e.g. marts/customers"
             )
-        table = TableName(*key.path)
         description = custom.description or f"Your check: no row of {custom.asset} is returned by its SQL."
 
         def test(con, custom=custom, table=table, index=index) -> data_tests.Outcome:
@@ -195,32 +214,33 @@ def custom_checks(config: CdmConfig, asset_keys: set[dg.AssetKey]) -> list[dg.As
                 raise dg.Failure(description=f"checks.custom.{index}.sql ({custom.name}): {error}") from None
 
         factory = blocking_check if custom.blocking else _warning_check
-        checks.append(factory(preview_policy(config, table), key, custom.name, description, test))
+        checks.append(factory(ns, preview_policy(config, table), key, custom.name, description, test))
     return checks
 
 
 def _warning_check(
-    previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable
+    ns: Namespace, previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable
 ) -> dg.AssetChecksDefinition:
     """An advisory check that warns on any failing row."""
-    return share_check(previews, asset, name, description, test, 0.0)
+    return share_check(ns, previews, asset, name, description, test, 0.0)
 
 
-def schema_change_checks(config: CdmConfig) -> list[dg.AssetChecksDefinition]:
+def schema_change_checks(config: CdmConfig, ns: Namespace) -> list[dg.AssetChecksDefinition]:
     """Warn when a raw source's columns change between two loads (added, removed, retyped)."""
     with warnings.catch_warnings():  # the builder is marked beta in Dagster 1.13; say so once, in the README
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return list(dg.build_column_schema_change_checks(assets=[raw_asset_key(name) for name in config.sources]))
+        return list(dg.build_column_schema_change_checks(assets=[ns.raw_asset_key(name) for name in config.sources]))
 
 
-def entity_checks(config: CdmConfig, entity: EntityPlan) -> list[dg.AssetChecksDefinition]:
+def entity_checks(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> list[dg.AssetChecksDefinition]:
     """The identity and golden-record checks of a customer-like entity (customers, accounts, ...)."""
     tables = entity.tables
     previews = preview_policy(config)
-    golden, id_map = table_key(tables.golden), table_key(tables.id_map)
+    golden, id_map = ns.table_key(tables.golden), ns.table_key(tables.id_map)
     max_size = entity.max_cluster_size
     return [
         blocking_check(
+            ns,
             previews,
             golden,
             f"{tables.id_column}_is_unique",
@@ -228,6 +248,7 @@ def entity_checks(config: CdmConfig, entity: EntityPlan) -> list[dg.AssetChecksD
             lambda con: data_tests.duplicate_customer_ids(con, tables),
         ),
         blocking_check(
+            ns,
             previews,
             id_map,
             f"one_{tables.id_column}_per_record",
@@ -235,6 +256,7 @@ def entity_checks(config: CdmConfig, entity: EntityPlan) -> list[dg.AssetChecksD
             lambda con: data_tests.records_without_exactly_one_customer_id(con, tables),
         ),
         share_check(
+            ns,
             previews,
             id_map,
             "no_giant_clusters",
@@ -246,12 +268,12 @@ def entity_checks(config: CdmConfig, entity: EntityPlan) -> list[dg.AssetChecksD
     ]
 
 
-def link_checks(config: CdmConfig, entity: EntityPlan) -> list[dg.AssetChecksDefinition]:
+def link_checks(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> list[dg.AssetChecksDefinition]:
     """Per linked entity: warn when records name linked records that do not exist (a contact's
     account id matching no account)."""
     checks = []
     previews = preview_policy(config)
-    golden = table_key(entity.tables.golden)
+    golden = ns.table_key(entity.tables.golden)
     for target in entity.linked:
         linked = target.entity
         links = [
@@ -261,6 +283,7 @@ def link_checks(config: CdmConfig, entity: EntityPlan) -> list[dg.AssetChecksDef
         ]
         checks.append(
             share_check(
+                ns,
                 previews,
                 golden,
                 f"{linked}_links_resolve",

@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
@@ -26,7 +25,7 @@ from cdm_assets.domain.identity.source_lookup import build_source_lookup_countin
 from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.vocabulary import CUSTOMER
-from cdm_assets.wiring.keys import IDENTITY_GROUP, OWNERS, raw_asset_key, table_key
+from cdm_assets.wiring.keys import IDENTITY_GROUP, OWNERS, POOL, Namespace
 from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
 
 SPEC_COMMON = {"group_name": IDENTITY_GROUP, "kinds": {"duckdb"}, "owners": OWNERS}
@@ -95,36 +94,41 @@ def size_buckets(sizes: dict[int, int]) -> dict[str, int]:
     return buckets
 
 
-def build_identity_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
+def build_identity_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefinition]:
     """The identity layer of `customer` and of every declared customer-like entity."""
     plan = resolve_plan(config)
-    return [asset for entity in plan.entities.values() for asset in entity_identity_assets(config, plan, entity)]
+    return [asset for entity in plan.entities.values() for asset in entity_identity_assets(config, plan, entity, ns)]
 
 
-def entity_identity_assets(config: CdmConfig, plan: Plan, entity: EntityPlan) -> list[dg.AssetsDefinition]:
+def entity_identity_assets(
+    config: CdmConfig, plan: Plan, entity: EntityPlan, ns: Namespace
+) -> list[dg.AssetsDefinition]:
     """Source lookup, match model (when on), identity graph and ids of one entity."""
     settings = model_settings(entity)
-    model = [match_model_asset(entity, settings)] if settings is not None else []
+    model = [match_model_asset(entity, settings, ns)] if settings is not None else []
     return [
-        source_lookup_asset(config, plan, entity),
+        source_lookup_asset(config, plan, entity, ns),
         *model,
-        identity_graph_asset(config, entity, with_model=settings is not None),
-        entity_ids_asset(config, entity),
+        identity_graph_asset(config, entity, ns, with_model=settings is not None),
+        entity_ids_asset(config, entity, ns),
     ]
+
+
+def _common(ns: Namespace) -> dict:
+    return {**SPEC_COMMON, "pool": POOL, "required_resource_keys": {ns.warehouse}}
 
 
 def _records(entity: EntityPlan) -> str:
     return "customer records" if entity.name == CUSTOMER else f"{entity.name} records"
 
 
-def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan) -> dg.AssetsDefinition:
+def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, ns: Namespace) -> dg.AssetsDefinition:
     tables = entity.tables
 
     @dg.asset(
-        key=table_key(tables.lookup),
-        deps=[raw_asset_key(name) for name in entity.sources],
-        **SPEC_COMMON,
-        pool="duckdb",
+        key=ns.table_key(tables.lookup),
+        deps=[ns.raw_asset_key(name) for name in entity.sources],
+        **_common(ns),
         description=(
             f"Every record of every {entity.name} source, one row each: names, emails, phones (E.164), "
             "dates, addresses and countries standardised, plus the match keys the identity rules compare. "
@@ -132,8 +136,8 @@ def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan) -> dg
             "email or phone, an unknown country) are counted per source, field and reason."
         ),
     )
-    def source_lookup(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with duckdb.get_connection() as con:
+    def source_lookup(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        with ns.warehouse_of(context).get_connection() as con:
             for name in ensure_raw_tables(con, plan.sources):
                 context.log.warning(f"raw/{name} has not been loaded yet: it counts as an empty source")
             build = build_source_lookup_counting_nulls(con, entity)
@@ -154,14 +158,13 @@ def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan) -> dg
     return source_lookup
 
 
-def match_model_asset(entity: EntityPlan, settings: ModelSettings) -> dg.AssetsDefinition:
+def match_model_asset(entity: EntityPlan, settings: ModelSettings, ns: Namespace) -> dg.AssetsDefinition:
     tables = entity.tables
 
     @dg.asset(
-        key=table_key(tables.model),
-        deps=[table_key(tables.lookup)],
-        **SPEC_COMMON,
-        pool="duckdb",
+        key=ns.table_key(tables.model),
+        deps=[ns.table_key(tables.lookup)],
+        **_common(ns),
         description=(
             f"The match model of {_records(entity)}: per compared field and level, m (how often the records "
             "of one person reach it) and u (how often two different people do), estimated from the "
@@ -169,8 +172,8 @@ def match_model_asset(entity: EntityPlan, settings: ModelSettings) -> dg.AssetsD
             "with `retrain: true` in the run config; reused otherwise, so unchanged input keeps every id."
         ),
     )
-    def match_model(context: dg.AssetExecutionContext, config: MatchModelRun, duckdb: DuckDBResource):
-        with duckdb.get_connection() as con:
+    def match_model(context: dg.AssetExecutionContext, config: MatchModelRun):
+        with ns.warehouse_of(context).get_connection() as con:
             stored, trained = ensure_match_model(con, settings, tables.lookup, tables.model, retrain=config.retrain)
         context.log.info("match model " + ("trained" if trained else "reused: it fits the settings"))
         return dg.MaterializeResult(metadata=model_metadata(stored, trained))
@@ -178,15 +181,14 @@ def match_model_asset(entity: EntityPlan, settings: ModelSettings) -> dg.AssetsD
     return match_model
 
 
-def identity_graph_asset(config: CdmConfig, entity: EntityPlan, with_model: bool) -> dg.AssetsDefinition:
+def identity_graph_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace, with_model: bool) -> dg.AssetsDefinition:
     tables = entity.tables
     rules = match_rules(entity)
 
     @dg.asset(
-        key=table_key(tables.graph),
-        deps=[table_key(tables.lookup), *([table_key(tables.model)] if with_model else [])],
-        **SPEC_COMMON,
-        pool="duckdb",
+        key=ns.table_key(tables.graph),
+        deps=[ns.table_key(tables.lookup), *([ns.table_key(tables.model)] if with_model else [])],
+        **_common(ns),
         metadata={"rules": dg.MetadataValue.json([dataclasses.asdict(r) for r in rules])},
         description=(
             f"Which {_records(entity)} are the same {'person' if entity.name == CUSTOMER else entity.name}: "
@@ -197,10 +199,10 @@ def identity_graph_asset(config: CdmConfig, entity: EntityPlan, with_model: bool
             f"`{tables.cut_links}`); each line's outcome is in `{tables.overrides}`."
         ),
     )
-    def identity_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def identity_graph(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         if entity.overrides is not None and not Path(entity.overrides).is_file():
             context.log.warning(f"{entity.overrides}: no overrides file yet; the rules and the model decide alone")
-        with duckdb.get_connection() as con:
+        with ns.warehouse_of(context).get_connection() as con:
             built = build_graph(con, entity)
             per_rule = links_per_rule(con, tables.graph)
             metadata = table_metadata(con, tables.graph, preview_policy(config), config)
@@ -243,12 +245,12 @@ def override_metadata(
     return {**statuses, "overrides/links_cut": report.links_cut}
 
 
-def entity_ids_asset(config: CdmConfig, entity: EntityPlan) -> dg.AssetsDefinition:
+def entity_ids_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> dg.AssetsDefinition:
     tables, label, name = entity.tables, entity.tables.label, entity.name
-    map_key, history_key, graph_key = table_key(tables.id_map), table_key(tables.id_history), table_key(tables.graph)
+    map_key, history_key, graph_key = (ns.table_key(t) for t in (tables.id_map, tables.id_history, tables.graph))
 
     @dg.multi_asset(
-        name=f"{name}_ids",
+        name=ns.name(f"{name}_ids"),
         specs=[
             dg.AssetSpec(
                 map_key,
@@ -270,10 +272,11 @@ def entity_ids_asset(config: CdmConfig, entity: EntityPlan) -> dg.AssetsDefiniti
                 ),
             ),
         ],
-        pool="duckdb",
+        pool=POOL,
+        required_resource_keys={ns.warehouse},
     )
-    def entity_ids(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
-        with duckdb.get_connection() as con:
+    def entity_ids(context: dg.AssetExecutionContext):
+        with ns.warehouse_of(context).get_connection() as con:
             assignment = assign_ids_from_graph(con, tables)
             sizes = cluster_size_distribution(con, tables)
             largest = largest_clusters(con, tables)

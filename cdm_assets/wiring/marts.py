@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
@@ -15,35 +14,34 @@ from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transaction
 from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.vocabulary import CUSTOMER, EVENT, TRANSACTION
-from cdm_assets.wiring.keys import (
-    CUSTOMER_METRICS_KEY,
-    EVENTS_KEY,
-    MARTS_GROUP,
-    OWNERS,
-    TRANSACTIONS_KEY,
-    raw_asset_key,
-    table_key,
-)
+from cdm_assets.wiring.keys import MARTS_GROUP, OWNERS, POOL, Namespace
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
 
-def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
+def build_mart_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefinition]:
     plan = resolve_plan(config)
     customer = plan.entities[CUSTOMER].tables
+    key = ns.table_key
 
     def raw_keys(entity: str) -> list[dg.AssetKey]:
-        return [raw_asset_key(name) for name in plan.sources_of(entity)]
+        return [ns.raw_asset_key(name) for name in plan.sources_of(entity)]
 
-    common = {"group_name": MARTS_GROUP, "kinds": {"duckdb"}, "owners": OWNERS, "pool": "duckdb"}
+    common = {
+        "group_name": MARTS_GROUP,
+        "kinds": {"duckdb"},
+        "owners": OWNERS,
+        "pool": POOL,
+        "required_resource_keys": {ns.warehouse},
+    }
 
-    golden = [golden_records_asset(config, plan, entity, common) for entity in plan.entities.values()]
+    golden = [golden_records_asset(config, plan, entity, common, ns) for entity in plan.entities.values()]
 
-    @dg.asset(key=TRANSACTIONS_KEY, deps=[table_key(customer.id_map), *raw_keys(TRANSACTION)], **common)
-    def transactions(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    @dg.asset(key=key(TRANSACTIONS), deps=[key(customer.id_map), *raw_keys(TRANSACTION)], **common)
+    def transactions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Every order and return of every transaction source, linked to its Customer ID.
         Amounts are non-negative (the type tells order from return), currencies ISO 4217,
         timestamps parsed; rows breaking these rules are quarantined with the reason."""
-        with duckdb.get_connection() as con:
+        with ns.warehouse_of(context).get_connection() as con:
             ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
             report = build_transactions(con, plan)
             metadata = table_metadata(con, TRANSACTIONS, preview_policy(config))
@@ -56,22 +54,22 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
             }
         )
 
-    @dg.asset(key=EVENTS_KEY, deps=[table_key(customer.id_map), table_key(customer.lookup), *raw_keys(EVENT)], **common)
-    def events(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    @dg.asset(key=key(EVENTS), deps=[key(customer.id_map), key(customer.lookup), *raw_keys(EVENT)], **common)
+    def events(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Every tracked event, linked to a Customer ID by customer reference or email;
         anonymous ids seen with a known customer are stitched to that customer, earlier
         anonymous events included."""
-        with duckdb.get_connection() as con:
+        with ns.warehouse_of(context).get_connection() as con:
             ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
             report = build_events(con, plan)
             metadata = table_metadata(con, EVENTS, preview_policy(config))
         return dg.MaterializeResult(metadata={**metadata, "attribution": dg.MetadataValue.json(report.by_attribution)})
 
-    @dg.asset(key=CUSTOMER_METRICS_KEY, deps=[table_key(customer.golden), TRANSACTIONS_KEY, EVENTS_KEY], **common)
-    def customer_metrics(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    @dg.asset(key=key(CUSTOMER_METRICS), deps=[key(customer.golden), key(TRANSACTIONS), key(EVENTS)], **common)
+    def customer_metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Per customer: orders, returns, net revenue per currency, first and last order,
         days since the last order, event count and last event."""
-        with duckdb.get_connection() as con:
+        with ns.warehouse_of(context).get_connection() as con:
             build_customer_metrics(con, customer)
             metadata = table_metadata(con, CUSTOMER_METRICS, preview_policy(config))
         return dg.MaterializeResult(metadata=metadata)
@@ -79,18 +77,20 @@ def build_mart_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
     return [*golden, transactions, events, customer_metrics]
 
 
-def golden_records_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, common: dict) -> dg.AssetsDefinition:
+def golden_records_asset(
+    config: CdmConfig, plan: Plan, entity: EntityPlan, common: dict, ns: Namespace
+) -> dg.AssetsDefinition:
     """`marts/customers`, or the golden records of another customer-like entity."""
     tables, linked = entity.tables, entity.linked
     deps = [
-        table_key(tables.id_map),
-        *(table_key(t.id_map) for t in linked),
-        *(raw_asset_key(name) for name in entity.sources),
+        ns.table_key(tables.id_map),
+        *(ns.table_key(t.id_map) for t in linked),
+        *(ns.raw_asset_key(name) for name in entity.sources),
     ]
     links = "".join(f", the {t.id_column} of its {t.entity}" for t in linked)
 
     @dg.asset(
-        key=table_key(tables.golden),
+        key=ns.table_key(tables.golden),
         deps=deps,
         description=(
             f"One golden record per {tables.label}: each field from the best source by survivorship "
@@ -99,8 +99,8 @@ def golden_records_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, comm
         ),
         **common,
     )
-    def golden_records(duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with duckdb.get_connection() as con:
+    def golden_records(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        with ns.warehouse_of(context).get_connection() as con:
             ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
             build_customers(con, entity)
             metadata = table_metadata(con, tables.golden, preview_policy(config), config)
@@ -114,11 +114,12 @@ def golden_records_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, comm
     return golden_records
 
 
-def with_freshness(config: CdmConfig, spec: dg.AssetSpec) -> dg.AssetSpec:
+def with_freshness(config: CdmConfig, spec: dg.AssetSpec, ns: Namespace) -> dg.AssetSpec:
     """A mart's spec with the freshness the config expects (`checks.freshness`): Dagster
     shows it late after `warn_after_hours` and stale after `fail_after_hours` without a
     new materialisation. Other assets are returned as they are."""
-    if spec.key.path[0] != "marts":
+    table = ns.table_of(spec.key)
+    if table is None or table.schema != "marts":
         return spec
     freshness = config.checks.freshness
     policy = dg.FreshnessPolicy.time_window(

@@ -7,11 +7,11 @@ nothing outside the warehouse.
 """
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.privacy.erasure import ErasureRequest, forget, rewrite_warehouse
+from cdm_assets.wiring.keys import POOL, Namespace
 
 
 class ForgetRequest(dg.Config):
@@ -21,22 +21,29 @@ class ForgetRequest(dg.Config):
     record: str | None = None
 
 
-def build_forget_job(config: CdmConfig) -> dg.JobDefinition:
+def build_forget_job(config: CdmConfig, ns: Namespace) -> dg.JobDefinition:
     plan = resolve_plan(config)
+    op_name = ns.name("erase_person")
 
-    @dg.op(pool="duckdb", description="Erase one person from every table and suppress them in later loads.")
-    def erase_person(context: dg.OpExecutionContext, config: ForgetRequest, duckdb: DuckDBResource) -> None:
+    @dg.op(
+        name=op_name,
+        pool=POOL,
+        required_resource_keys={ns.warehouse},
+        description="Erase one person from every table and suppress them in later loads.",
+    )
+    def erase_person(context: dg.OpExecutionContext, config: ForgetRequest) -> None:
         keys = [(kind, value) for kind, value in (("customer", config.customer_id), ("record", config.record)) if value]
         if len(keys) != 1:
             raise dg.Failure("name exactly one of customer_id and record in the run config")
-        with duckdb.get_connection() as con:
+        warehouse = ns.warehouse_of(context)
+        with warehouse.get_connection() as con:
             report = forget(con, plan, ErasureRequest(*keys[0]))
-        rewrite_warehouse(duckdb.database)
+        rewrite_warehouse(warehouse.database)
         context.log.info(report.summary() + "; the warehouse file was rewritten")
 
     @dg.job(
-        name="forget",
-        description="Erase a person named by Customer ID or record (run config `ops.erase_person.config`); "
+        name=ns.name("forget"),
+        description=f"Erase a person named by Customer ID or record (run config `ops.{op_name}.config`); "
         "rematerialise the assets afterwards, or let the next run do it.",
     )
     def forget_job() -> None:

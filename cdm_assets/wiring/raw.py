@@ -10,24 +10,24 @@ metadata, checks and lineage.
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
+from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.masking import HIDDEN, PreviewPolicy
 from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
 from cdm_assets.domain.vocabulary import TRANSACTION
 from cdm_assets.domain.warehouse import QUARANTINE, ensure_quarantine, quarantine_summary
-from cdm_assets.wiring.keys import OWNERS, QUALITY_GROUP, RAW_GROUP, TRANSACTIONS_KEY, raw_asset_key, table_key
+from cdm_assets.wiring.keys import OWNERS, POOL, QUALITY_GROUP, RAW_GROUP, Namespace
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
 
-def raw_asset_spec(config: CdmConfig, source: Source) -> dg.AssetSpec:
+def raw_asset_spec(config: CdmConfig, source: Source, ns: Namespace) -> dg.AssetSpec:
     """The asset of one source: every landed file of it, loaded into `raw.<source>`."""
     name, file_format = source.name, source.file_format
     return dg.AssetSpec(
-        key=raw_asset_key(name),
+        key=ns.raw_asset_key(name),
         group_name=RAW_GROUP,
         kinds={"duckdb", file_format},
         owners=OWNERS,
@@ -42,19 +42,20 @@ def raw_asset_spec(config: CdmConfig, source: Source) -> dg.AssetSpec:
     )
 
 
-def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
+def build_raw_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefinition]:
     plan = resolve_plan(config)
     if not plan.sources:
         return []
-    names_by_key = {raw_asset_key(name): name for name in plan.sources}
+    names_by_key = {ns.raw_asset_key(name): name for name in plan.sources}
 
     @dg.multi_asset(
-        name="raw_sources",
-        specs=[raw_asset_spec(config, source) for source in plan.sources.values()],
+        name=ns.name("raw_sources"),
+        specs=[raw_asset_spec(config, source, ns) for source in plan.sources.values()],
         can_subset=True,
-        pool="duckdb",
+        pool=POOL,
+        required_resource_keys={ns.warehouse},
     )
-    def raw_sources(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+    def raw_sources(context: dg.AssetExecutionContext):
         selected = [names_by_key[key] for key in context.selected_asset_keys]
         landings = {}
         for name in selected:
@@ -64,13 +65,13 @@ def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
                 context.log.warning(f"sources.{name}.path: no file matches {source.path}; loading an empty table")
             landings[name] = (source, files)
         failed = []
-        with duckdb.get_connection() as con:
+        with ns.warehouse_of(context).get_connection() as con:
             for name, outcome in load_raw_sources(con, landings):
                 if isinstance(outcome, Exception):
                     context.log.error(f"raw/{name}: {outcome}")
                     failed.append(f"raw/{name}: {outcome}")
                     continue
-                yield _materialization(context, con, outcome, preview_policy(config, outcome.table))
+                yield _materialization(context, con, outcome, preview_policy(config, outcome.table), ns)
         if failed:
             raise dg.Failure(
                 description=f"{len(failed)} of {len(selected)} sources could not be loaded; the others were",
@@ -81,14 +82,14 @@ def build_raw_assets(config: CdmConfig) -> list[dg.AssetsDefinition]:
 
 
 def _materialization(
-    context: dg.AssetExecutionContext, con, report: RawLoadReport, previews: PreviewPolicy
+    context: dg.AssetExecutionContext, con, report: RawLoadReport, previews: PreviewPolicy, ns: Namespace
 ) -> dg.MaterializeResult:
     context.log.info(
         f"{report.source}: {report.rows_in} rows in, {report.rows_accepted} accepted, "
         f"{report.rows_quarantined} quarantined, {report.suppressed} suppressed from {len(report.files)} file(s)"
     )
     return dg.MaterializeResult(
-        asset_key=raw_asset_key(report.source),
+        asset_key=ns.raw_asset_key(report.source),
         metadata={
             **table_metadata(con, report.table, previews),
             "files": len(report.files),
@@ -108,22 +109,23 @@ _SUMMARY_SCHEMA = dg.TableSchema(
 )
 
 
-def quarantine_asset(config: CdmConfig) -> dg.AssetsDefinition:
+def quarantine_asset(config: CdmConfig, ns: Namespace) -> dg.AssetsDefinition:
     """`raw/quarantine`: every row a load or the transactions mart kept out, by source and category."""
     plan = resolve_plan(config)
-    deps = [raw_asset_key(name) for name in plan.sources]
+    deps = [ns.raw_asset_key(name) for name in plan.sources]
     if plan.sources_of(TRANSACTION):
-        deps.append(TRANSACTIONS_KEY)
+        deps.append(ns.table_key(TRANSACTIONS))
     # golden records quarantine the attribute values that do not read as their type
-    deps += [table_key(entity.tables.golden) for entity in plan.entities.values()]
+    deps += [ns.table_key(entity.tables.golden) for entity in plan.entities.values()]
 
     @dg.asset(
-        key=table_key(QUARANTINE),
+        key=ns.table_key(QUARANTINE),
         deps=deps,
         group_name=QUALITY_GROUP,
         kinds={"duckdb"},
         owners=OWNERS,
-        pool="duckdb",
+        pool=POOL,
+        required_resource_keys={ns.warehouse},
         description=(
             "Every input row that was kept out, one row each: the source, the stage that rejected it "
             "(`raw` for the loads, `transactions` for the mart's checks, `attributes` for typed attribute "
@@ -134,8 +136,8 @@ def quarantine_asset(config: CdmConfig) -> dg.AssetsDefinition:
             "across runs."
         ),
     )
-    def quarantine(duckdb: DuckDBResource) -> dg.MaterializeResult:
-        with duckdb.get_connection() as con:
+    def quarantine(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        with ns.warehouse_of(context).get_connection() as con:
             ensure_quarantine(con)
             summary = quarantine_summary(con)
             # the reason and value quote the offending input, which may be personal: masked like the raw row

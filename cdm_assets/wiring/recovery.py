@@ -116,17 +116,27 @@ def recovering_in_process_executor(init_context) -> dg.Executor:
     return _RecoveringExecutor(dg.in_process_executor.executor_creation_fn(init_context))
 
 
-@dg.sensor(
-    name="dead_run_reaper",
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Every 30 s under the daemon: fails runs on this host whose process is gone and frees their "
-        "duckdb pool slots, so queued runs do not wait behind a killed one."
-    ),
-)
-def dead_run_reaper(context: dg.SensorEvaluationContext):
-    """With `dagster dev` the run queue holds runs back while the pool is taken, so
-    a run killed by `kill -9` would block it before any run could release it."""
-    freed = release_dead_runs(context.instance, current_run_id=None)
-    yield dg.SkipReason(f"freed the slots of {len(freed)} run(s) whose process is gone" if freed else "no dead runs")
+def build_dead_run_reaper(name: str = "dead_run_reaper") -> dg.SensorDefinition:
+    """Every 30 s under the daemon: fails runs on this host whose process is gone and frees
+    their pool slots. With `dagster dev` the run queue holds runs back while the pool is
+    taken, so a run killed by `kill -9` would block it before any run could release it."""
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Every 30 s under the daemon: fails runs on this host whose process is gone and frees their "
+            "duckdb pool slots, so queued runs do not wait behind a killed one."
+        ),
+    )
+    def dead_run_reaper(context: dg.SensorEvaluationContext):
+        freed = release_dead_runs(context.instance, current_run_id=None)
+        yield dg.SkipReason(
+            f"freed the slots of {len(freed)} run(s) whose process is gone" if freed else "no dead runs"
+        )
+
+    return dead_run_reaper
+
+
+dead_run_reaper = build_dead_run_reaper()
