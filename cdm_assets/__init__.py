@@ -2,10 +2,11 @@
 
 `cdm_assets.defs` is the Dagster `Definitions` object. It is built on first
 access, so that the config, domain and sample modules import without loading
-(and validating) the whole Dagster project.
+(and validating) the whole Dagster project. `cdm_assets.CdmComponent` adds the
+platform to another Dagster project (`dg scaffold defs cdm_assets.CdmComponent <name>`).
 """
 
-__all__ = ["defs"]
+__all__ = ["CdmComponent", "defs"]
 
 
 def __getattr__(name: str):
@@ -13,8 +14,12 @@ def __getattr__(name: str):
         from cdm_assets.definitions import defs
 
         return defs
+    if name == "CdmComponent":
+        from cdm_assets.component import CdmComponent
+
+        return CdmComponent
     raise AttributeError(f"module 'cdm_assets' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "defs"])
+    return sorted([*globals(), *__all__])

@@ -36,8 +36,9 @@ def config_path() -> Path:
     return Path(configured).expanduser().resolve() if configured else BUNDLED_CONFIG
 
 
-def load_config(path: str | Path | None = None) -> CdmConfig:
-    """Read and validate a config file (default: `config_path()`)."""
+def load_config(path: str | Path | None = None, environment: str | None = None) -> CdmConfig:
+    """Read and validate a config file (default: `config_path()`) with the overlay of
+    `environment` (default: `CDM_ENV`, else `dev`)."""
     path = Path(path).expanduser().resolve() if path is not None else config_path()
     try:
         text = path.read_text(encoding="utf-8")
@@ -51,7 +52,7 @@ def load_config(path: str | Path | None = None) -> CdmConfig:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: expected a mapping with at least a 'sources' key")
-    return parse_config(document, path)
+    return parse_config(document, path, environment)
 
 
 def parse_config(document: dict, path: Path, environment: str | None = None) -> CdmConfig:
@@ -75,9 +76,11 @@ def parse_config(document: dict, path: Path, environment: str | None = None) -> 
     return config
 
 
-def duckdb_path(config: CdmConfig) -> Path:
-    """The warehouse file: `CDM_DUCKDB_PATH`, else `warehouse.duckdb_path`."""
-    override = os.environ.get(DUCKDB_PATH_ENV)
+def duckdb_path(config: CdmConfig, honour_env: bool = True) -> Path:
+    """The warehouse file: `CDM_DUCKDB_PATH`, else `warehouse.duckdb_path`. A cdm instance
+    inside another project (`CdmComponent`) reads only its config (`honour_env=False`):
+    one variable would point every instance at one file."""
+    override = os.environ.get(DUCKDB_PATH_ENV) if honour_env else None
     if override:
         resolved = Path(override).expanduser().resolve()
         if resolved.is_dir():

@@ -46,7 +46,7 @@ def connection_config(config: CdmConfig) -> dict:
     return {**CONNECTION_CONFIG, **{name: value for name, value in limits.items() if value is not None}}
 
 
-def warehouse_resource(config: CdmConfig) -> WarehouseResource:
-    path = duckdb_path(config)
+def warehouse_resource(config: CdmConfig, honour_duckdb_path_env: bool = True) -> WarehouseResource:
+    path = duckdb_path(config, honour_duckdb_path_env)
     path.parent.mkdir(parents=True, exist_ok=True)
     return WarehouseResource(database=str(path), connection_config=connection_config(config))
