@@ -36,7 +36,8 @@ def server(tmp_path_factory):
 
 
 def test_overlapping_runs_all_succeed_and_never_write_duckdb_at_the_same_time(server):
-    everything = expected_asset_keys(server.config_path)
+    # every asset that is built (the landing folders are observed, not built)
+    everything = {key for key in expected_asset_keys(server.config_path) if not key.startswith("landing/")}
     downstream_of_raw = {key for key in everything if not key.startswith("raw/")}
     selections = {
         "everything": everything,

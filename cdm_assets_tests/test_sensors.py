@@ -34,7 +34,7 @@ def test_one_running_sensor_watches_every_landing_folder(write_config):
     defs = build_definitions(write_config({"crm": CRM, "shop": SHOP}))
     sensor = defs.resolve_sensor_def(SENSOR)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert [s.name for s in defs.sensors if s.name != "dead_run_reaper"] == [SENSOR]
+    assert [s.name for s in defs.sensors if s.name != "dead_run_reaper"] == [SENSOR, "upstream_updates"]
     targeted = sensor.asset_selection.resolve(defs.resolve_asset_graph())
     assert {dg.AssetKey(["raw", "crm"]), dg.AssetKey(["raw", "shop"]), dg.AssetKey(["marts", "customers"])} <= targeted
 

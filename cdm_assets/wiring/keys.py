@@ -16,6 +16,8 @@ import dagster as dg
 from cdm_assets.domain.sql import TableName
 
 OWNERS = ["team:data-platform"]
+# The landing folders: observed, not built (their data version is the folder's fingerprint).
+LANDING_GROUP = "landing"
 RAW_GROUP = "raw"
 IDENTITY_GROUP = "identity"
 MARTS_GROUP = "marts"
@@ -41,6 +43,10 @@ class Namespace:
     def raw_asset_key(self, source_name: str) -> dg.AssetKey:
         """The asset of one configured source: [prefix/]raw/<source>."""
         return self.table_key(TableName("raw", source_name))
+
+    def landing_key(self, source_name: str) -> dg.AssetKey:
+        """The landing folder (files matching `path`) of one configured source: [prefix/]landing/<source>."""
+        return dg.AssetKey([*self.prefix, "landing", source_name])
 
     def table_of(self, key: dg.AssetKey) -> TableName | None:
         """The warehouse table of one of this instance's asset keys; None for another key."""

@@ -28,6 +28,7 @@ def raw_asset_spec(config: CdmConfig, source: Source, ns: Namespace) -> dg.Asset
     name, file_format = source.name, source.file_format
     return dg.AssetSpec(
         key=ns.raw_asset_key(name),
+        deps=[ns.landing_key(name)],
         group_name=RAW_GROUP,
         kinds={"duckdb", file_format},
         owners=OWNERS,
