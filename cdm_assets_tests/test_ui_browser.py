@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,24 @@ def test_an_asset_materialises_on_demand_from_its_page(server, page):
 
     page.goto(f"{server.url}/runs/{run_id}")
     page.get_by_text("Success", exact=True).first.wait_for()
+
+    # what depends on raw/crm follows by declarative automation: one run of the sensor upstream_updates
+    launched_at = server.graphql(
+        """query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run { creationTime } } }""", {"runId": run_id}
+    )["runOrError"]["creationTime"]
+    deadline = time.monotonic() + 240
+    while not (follow := [r for r in server.runs(tags={"dagster/sensor_name": "upstream_updates"})
+                          if r["creationTime"] > launched_at]):  # fmt: skip
+        assert time.monotonic() < deadline, "no automation run after raw/crm was materialised"
+        time.sleep(3)
+    assert server.wait_for_runs([follow[0]["runId"]], timeout=300) == {follow[0]["runId"]: "SUCCESS"}
+    followed = server.graphql(
+        """query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run { assetSelection { path } } } }""",
+        {"runId": follow[0]["runId"]},
+    )["runOrError"]["assetSelection"]
+    assert {"identity/source_lookup", "identity/customer_id_map", "marts/customers"} <= {
+        "/".join(key["path"]) for key in followed
+    }
 
 
 def test_the_lineage_screenshot_shows_every_asset_materialised(server, page):
