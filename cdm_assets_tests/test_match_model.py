@@ -11,9 +11,10 @@ import pytest
 
 from cdm_assets.config import load_config
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
-from cdm_assets.domain.identity.match_model.comparisons import birth_date, first_name, identifier
+from cdm_assets.domain.identity.match_model.comparisons import birth_date, first_name, identifier, last_name
 from cdm_assets.domain.identity.match_model.expectation_maximisation import expectation_maximisation, starting_m
 from cdm_assets.domain.identity.match_model.parameters import load_model
+from cdm_assets.domain.identity.match_model.scoring import first_name_given_surname
 from cdm_assets.domain.identity.match_model.u_probabilities import estimate_u
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph, run_identity_resolution
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
@@ -210,6 +211,42 @@ def test_u_of_exact_agreement_is_the_chance_two_random_records_share_a_value():
     assert u[0] == pytest.approx(expected, rel=0.01)
     assert sum(u) == pytest.approx(1.0)
     assert u[-1] == pytest.approx(1 - expected, abs=0.01)  # these names are alike in no other way
+
+
+def names_table(people: list[tuple[str, str]]) -> duckdb.DuckDBPyConnection:
+    """A source lookup of people with these (first, last) names and birth dates of their own."""
+    rng = np.random.default_rng(11)
+    births = [f"{rng.integers(1930, 2005)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}" for _ in people]
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA identity")
+    con.execute(
+        "CREATE TABLE identity.source_lookup AS SELECT i AS record_key, f AS first_name_key, l AS last_name_key, "
+        "b AS birth_date_key FROM (SELECT unnest(?) AS f, unnest(?) AS l, unnest(?) AS b, "
+        "generate_subscripts(?, 1) AS i)",
+        [[f for f, _ in people], [last for _, last in people], births, births],
+    )
+    return con
+
+
+def test_first_names_that_go_with_surnames_weigh_less_beside_a_shared_surname():
+    """Names from two languages: two people with one surname share a first name about twice as
+    often as two at random, so both names agreeing is that much less evidence (one bit); names
+    drawn independently of each other leave the weights as they are."""
+    rng = np.random.default_rng(5)
+    comparisons = [first_name(), last_name(), birth_date()]
+
+    def people(languages: list[str]) -> list[tuple[str, str]]:
+        drawn = []
+        for language in languages:
+            firsts, lasts = [f"{language}first{i}" for i in range(5)], [f"{language}last{i}" for i in range(5)]
+            drawn += [(rng.choice(firsts), rng.choice(lasts)) for _ in range(2000 // len(languages))]
+        return drawn
+
+    by_language = first_name_given_surname(names_table(people(["a", "b"])), CUSTOMER_TABLES.lookup, comparisons, 1000)
+    assert by_language == pytest.approx(2.0, rel=0.1)
+    mixed = [(first, last) for (first, _), (_, last) in zip(people(["a", "b"]), rng.permutation(people(["a", "b"])))]
+    independent = first_name_given_surname(names_table(mixed), CUSTOMER_TABLES.lookup, comparisons, 1000)
+    assert independent == pytest.approx(1.0, rel=0.1)
 
 
 def test_a_late_batch_of_new_people_keeps_every_existing_customer_id(resolved):

@@ -131,7 +131,9 @@ def test_everything_materialises_and_every_check_passes(landing, write_config):
         "model/over_threshold",
         "model/held_apart",
         "model/dropped_in_conflict",
+        "model/first_name_given_surname",
     }
+    assert pairs["model/first_name_given_surname"] > 0
     assert pairs["model/candidate_pairs"] >= pairs["model/over_threshold"] >= pairs["model/held_apart"]
     assert (
         per_rule["match_model"]

@@ -49,7 +49,7 @@ class GraphBuild:
     the steward's overrides did."""
 
     links: int
-    model_pairs: dict[str, int] | None = None
+    model_pairs: dict[str, float] | None = None  # counts of pairs, and first_name_given_surname
     overrides: OverrideReport | None = None
 
 
