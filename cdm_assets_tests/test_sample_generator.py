@@ -129,6 +129,17 @@ def test_hard_negatives_are_present(sample):
     assert placeholders.value_counts().max() >= 2  # one placeholder shared by unrelated records
 
 
+def test_a_mailbox_has_one_owner_unless_it_is_a_households_shared_inbox(sample):
+    out, _ = sample
+    persons = pd.read_parquet(out / "truth/persons.parquet")
+    own = pd.concat([persons[["person_id", "email"]], persons[["person_id", "old_email"]].set_axis(
+        ["person_id", "email"], axis=1)]).dropna()  # fmt: skip
+    assert own.groupby("email")["person_id"].nunique().max() == 1
+    shared = persons.dropna(subset=["household_email"]).groupby("household_email")["household_id"].nunique()
+    assert shared.max() == 1  # a shared inbox is one household's
+    assert not set(persons["household_email"].dropna()) & set(own["email"])
+
+
 def test_the_population_has_valid_phone_numbers(sample):
     out, _ = sample
     persons = pd.read_parquet(out / "truth/persons.parquet")

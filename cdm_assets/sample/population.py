@@ -321,6 +321,12 @@ def _emails(
     local = _ascii_lower(first) + "." + _ascii_lower(last) + person_id.astype(str).astype(object)
     email = local + "@" + domains
     old_email = _ascii_lower(first) + (rng.integers(10, 99, persons).astype(str).astype(object)) + "@" + old_domains
+    # A mailbox has one owner: where a name with two digits is taken already, the provider
+    # hands out a longer one (at a million people, thousands of Jans want jan39@).
+    taken = pd.Series(old_email).duplicated().to_numpy()
+    old_email[taken] = (
+        _ascii_lower(first[taken]) + "." + person_id[taken].astype(str).astype(object) + "@" + old_domains[taken]
+    )
     shared_inbox = (household_size >= 2) & (rng.random(persons) < 0.5)
     shared_inbox = shared_inbox[head]  # the whole household or nobody
     household_email = np.where(
