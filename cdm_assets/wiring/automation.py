@@ -118,7 +118,7 @@ def _changed(
     deployment, a reset cursor) it counts as changed only when it holds files newer than
     the latest materialisation of what it rebuilds."""
     if previous is not None:
-        return LandingFingerprint.from_cursor(previous).digest != current.digest
+        return _moved(current, previous)
     if current.files == 0:
         return False
     latest = context.instance.get_latest_materialization_event(item.rebuilds)

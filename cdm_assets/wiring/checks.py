@@ -15,7 +15,7 @@ from cdm_assets.domain.masking import PreviewPolicy
 from cdm_assets.domain.plan import EntityPlan, EntityTables
 from cdm_assets.domain.sql import TableName
 from cdm_assets.domain.vocabulary import CUSTOMER
-from cdm_assets.wiring.keys import POOL, Namespace
+from cdm_assets.wiring.keys import Namespace
 from cdm_assets.wiring.metadata import preview_policy
 
 
@@ -47,8 +47,7 @@ def blocking_check(
         name=name,
         description=description,
         blocking=True,
-        pool=POOL,
-        required_resource_keys={ns.warehouse},
+        **ns.on_warehouse,
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         with ns.warehouse_of(context).get_connection() as con:
@@ -69,7 +68,7 @@ def share_check(
 ) -> dg.AssetChecksDefinition:
     """An advisory check: warns when the failing share passes its threshold."""
 
-    @dg.asset_check(asset=asset, name=name, description=description, pool=POOL, required_resource_keys={ns.warehouse})
+    @dg.asset_check(asset=asset, name=name, description=description, **ns.on_warehouse)
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         with ns.warehouse_of(context).get_connection() as con:
             outcome = test(con)

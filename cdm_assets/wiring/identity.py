@@ -25,7 +25,7 @@ from cdm_assets.domain.identity.source_lookup import build_source_lookup_countin
 from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.vocabulary import CUSTOMER
-from cdm_assets.wiring.keys import IDENTITY_GROUP, OWNERS, POOL, Namespace
+from cdm_assets.wiring.keys import IDENTITY_GROUP, OWNERS, Namespace
 from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
 
 SPEC_COMMON = {"group_name": IDENTITY_GROUP, "kinds": {"duckdb"}, "owners": OWNERS}
@@ -115,7 +115,7 @@ def entity_identity_assets(
 
 
 def _common(ns: Namespace) -> dict:
-    return {**SPEC_COMMON, "pool": POOL, "required_resource_keys": {ns.warehouse}}
+    return {**SPEC_COMMON, **ns.on_warehouse}
 
 
 def _records(entity: EntityPlan) -> str:
@@ -272,8 +272,7 @@ def entity_ids_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> dg
                 ),
             ),
         ],
-        pool=POOL,
-        required_resource_keys={ns.warehouse},
+        **ns.on_warehouse,
     )
     def entity_ids(context: dg.AssetExecutionContext):
         with ns.warehouse_of(context).get_connection() as con:

@@ -64,6 +64,12 @@ class Namespace:
         """The resource key of this instance's DuckDB warehouse: `duckdb` or `duckdb_<prefix>`."""
         return "_".join([WAREHOUSE, *self.prefix])
 
+    @property
+    def on_warehouse(self) -> dict:
+        """What every step or check that opens this instance's warehouse declares: the
+        one-writer pool and the warehouse resource."""
+        return {"pool": POOL, "required_resource_keys": {self.warehouse}}
+
     def warehouse_of(self, context):
         """This instance's warehouse resource in a step or check's context."""
         return getattr(context.resources, self.warehouse)

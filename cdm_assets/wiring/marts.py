@@ -14,7 +14,7 @@ from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transaction
 from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.vocabulary import CUSTOMER, EVENT, TRANSACTION
-from cdm_assets.wiring.keys import MARTS_GROUP, OWNERS, POOL, Namespace
+from cdm_assets.wiring.keys import MARTS_GROUP, OWNERS, Namespace
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
 
@@ -30,8 +30,7 @@ def build_mart_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefinit
         "group_name": MARTS_GROUP,
         "kinds": {"duckdb"},
         "owners": OWNERS,
-        "pool": POOL,
-        "required_resource_keys": {ns.warehouse},
+        **ns.on_warehouse,
     }
 
     golden = [golden_records_asset(config, plan, entity, common, ns) for entity in plan.entities.values()]

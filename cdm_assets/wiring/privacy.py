@@ -11,7 +11,7 @@ import dagster as dg
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.privacy.erasure import ErasureRequest, forget, rewrite_warehouse
-from cdm_assets.wiring.keys import POOL, Namespace
+from cdm_assets.wiring.keys import Namespace
 
 
 class ForgetRequest(dg.Config):
@@ -27,8 +27,7 @@ def build_forget_job(config: CdmConfig, ns: Namespace) -> dg.JobDefinition:
 
     @dg.op(
         name=op_name,
-        pool=POOL,
-        required_resource_keys={ns.warehouse},
+        **ns.on_warehouse,
         description="Erase one person from every table and suppress them in later loads.",
     )
     def erase_person(context: dg.OpExecutionContext, config: ForgetRequest) -> None:

@@ -19,7 +19,7 @@ from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
 from cdm_assets.domain.vocabulary import TRANSACTION
 from cdm_assets.domain.warehouse import QUARANTINE, ensure_quarantine, quarantine_summary
-from cdm_assets.wiring.keys import OWNERS, POOL, QUALITY_GROUP, RAW_GROUP, Namespace
+from cdm_assets.wiring.keys import OWNERS, QUALITY_GROUP, RAW_GROUP, Namespace
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
 
@@ -53,8 +53,7 @@ def build_raw_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefiniti
         name=ns.name("raw_sources"),
         specs=[raw_asset_spec(config, source, ns) for source in plan.sources.values()],
         can_subset=True,
-        pool=POOL,
-        required_resource_keys={ns.warehouse},
+        **ns.on_warehouse,
     )
     def raw_sources(context: dg.AssetExecutionContext):
         selected = [names_by_key[key] for key in context.selected_asset_keys]
@@ -125,8 +124,7 @@ def quarantine_asset(config: CdmConfig, ns: Namespace) -> dg.AssetsDefinition:
         group_name=QUALITY_GROUP,
         kinds={"duckdb"},
         owners=OWNERS,
-        pool=POOL,
-        required_resource_keys={ns.warehouse},
+        **ns.on_warehouse,
         description=(
             "Every input row that was kept out, one row each: the source, the stage that rejected it "
             "(`raw` for the loads, `transactions` for the mart's checks, `attributes` for typed attribute "
