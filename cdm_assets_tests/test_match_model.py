@@ -11,10 +11,18 @@ import pytest
 
 from cdm_assets.config import load_config
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings
-from cdm_assets.domain.identity.match_model.comparisons import birth_date, first_name, identifier, last_name
+from cdm_assets.domain.identity.match_model.blocking import BlockingRule
+from cdm_assets.domain.identity.match_model.comparisons import (
+    birth_date,
+    comparisons_for,
+    first_name,
+    identifier,
+    last_name,
+)
 from cdm_assets.domain.identity.match_model.expectation_maximisation import expectation_maximisation, starting_m
 from cdm_assets.domain.identity.match_model.parameters import load_model
 from cdm_assets.domain.identity.match_model.scoring import first_name_given_surname
+from cdm_assets.domain.identity.match_model.training import trained_comparisons
 from cdm_assets.domain.identity.match_model.u_probabilities import estimate_u
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph, run_identity_resolution
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
@@ -76,7 +84,11 @@ def resolved(tmp_path_factory):
         + '"T5","Stijn","Oosterhuis","oosterhuis.thuis@example.nl","","2004-06-06","Laan 12","4321 CD","Zwolle","NL","2023-01-01T00:00:00"\n'
         # a father and, without a first name, another Brinkhorst at his address with an inbox of their own
         + '"T6","Pieter","Brinkhorst","pieter.brinkhorst@example.nl","+31 6 55556666","1961-11-02","Kade 3","7411 KK","Deventer","NL","2023-01-01T00:00:00"\n'
-        + '"T7","","Brinkhorst","sanne.b@example.nl","","","Kade 3","7411 KK","Deventer","NL","2023-01-01T00:00:00"\n',
+        + '"T7","","Brinkhorst","sanne.b@example.nl","","","Kade 3","7411 KK","Deventer","NL","2023-01-01T00:00:00"\n'
+        # one woman, her names typed into each other's field after a move within the city;
+        # nothing else ties the two records
+        + '"T8","Femke","Wijnveldt","","","1979-03-21","Singel 40","3511 AB","Utrecht","NL","2023-01-01T00:00:00"\n'
+        + '"T9","Wijnveldt","Femke","","","1979-03-21","Oudegracht 7","3512 CD","Utrecht","NL","2023-01-01T00:00:00"\n',
     )
     write_text(
         out / "landing/webshop/zz_people.csv",
@@ -114,6 +126,12 @@ def test_sisters_sharing_an_inbox_and_twins_sharing_everything_but_the_first_nam
     assert ids["crm:T3"] == ids["webshop:S3"]
     assert ids["crm:T2"] != ids["crm:T3"]
     assert ids["crm:T4"] != ids["crm:T5"]
+
+
+def test_names_typed_into_each_others_field_are_compared_and_found_to_be_one_person(resolved):
+    con, _ = resolved
+    ids = customer_ids(con)
+    assert ids["crm:T8"] == ids["crm:T9"]
 
 
 def test_a_nameless_record_sharing_only_family_name_and_address_joins_no_family_member(resolved):
@@ -154,6 +172,26 @@ def test_source_ids_are_the_same_or_not_since_the_next_card_in_sequence_is_someo
     card = identifier("loyalty_card")
     assert gamma(card, "L00000007", "L00000007") == "exact"
     assert gamma(card, "L00000007", "L00000008") == "different"
+
+
+def taught_by(*keys: str) -> set[str]:
+    """The comparisons whose m a blocking rule on `keys` teaches."""
+    comparisons = comparisons_for(["loyalty_card"])
+    return {c.name for c, taught in zip(comparisons, trained_comparisons(BlockingRule(keys), comparisons)) if taught}
+
+
+def test_a_blocking_rule_on_every_personal_field_teaches_no_m_since_contacts_alone_cannot_tell_twins_apart():
+    assert taught_by("first_name_root", "birth_date") == {
+        "last_name",
+        "email",
+        "phone",
+        "address",
+        "identifier:loyalty_card",
+    }
+    # a shared inbox or surname teaches none of the household fields (surname, contacts)
+    assert taught_by("email") == {"first_name", "birth_date", "identifier:loyalty_card"}
+    assert taught_by("last_name_core", "birth_date") == {"first_name", "identifier:loyalty_card"}
+    assert taught_by("name_initials", "birth_date") == set()
 
 
 def test_the_model_is_estimated_from_the_data_and_stored_with_m_u_and_weights(resolved):

@@ -24,7 +24,7 @@ MASKED = "***"
 # Columns of the identity and mart tables that hold personal values, by kind.
 KNOWN_COLUMNS: dict[str, str] = {
     "first_name": NAME, "last_name": NAME, "full_name": NAME,
-    "first_name_key": NAME, "first_name_root": NAME, "last_name_key": NAME, "last_name_core": NAME,
+    "first_name_key": NAME, "first_name_root": NAME, "last_name_key": NAME, "last_name_core": NAME, "name_initials": NAME,
     "email": EMAIL, "email_key": EMAIL,
     "phone": PHONE, "phone_key": PHONE,
     "birth_date": BIRTH_DATE, "birth_date_key": BIRTH_DATE,

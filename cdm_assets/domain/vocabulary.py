@@ -72,6 +72,7 @@ _LOOKUP_KEYS = (
     MatchKey("first_name_root", "first_name_root"),
     MatchKey("last_name", "last_name_key", similar=True),
     MatchKey("last_name_core", "last_name_core"),
+    MatchKey("name_initials", "name_initials"),
     MatchKey("birth_date", "birth_date_key"),
     MatchKey("postcode", "postcode_key", numbered=True),
     MatchKey("address", "address_key", personal=True, numbered=True),

@@ -48,6 +48,7 @@ DESCRIPTIONS = {
     "first_name_root": "match key: the first name's nickname root (Bill and William share one)",
     "last_name_key": "match key: the last name folded to lower-case ASCII",
     "last_name_core": "match key: the last name without particles",
+    "name_initials": "match key: the initials of first and last name in alphabetical order (a swapped name keeps them)",
     "birth_date_key": "match key: the birth date's digits YYYYMMDD, also for a typo that is no calendar date",
     "email_key": "match key: the email, gmail dots and +tags removed",
     "phone_key": "match key: the phone's national significant number",

@@ -59,7 +59,7 @@ LEADING_COLUMNS = (
     "street", "house_number", "postcode", "city", "country",
 )  # fmt: skip
 # The match key columns follow, names first.
-_KEY_ORDER = ("first_name", "first_name_root", "last_name", "last_name_core", "birth_date")
+_KEY_ORDER = ("first_name", "first_name_root", "last_name", "last_name_core", "name_initials", "birth_date")
 KEY_COLUMNS = tuple(MATCH_KEYS[key].column for key in (*_KEY_ORDER, "email", "phone", "postcode", "address"))
 
 # Names under which the reference tables are visible while the lookup builds.
@@ -243,7 +243,8 @@ def lookup_sql(
            {std.postcode("_postcode_text", "postcode_key", "country")} AS postcode, city, country,
            {ids}
            first_names.key AS first_name_key, first_names.root AS first_name_root,
-           last_names.key AS last_name_key, last_names.root AS last_name_core, birth_date_key,
+           last_names.key AS last_name_key, last_names.root AS last_name_core,
+           {std.name_initials("first_names.key", "last_names.root")} AS name_initials, birth_date_key,
            {std.email_key("email", "_email_at")} AS email_key, phone_key, postcode_key,
            CASE WHEN postcode_key IS NOT NULL AND house_number IS NOT NULL
                 THEN postcode_key || '|' || house_number END AS address_key,

@@ -165,6 +165,16 @@ def without_leading_particles(folded_expr: str) -> str:
     return f"coalesce({letters_only(stripped)}, {letters_only(folded_expr)})"
 
 
+def name_initials(first_key: str, last_key: str) -> str:
+    """The first letters of a first name key and a surname key in alphabetical order:
+    'ja' for Jan Aalders and for Aalders Jan, typed the other way round; NULL unless both are known."""
+    initials = f"left({first_key}, 1), left({last_key}, 1)"
+    return (
+        f"CASE WHEN {first_key} IS NOT NULL AND {last_key} IS NOT NULL "
+        f"THEN least({initials}) || greatest({initials}) END"
+    )
+
+
 # -- email --------------------------------------------------------------------
 
 _EMAIL_PATTERN = (

@@ -70,6 +70,8 @@ class BlockingRule:
 
 # The default blocking rules: every contact key on its own, and pairs of person
 # keys, so that each field can be wrong or missing while another still finds the pair.
+# A rule's blocks hold at most `max_records_per_key` records, so the cost of a rule
+# grows with the records, not with their square.
 DEFAULT_BLOCKING: tuple[tuple[str, ...], ...] = (
     ("email",),
     ("phone",),
@@ -77,6 +79,8 @@ DEFAULT_BLOCKING: tuple[tuple[str, ...], ...] = (
     ("first_name_root", "birth_date"),
     ("birth_date", "postcode"),
     ("first_name_root", "last_name_core"),
+    # both names with a typo, or typed into each other's field, beside an exact birth date
+    ("name_initials", "birth_date"),
     ("last_name_core", "postcode"),
     ("first_name_root", "postcode"),
     ("address",),

@@ -314,20 +314,21 @@ def comparisons_for(identifier_names: list[str]) -> list[Comparison]:
     return [*(make() for make in FIELD_COMPARISONS.values()), *(identifier(name) for name in identifier_names)]
 
 
-# Which comparison a blocking key belongs to: a pair blocked on a key agrees on it
-# by construction, so that comparison says nothing about matches among those pairs.
-KEY_COMPARISON = {
-    "email": "email",
-    "phone": "phone",
-    "first_name": "first_name",
-    "first_name_root": "first_name",
-    "last_name": "last_name",
-    "last_name_core": "last_name",
-    "birth_date": "birth_date",
-    "postcode": "address",
-    "address": "address",
+# Which comparisons a blocking key belongs to: a pair blocked on a key agrees on it
+# by construction, so those comparisons say nothing about matches among those pairs.
+KEY_COMPARISONS: dict[str, tuple[str, ...]] = {
+    "email": ("email",),
+    "phone": ("phone",),
+    "first_name": ("first_name",),
+    "first_name_root": ("first_name",),
+    "last_name": ("last_name",),
+    "last_name_core": ("last_name",),
+    "name_initials": ("first_name", "last_name"),
+    "birth_date": ("birth_date",),
+    "postcode": ("address",),
+    "address": ("address",),
 }
 
 
-def comparison_of_key(key: str) -> str:
-    return key if key.startswith("identifier:") else KEY_COMPARISON[key]
+def comparisons_of_key(key: str) -> tuple[str, ...]:
+    return (key,) if key.startswith("identifier:") else KEY_COMPARISONS[key]

@@ -42,7 +42,7 @@ from cdm_assets.domain.identity.match_model.blocking import BlockingRule
 from cdm_assets.domain.identity.match_model.comparisons import (
     MISSING,
     Comparison,
-    comparison_of_key,
+    comparisons_of_key,
 )  # fmt: skip
 from cdm_assets.domain.identity.match_model.expectation_maximisation import (
     FLOOR,
@@ -165,12 +165,19 @@ def trained_comparisons(rule: BlockingRule, comparisons: Sequence[Comparison]) -
     """Which comparisons a rule's pairs can teach m: not those it blocks on (its
     pairs agree on them by construction), and when it blocks on a household
     key (a shared inbox, phone or address) none of the household comparisons:
-    among such pairs the non-matches are relatives, who share them too."""
-    blocked = {comparison_of_key(key) for key in rule.keys}
+    among such pairs the non-matches are relatives, who share them too. A rule that
+    blocks on every one of the person's own fields it compares (names, birth date)
+    teaches nothing: its pairs could be told apart by contact fields alone, and
+    twins sharing a home would pass for one person whose phones differ."""
+    blocked = {name for key in rule.keys for name in comparisons_of_key(key)}
     by_name = {c.name: c for c in comparisons}
     if any(name in by_name and by_name[name].household for name in blocked):
         blocked |= {c.name for c in comparisons if c.household}
-    return [c.name not in blocked for c in comparisons]
+    trained = [c.name not in blocked for c in comparisons]
+    # names and birth date describe the person; contact fields and identifiers are held
+    if not any(is_trained and not c.counts_holders for is_trained, c in zip(trained, comparisons)):
+        return [False for _ in comparisons]
+    return trained
 
 
 @dataclass
