@@ -2,6 +2,7 @@
 
     python benchmarks/identity_quality.py                       # every set below
     python benchmarks/identity_quality.py --sets febrl3 rldata10000 --persons 10000 --profiles hard --json
+    python benchmarks/identity_quality.py --config my/cdm.yaml --truth my/truth.csv     # your own data
 
 Sets (see `benchmarks/yardsticks.py`): our sample generator for each
 `--persons` size and `--profiles` profile (`default`, `hard`), FEBRL1-4
@@ -20,6 +21,14 @@ B-cubed F1, seconds and peak memory (the process's peak resident memory,
 which includes loading the raw sources). `--no-splink` leaves Splink out;
 `--m` also prints, per comparison level, the m the model estimated without
 labels beside the m of the true pairs.
+
+`--config` with `--truth` measures a data set of your own, wherever it is kept:
+your `cdm.yaml` (its customer sources are loaded into a scratch warehouse,
+never into the one the config names) and a CSV or Parquet file with
+`source`, `record_id` and `person_id` (any label the records of one person
+share). Records the truth file does not name are left out of the scores, so
+a labelled sample of the records is enough; truth rows that name no record
+are counted (`truth_rows_unmatched`) and reported.
 """
 
 from __future__ import annotations
@@ -75,14 +84,16 @@ CUSTOMER_TABLES = EntityTables.of("customer", "customers", "cus_")
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, truth_path: Path) -> None:
-    """The true person of every record; rows for quarantined defects (which
-    may repeat a kept record's id) are left out."""
-    columns = [row[0] for row in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(truth_path)]).fetchall()]
+    """The true person of every record, from Parquet or CSV (read as text, so an id such as
+    "007" stays itself); rows for quarantined defects (which may repeat a kept record's id)
+    are left out. Record ids are trimmed, as the raw load trims them."""
+    reader = "read_parquet(?)" if truth_path.suffix.lower() == ".parquet" else "read_csv(?, all_varchar = true)"
+    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(truth_path)]).fetchall()]
     clean = "WHERE defect IS NULL" if "defect" in columns else ""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE truth AS "
-        f"SELECT source, CAST(record_id AS VARCHAR) AS record_id, CAST(person_id AS VARCHAR) AS person_id "
-        f"FROM read_parquet(?) {clean}",
+        "SELECT CAST(source AS VARCHAR) AS source, trim(CAST(record_id AS VARCHAR)) AS record_id, "
+        f"CAST(person_id AS VARCHAR) AS person_id FROM {reader} {clean}",
         [str(truth_path)],
     )
 
@@ -94,6 +105,8 @@ def scores(con: duckdb.DuckDBPyConnection) -> dict:
     recall = tp / true if true else 1.0
     return {
         "records": records,
+        # truth rows that name no record of the id map (quarantined, or ids written otherwise)
+        "truth_rows_unmatched": con.execute("SELECT count(*) FROM truth").fetchone()[0] - records,
         "customers": customers,
         "true_persons": persons,
         "true_pairs": int(true or 0),
@@ -235,10 +248,14 @@ def in_child(target, *args) -> dict:
 
 
 def run_set(name: str, work: Path, with_splink: bool) -> list[dict]:
-    """cdm (and Splink) on one set; one row each."""
+    """cdm (and Splink) on one named set; one row each."""
     started = time.perf_counter()
     stick = yardsticks.load(name, work)
-    prepared = time.perf_counter() - started
+    return measure_set(stick, work, with_splink, prepared=time.perf_counter() - started)
+
+
+def measure_set(stick: yardsticks.Yardstick, work: Path, with_splink: bool, prepared: float = 0.0) -> list[dict]:
+    """cdm (and Splink) on one written set, in a fresh warehouse in `work`; one row each."""
     database = work / "bench.duckdb"
     rows = [
         {
@@ -270,6 +287,16 @@ def m_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _warn_unmatched(row: dict, truth_path: Path) -> None:
+    unmatched = row.get("truth_rows_unmatched", 0)
+    if unmatched:
+        print(
+            f"{truth_path}: {unmatched:,} truth row(s) name no record of the id map "
+            "(quarantined records, or record ids written otherwise than in the source)",
+            file=sys.stderr,
+        )
+
+
 def table(rows: list[dict]) -> str:
     """One markdown table of every set and method."""
     lines = [
@@ -292,8 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sets",
         nargs="+",
-        default=["sample", *PUBLIC_SETS],
-        help=f"sample and/or any of {', '.join(PUBLIC_SETS)} (default: all)",
+        default=None,
+        help=f"sample and/or any of {', '.join(PUBLIC_SETS)} (default: all, or none with --config)",
+    )
+    parser.add_argument("--config", type=Path, help="your own data set: its cdm.yaml (with --truth)")
+    parser.add_argument(
+        "--truth", type=Path, help="CSV or Parquet with source, record_id, person_id for --config's records"
     )
     parser.add_argument("--persons", type=int, nargs="+", default=[10_000, 100_000], help="sample sizes")
     parser.add_argument("--profiles", nargs="+", default=["default", "hard"], help="sample corruption profiles")
@@ -301,6 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     parser.add_argument("--m", action="store_true", help="also tabulate the model's m beside m on the true pairs")
     args = parser.parse_args(argv)
+    if (args.config is None) != (args.truth is None):
+        parser.error("--config and --truth go together")
+    own = None
+    if args.config is not None:
+        try:
+            own = yardsticks.own(args.config, args.truth)
+        except (OSError, ValueError) as error:  # a missing file, a truth file without its columns, a bad config
+            parser.error(str(error))
+    if args.sets is None:
+        args.sets = [] if own is not None else ["sample", *PUBLIC_SETS]
     unknown = set(args.sets) - {"sample", *PUBLIC_SETS}
     if unknown:
         parser.error(f"unknown set(s): {', '.join(sorted(unknown))}")
@@ -313,6 +354,13 @@ def main(argv: list[str] | None = None) -> int:
         n for s in args.sets for n in (yardsticks.set_names(args.persons, args.profiles) if s == "sample" else [s])
     ]
     rows = []
+    if own is not None:
+        with tempfile.TemporaryDirectory(prefix="cdm-yardstick-") as tmp:
+            for row in measure_set(own, Path(tmp), with_splink):
+                rows.append(row)
+                _warn_unmatched(row, own.truth_path)
+                if args.json:
+                    print(json.dumps(row), flush=True)
     for name in names:
         with tempfile.TemporaryDirectory(prefix="cdm-yardstick-") as tmp:
             for row in run_set(name, Path(tmp), with_splink):

@@ -20,10 +20,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import yaml
 
-from cdm_assets.config import BUNDLED_CONFIG
+from cdm_assets.config import BUNDLED_CONFIG, load_config
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,30 @@ PUBLIC_SETS = {
 def set_names(persons: list[int], profiles: list[str]) -> list[str]:
     """Names of the sample sets for these sizes and profiles, e.g. `sample-hard-10000`."""
     return [f"sample-{profile}-{n}" for profile in profiles for n in persons]
+
+
+TRUTH_COLUMNS = ("source", "record_id", "person_id")
+
+
+def own(config_path: Path, truth_path: Path) -> Yardstick:
+    """A user's own data set, kept wherever they keep it: their `cdm.yaml` and a file
+    (CSV or Parquet) naming the true person of each record (`source`, `record_id`,
+    `person_id`: the source's name in the config, the record's id in that source, and
+    any label shared by the records of one person)."""
+    from cdm_assets.config.plan import entity_plan
+
+    if not truth_path.is_file():
+        raise FileNotFoundError(f"{truth_path}: no such truth file")
+    reader = "read_parquet" if truth_path.suffix.lower() == ".parquet" else "read_csv"
+    columns = [row[0] for row in duckdb.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(truth_path)]).fetchall()]
+    missing = [column for column in TRUTH_COLUMNS if column not in columns]
+    if missing:
+        raise ValueError(
+            f"{truth_path}: the truth file has no column {', '.join(missing)} (it needs {', '.join(TRUTH_COLUMNS)})"
+        )
+    customers = entity_plan(load_config(config_path), "customer")
+    identifiers = [f"id_{name}" for name in customers.identifier_names]
+    return Yardstick(str(config_path), config_path, truth_path, identifiers)
 
 
 def load(name: str, work: Path) -> Yardstick:

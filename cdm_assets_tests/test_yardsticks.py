@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -59,3 +60,38 @@ def test_the_written_config_reads_rldata_birth_dates(tmp_path):
     lookup = source_lookup(yardsticks.load("rldata500", tmp_path))
     assert lookup["birth_date"].notna().mean() > 0.95
     assert lookup["last_name"].notna().all()
+
+
+def test_a_data_set_of_ones_own_is_measured_from_its_config_and_a_csv_truth(tmp_path, capsys):
+    """As a user measures data kept outside the repo: their cdm.yaml and a labelled file."""
+    from benchmarks import identity_quality
+
+    stick = yardsticks.load("rldata500", tmp_path / "set")
+    truth = pd.read_parquet(stick.truth_path)
+    labelled = tmp_path / "labels.csv"
+    # a labelled sample is enough; a row for a record the sources do not hold is reported
+    extra = pd.DataFrame({"source": ["rldata"], "record_id": ["no-such-record"], "person_id": ["p-x"]})
+    pd.concat([truth[["source", "record_id", "person_id"]], extra]).to_csv(labelled, index=False)
+
+    assert (
+        identity_quality.main(["--config", str(stick.config_path), "--truth", str(labelled), "--no-splink", "--json"])
+        == 0
+    )
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [row["set"] for row in rows] == [str(stick.config_path)]  # no built-in set besides
+    own = rows[0]
+    assert own["records"] == 500 and own["truth_rows_unmatched"] == 1 and own["true_pairs"] == 50
+    assert own["pair_f1"] > 0.9
+    assert "1 truth row(s) name no record" in err
+
+
+def test_a_truth_file_without_its_columns_is_refused_naming_the_file(tmp_path, capsys):
+    from benchmarks import identity_quality
+
+    stick = yardsticks.load("rldata500", tmp_path / "set")
+    labelled = tmp_path / "labels.csv"
+    labelled.write_text("source,id,person\nrldata,r1,1\n")
+    with pytest.raises(SystemExit):
+        identity_quality.main(["--config", str(stick.config_path), "--truth", str(labelled), "--no-splink"])
+    assert f"{labelled}: the truth file has no column record_id, person_id" in capsys.readouterr().err
