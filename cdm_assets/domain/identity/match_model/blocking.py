@@ -70,8 +70,6 @@ class BlockingRule:
 
 # The default blocking rules: every contact key on its own, and pairs of person
 # keys, so that each field can be wrong or missing while another still finds the pair.
-# A rule's blocks hold at most `max_records_per_key` records, so the cost of a rule
-# grows with the records, not with their square.
 DEFAULT_BLOCKING: tuple[tuple[str, ...], ...] = (
     ("email",),
     ("phone",),
