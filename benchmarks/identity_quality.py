@@ -20,7 +20,9 @@ For each it prints records, true pairs, pairwise precision / recall / F1,
 B-cubed F1, seconds and peak memory (the process's peak resident memory,
 which includes loading the raw sources). `--no-splink` leaves Splink out;
 `--m` also prints, per comparison level, the m the model estimated without
-labels beside the m of the true pairs.
+labels beside the m of the true pairs; `--examples N` lists the N customers
+holding the most true persons and the N persons split over the most
+customers, each with a few of its records (`source:record_id (label)`).
 
 `--config` with `--truth` measures a data set of your own, wherever it is kept:
 your `cdm.yaml` (its customer sources are loaded into a scratch warehouse,
@@ -188,9 +190,39 @@ def true_m(con: duckdb.DuckDBPyConnection, customers) -> dict[str, dict[str, tup
     return result
 
 
-def measure_cdm(config_path: Path, truth_path: Path, database: Path, queue) -> None:
-    """Child process: raw load (not timed), cdm's identity step (timed), scores, and m
-    estimated beside m on the true pairs."""
+# The records of one example customer or person that `error_examples` lists.
+EXAMPLE_MEMBERS = 6
+
+
+def error_examples(con: duckdb.DuckDBPyConnection, limit: int) -> dict[str, list[dict]]:
+    """Where cdm and the truth disagree most: the customers holding the most true persons
+    (merged), and the persons spread over the most customers (split), each with a few of
+    its records as `source:record_id`, so the cases can be looked up with `cdm explain`."""
+    if limit <= 0:
+        return {"merged": [], "split": []}
+
+    def worst(group: str, other: str) -> list[dict]:
+        rows = con.execute(
+            f"""
+            WITH r AS (
+                SELECT m.customer_id, t.person_id, m.source || ':' || m.source_record_id AS record
+                FROM identity.customer_id_map m JOIN truth t ON t.source = m.source AND t.record_id = m.source_record_id
+            )
+            SELECT {group}, count(DISTINCT {other}) AS spread, count(*) AS records,
+                   list(record || ' (' || {other} || ')' ORDER BY {other}, record)[1:$members] AS members
+            FROM r GROUP BY {group} HAVING count(DISTINCT {other}) > 1
+            ORDER BY spread DESC, records DESC, {group} LIMIT $limit
+            """,
+            {"members": EXAMPLE_MEMBERS, "limit": limit},
+        ).fetchall()
+        return [{group: key, f"{other}s": spread, "records": n, "members": members} for key, spread, n, members in rows]
+
+    return {"merged": worst("customer_id", "person_id"), "split": worst("person_id", "customer_id")}
+
+
+def measure_cdm(config_path: Path, truth_path: Path, database: Path, examples: int, queue) -> None:
+    """Child process: raw load (not timed), cdm's identity step (timed), scores, m
+    estimated beside m on the true pairs, and `examples` of the worst disagreements."""
     customers, con = _connect_and_load(config_path, database)
     start = time.perf_counter()
     run = run_identity_resolution(con, customers)
@@ -205,6 +237,7 @@ def measure_cdm(config_path: Path, truth_path: Path, database: Path, queue) -> N
             "stage_seconds": run.seconds,
             "links": run.links,
             "m_estimated_and_true": true_m(con, customers),
+            "examples": error_examples(con, examples),
         }
     )
 
@@ -247,14 +280,16 @@ def in_child(target, *args) -> dict:
         process.join()
 
 
-def run_set(name: str, work: Path, with_splink: bool) -> list[dict]:
+def run_set(name: str, work: Path, with_splink: bool, examples: int = 0) -> list[dict]:
     """cdm (and Splink) on one named set; one row each."""
     started = time.perf_counter()
     stick = yardsticks.load(name, work)
-    return measure_set(stick, work, with_splink, prepared=time.perf_counter() - started)
+    return measure_set(stick, work, with_splink, prepared=time.perf_counter() - started, examples=examples)
 
 
-def measure_set(stick: yardsticks.Yardstick, work: Path, with_splink: bool, prepared: float = 0.0) -> list[dict]:
+def measure_set(
+    stick: yardsticks.Yardstick, work: Path, with_splink: bool, prepared: float = 0.0, examples: int = 0
+) -> list[dict]:
     """cdm (and Splink) on one written set, in a fresh warehouse in `work`; one row each."""
     database = work / "bench.duckdb"
     rows = [
@@ -262,7 +297,7 @@ def measure_set(stick: yardsticks.Yardstick, work: Path, with_splink: bool, prep
             "set": stick.name,
             "method": "cdm",
             "prepared_seconds": prepared,
-            **in_child(measure_cdm, stick.config_path, stick.truth_path, database),
+            **in_child(measure_cdm, stick.config_path, stick.truth_path, database, examples),
         }
     ]
     if with_splink:
@@ -295,6 +330,27 @@ def _warn_unmatched(row: dict, truth_path: Path) -> None:
             "(quarantined records, or record ids written otherwise than in the source)",
             file=sys.stderr,
         )
+
+
+def examples_text(rows: list[dict]) -> str:
+    """The worst disagreements of each set, as `error_examples` found them."""
+    lines = []
+    for row in rows:
+        examples = row.get("examples")
+        if not examples:
+            continue
+        lines.append(f"{row['set']}, cdm:")
+        for case in examples["merged"]:
+            lines.append(
+                f"  merged: {case['customer_id']} holds {case['person_ids']} persons in {case['records']} records: "
+                + ", ".join(case["members"])
+            )
+        for case in examples["split"]:
+            lines.append(
+                f"  split: person {case['person_id']} is {case['customer_ids']} customers in {case['records']} "
+                "records: " + ", ".join(case["members"])
+            )
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -331,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-splink", action="store_true", help="leave Splink out")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     parser.add_argument("--m", action="store_true", help="also tabulate the model's m beside m on the true pairs")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also list cdm's N customers holding the most true persons and N persons split the most",
+    )
     args = parser.parse_args(argv)
     if (args.config is None) != (args.truth is None):
         parser.error("--config and --truth go together")
@@ -356,19 +419,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if own is not None:
         with tempfile.TemporaryDirectory(prefix="cdm-yardstick-") as tmp:
-            for row in measure_set(own, Path(tmp), with_splink):
+            for row in measure_set(own, Path(tmp), with_splink, examples=args.examples):
                 rows.append(row)
                 _warn_unmatched(row, own.truth_path)
                 if args.json:
                     print(json.dumps(row), flush=True)
     for name in names:
         with tempfile.TemporaryDirectory(prefix="cdm-yardstick-") as tmp:
-            for row in run_set(name, Path(tmp), with_splink):
+            for row in run_set(name, Path(tmp), with_splink, args.examples):
                 rows.append(row)
                 if args.json:
                     print(json.dumps(row), flush=True)
     if not args.json:
         print(table(rows))
+        if args.examples:
+            print()
+            print(examples_text(rows))
         if args.m:
             print()
             print(m_table(rows))
