@@ -42,6 +42,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from queue import Empty
 
@@ -280,17 +282,14 @@ def in_child(target, *args) -> dict:
         process.join()
 
 
-def run_set(name: str, work: Path, with_splink: bool, examples: int = 0) -> list[dict]:
-    """cdm (and Splink) on one named set; one row each."""
-    started = time.perf_counter()
-    stick = yardsticks.load(name, work)
-    return measure_set(stick, work, with_splink, prepared=time.perf_counter() - started, examples=examples)
-
-
-def measure_set(
-    stick: yardsticks.Yardstick, work: Path, with_splink: bool, prepared: float = 0.0, examples: int = 0
+def run_set(
+    load: Callable[[Path], yardsticks.Yardstick], work: Path, with_splink: bool, examples: int = 0
 ) -> list[dict]:
-    """cdm (and Splink) on one written set, in a fresh warehouse in `work`; one row each."""
+    """cdm (and Splink) on the set `load` writes into (or finds from) `work`, in a fresh
+    warehouse there; one row each."""
+    started = time.perf_counter()
+    stick = load(work)
+    prepared = time.perf_counter() - started
     database = work / "bench.duckdb"
     rows = [
         {
@@ -322,11 +321,11 @@ def m_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _warn_unmatched(row: dict, truth_path: Path) -> None:
+def _warn_unmatched(row: dict) -> None:
     unmatched = row.get("truth_rows_unmatched", 0)
-    if unmatched:
+    if unmatched and row["method"] == "cdm":
         print(
-            f"{truth_path}: {unmatched:,} truth row(s) name no record of the id map "
+            f"{row['set']}: {unmatched:,} truth row(s) name no record of the id map "
             "(quarantined records, or record ids written otherwise than in the source)",
             file=sys.stderr,
         )
@@ -416,18 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     names = [
         n for s in args.sets for n in (yardsticks.set_names(args.persons, args.profiles) if s == "sample" else [s])
     ]
-    rows = []
+    loaders = [partial(yardsticks.load, name) for name in names]
     if own is not None:
+        loaders.insert(0, lambda _work: own)
+    rows = []
+    for load in loaders:
         with tempfile.TemporaryDirectory(prefix="cdm-yardstick-") as tmp:
-            for row in measure_set(own, Path(tmp), with_splink, examples=args.examples):
+            for row in run_set(load, Path(tmp), with_splink, args.examples):
                 rows.append(row)
-                _warn_unmatched(row, own.truth_path)
-                if args.json:
-                    print(json.dumps(row), flush=True)
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix="cdm-yardstick-") as tmp:
-            for row in run_set(name, Path(tmp), with_splink, args.examples):
-                rows.append(row)
+                _warn_unmatched(row)
                 if args.json:
                     print(json.dumps(row), flush=True)
     if not args.json:
