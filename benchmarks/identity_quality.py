@@ -88,10 +88,10 @@ CUSTOMER_TABLES = EntityTables.of("customer", "customers", "cus_")
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, truth_path: Path) -> None:
-    """The true person of every record, from Parquet or CSV (read as text, so an id such as
-    "007" stays itself); rows for quarantined defects (which may repeat a kept record's id)
+    """The true person of every record, from Parquet or CSV (`yardsticks.truth_reader`);
+    rows for quarantined defects (which may repeat a kept record's id)
     are left out. Record ids are trimmed, as the raw load trims them."""
-    reader = "read_parquet(?)" if truth_path.suffix.lower() == ".parquet" else "read_csv(?, all_varchar = true)"
+    reader = yardsticks.truth_reader(truth_path)
     columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(truth_path)]).fetchall()]
     clean = "WHERE defect IS NULL" if "defect" in columns else ""
     con.execute(

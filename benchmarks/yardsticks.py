@@ -177,6 +177,12 @@ def set_names(persons: list[int], profiles: list[str]) -> list[str]:
 TRUTH_COLUMNS = ("source", "record_id", "person_id")
 
 
+def truth_reader(truth_path: Path) -> str:
+    """SQL reading a truth file (its path the parameter `?`): Parquet, or CSV read as
+    text, so an id such as "007" stays itself."""
+    return "read_parquet(?)" if truth_path.suffix.lower() == ".parquet" else "read_csv(?, all_varchar = true)"
+
+
 def own(config_path: Path, truth_path: Path) -> Yardstick:
     """A user's own data set, kept wherever they keep it: their `cdm.yaml` and a file
     (CSV or Parquet) naming the true person of each record (`source`, `record_id`,
@@ -186,8 +192,8 @@ def own(config_path: Path, truth_path: Path) -> Yardstick:
 
     if not truth_path.is_file():
         raise FileNotFoundError(f"{truth_path}: no such truth file")
-    reader = "read_parquet" if truth_path.suffix.lower() == ".parquet" else "read_csv"
-    columns = [row[0] for row in duckdb.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(truth_path)]).fetchall()]
+    describe = f"DESCRIBE SELECT * FROM {truth_reader(truth_path)}"
+    columns = [row[0] for row in duckdb.execute(describe, [str(truth_path)]).fetchall()]
     missing = [column for column in TRUTH_COLUMNS if column not in columns]
     if missing:
         raise ValueError(
