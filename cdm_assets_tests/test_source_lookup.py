@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cdm_assets.config.plan import resolve_plan
+from cdm_assets.domain.identity.lookup_changes import changes_table, current_build
 from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_lookup import build_source_lookup, lookup_columns
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
@@ -144,6 +145,35 @@ def test_rebuilding_replaces_the_lookup_and_leaves_no_staging_tables(tmp_path, w
     assert [r["source_record_id"] for r in build(warehouse, config)] == ["C3"]
     leftovers = warehouse.execute("SELECT table_name FROM information_schema.tables WHERE table_name LIKE '_staging%'")
     assert leftovers.fetchall() == []
+
+
+def test_a_rebuild_keeps_each_records_key_and_records_what_it_added_changed_and_removed(
+    tmp_path, warehouse, write_config
+):
+    path = write_text(tmp_path / "landing/crm/a.csv", csv_text(["id", "fn"], [["C1", "Ann"], ["C2", "Bo"], ["C3", "Cy"]]))
+    config = write_config({"crm": customer_source("crm", "id", {"first_name": "fn"})})
+    first = {r["source_record_id"]: r["record_key"] for r in build(warehouse, config)}
+    assert first == {"C1": 0, "C2": 1, "C3": 2}
+    assert current_build(warehouse, SOURCE_LOOKUP).complete is False  # nothing to compare a first build with
+    # C1 stays, C2 changes its name, C3 goes, C0 (sorting first) and C4 arrive
+    path.write_text(csv_text(["id", "fn"], [["C0", "Dee"], ["C1", "Ann"], ["C2", "Bob"], ["C4", "Eve"]]))
+    second = {r["source_record_id"]: r["record_key"] for r in build(warehouse, config)}
+    assert second == {"C1": 0, "C2": 1, "C0": 3, "C4": 4}  # C3's key 2 is not handed out again
+    build_now = current_build(warehouse, SOURCE_LOOKUP)
+    assert (build_now.added, build_now.changed, build_now.removed) == (2, 1, 1)
+    changes = warehouse.execute(
+        f"SELECT side, source_record_id, first_name FROM {changes_table(SOURCE_LOOKUP).sql} ORDER BY 2, 1"
+    ).fetchall()
+    assert changes == [
+        ("new", "C0", "Dee"), ("new", "C2", "Bob"), ("old", "C2", "Bo"), ("old", "C3", "Cy"), ("new", "C4", "Eve"),
+    ]  # fmt: skip
+    # the same input again changes nothing, and the next build follows on from this one
+    assert {r["source_record_id"]: r["record_key"] for r in build(warehouse, config)} == second
+    again = current_build(warehouse, SOURCE_LOOKUP)
+    assert (again.added, again.changed, again.removed, again.previous_build_id) == (0, 0, 0, build_now.build_id)
+    # a removed record's key stays retired even when the record with the largest key goes
+    path.write_text(csv_text(["id", "fn"], [["C1", "Ann"], ["C5", "Fay"]]))
+    assert {r["source_record_id"]: r["record_key"] for r in build(warehouse, config)} == {"C1": 0, "C5": 5}
 
 
 def test_a_customer_source_not_loaded_yet_is_named_in_the_error(warehouse, write_config):

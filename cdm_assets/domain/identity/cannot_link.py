@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from cdm_assets.domain.identity.clustering import cluster_labels
+from cdm_assets.domain.identity.clustering import cluster_labels, key_space
 from cdm_assets.domain.sql import TableName, quote_ident
 from cdm_assets.domain.warehouse import arrow_views, row_count
 
@@ -45,7 +45,7 @@ def drop_weak_links_in_conflict(
     """
     if not key_values:
         return 0
-    record_count = row_count(con, lookup)
+    record_count = key_space(con, lookup)
     edges = con.sql(f"SELECT key_a, key_b, weak FROM {links.sql}").to_arrow_table()
     key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
     key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)

@@ -15,7 +15,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from cdm_assets.domain.sql import TableName, create_table
-from cdm_assets.domain.warehouse import arrow_views, row_count
+from cdm_assets.domain.warehouse import arrow_views
 
 
 def cluster_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:
@@ -28,16 +28,22 @@ def cluster_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> n
     return labels.astype(np.int64)
 
 
+def key_space(con: duckdb.DuckDBPyConnection, lookup: TableName) -> int:
+    """One more than the largest record key: keys of removed records are not reused, so
+    the lookup's keys lie in 0..key_space-1 with gaps."""
+    return con.execute(f"SELECT coalesce(max(record_key), -1) + 1 FROM {lookup.sql}").fetchall()[0][0]
+
+
 def build_clusters(con: duckdb.DuckDBPyConnection, lookup: TableName, graph: TableName, clusters: TableName) -> int:
     """Write `clusters` (record_key, cluster) for every record of `lookup`; returns the cluster count."""
-    record_count = row_count(con, lookup)
     edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}").to_arrow_table()
     labels = cluster_labels(
-        record_count,
+        key_space(con, lookup),
         edges.column("key_a").to_numpy().astype(np.int64, copy=False),
         edges.column("key_b").to_numpy().astype(np.int64, copy=False),
     )
-    table = pa.table({"record_key": np.arange(record_count, dtype=np.int64), "cluster": labels})
+    keys = con.sql(f"SELECT record_key FROM {lookup.sql}").to_arrow_table().column(0).to_numpy().astype(np.int64)
+    table = pa.table({"record_key": keys, "cluster": labels[keys]})
     with arrow_views(con, {"cluster_labels": table}):
         con.execute(f"{create_table(clusters)} AS SELECT * FROM cluster_labels")
-    return int(labels.max()) + 1 if record_count else 0
+    return len(np.unique(labels[keys]))

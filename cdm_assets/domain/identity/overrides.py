@@ -28,7 +28,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from cdm_assets.domain.identity.clustering import cluster_labels
+from cdm_assets.domain.identity.clustering import cluster_labels, key_space
 from cdm_assets.domain.identity.override_file import LINK, UNLINK, Override
 from cdm_assets.domain.sql import TableName, create_table, quote_ident
 from cdm_assets.domain.warehouse import arrow_views, row_count, table_columns, table_exists
@@ -80,7 +80,7 @@ def apply_overrides(
     known = [o for o in overrides if keys[o.line] is not None]
     links = {keys[o.line]: o for o in known if o.action == LINK}
     unlinks = [(*keys[o.line], o.line) for o in known if o.action == UNLINK]
-    record_count = row_count(con, lookup)
+    record_count = key_space(con, lookup)
     edges = _edges(con, graph, rule_order, list(links), record_count)
     base_labels = cluster_labels(record_count, edges.key_a, edges.key_b)
     pairs = list(links)

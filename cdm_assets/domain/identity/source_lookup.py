@@ -11,8 +11,10 @@ nicknames, phone metadata) are small Arrow tables registered for the build.
 Everything is built under staging names and swapped in, so readers never see
 a half-built lookup.
 
-`record_key` numbers the records 0..n-1 in (source, source_record_id) order:
-the identity graph and the clustering use it as the node id.
+`record_key` is the node id of the identity graph and the clustering. The
+first build numbers the records 0..n-1 in (source, source_record_id) order;
+later builds keep each record's key and record what they added, changed and
+removed (`lookup_changes`), so the graph can follow a batch without a rebuild.
 
 Nothing is dropped silently: a value the standardisation leaves NULL (an
 implausible birth date, an invalid email, a placeholder phone, ...) is
@@ -30,6 +32,7 @@ import pyarrow as pa
 
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.identity.countries import country_aliases
+from cdm_assets.domain.identity.lookup_changes import LookupBuild, build_table, changes_table, record_lookup_changes
 from cdm_assets.domain.identity.nulled_values import (
     NULLED_REASONS_COLUMN,
     NulledValues,
@@ -75,6 +78,7 @@ class SourceLookupBuild:
 
     records: int
     nulled: list[NulledValues]
+    build: LookupBuild | None = None  # which records it added, changed and removed
 
 
 def build_source_lookup(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> int:
@@ -104,8 +108,11 @@ def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: E
     # country → ISO code, and each distinct first and last name → display form and keys.
     typed_countries = TableName(target.schema, f"{target.name}_typed_countries")
     person_names = TableName(target.schema, f"{target.name}_person_names")
+    changes, build = changes_table(target), build_table(target)
     with (
-        staged_tables(con, target, typed_countries, person_names) as (staging, countries, names),
+        staged_tables(con, target, typed_countries, person_names, changes, build) as (
+            staging, countries, names, staged_changes, staged_build
+        ),
         _reference_tables(con),
     ):
         con.execute(f"CREATE TABLE {countries.sql} AS {typed_countries_sql(countries_only.sql)}", countries_only.params)
@@ -119,9 +126,10 @@ def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: E
         create_table_as(con, staging, lookup, records.params, plain_text=identifier_columns)
         nulled = count_nulled_values(con, staging, [reason for reason, _ in nulling_conditions(identifiers)])
         con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(NULLED_REASONS_COLUMN)}")
-        swap_in(con, [(target, staging)])
+        lookup_build = record_lookup_changes(con, target, staging, staged_changes, staged_build)
+        swap_in(con, [(target, staging), (changes, staged_changes), (build, staged_build)])
     records_built = row_count(con, target)
-    return SourceLookupBuild(records_built, nulled)
+    return SourceLookupBuild(records_built, nulled, lookup_build)
 
 
 def lookup_columns(identifier_names: list[str]) -> list[str]:

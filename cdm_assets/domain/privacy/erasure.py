@@ -30,6 +30,8 @@ from pathlib import Path
 
 import duckdb
 
+from cdm_assets.domain.identity.match_model.comparisons import comparisons_for
+from cdm_assets.domain.identity.match_model.parameters import frequencies_table
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS
@@ -290,6 +292,9 @@ def _erase_entity(
         f"OR (source_b, record_id_b) IN (SELECT * FROM {_ERASED.sql})"
     )
     customer_gone = f"IN (SELECT customer_id FROM {_GONE.sql} WHERE whole)"
+    frequencies = frequencies_table(tables.model)
+    if table_exists(con, frequencies):  # before the records that say which values go
+        deleted[str(frequencies)] = _delete(con, frequencies, _erased_values(tables, lookup_columns, record_in))
     for table, condition in (
         (tables.lookup, record_in),
         (tables.id_map, record_in),
@@ -302,6 +307,19 @@ def _erase_entity(
         if table_exists(con, table):
             deleted[str(table)] = _delete(con, table, condition)
     return records, whole, kept
+
+
+def _erased_values(tables: EntityTables, lookup_columns: set[str], record_in: str) -> str:
+    """SQL over the match model's frequencies: the rows of a value an erased record held
+    that no other record holds (a name, email or phone the person alone had)."""
+    identifiers = [column.removeprefix("id_") for column in lookup_columns if column.startswith("id_")]
+    held = {c.name: c.frequency_column for c in comparisons_for(identifiers) if c.frequency_column in lookup_columns}
+    return " OR ".join(
+        f"(comparison = {sql_string(name)} AND value IN (SELECT {quote_ident(column)}::VARCHAR "
+        f"FROM {tables.lookup.sql} WHERE {record_in} "
+        f"EXCEPT SELECT {quote_ident(column)}::VARCHAR FROM {tables.lookup.sql} WHERE NOT {record_in}))"
+        for name, column in held.items()
+    ) or "false"
 
 
 def _erase_customer_marts(con: duckdb.DuckDBPyConnection, match: Listed, deleted: dict[str, int]) -> None:

@@ -16,7 +16,12 @@ import duckdb
 from cdm_assets.domain.identity.match_model.blocking import BlockingRule, blocking_rules
 from cdm_assets.domain.identity.match_model.comparisons import Comparison, comparisons_for
 from cdm_assets.domain.identity.match_model.parameters import StoredModel, load_model, save_model, settings_fingerprint
-from cdm_assets.domain.identity.match_model.scoring import ScoringModel, personal_columns
+from cdm_assets.domain.identity.match_model.scoring import (
+    ScoringModel,
+    ValueFrequencies,
+    measure_value_frequencies,
+    personal_columns,
+)
 from cdm_assets.domain.identity.match_model.training import train
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import TableName
@@ -37,8 +42,9 @@ class ModelSettings:
         """What a trained model depends on; the threshold and cannot-link apply at scoring only."""
         return settings_fingerprint(
             {
-                # how the model is estimated; 2: household fields also get a u given a shared surname
-                "training": 2,
+                # how the model is estimated; 2: household fields also get a u given a shared surname;
+                # 3: value frequencies are measured with the model and kept with it
+                "training": 3,
                 "comparisons": {
                     c.name: [[level.name, level.condition] for level in c.levels] for c in self.comparisons
                 },
@@ -79,7 +85,12 @@ def ensure_match_model(
         con, lookup, settings.comparisons, settings.blocking, settings.max_records_per_key,
         settings.u_sample_pairs, settings.em_max_pairs,
     )  # fmt: skip
-    save_model(con, table, trained, settings.fingerprint)
+    save_model(
+        con, table, trained, settings.fingerprint,
+        lambda frequencies: measure_value_frequencies(
+            con, lookup, settings.comparisons, settings.max_records_per_key, frequencies
+        ),
+    )  # fmt: skip
     stored = load_model(con, table)
     assert stored is not None
     return stored, True
@@ -96,4 +107,7 @@ def scoring_model(settings: ModelSettings, stored: StoredModel) -> ScoringModel:
         blocking=settings.blocking,
         cannot_link=settings.cannot_link,
         conflict_columns=personal_columns(stored.parameters, settings.cannot_link),
+        frequencies=None
+        if stored.frequencies is None
+        else ValueFrequencies(stored.frequencies, stored.one_holder_u, stored.first_name_given_surname),
     )

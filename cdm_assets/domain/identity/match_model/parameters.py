@@ -2,16 +2,19 @@
 
 `identity.match_model` (or `identity.<entity>_match_model`) holds m, u and
 the match weight of every level, which blocking rules trained it, when it
-was trained, and a fingerprint of the settings it was trained for. A model
-is reused while the fingerprint matches, so unchanged input keeps every id;
-it is retrained when missing, on demand, or when its settings change.
+was trained, and a fingerprint of the settings it was trained for. Beside it,
+`identity.match_model_frequencies` holds the u of each shared value the
+model measured on the records it was trained on (see `ValueFrequencies`). A
+model is reused while the fingerprint matches, so unchanged input keeps every
+id; it is retrained when missing, on demand, or when its settings change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import duckdb
@@ -37,6 +40,14 @@ class StoredModel:
     parameters: tuple[ComparisonParameters, ...]
     fingerprint: str
     trained_at: datetime
+    first_name_given_surname: float = 1.0
+    one_holder_u: Mapping[str, float] = field(default_factory=dict)
+    frequencies: TableName | None = None  # None: stored before frequencies were part of the model
+
+
+def frequencies_table(table: TableName) -> TableName:
+    """Where the frequencies of the model stored in `table` are kept."""
+    return TableName(table.schema, f"{table.name}_frequencies")
 
 
 def settings_fingerprint(settings: dict) -> str:
@@ -44,7 +55,15 @@ def settings_fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def save_model(con: duckdb.DuckDBPyConnection, table: TableName, model: TrainedModel, fingerprint: str) -> None:
+def save_model(
+    con: duckdb.DuckDBPyConnection,
+    table: TableName,
+    model: TrainedModel,
+    fingerprint: str,
+    measure_frequencies: Callable[[TableName], float],
+) -> None:
+    """Store `model` in `table` and what `measure_frequencies` writes (into the table it is
+    given; it returns `first_name_given_surname`) in its frequencies table, in one transaction."""
     trained_at = datetime.now(UTC).replace(tzinfo=None)
     rows: dict[str, list] = {
         "comparison": [], "level_index": [], "level": [], "m_probability": [], "u_probability": [],
@@ -69,9 +88,18 @@ def save_model(con: duckdb.DuckDBPyConnection, table: TableName, model: TrainedM
     arrow = arrow.append_column("trained_at", pa.array([trained_at] * len(rows["level"]), pa.timestamp("us")))
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
     name = f"_cdm_match_model_{table.name}"
-    with arrow_views(con, {name: arrow}), staged_tables(con, table) as (staging,):
-        create_table_as(con, staging, f"SELECT * FROM {name}")
-        swap_in(con, [(table, staging)])
+    frequencies = frequencies_table(table)
+    with arrow_views(con, {name: arrow}), staged_tables(con, table, frequencies) as (staging, staged_frequencies):
+        given_surname = measure_frequencies(staged_frequencies)
+        # on the prior's row: how much a shared surname says about the first name
+        create_table_as(
+            con,
+            staging,
+            f"SELECT *, CASE WHEN comparison = '{PRIOR}' THEN $given END::DOUBLE AS first_name_given_surname "
+            f"FROM {name}",
+            {"given": given_surname},
+        )
+        swap_in(con, [(table, staging), (frequencies, staged_frequencies)])
 
 
 def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel | None:
@@ -79,19 +107,21 @@ def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel 
     if not table_exists(con, table):
         return None
     # a model stored before the surname-given u existed has no such column (and another fingerprint)
-    given = "u_given_surname" if "u_given_surname" in dict(table_columns(con, table)) else "NULL"
+    columns = dict(table_columns(con, table))
+    given = "u_given_surname" if "u_given_surname" in columns else "NULL"
+    factor = "first_name_given_surname" if "first_name_given_surname" in columns else "NULL"
     rows = con.execute(
         f"""
         SELECT comparison, level, m_probability, u_probability, trained_by, fingerprint, trained_at,
-               {given}
+               {given}, {factor}
         FROM {table.sql} ORDER BY comparison, level_index
         """
     ).fetchall()
     if not rows:
         return None
-    prior = next(row[2] for row in rows if row[0] == PRIOR)
+    prior, given_surname = next((row[2], row[8]) for row in rows if row[0] == PRIOR)
     parameters: dict[str, ComparisonParameters] = {}
-    for comparison, level, m, u, trained_by, _, _, u_given in rows:
+    for comparison, level, m, u, trained_by, _, _, u_given, _ in rows:
         if comparison == PRIOR:
             continue
         entry = parameters.setdefault(comparison, ComparisonParameters(comparison, [], [], [], list(trained_by)))
@@ -100,4 +130,12 @@ def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel 
         entry.u.append(u)
         if u_given is not None:
             entry.u_given_surname = [*(entry.u_given_surname or []), u_given]
-    return StoredModel(prior, tuple(parameters.values()), rows[0][5], rows[0][6])
+    frequencies = frequencies_table(table)
+    if not table_exists(con, frequencies):
+        return StoredModel(prior, tuple(parameters.values()), rows[0][5], rows[0][6])
+    one_holder = con.execute(f"SELECT comparison, u FROM {frequencies.sql} WHERE value IS NULL").fetchall()
+    return StoredModel(
+        prior, tuple(parameters.values()), rows[0][5], rows[0][6],
+        first_name_given_surname=1.0 if given_surname is None else given_surname,
+        one_holder_u=dict(one_holder), frequencies=frequencies,
+    )  # fmt: skip

@@ -12,7 +12,7 @@ two first names is a household, not a person.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -27,7 +27,23 @@ from cdm_assets.domain.identity.match_model.comparisons import (
     relatives_test,
 )
 from cdm_assets.domain.identity.match_model.training import ComparisonParameters
-from cdm_assets.domain.warehouse import TableName, create_table, quote_ident
+from cdm_assets.domain.sql import TableName, create_table, quote_ident, sql_string
+
+
+@dataclass(frozen=True)
+class ValueFrequencies:
+    """What the model measured on the records it was trained on, beside m and u: per
+    frequency-weighted comparison the u of each value some records share and of a value
+    held once (`table`: comparison, value, u; value NULL for the one holder), and how
+    much a shared surname says about the first name (`first_name_given_surname`).
+
+    They are part of the model, fixed until it is retrained: a pair's weight then
+    depends on its two records alone, so a run that scores only the pairs a batch
+    touches ends where scoring every pair would."""
+
+    table: TableName
+    one_holder_u: Mapping[str, float]
+    first_name_given_surname: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,7 @@ class ScoringModel:
     # Lookup columns on which one customer may not hold two values: weak links
     # that would join two come out (see `personal_columns`).
     conflict_columns: tuple[str, ...] = ()
+    frequencies: ValueFrequencies | None = None  # None: no exact agreement weighs its value
 
     @property
     def prior_weight(self) -> float:
@@ -189,42 +206,72 @@ def first_name_given_surname(
 
 
 MODEL_RULE_ORDER = 10_000  # model links sort after every hard rule
+ONE_HOLDER = None  # the `value` of a frequency row that holds the u of a value held once
 
 
-@dataclass(frozen=True)
-class _ValueFrequencies:
-    """A comparison's table of shared values with their u, and the u of a value held once."""
-
-    comparison: Comparison
-    table: TableName
-    one_holder_u: float
+def measure_value_frequencies(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    comparisons: Sequence[Comparison],
+    max_records: int,
+    table: TableName,
+) -> float:
+    """Write `table` (comparison, value, u): the u of each value some records share, per
+    comparison with a frequency column, steadied by the typical u, and (value NULL) the u
+    of a value held by one record; returns `first_name_given_surname`."""
+    con.execute(f"{create_table(table)} (comparison VARCHAR NOT NULL, value VARCHAR, u DOUBLE NOT NULL)")
+    for comparison in comparisons:
+        if comparison.frequency_column is None:
+            continue
+        holders = "greatest(count(DISTINCT first_name_root), 1)" if comparison.counts_holders else "count(*)"
+        present = con.execute(f"SELECT count(*) FROM {lookup.sql} r WHERE {comparison.present('r')}").fetchall()[0][0]
+        column = quote_ident(comparison.frequency_column)
+        params = {
+            "comparison": comparison.name,
+            "prior_pairs": PRIOR_PAIRS,
+            "typical_u": comparison.levels[0].typical_u,
+            "present": present,
+        }
+        # Only values with more than one holder are listed: a value two records agree on is
+        # held at least twice, and one held by one person has the u of a single holder.
+        # That keeps the table (and the joins) small: most emails and phones are one person's.
+        con.execute(
+            f"""
+            INSERT INTO {table.sql}
+            SELECT $comparison, {column}::VARCHAR,
+                   ({holders} - 1 + $prior_pairs * $typical_u) / ($present - 1 + $prior_pairs)
+            FROM {lookup.sql} WHERE {column} IS NOT NULL GROUP BY {column} HAVING {holders} > 1
+            UNION ALL
+            SELECT $comparison, NULL, $prior_pairs * $typical_u / (greatest($present, 1) - 1 + $prior_pairs)
+            """,
+            params,
+        )
+    return first_name_given_surname(con, lookup, comparisons, max_records)
 
 
 def build_model_links(
-    con: duckdb.DuckDBPyConnection, lookup: TableName, model: ScoringModel, max_records: int, links: TableName
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    model: ScoringModel,
+    max_records: int,
+    links: TableName,
+    candidates: TableName | None = None,
 ) -> dict[str, float]:
     """Write `links` (key_a, key_b, blocking_rule, match_probability, match_weight,
     weight_<comparison>...) for the candidate pairs the model links; returns counts
     of candidate pairs, pairs over the threshold and pairs held apart by cannot-link,
-    and the first name's dependence on the surname (`first_name_given_surname`)."""
-    candidates = TableName(links.schema, f"{links.name}_candidates")
-    con.execute(f"{create_table(candidates)} (key_a BIGINT, key_b BIGINT, blocking_rule SMALLINT)")
-    for index, rule in enumerate(model.blocking):
-        con.execute(
-            f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule FROM ({rule.pairs_sql(lookup)})",
-            {"max_records": max_records, "rule": index},
-        )
-    frequencies = [
-        _value_frequencies(con, lookup, comparison, links)
-        for comparison in model.comparisons
-        if comparison.frequency_column is not None
-    ]
+    and the first name's dependence on the surname (`first_name_given_surname`).
+
+    The candidate pairs (key_a, key_b, blocking_rule) are formed here, or taken from
+    `candidates` when given (the pairs a batch touched)."""
+    formed = candidates is None
+    if candidates is None:
+        candidates = TableName(links.schema, f"{links.name}_candidates")
+        con.execute(f"{create_table(candidates)} AS {model_candidates_sql(lookup, model)}", {"max_records": max_records})
     scored = TableName(links.schema, f"{links.name}_scored")
-    given_surname = first_name_given_surname(con, lookup, model.comparisons, max_records)
-    con.execute(f"{create_table(scored)} AS {_scored_pairs_sql(lookup, model, candidates, frequencies, given_surname)}")
-    con.execute(f"DROP TABLE {candidates.sql}")
-    for frequency in frequencies:
-        con.execute(f"DROP TABLE {frequency.table.sql}")
+    con.execute(f"{create_table(scored)} AS {_scored_pairs_sql(lookup, model, candidates)}")
+    if formed:
+        con.execute(f"DROP TABLE {candidates.sql}")
     threshold_weight = math.log2(model.threshold / (1 - model.threshold))
     counts = con.execute(
         f"""
@@ -251,59 +298,46 @@ def build_model_links(
         "over_threshold": counts[1],
         "held_apart": counts[2],
         # how much more often one surname goes with one first name than chance (1.0: independent)
-        "first_name_given_surname": round(given_surname, 3),
+        "first_name_given_surname": round(model.frequencies.first_name_given_surname if model.frequencies else 1.0, 3),
     }
 
 
-def _value_frequencies(
-    con: duckdb.DuckDBPyConnection, lookup: TableName, comparison: Comparison, links: TableName
-) -> _ValueFrequencies:
-    """The u of each value some records share: the share of the other records (or people)
-    holding it, steadied by the typical u."""
-    table = TableName(links.schema, f"{links.name}_{_frequency_table(comparison)}")
-    holders = "greatest(count(DISTINCT first_name_root), 1)" if comparison.counts_holders else "count(*)"
-    present = con.execute(f"SELECT count(*) FROM {lookup.sql} r WHERE {comparison.present('r')}").fetchall()[0][0]
-    column = quote_ident(comparison.frequency_column)
-    # Only values with more than one holder are listed: a value two records agree on is
-    # held at least twice, and one held by one person has the u of a single holder.
-    # That keeps the tables (and the joins) small: most emails and phones are one person's.
-    con.execute(
-        f"""
-        {create_table(table)} AS
-        SELECT {column} AS value,
-               ({holders} - 1 + $prior_pairs * $typical_u) / ($present - 1 + $prior_pairs) AS tf
-        FROM {lookup.sql} WHERE {column} IS NOT NULL GROUP BY {column} HAVING {holders} > 1
-        """,
-        {"prior_pairs": PRIOR_PAIRS, "typical_u": comparison.levels[0].typical_u, "present": present},
+def model_candidates_sql(lookup: TableName, model: ScoringModel, blocks: TableName | None = None) -> str:
+    """SELECT key_a, key_b, blocking_rule: the pairs of each blocking rule, once per rule
+    (`$max_records` caps a block); with `blocks` (blocking_rule, block), only the pairs
+    of the blocks it lists."""
+
+    def only(index: int) -> str | None:
+        return None if blocks is None else f"SELECT block FROM {blocks.sql} WHERE blocking_rule = {index}"
+
+    return " UNION ALL ".join(
+        f"SELECT key_a, key_b, {index}::SMALLINT AS blocking_rule "
+        f"FROM ({rule.pairs_sql(lookup, only_blocks=only(index))})"
+        for index, rule in enumerate(model.blocking)
     )
-    one_holder = PRIOR_PAIRS * comparison.levels[0].typical_u / (max(present, 1) - 1 + PRIOR_PAIRS)
-    return _ValueFrequencies(comparison, table, one_holder)
 
 
-def _scored_pairs_sql(
-    lookup: TableName,
-    model: ScoringModel,
-    candidates: TableName,
-    frequencies: list[_ValueFrequencies],
-    given_surname: float = 1.0,
-) -> str:
+def _scored_pairs_sql(lookup: TableName, model: ScoringModel, candidates: TableName) -> str:
     """Each candidate pair once (its first blocking rule), compared field by field and weighed:
     per comparison its weight, the total match weight, whether cannot-link holds it apart and
     whether it rests on a fuzzy, shortened or missing first name (weak)."""
-    aliases = {f.comparison.name: f"f{index}" for index, f in enumerate(frequencies)}
-    unlisted = {f.comparison.name: f.one_holder_u for f in frequencies}
+    weighted = [c for c in model.comparisons if c.frequency_column is not None] if model.frequencies else []
+    aliases = {c.name: f"f{index}" for index, c in enumerate(weighted)}
     joins = " ".join(
-        f"LEFT JOIN {f.table.sql} {aliases[f.comparison.name]} ON {f.comparison.column} = 0 "
-        f"AND {aliases[f.comparison.name]}.value = a.{quote_ident(f.comparison.frequency_column)}"
-        for f in frequencies
+        f"LEFT JOIN (SELECT value, u AS tf FROM {model.frequencies.table.sql} WHERE comparison = {sql_string(c.name)} "
+        f"AND value IS NOT NULL) {aliases[c.name]} ON {c.column} = 0 "
+        f"AND {aliases[c.name]}.value = a.{quote_ident(c.frequency_column)}::VARCHAR"
+        for c in weighted
     )
     gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in model.comparisons)
     frequency_columns = "".join(
-        f"a.{column}, " for column in dict.fromkeys(quote_ident(f.comparison.frequency_column) for f in frequencies)
+        f"a.{column}, " for column in dict.fromkeys(quote_ident(c.frequency_column) for c in weighted)
     )
     surname_agrees = _relatives_possible(model.comparisons)
+    one_holder = model.frequencies.one_holder_u if model.frequencies else {}
+    given_surname = model.frequencies.first_name_given_surname if model.frequencies else 1.0
     weights = [
-        f"{_weight_sql(c, p, aliases.get(c.name), unlisted.get(c.name), surname_agrees)}"
+        f"{_weight_sql(c, p, aliases.get(c.name), one_holder.get(c.name), surname_agrees)}"
         f"{_given_surname_sql(c, model.comparisons, given_surname)} AS {weight_column(c)}"
         for c, p in zip(model.comparisons, model.parameters)
     ]
