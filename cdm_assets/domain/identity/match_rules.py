@@ -23,6 +23,16 @@ from dataclasses import dataclass
 import duckdb
 
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
+from cdm_assets.domain.identity.graph_changes import (
+    RULE_PAIRS_DDL,
+    GraphState,
+    follows_on,
+    graph_fingerprint,
+    update_model_links,
+    update_rule_pairs,
+    write_build,
+)
+from cdm_assets.domain.identity.lookup_changes import LookupBuild, changes_table
 from cdm_assets.domain.identity.match_keys import key_column
 from cdm_assets.domain.identity.match_model.scoring import (
     MODEL_RULE_ORDER,
@@ -46,11 +56,14 @@ class GraphBuild:
     """What a graph build did: its links, and for the match model how many candidate pairs
     it scored, how many reached the threshold, how many of those a cannot-link field held
     apart, and how many weak model links came out for a conflict in their group; and what
-    the steward's overrides did."""
+    the steward's overrides did. A build that followed the lookup's changes says so
+    (`followed_changes`) and how many rule blocks it rebuilt."""
 
     links: int
     model_pairs: dict[str, float] | None = None  # counts of pairs, and first_name_given_surname
     overrides: OverrideReport | None = None
+    followed_changes: bool = False
+    rule_blocks_rebuilt: int | None = None
 
 
 def build_identity_graph(
@@ -60,6 +73,8 @@ def build_identity_graph(
     tables: EntityTables,
     model: ScoringModel | None = None,
     overrides: Sequence[Override] = (),
+    lookup_build: LookupBuild | None = None,
+    full: bool = False,
 ) -> GraphBuild:
     """Write `identity.identity_graph` (or another entity's graph): one row per linked pair.
 
@@ -71,26 +86,48 @@ def build_identity_graph(
     `must_not_differ` key into one customer are left out (`cannot_link`).
     The steward's `overrides` come last and win (`overrides`); the status of each
     is written to the entity's overrides table, the links they cut to its cut links.
+
+    When the graph was built from the lookup build that `lookup_build` changed, with
+    the same rules and model, only the pairs the changes touch are worked on
+    (`graph_changes`), unless `full`; the links are the same either way.
     """
     lookup, graph = tables.lookup, tables.graph
-    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
-    work = [
-        TableName(SCRATCH, f"{graph.name}_{part}") for part in ("placeholders", "candidates", "links", "model_links")
-    ]
-    targets = (graph, tables.overrides, tables.cut_links)
-    with staged_tables(con, *work, *targets) as (placeholders, candidates, links, model_links, staging, report, cuts):
+    state = GraphState.of(graph)
+    for schema in {"identity", state.build.schema}:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    fingerprint = graph_fingerprint(rules, max_records_per_key, model)
+    follow = not full and follows_on(con, state, lookup_build, fingerprint)
+    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("links", "model_links")]
+    targets = (graph, tables.overrides, tables.cut_links, *state.tables)
+    with staged_tables(con, *work, *targets) as (
+        links, model_links, staging, report, cuts, rule_pairs, model_state, placeholders, build
+    ):
         params = {"max_records": max_records_per_key}
         _list_placeholders(con, rules, lookup, placeholders, params)
-        _link_by_rules(con, rules, lookup, placeholders, candidates, links, params)
+        rebuilt = None
+        if follow:
+            changes = changes_table(lookup)
+            con.execute(f"{create_table(rule_pairs)} AS SELECT * FROM {state.rule_pairs.sql}")
+            rebuilt = update_rule_pairs(con, rules, lookup, changes, state.placeholders, placeholders, rule_pairs, params)
+        else:
+            _rule_pairs(con, rules, lookup, placeholders, rule_pairs, params)
+        _link_by_rules(con, rule_pairs, links)
         key_values, rule_orders = _cannot_link_keys(rules, placeholders)
         drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders)
         model_pairs = None
         if model is not None:
-            model_pairs = build_model_links(con, lookup, model, max_records_per_key, model_links)
+            if follow:
+                con.execute(f"{create_table(model_state)} AS SELECT * FROM {state.model_links.sql}")
+                model_pairs = update_model_links(con, lookup, changes, model, max_records_per_key, model_state)
+            else:
+                model_pairs = build_model_links(con, lookup, model, max_records_per_key, model_state)
+            con.execute(f"{create_table(model_links)} AS SELECT * FROM {model_state.sql}")
             model_pairs["dropped_in_conflict"] = drop_weak_links_in_conflict(
                 con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},
                 {c: [MODEL_RULE_ORDER] for c in model.conflict_columns},
             )  # fmt: skip
+        else:
+            con.execute(f"{create_table(model_state)} (key_a BIGINT, key_b BIGINT)")
         create_table_as(
             con,
             staging,
@@ -105,8 +142,9 @@ def build_identity_graph(
         )
         rule_order = {rule.name: order for order, rule in enumerate(rules)}
         applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
-        swap_in(con, list(zip(targets, (staging, report, cuts))))
-    return GraphBuild(row_count(con, graph), model_pairs, applied)
+        write_build(con, build, lookup_build, fingerprint)
+        swap_in(con, list(zip(targets, (staging, report, cuts, rule_pairs, model_state, placeholders, build))))
+    return GraphBuild(row_count(con, graph), model_pairs, applied, follow, rebuilt)
 
 
 def _list_placeholders(
@@ -123,35 +161,35 @@ def _list_placeholders(
         )
 
 
-def _link_by_rules(
+def _rule_pairs(
     con: duckdb.DuckDBPyConnection,
     rules: Sequence[MatchRule],
     lookup: TableName,
     placeholders: TableName,
-    candidates: TableName,
-    links: TableName,
+    rule_pairs: TableName,
     params: dict,
 ) -> None:
-    """`links`: every pair some rule links, with the first such rule (by order), its score and weakness."""
-    con.execute(
-        f"{create_table(candidates)} (key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN)"
-    )
+    """`rule_pairs`: every pair each rule links, with the rule (by order), its score and weakness."""
+    con.execute(f"{create_table(rule_pairs)} ({RULE_PAIRS_DDL})")
     for order, rule in enumerate(rules):
         con.execute(
-            f"INSERT INTO {candidates.sql} SELECT key_a, key_b, $rule_order, score, weak "
+            f"INSERT INTO {rule_pairs.sql} SELECT key_a, key_b, $rule_order, score, weak "
             f"FROM ({rule_sql(rule, lookup, placeholders)})",
             {**params, "rule_order": order},
         )
+
+
+def _link_by_rules(con: duckdb.DuckDBPyConnection, rule_pairs: TableName, links: TableName) -> None:
+    """`links`: every pair some rule links, with the first such rule (by order), its score and weakness."""
     con.execute(
         f"""
         {create_table(links)} AS
         SELECT key_a, key_b, min(rule_order) AS rule_order, arg_min(score, rule_order) AS score,
                arg_min(weak, rule_order) AS weak
-        FROM {candidates.sql}
+        FROM {rule_pairs.sql}
         GROUP BY key_a, key_b
         """
     )
-    con.execute(f"DROP TABLE {candidates.sql}")
 
 
 def _labelled_links_sql(

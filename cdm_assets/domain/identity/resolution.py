@@ -17,6 +17,7 @@ import duckdb
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_customer_ids
 from cdm_assets.domain.identity.default_rules import default_rules, identifier_rules
+from cdm_assets.domain.identity.lookup_changes import current_build
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
 from cdm_assets.domain.identity.match_rules import GraphBuild, build_identity_graph
 from cdm_assets.domain.identity.override_file import Override, read_overrides
@@ -37,9 +38,12 @@ def match_rules(entity: EntityPlan) -> list[MatchRule]:
     return default_rules(entity.identifier_names)
 
 
-def build_graph(con: duckdb.DuckDBPyConnection, entity: EntityPlan, retrain: bool = False) -> GraphBuild:
+def build_graph(
+    con: duckdb.DuckDBPyConnection, entity: EntityPlan, retrain: bool = False, full: bool = False
+) -> GraphBuild:
     """The identity graph of `entity`: its hard rules and, when on, its match model
-    (reused from the warehouse, or trained when missing, changed or `retrain`)."""
+    (reused from the warehouse, or trained when missing, changed or `retrain`). It follows
+    the lookup's last changes when it can (see `build_identity_graph`), unless `full`."""
     tables = entity.tables
     settings = model_settings(entity)
     model = None
@@ -48,8 +52,9 @@ def build_graph(con: duckdb.DuckDBPyConnection, entity: EntityPlan, retrain: boo
         model = scoring_model(settings, stored)
     overrides = steward_overrides(entity)
     return build_identity_graph(
-        con, match_rules(entity), entity.max_records_per_key, tables, model=model, overrides=overrides
-    )
+        con, match_rules(entity), entity.max_records_per_key, tables, model=model, overrides=overrides,
+        lookup_build=current_build(con, tables.lookup), full=full,
+    )  # fmt: skip
 
 
 def steward_overrides(entity: EntityPlan) -> list[Override]:

@@ -103,8 +103,31 @@ def name_conditions(rule: MatchRule) -> list[SimilarName]:
     return [SimilarName(key, threshold) for key, threshold in rule.similar.items()]
 
 
-def rule_sql(rule: MatchRule, lookup: TableName, placeholders: TableName | None = None) -> str:
+def rule_blocks_sql(rule: MatchRule, records: TableName, columns: tuple[str, ...] = ("record_key",)) -> str:
+    """SELECT `columns` and `block` (the hash of the exact keys the rule blocks on) of the
+    `records` (the lookup, or rows with its columns) that the rule can compare at all."""
+    exact = [quote_ident(key_column(k)) for k in rule.exact]
+    not_null = " AND ".join(f"{c} IS NOT NULL" for c in [*exact, *_near_columns(rule)])
+    selected = ", ".join(quote_ident(c) for c in columns)
+    return f"SELECT {selected}, hash({', '.join(exact)}) AS block FROM {records.sql} WHERE {not_null}"
+
+
+def shared_alone_keys(rule: MatchRule) -> list[str]:
+    """The exact keys of the rule that link nothing when their value alone is shared by more
+    than `max_records_per_key` records: personal keys of a rule blocking on several keys."""
+    return [k for k in rule.exact if match_key(k).personal] if len(rule.exact) > 1 else []
+
+
+def _near_columns(rule: MatchRule) -> list[str]:
+    return [quote_ident(key_column(k)) for k in rule.max_edits]
+
+
+def rule_sql(
+    rule: MatchRule, lookup: TableName, placeholders: TableName | None = None, only_blocks: str | None = None
+) -> str:
     """One rule as a SELECT of (key_a, key_b, score, weak); `$max_records` is max_records_per_key.
+    With `only_blocks` (a SELECT of block hashes as `rule_blocks_sql` makes them), only the
+    pairs of those blocks, each block judged on all its records.
 
     Blocks are found with GROUP BY, not window functions: most key values
     belong to one record and are dropped before any pair is formed.
@@ -113,7 +136,7 @@ def rule_sql(rule: MatchRule, lookup: TableName, placeholders: TableName | None 
     A link is `weak` when it rests on a fuzzy or a missing name.
     """
     exact = [quote_ident(key_column(k)) for k in rule.exact]
-    near = {quote_ident(key_column(k)): edits for k, edits in rule.max_edits.items()}
+    near = _near_columns(rule)
     compared = [quote_ident(c) for c in _COMPARED] if rule.similar else ["record_key"]
     selected = dict.fromkeys([*compared, *exact, *near])
     selected.update(dict.fromkeys(quote_ident(key_column(key)) for key in rule.must_not_differ))
@@ -125,16 +148,13 @@ def rule_sql(rule: MatchRule, lookup: TableName, placeholders: TableName | None 
     # A value shared by too many records is a placeholder or a shared inbox:
     # each such key counts on its own, not just the combination. Names, dates
     # and postcodes are shared by many people by nature.
-    shared_alone = (
-        "".join(
-            f" AND {quote_ident(key_column(k))} NOT IN (SELECT {quote_ident(key_column(k))} FROM keyed "
-            f"GROUP BY {quote_ident(key_column(k))} HAVING count(*) > $max_records)"
-            for k in rule.exact
-            if match_key(k).personal
-        )
-        if len(exact) > 1
-        else ""
+    shared_alone = "".join(
+        f" AND {quote_ident(key_column(k))} NOT IN (SELECT {quote_ident(key_column(k))} FROM keyed "
+        f"GROUP BY {quote_ident(key_column(k))} HAVING count(*) > $max_records)"
+        for k in shared_alone_keys(rule)
     )
+    if only_blocks is not None:
+        shared_alone += f" AND {_BLOCK} IN ({only_blocks})"
     join = " AND ".join(f"a.{c} = b.{c}" for c in [_BLOCK, *exact])
     conditions = ["a.record_key < b.record_key", *(c.pair_sql(placeholders) for c in pair_conditions(rule))]
     if not rule.similar:

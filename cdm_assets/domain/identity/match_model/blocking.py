@@ -26,11 +26,13 @@ class BlockingRule:
     def name(self) -> str:
         return "+".join(self.keys)
 
-    def keyed_sql(self, lookup: TableName) -> str:
-        """The lookup's records that have every key, with one hash of the keys as their block."""
-        columns = [quote_ident(key_column(key)) for key in self.keys]
-        present = " AND ".join(f"{column} IS NOT NULL" for column in columns)
-        return f"SELECT record_key, hash({', '.join(columns)}) AS block FROM {lookup.sql} WHERE {present}"
+    def keyed_sql(self, lookup: TableName, columns: tuple[str, ...] = ("record_key",)) -> str:
+        """`columns` of the lookup's records (or rows with its columns) that have every key, with
+        one hash of the keys as their block."""
+        keys = [quote_ident(key_column(key)) for key in self.keys]
+        present = " AND ".join(f"{key} IS NOT NULL" for key in keys)
+        selected = ", ".join(quote_ident(c) for c in columns)
+        return f"SELECT {selected}, hash({', '.join(keys)}) AS block FROM {lookup.sql} WHERE {present}"
 
     def pairs_sql(
         self, lookup: TableName, sampled: bool = False, pair_sample: bool = False, only_blocks: str | None = None

@@ -1,0 +1,282 @@
+"""Following a batch: the identity graph's links updated from what the lookup changed.
+
+A full build compares every candidate pair. When the lookup changed a few
+records since the build the graph last followed (`lookup_changes`), and the
+rules and the match model are the same, only the pairs that change can be
+worked on, and the result equals a full build's:
+
+- A hard rule's pairs lie within a block (records sharing the rule's exact
+  keys), and whether a pair links depends on that block alone: its size, its
+  names, its birth dates. So the blocks holding a changed record, old version
+  or new, are rebuilt whole; so are the blocks of records holding a value that
+  just crossed `max_records_per_key`, alone (`shared_alone_keys`) or as a
+  placeholder of a `must_not_differ` key.
+- The match model's weight of a pair depends on its two records alone (the
+  value frequencies are part of the model), and a pair is compared when some
+  blocking rule's block holds both records and is not over the cap. So the
+  pairs scored again are those of a new or changed record, those of a block
+  that has just come under the cap, and the links in a block that has just
+  gone over it; each with its first blocking rule found anew.
+
+What stays whole-graph work on the links (the cannot-link check of their
+components, the steward's overrides) is done by the graph build as always.
+
+The state a build leaves for the next (`identity_state.<graph>_...`): every
+rule's pairs before they are merged (`rule_pairs`), the model's links before
+the cannot-link check (`model_links`), the placeholders (`placeholders`), and
+which lookup build and settings the graph follows (`build`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from cdm_assets.domain.identity.lookup_changes import STATE_SCHEMA, LookupBuild
+from cdm_assets.domain.identity.match_keys import key_column
+from cdm_assets.domain.identity.match_model.scoring import ScoringModel, build_model_links, model_candidates_sql
+from cdm_assets.domain.identity.rule_sql import rule_blocks_sql, rule_sql, shared_alone_keys
+from cdm_assets.domain.plan import MatchRule
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.vocabulary import match_key
+from cdm_assets.domain.warehouse import table_exists
+
+RULE_PAIRS_DDL = "key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN"
+
+
+@dataclass(frozen=True)
+class GraphState:
+    """The tables a graph build leaves for the next one to follow on from."""
+
+    rule_pairs: TableName
+    model_links: TableName
+    placeholders: TableName
+    build: TableName
+
+    @classmethod
+    def of(cls, graph: TableName) -> GraphState:
+        return cls(*(TableName(STATE_SCHEMA, f"{graph.name}_{part}") for part in cls.__dataclass_fields__))
+
+    @property
+    def tables(self) -> tuple[TableName, ...]:
+        return (self.rule_pairs, self.model_links, self.placeholders, self.build)
+
+
+def graph_fingerprint(rules: Sequence[MatchRule], max_records: int, model: ScoringModel | None) -> str:
+    """What the links depend on besides the lookup: the rules, the cap and the whole match model."""
+    return hashlib.sha256(repr((list(rules), max_records, model)).encode()).hexdigest()[:16]
+
+
+def follows_on(
+    con: duckdb.DuckDBPyConnection, state: GraphState, lookup_build: LookupBuild | None, fingerprint: str
+) -> bool:
+    """Whether the graph can follow `lookup_build` by its changes: the lookup build knows its
+    changes, follows the build the graph was made from, and the settings are the same."""
+    if lookup_build is None or not lookup_build.complete or not all(table_exists(con, t) for t in state.tables):
+        return False
+    built_from = con.execute(f"SELECT lookup_build_id, fingerprint FROM {state.build.sql}").fetchall()
+    return built_from == [(lookup_build.previous_build_id, fingerprint)]
+
+
+def write_build(con: duckdb.DuckDBPyConnection, table: TableName, lookup_build: LookupBuild | None, fingerprint: str):
+    con.execute(
+        f"{create_table(table)} AS SELECT $lookup::VARCHAR AS lookup_build_id, $fingerprint AS fingerprint",
+        {"lookup": lookup_build.build_id if lookup_build else None, "fingerprint": fingerprint},
+    )
+
+
+def update_rule_pairs(
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[MatchRule],
+    lookup: TableName,
+    changes: TableName,
+    placeholders_before: TableName,
+    placeholders: TableName,
+    rule_pairs: TableName,
+    params: dict,
+) -> int:
+    """Rebuild, in `rule_pairs` (the previous build's pairs), the blocks of every rule that the
+    changes touch; returns the number of blocks rebuilt."""
+    touched = TableName(SCRATCH, "graph_changes_touched_rule_blocks")
+    con.execute(f"DROP TABLE IF EXISTS {touched.sql}")
+    con.execute(f"{create_table(touched)} (rule_order INTEGER, block UBIGINT)")
+    changed_placeholders = (
+        f"(SELECT * FROM {placeholders.sql} EXCEPT SELECT * FROM {placeholders_before.sql}) UNION "
+        f"(SELECT * FROM {placeholders_before.sql} EXCEPT SELECT * FROM {placeholders.sql})"
+    )
+    for order, rule in enumerate(rules):
+        blocks = [f"SELECT block FROM ({rule_blocks_sql(rule, changes)})"]
+        for key in shared_alone_keys(rule):
+            blocks.append(_crossing_holders_sql(rule, key, lookup, changes))
+        for key in rule.must_not_differ:
+            if match_key(key).personal:
+                column = quote_ident(key_column(key))
+                blocks.append(
+                    f"SELECT block FROM ({rule_blocks_sql(rule, lookup, ('record_key', key_column(key)))}) "
+                    f"WHERE {column} IN (SELECT value FROM ({changed_placeholders}) "
+                    f"WHERE key_column = {sql_string(key_column(key))})"
+                )
+        sql = f"INSERT INTO {touched.sql} SELECT DISTINCT $order, block FROM ({' UNION ALL '.join(blocks)})"
+        # the cap is a parameter only where a value shared alone may have crossed it
+        con.execute(sql, {"order": order, **({"max_records": params["max_records"]} if "$max_records" in sql else {})})
+    con.execute(
+        f"""
+        DELETE FROM {rule_pairs.sql} AS pairs
+        WHERE pairs.key_a IN (SELECT record_key FROM {changes.sql})
+           OR pairs.key_b IN (SELECT record_key FROM {changes.sql})
+        """
+    )
+    for order, rule in enumerate(rules):
+        in_touched = f"SELECT block FROM {touched.sql} WHERE rule_order = {order}"
+        con.execute(
+            f"""
+            DELETE FROM {rule_pairs.sql}
+            WHERE rule_order = $order
+              AND key_a IN (SELECT record_key FROM ({rule_blocks_sql(rule, lookup)}) WHERE block IN ({in_touched}))
+            """,
+            {"order": order},
+        )
+        con.execute(
+            f"INSERT INTO {rule_pairs.sql} SELECT key_a, key_b, $order, score, weak "
+            f"FROM ({rule_sql(rule, lookup, placeholders, only_blocks=in_touched)})",
+            {**params, "order": order},
+        )
+    rebuilt = con.execute(f"SELECT count(*) FROM {touched.sql}").fetchall()[0][0]
+    con.execute(f"DROP TABLE {touched.sql}")
+    return rebuilt
+
+
+def _crossing_holders_sql(rule: MatchRule, key: str, lookup: TableName, changes: TableName) -> str:
+    """SELECT block: the rule's blocks of the records holding a value of `key` that the changes
+    took over `$max_records` holders or back under it (a value shared alone by too many links nothing)."""
+    column = quote_ident(key_column(key))
+    columns = ("record_key", key_column(key))
+    return f"""
+        SELECT block FROM ({rule_blocks_sql(rule, lookup, columns)}) WHERE {column} IN (
+            SELECT changed.{column} FROM (
+                SELECT {column}, count(*) FILTER (side = 'new') AS arrived, count(*) FILTER (side = 'old') AS departed
+                FROM ({rule_blocks_sql(rule, changes, ("side", key_column(key)))}) GROUP BY ALL
+            ) AS changed
+            JOIN (
+                SELECT {column}, count(*) AS holders FROM ({rule_blocks_sql(rule, lookup, columns)}) GROUP BY ALL
+            ) AS now USING ({column})
+            WHERE (now.holders > $max_records) <> (now.holders - arrived + departed > $max_records)
+        )
+    """
+
+
+def update_model_links(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    changes: TableName,
+    model: ScoringModel,
+    max_records: int,
+    model_links: TableName,
+) -> dict[str, float]:
+    """Update `model_links` (the previous build's model links) for the changes: the pairs that
+    may link or unlink are scored again, each with its first blocking rule; returns the counts
+    of `build_model_links` for them."""
+    blocks = TableName(SCRATCH, "graph_changes_model_blocks")
+    pairs = TableName(SCRATCH, "graph_changes_model_pairs")
+    candidates = TableName(SCRATCH, "graph_changes_model_candidates")
+    scored = TableName(SCRATCH, "graph_changes_model_links")
+    for table in (blocks, pairs, candidates, scored):
+        con.execute(f"DROP TABLE IF EXISTS {table.sql}")
+    params = {"max_records": max_records}
+    # every block a changed record was or is in, with its size before and now
+    con.execute(
+        f"""
+        {create_table(blocks)} AS
+        WITH changed AS ({" UNION ALL ".join(
+            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) FILTER (side = 'new') AS arrived, "
+            f"count(*) FILTER (side = 'old') AS departed FROM ({rule.keyed_sql(changes, ('side',))}) GROUP BY ALL"
+            for index, rule in enumerate(model.blocking)
+        )}),
+        now AS ({" UNION ALL ".join(
+            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) AS members FROM ({rule.keyed_sql(lookup)}) "
+            f"WHERE block IN (SELECT block FROM changed WHERE blocking_rule = {index}) GROUP BY ALL"
+            for index, rule in enumerate(model.blocking)
+        )})
+        SELECT blocking_rule, block, coalesce(now.members, 0) AS members,
+               coalesce(now.members, 0) - arrived + departed AS members_before
+        FROM changed LEFT JOIN now USING (blocking_rule, block)
+        """
+    )  # fmt: skip
+    eligible = "BETWEEN 2 AND $max_records"
+    came_under = TableName(SCRATCH, "graph_changes_model_blocks_opened")
+    went_over = TableName(SCRATCH, "graph_changes_model_blocks_closed")
+    for table, condition in (
+        (came_under, f"members {eligible} AND NOT (members_before {eligible})"),
+        (went_over, f"members_before {eligible} AND NOT (members {eligible})"),
+    ):
+        con.execute(f"DROP TABLE IF EXISTS {table.sql}")
+        con.execute(f"{create_table(table)} AS SELECT blocking_rule, block FROM {blocks.sql} WHERE {condition}", params)
+    went_over_members = " UNION ".join(
+        f"SELECT record_key FROM ({rule.keyed_sql(lookup)}) "
+        f"WHERE block IN (SELECT block FROM {went_over.sql} WHERE blocking_rule = {index})"
+        for index, rule in enumerate(model.blocking)
+    )
+    changed_keys = f"SELECT record_key FROM {changes.sql}"
+    arrived_keys = f"SELECT record_key FROM {changes.sql} WHERE side = 'new'"
+    con.execute(
+        f"""
+        {create_table(pairs)} AS
+        SELECT key_a, key_b FROM ({model_candidates_sql(lookup, model, blocks)})
+        WHERE key_a IN ({arrived_keys}) OR key_b IN ({arrived_keys})
+        UNION
+        SELECT key_a, key_b FROM ({model_candidates_sql(lookup, model, came_under)})
+        UNION
+        SELECT key_a, key_b FROM {model_links.sql}
+        WHERE key_a NOT IN ({changed_keys}) AND key_b NOT IN ({changed_keys})
+          AND (key_a IN ({went_over_members}) OR key_b IN ({went_over_members}))
+        """,
+        params,
+    )
+    _first_blocking_rules(con, lookup, model, pairs, candidates, params)
+    counts = build_model_links(con, lookup, model, max_records, scored, candidates=candidates)
+    con.execute(
+        f"""
+        DELETE FROM {model_links.sql} AS links
+        WHERE links.key_a IN ({changed_keys}) OR links.key_b IN ({changed_keys})
+           OR (links.key_a, links.key_b) IN (SELECT (key_a, key_b) FROM {pairs.sql})
+        """
+    )
+    con.execute(f"INSERT INTO {model_links.sql} BY NAME SELECT * FROM {scored.sql}")
+    for table in (blocks, pairs, candidates, scored, came_under, went_over):
+        con.execute(f"DROP TABLE {table.sql}")
+    return counts
+
+
+def _first_blocking_rules(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    model: ScoringModel,
+    pairs: TableName,
+    candidates: TableName,
+    params: dict,
+) -> None:
+    """`candidates` (key_a, key_b, blocking_rule): each of `pairs` once per blocking rule that
+    compares it now (both records in one block of the rule, the block not over the cap)."""
+    ends = f"SELECT key_a AS record_key FROM {pairs.sql} UNION SELECT key_b FROM {pairs.sql}"
+    selects = []
+    for index, rule in enumerate(model.blocking):
+        selects.append(
+            f"""
+            SELECT pair.key_a, pair.key_b, {index}::SMALLINT AS blocking_rule
+            FROM {pairs.sql} AS pair
+            JOIN ends_{index} a ON a.record_key = pair.key_a
+            JOIN ends_{index} b ON b.record_key = pair.key_b AND a.block = b.block
+            WHERE a.block IN (
+                SELECT block FROM ({rule.keyed_sql(lookup)})
+                WHERE block IN (SELECT block FROM ends_{index}) GROUP BY block HAVING count(*) BETWEEN 2 AND $max_records
+            )
+            """
+        )
+    ctes = ", ".join(
+        f"ends_{index} AS MATERIALIZED (SELECT * FROM ({rule.keyed_sql(lookup)}) WHERE record_key IN ({ends}))"
+        for index, rule in enumerate(model.blocking)
+    )
+    con.execute(f"{create_table(candidates)} AS WITH {ctes} {' UNION ALL '.join(selects)}", params)

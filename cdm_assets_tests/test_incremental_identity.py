@@ -1,0 +1,160 @@
+"""Incremental identity: following a batch's changes ends where a full rebuild does.
+
+Two warehouses take the same random batches of added, changed and removed
+customer records. One follows each batch by its changes (the lookup's change
+set, the graph's pairs touched); the other rebuilds the graph in full. After
+every batch the identity graph, the state the next batch follows on from and
+the Customer IDs must be identical. A cap of a few records per key makes
+values cross `max_records_per_key` (and turn into placeholders and back)
+all the time, which is where following changes is hardest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from cdm_assets.config import load_config
+from cdm_assets.domain.identity.default_rules import default_rules
+from cdm_assets.domain.identity.graph_changes import GraphState
+from cdm_assets.domain.identity.lookup_changes import current_build
+from cdm_assets.domain.identity.match_model.parameters import frequencies_table
+from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph
+from cdm_assets.domain.identity.source_lookup import build_source_lookup
+from cdm_assets.domain.raw.load import landed_files, load_raw_source
+from cdm_assets.domain.sql import quote_ident
+from cdm_assets.sample import generate
+from cdm_assets_tests.plans import entity_of
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.identity_quality import sample_config  # noqa: E402
+
+BATCHES = 6
+# canonical fields whose values a batch copies between records, empties or garbles
+CHANGED_FIELDS = ("first_name", "last_name", "full_name", "email", "phone", "birth_date", "postcode", "street")
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("incremental")
+    generate(persons=400, seed=23, out=out)
+    return load_config(sample_config(out))
+
+
+def variants(config):
+    entity = entity_of(config)
+    with_model = dataclasses.replace(entity, max_records_per_key=4)
+    by_rules = dataclasses.replace(
+        entity, rules=tuple(default_rules(entity.identifier_names)), match_model=None, max_records_per_key=3
+    )
+    return {"match model": with_model, "rules alone": by_rules}
+
+
+def load_sources(con, entity) -> None:
+    for name, source in entity.sources.items():
+        load_raw_source(con, name, source, landed_files(Path(source.path)))
+
+
+def batch_statements(con, entity, rng: random.Random, batch: int) -> list[str]:
+    """SQL that adds, changes and removes a few records of each customer source: copies of
+    records (one person again), values copied from other records (new links, values
+    crossing the cap), emptied and garbled values, and removed records."""
+    statements = []
+    for name, source in entity.sources.items():
+        table, record_id = f"raw.{quote_ident(name)}", quote_ident(source.record_id)
+        ids = [row[0] for row in con.execute(f"SELECT {record_id} FROM {table} ORDER BY 1").fetchall()]
+        columns = [source.fields[f].column for f in CHANGED_FIELDS if f in source.fields]
+        if not ids or not columns:
+            continue
+
+        def pick() -> str:
+            return str(rng.choice(ids)).replace("'", "''")
+
+        for number in range(rng.randint(1, 6)):  # a record again, under a new id, some values changed
+            copied = pick()
+            new_id = f"b{batch}n{number}"
+            statements.append(
+                f"INSERT INTO {table} SELECT * REPLACE ('{new_id}' AS {record_id}) FROM {table} "
+                f"WHERE {record_id} = '{copied}'"
+            )
+            column = quote_ident(rng.choice(columns))
+            statements.append(
+                f"UPDATE {table} SET {column} = (SELECT {column} FROM {table} WHERE {record_id} = '{pick()}') "
+                f"WHERE {record_id} = '{new_id}'"
+            )
+        for _ in range(rng.randint(2, 8)):  # a value copied from another record, emptied or garbled
+            column, target = quote_ident(rng.choice(columns)), pick()
+            kind = rng.random()
+            if kind < 0.6:
+                value = f"(SELECT {column} FROM {table} WHERE {record_id} = '{pick()}')"
+            elif kind < 0.8:
+                value = "NULL"
+            else:
+                value = f"reverse({column})"
+            statements.append(f"UPDATE {table} SET {column} = {value} WHERE {record_id} = '{target}'")
+        for _ in range(rng.randint(0, 4)):
+            statements.append(f"DELETE FROM {table} WHERE {record_id} = '{pick()}'")
+    return statements
+
+
+def copy_match_model(source, target, entity) -> None:
+    """Both warehouses score with one model: training sums floating-point numbers in parallel,
+    so two trainings on the same records can differ in the last bits."""
+    if entity.match_model is None:
+        return
+    for table in (entity.tables.model, frequencies_table(entity.tables.model)):
+        rows = source.sql(f"SELECT * FROM {table.sql}").to_arrow_table()
+        target.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
+        target.register("copied", rows)
+        target.execute(f"CREATE TABLE {table.sql} AS SELECT * FROM copied")
+        target.unregister("copied")
+
+
+def table_rows(con, table) -> list[tuple]:
+    return sorted(con.execute(f"SELECT * FROM {table.sql}").fetchall(), key=repr)
+
+
+def identity_state(con, entity) -> dict[str, list[tuple]]:
+    tables = entity.tables
+    state = GraphState.of(tables.graph)
+    return {
+        str(table): table_rows(con, table)
+        for table in (tables.lookup, tables.graph, tables.id_map, tables.id_history, *state.tables[:3])
+    }
+
+
+@pytest.mark.parametrize("variant", ["match model", "rules alone"])
+def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_path, variant):
+    entity = variants(landed)[variant]
+    following, rebuilding = (duckdb.connect(str(tmp_path / f"{name}.duckdb")) for name in ("following", "rebuilding"))
+    rng = random.Random(7)
+    followed_batches = 0
+    for batch in range(BATCHES + 1):
+        if batch == 0:
+            for con in (following, rebuilding):
+                load_sources(con, entity)
+        else:
+            for statement in batch_statements(following, entity, rng, batch):
+                for con in (following, rebuilding):
+                    con.execute(statement)
+        now = datetime(2026, 1, 1 + batch)
+        builds = {}
+        for con, full in ((following, False), (rebuilding, True)):
+            build_source_lookup(con, entity)
+            if full and batch == 0:
+                copy_match_model(following, rebuilding, entity)
+            builds[full] = build_graph(con, entity, full=full)
+            assign_ids_from_graph(con, entity.tables, now=now)
+        changes = current_build(following, entity.tables.lookup)
+        assert builds[True].followed_changes is False
+        assert builds[False].followed_changes is (batch > 0), f"batch {batch}"
+        followed_batches += builds[False].followed_changes and changes.added + changes.changed + changes.removed > 0
+        assert identity_state(following, entity) == identity_state(rebuilding, entity), f"batch {batch}"
+    assert followed_batches == BATCHES  # every batch changed records, and each was followed by its changes
