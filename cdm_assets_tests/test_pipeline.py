@@ -7,6 +7,7 @@ import duckdb
 import pytest
 
 from cdm_assets.definitions import build_definitions
+from cdm_assets.wiring.automation import FULL_REBUILD_TAG
 from cdm_assets_tests.conftest import materialization_metadata, materialize_all, write_text
 from cdm_assets_tests.dagster_server import BELOW_RAW
 
@@ -133,6 +134,30 @@ def test_everything_materialises_and_every_check_passes(landing, write_config):
     largest = id_map["largest_clusters"].value
     assert [c.name for c in largest.schema.columns] == ["customer_id", "records"]
     assert largest.records[0].data["records"] == max(sizes)
+
+
+def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in_full(landing, write_config):
+    defs = build_definitions(write_config(SOURCES))
+    assert materialize_all(defs).success
+    write_text(landing / "landing/crm/late.csv", "crm_id,first,last,email,phone,dob\nC4,Piet,Peters,piet@mail.nl,,\n")
+    result = materialize_all(defs, "raw/crm*")  # what the landing sensor runs for a file in crm
+    assert result.success
+    metadata = materialization_metadata(result)
+    lookup, graph = metadata["identity/source_lookup"], metadata["identity/identity_graph"]
+    assert (lookup["changes/added"].value, lookup["changes/changed"].value, lookup["changes/removed"].value) == (
+        1, 0, 0,
+    )  # fmt: skip
+    assert graph["followed_changes"].value is True
+    with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
+        ids = dict(con.execute("SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map").fetchall())
+    assert ids["crm:C4"] == ids["shop:W3"]  # the late record joined Piet's customer
+    rebuilt = dg.materialize(
+        [*defs.assets, *(defs.asset_checks or [])], resources=defs.resources, selection="raw/crm*",
+        tags={FULL_REBUILD_TAG: "true"},
+    )  # fmt: skip
+    rebuilt_graph = materialization_metadata(rebuilt)["identity/identity_graph"]
+    assert rebuilt_graph["followed_changes"].value is False
+    assert rebuilt_graph["dagster/row_count"].value == graph["dagster/row_count"].value  # the same links
 
 
 def test_a_failing_blocking_check_stops_the_downstream_assets(landing, write_config):

@@ -168,6 +168,10 @@ def build_sensors(config: CdmConfig, ns: Namespace, automated: list[dg.AssetKey]
     return sensors
 
 
+# A run with this tag ("true") rebuilds the identity graph in full instead of following the lookup's changes.
+FULL_REBUILD_TAG = "cdm/full_rebuild"
+
+
 def daily_full_refresh(asset_keys: list[dg.AssetKey], ns: Namespace) -> dg.ScheduleDefinition:
     """A daily rebuild of this instance's assets (not of the other assets of a project it sits in)."""
     return dg.ScheduleDefinition(
@@ -175,5 +179,7 @@ def daily_full_refresh(asset_keys: list[dg.AssetKey], ns: Namespace) -> dg.Sched
         cron_schedule="0 3 * * *",
         target=dg.AssetSelection.assets(*asset_keys),
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Rebuilds every asset once a day; off by default (the landing sensor keeps things fresh).",
+        tags={FULL_REBUILD_TAG: "true"},
+        description="Rebuilds every asset once a day, the identity graph in full rather than by the day's "
+        "changes; off by default (the landing sensor keeps things fresh).",
     )

@@ -10,6 +10,7 @@ import dagster as dg
 
 from cdm_assets.config import CdmConfig
 from cdm_assets.config.plan import resolve_plan
+from cdm_assets.domain.identity.lookup_changes import LookupBuild
 from cdm_assets.domain.identity.match_model import ModelSettings, ensure_match_model, model_settings
 from cdm_assets.domain.identity.match_model.parameters import StoredModel
 from cdm_assets.domain.identity.match_rules import links_per_rule
@@ -25,6 +26,7 @@ from cdm_assets.domain.identity.source_lookup import build_source_lookup_countin
 from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.vocabulary import CUSTOMER
+from cdm_assets.wiring.automation import FULL_REBUILD_TAG
 from cdm_assets.wiring.keys import IDENTITY_GROUP, OWNERS, Namespace
 from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
 
@@ -141,6 +143,7 @@ def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, ns: N
             for name in ensure_raw_tables(con, plan.sources):
                 context.log.warning(f"raw/{name} has not been loaded yet: it counts as an empty source")
             build = build_source_lookup_counting_nulls(con, entity)
+            changes = lookup_change_metadata(build.build)
             per_source = dict(
                 con.execute(
                     f"SELECT source, count(*) FROM {tables.lookup.sql} GROUP BY source ORDER BY source"
@@ -151,11 +154,20 @@ def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, ns: N
             metadata={
                 **metadata,
                 "records_per_source": dg.MetadataValue.json(per_source),
+                **changes,
                 **nulled_values_metadata(build.nulled),
             }
         )
 
     return source_lookup
+
+
+def lookup_change_metadata(build: LookupBuild | None) -> dict[str, int | str]:
+    """The records a lookup build added, changed and removed, as numbers the UI plots; or why
+    they are not known (a first build, or one whose columns changed)."""
+    if build is None or not build.complete:
+        return {"changes": "not known: a first build, or the lookup's columns changed"}
+    return {"changes/added": build.added, "changes/changed": build.changed, "changes/removed": build.removed}
 
 
 def match_model_asset(entity: EntityPlan, settings: ModelSettings, ns: Namespace) -> dg.AssetsDefinition:
@@ -202,8 +214,9 @@ def identity_graph_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace, w
     def identity_graph(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         if entity.overrides is not None and not Path(entity.overrides).is_file():
             context.log.warning(f"{entity.overrides}: no overrides file yet; the rules and the model decide alone")
+        full = context.run.tags.get(FULL_REBUILD_TAG, "").lower() == "true"
         with ns.warehouse_of(context).get_connection() as con:
-            built = build_graph(con, entity)
+            built = build_graph(con, entity, full=full)
             per_rule = links_per_rule(con, tables.graph)
             metadata = table_metadata(con, tables.graph, preview_policy(config), config)
         # one number per rule, so the UI plots each rule's links across runs; and the model's
@@ -214,6 +227,8 @@ def identity_graph_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace, w
             metadata={
                 **metadata,
                 "links_per_rule": dg.MetadataValue.json(per_rule),
+                "followed_changes": built.followed_changes,
+                **({"rule_blocks_rebuilt": built.rule_blocks_rebuilt} if built.followed_changes else {}),
                 **per_rule_numbers,
                 **model_numbers,
                 **override_metadata(context, entity, built.overrides),

@@ -56,46 +56,52 @@ def build_table(lookup: TableName) -> TableName:
 
 
 def record_lookup_changes(
-    con: duckdb.DuckDBPyConnection, lookup: TableName, staging: TableName, changes: TableName, build: TableName
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    staging: TableName,
+    changes: TableName,
+    build: TableName,
+    previous: PreviousBuild | None,
 ) -> LookupBuild:
-    """Give the records of `staging` (a new lookup, numbered 0..n-1) the keys they had in
-    `lookup` (or the next free ones), and write the changes from `lookup` to `staging` into
-    `changes` and this build into `build` (both staging names of the state tables)."""
+    """Write the changes from `lookup` to `staging` (a new lookup whose records kept their
+    keys, see `record_keys_sql`) into `changes`, and this build into `build` (both staging
+    names of the state tables)."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
-    previous = _previous_build(con, lookup)
-    build_id = uuid.uuid4().hex
     comparable = previous is not None and table_columns(con, lookup) == table_columns(con, staging)
-    next_key = con.execute(f"SELECT count(*) FROM {staging.sql}").fetchall()[0][0]
     if comparable:
-        next_key = _keep_record_keys(con, lookup, staging, previous[1])
+        # one join on the key; a record differs when any of its columns does (the row as a struct)
         con.execute(
             f"""
             {create_table(changes)} AS
-            SELECT 'old' AS side, * FROM (SELECT * FROM {lookup.sql} EXCEPT SELECT * FROM {staging.sql})
+            WITH differing AS MATERIALIZED (
+                SELECT old.record_key AS old_key, new.record_key AS new_key
+                FROM {lookup.sql} AS old FULL JOIN {staging.sql} AS new ON old.record_key = new.record_key
+                WHERE old IS DISTINCT FROM new
+            )
+            SELECT 'old' AS side, * FROM {lookup.sql} WHERE record_key IN (SELECT old_key FROM differing)
             UNION ALL
-            SELECT 'new' AS side, * FROM (SELECT * FROM {staging.sql} EXCEPT SELECT * FROM {lookup.sql})
+            SELECT 'new' AS side, * FROM {staging.sql} WHERE record_key IN (SELECT new_key FROM differing)
             """
         )
-        added, changed, removed = con.execute(
-            f"""
-            SELECT count(*) FILTER (sides = ['new']), count(*) FILTER (len(sides) = 2),
-                   count(*) FILTER (sides = ['old'])
-            FROM (SELECT record_key, list(side ORDER BY side) AS sides FROM {changes.sql} GROUP BY record_key)
-            """
-        ).fetchall()[0]
     else:
         con.execute(f"{create_table(changes)} AS SELECT 'new' AS side, * FROM {staging.sql} LIMIT 0")
-        added = changed = removed = None
+    next_key = con.execute(
+        f"SELECT greatest(coalesce(max(record_key), -1) + 1, $next_key) FROM {staging.sql}",
+        {"next_key": previous.next_record_key if previous else 0},
+    ).fetchall()[0][0]
+    build_id = uuid.uuid4().hex
     con.execute(
         f"""
         {create_table(build)} AS
         SELECT $build_id AS build_id, $previous::VARCHAR AS previous_build_id, $next_key::BIGINT AS next_record_key,
                $complete AS complete
         """,
-        {"build_id": build_id, "previous": previous[0] if previous else None, "next_key": next_key,
+        {"build_id": build_id, "previous": previous.build_id if previous else None, "next_key": next_key,
          "complete": comparable},
     )  # fmt: skip
-    return LookupBuild(build_id, previous[0] if previous else None, added, changed, removed)
+    if not comparable:
+        return LookupBuild(build_id, previous.build_id if previous else None)
+    return LookupBuild(build_id, previous.build_id, *_change_counts(con, changes))
 
 
 def current_build(con: duckdb.DuckDBPyConnection, lookup: TableName) -> LookupBuild | None:
@@ -108,43 +114,32 @@ def current_build(con: duckdb.DuckDBPyConnection, lookup: TableName) -> LookupBu
     ).fetchall()[0]
     if not complete:
         return LookupBuild(build_id, previous)
-    added, changed, removed = con.execute(
+    return LookupBuild(build_id, previous, *_change_counts(con, changes_table(lookup)))
+
+
+def _change_counts(con: duckdb.DuckDBPyConnection, changes: TableName) -> tuple[int, int, int]:
+    """Records added (a new version only), changed (both) and removed (an old version only)."""
+    return con.execute(
         f"""
         SELECT count(*) FILTER (sides = ['new']), count(*) FILTER (len(sides) = 2), count(*) FILTER (sides = ['old'])
-        FROM (SELECT record_key, list(side ORDER BY side) AS sides FROM {changes_table(lookup).sql} GROUP BY ALL)
+        FROM (SELECT record_key, list(side ORDER BY side) AS sides FROM {changes.sql} GROUP BY ALL)
         """
     ).fetchall()[0]
-    return LookupBuild(build_id, previous, added, changed, removed)
 
 
-def _previous_build(con: duckdb.DuckDBPyConnection, lookup: TableName) -> tuple[str, int] | None:
-    """(build id, next free record key) of the lookup in the warehouse; None when there is none.
-    A lookup written before builds were recorded counts as a build whose next key follows its largest."""
+@dataclass(frozen=True)
+class PreviousBuild:
+    build_id: str
+    next_record_key: int
+
+
+def previous_build(con: duckdb.DuckDBPyConnection, lookup: TableName) -> PreviousBuild | None:
+    """The build of the lookup in the warehouse and its next free record key; None when there is
+    none. A lookup written before builds were recorded counts as a build whose next key follows
+    its largest."""
     if not table_exists(con, lookup):
         return None
     table = build_table(lookup)
     if table_exists(con, table):
-        return con.execute(f"SELECT build_id, next_record_key FROM {table.sql}").fetchall()[0]
-    return "", con.execute(f"SELECT coalesce(max(record_key), -1) + 1 FROM {lookup.sql}").fetchall()[0][0]
-
-
-def _keep_record_keys(con: duckdb.DuckDBPyConnection, lookup: TableName, staging: TableName, next_key: int) -> int:
-    """Renumber `staging`: the keys `lookup` gave the same records, new records the keys from
-    `next_key` on in (source, source_record_id) order; returns the next free key after them."""
-    con.execute(
-        f"""
-        UPDATE {staging.sql} AS staging SET record_key = kept.record_key
-        FROM (
-            SELECT new.record_key AS position,
-                   coalesce(old.record_key, $next_key - 1 + row_number() OVER (
-                       PARTITION BY old.record_key IS NULL ORDER BY new.record_key)) AS record_key
-            FROM {staging.sql} AS new
-            LEFT JOIN {lookup.sql} AS old USING (source, source_record_id)
-        ) AS kept
-        WHERE staging.record_key = kept.position AND staging.record_key <> kept.record_key
-        """,
-        {"next_key": next_key},
-    )
-    return con.execute(
-        f"SELECT greatest(coalesce(max(record_key), -1) + 1, $next_key) FROM {staging.sql}", {"next_key": next_key}
-    ).fetchall()[0][0]
+        return PreviousBuild(*con.execute(f"SELECT build_id, next_record_key FROM {table.sql}").fetchall()[0])
+    return PreviousBuild("", con.execute(f"SELECT coalesce(max(record_key), -1) + 1 FROM {lookup.sql}").fetchall()[0][0])

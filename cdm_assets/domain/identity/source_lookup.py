@@ -32,7 +32,13 @@ import pyarrow as pa
 
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.identity.countries import country_aliases
-from cdm_assets.domain.identity.lookup_changes import LookupBuild, build_table, changes_table, record_lookup_changes
+from cdm_assets.domain.identity.lookup_changes import (
+    LookupBuild,
+    build_table,
+    changes_table,
+    previous_build,
+    record_lookup_changes,
+)
 from cdm_assets.domain.identity.nulled_values import (
     NULLED_REASONS_COLUMN,
     NulledValues,
@@ -49,9 +55,9 @@ from cdm_assets.domain.identity.phone_numbers import (
     phone_stage_sql,
 )
 from cdm_assets.domain.identity.reference_data import nickname_roots
-from cdm_assets.domain.identity.source_records import customer_records
+from cdm_assets.domain.identity.source_records import customer_records, record_keys_sql
 from cdm_assets.domain.plan import EntityPlan
-from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
 from cdm_assets.domain.warehouse import arrow_views, create_table_as, row_count, staged_tables, swap_in
 
@@ -96,13 +102,19 @@ def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: E
     are counted and dropped before the lookup is swapped in.
     """
     target = entity.tables.lookup
+    previous = previous_build(con, target)
+    keys = TableName(SCRATCH, f"{target.name}_record_keys")
+    con.execute(f"DROP TABLE IF EXISTS {keys.sql}")
     try:
-        records = customer_records(con, entity)
+        records = customer_records(con, entity, keys=keys if previous is not None else None)
         # narrow unkeyed records for the distinct-value steps
         countries_only = customer_records(con, entity, fields=("country",), keyed=False)
         names_only = customer_records(con, entity, fields=NAME_FIELDS, keyed=False)
     except LookupError as error:
         raise LookupError(f"cannot build {target}: {error}") from None
+    if previous is not None:  # records keep the keys the lookup in the warehouse gave them
+        select, params = record_keys_sql(entity, target)
+        con.execute(f"{create_table(keys)} AS {select}", {**params, "next_key": previous.next_record_key})
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
     # Built beside the lookup while it builds, then dropped: each distinct typed
     # country → ISO code, and each distinct first and last name → display form and keys.
@@ -124,9 +136,10 @@ def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: E
         lookup = lookup_sql(records.sql, identifiers, countries, names, home_regions)
         identifier_columns = [f"id_{name}" for name in identifiers]
         create_table_as(con, staging, lookup, records.params, plain_text=identifier_columns)
+        con.execute(f"DROP TABLE IF EXISTS {keys.sql}")
         nulled = count_nulled_values(con, staging, [reason for reason, _ in nulling_conditions(identifiers)])
         con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(NULLED_REASONS_COLUMN)}")
-        lookup_build = record_lookup_changes(con, target, staging, staged_changes, staged_build)
+        lookup_build = record_lookup_changes(con, target, staging, staged_changes, staged_build, previous)
         swap_in(con, [(target, staging), (changes, staged_changes), (build, staged_build)])
     records_built = row_count(con, target)
     return SourceLookupBuild(records_built, nulled, lookup_build)

@@ -9,6 +9,8 @@ combined with `UNION ALL BY NAME`; nothing is standardised here yet.
 Sorting whole records for that costs more than everything else, so each
 source sorts only its record ids (with the table's `rowid`) and the number is
 joined back on the rowid; sources add the counts of the sources before them.
+Given the keys of an earlier lookup (`record_keys_sql`), records take those
+instead and new records the next ones free.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ def customer_records(
     entity: EntityPlan,
     fields: Sequence[str] = TEXT_FIELDS,
     keyed: bool = True,
+    keys: TableName | None = None,
 ) -> SourceRecords:
     """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region` and
     `<field>_raw` for each of `fields`; when `keyed` also `birth_date` (NULL outside the plausible
     window), `id_<name>` and `record_key`, and for the nulled-value counts `_birth_date_parsed` (no
     window), `_birth_date_unparseable` (a value that is not a date) and `_id_<name>_typed` (whether
-    the record held more than spaces).
+    the record held more than spaces). With `keys` (source, source_record_id, record_key),
+    each record's key is looked up there instead of numbered.
 
     Unkeyed, narrow records feed the distinct-value steps cheaply. Sources (of
     `entity`, a customer-like entity) are taken in name order. Raises LookupError naming raw tables that do not exist yet.
@@ -68,8 +72,8 @@ def customer_records(
         prefix = f"s{index}_"
         params |= {f"{prefix}source": name, f"{prefix}precedence": source.precedence}
         params |= {f"{prefix}phone_region": source.phone_region}
-        selects.append(_source_sql(prefix, table, source, column_types, fields, identifiers, keyed))
-        if keyed:
+        selects.append(_source_sql(prefix, table, source, column_types, fields, identifiers, keyed, keys))
+        if keyed and keys is None:
             params[f"{prefix}first_key"] = first_key
             first_key += row_count(con, table)
     phone_regions = sorted({s.phone_region for s in sources.values() if s.phone_region})
@@ -84,6 +88,7 @@ def _source_sql(
     fields: Sequence[str],
     identifiers: list[str],
     keyed: bool,
+    keys: TableName | None = None,
 ) -> str:
     def text(field: str) -> str:
         mapping = source.fields.get(field)
@@ -91,8 +96,7 @@ def _source_sql(
             return "NULL::VARCHAR"
         return _as_text(mapping.column, column_types.get(mapping.column, "VARCHAR"))
 
-    # as the raw load keys records, so ids here match transaction and event references
-    record_id = f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR))"
+    record_id = _record_id_sql(source)
     columns = [
         f"${prefix}source::VARCHAR AS source",
         f"{record_id} AS source_record_id",
@@ -123,19 +127,55 @@ def _source_sql(
         columns.append(f"{_identifier(column, column_types)} AS {quote_ident('id_' + name)}")
         typed = "false" if column is None else _typed(column, column_types.get(column, "VARCHAR"))
         columns.append(f"{typed} AS {quote_ident('_id_' + name + '_typed')}")
+    if keys is None:
+        numbered = f"""
+            SELECT rowid AS key_rowid,
+                   CAST(${prefix}first_key + row_number() OVER (ORDER BY {record_id}) - 1 AS BIGINT) AS record_key
+            FROM {table.sql}
+        """
+    else:
+        numbered = f"""
+            SELECT t.rowid AS key_rowid, k.record_key FROM {table.sql} t
+            JOIN {keys.sql} k ON k.source = ${prefix}source AND k.source_record_id = {_record_id_sql(source, "t.")}
+        """
     # the window is applied over the parsed date, so the date is parsed once
     return f"""
         SELECT * EXCLUDE (_birth_date_digits), {plausible} AS birth_date,
                {_birth_date_key(plausible)} AS birth_date_key FROM (
         SELECT {", ".join(columns)}, keys.record_key
         FROM {table.sql}
-        JOIN (
-            SELECT rowid AS key_rowid,
-                   CAST(${prefix}first_key + row_number() OVER (ORDER BY {record_id}) - 1 AS BIGINT) AS record_key
-            FROM {table.sql}
-        ) AS keys ON keys.key_rowid = {table.sql}.rowid
+        JOIN ({numbered}) AS keys ON keys.key_rowid = {table.sql}.rowid
         )
     """
+
+
+def _record_id_sql(source: Source, alias: str = "") -> str:
+    """A record's id as text: as the raw load keys records, so ids here match transaction
+    and event references."""
+    return f"trim(CAST({alias}{quote_ident(source.record_id)} AS VARCHAR))"
+
+
+def record_keys_sql(entity: EntityPlan, previous: TableName) -> tuple[str, dict]:
+    """SELECT source, source_record_id, record_key for every record of the entity's raw
+    tables: the key `previous` (an earlier lookup) gave it, else the next free one from
+    `$next_key` on, in (source, source_record_id) order; with its parameters."""
+    ids = " UNION ALL ".join(
+        f"SELECT $source_{index}::VARCHAR AS source, {_record_id_sql(source)} AS source_record_id "
+        f"FROM {TableName('raw', name).sql}"
+        for index, (name, source) in enumerate(sorted(entity.sources.items()))
+    )
+    params = {f"source_{index}": name for index, name in enumerate(sorted(entity.sources))}
+    return (
+        f"""
+        WITH ids AS MATERIALIZED ({ids})
+        SELECT source, source_record_id, previous.record_key
+        FROM ids JOIN {previous.sql} AS previous USING (source, source_record_id)
+        UNION ALL
+        SELECT source, source_record_id, $next_key - 1 + row_number() OVER (ORDER BY source, source_record_id)
+        FROM ids ANTI JOIN {previous.sql} AS previous USING (source, source_record_id)
+        """,
+        params,
+    )
 
 
 def _unparsed_date_digits(birth: object, birth_type: str) -> str:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import duckdb
 
+from cdm_assets.domain.identity.graph_changes import GraphState
+from cdm_assets.domain.identity.lookup_changes import changes_table
 from cdm_assets.domain.identity.match_model.comparisons import comparisons_for
 from cdm_assets.domain.identity.match_model.parameters import frequencies_table
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
@@ -295,7 +297,10 @@ def _erase_entity(
     frequencies = frequencies_table(tables.model)
     if table_exists(con, frequencies):  # before the records that say which values go
         deleted[str(frequencies)] = _delete(con, frequencies, _erased_values(tables, lookup_columns, record_in))
+    # the graph's state counted the erased records in its blocks: the next graph build is a full one
+    con.execute(f"DROP TABLE IF EXISTS {GraphState.of(tables.graph).build.sql}")
     for table, condition in (
+        (changes_table(tables.lookup), record_in),
         (tables.lookup, record_in),
         (tables.id_map, record_in),
         (tables.graph, either_side),

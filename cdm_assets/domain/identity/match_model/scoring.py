@@ -27,7 +27,7 @@ from cdm_assets.domain.identity.match_model.comparisons import (
     relatives_test,
 )
 from cdm_assets.domain.identity.match_model.training import ComparisonParameters
-from cdm_assets.domain.sql import TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
 
 
 @dataclass(frozen=True)
@@ -266,9 +266,9 @@ def build_model_links(
     `candidates` when given (the pairs a batch touched)."""
     formed = candidates is None
     if candidates is None:
-        candidates = TableName(links.schema, f"{links.name}_candidates")
+        candidates = TableName(SCRATCH, f"{links.name}_candidates")
         con.execute(f"{create_table(candidates)} AS {model_candidates_sql(lookup, model)}", {"max_records": max_records})
-    scored = TableName(links.schema, f"{links.name}_scored")
+    scored = TableName(SCRATCH, f"{links.name}_scored")  # in memory: only the links are kept
     con.execute(f"{create_table(scored)} AS {_scored_pairs_sql(lookup, model, candidates)}")
     if formed:
         con.execute(f"DROP TABLE {candidates.sql}")
