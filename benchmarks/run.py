@@ -124,6 +124,20 @@ def exact_key_baseline(con) -> tuple[float, object]:
     return seconds, table
 
 
+def step_times(events) -> dict[str, dict[str, float]]:
+    """Per step of a run's events: when it started and when it ended (succeeded or failed)."""
+    steps: dict[str, dict[str, float]] = {}
+    for event in events:
+        if event.step_key is None or not event.is_dagster_event:
+            continue
+        kind = event.dagster_event.event_type_value
+        if kind == "STEP_START":
+            steps.setdefault(event.step_key, {})["start"] = event.timestamp
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
+            steps.setdefault(event.step_key, {})["end"] = event.timestamp
+    return steps
+
+
 def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> None:
     import dagster as dg
     import duckdb
@@ -147,15 +161,7 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
         events = instance.all_logs(result.run_id)
     ended = time.time()
     total = ended - started
-    steps: dict[str, dict] = {}
-    for event in events:
-        if event.step_key is None or not event.is_dagster_event:
-            continue
-        kind = event.dagster_event.event_type_value
-        if kind == "STEP_START":
-            steps.setdefault(event.step_key, {})["start"] = event.timestamp
-        elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
-            steps.setdefault(event.step_key, {})["end"] = event.timestamp
+    steps = step_times(events)
     # Raw sources load side by side in one step; each reports its own load time.
     raw_loads = {
         event.dagster_event.asset_key.to_user_string(): event.dagster_event.event_specific_data.materialization.metadata[

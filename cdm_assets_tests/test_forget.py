@@ -115,7 +115,9 @@ def customer_of(config, source: str, record_id: str) -> str:
 
 def test_forget_reaches_the_changes_a_later_build_recorded_and_the_next_graph_build_is_full(landed):
     crm = landed.config_path.parent / "landing/crm/crm.csv"
-    crm.write_text(crm.read_text().replace("C1,Jan,Jansen,jan.jansen@mail.nl,06-12345678", "C1,Jan,Jansen,jan.jansen@mail.nl,"))
+    crm.write_text(
+        crm.read_text().replace("C1,Jan,Jansen,jan.jansen@mail.nl,06-12345678", "C1,Jan,Jansen,jan.jansen@mail.nl,")
+    )
     assert materialize_all(build_definitions(landed)).success  # the changes now hold Jan's record twice
     assert occurrences(landed, "jan.jansen@mail.nl")["jan.jansen@mail.nl"] > 0
     erase(landed, "email", "jan.jansen@mail.nl")

@@ -1,10 +1,11 @@
 """Incremental identity: following a batch's changes ends where a full rebuild does.
 
 Two warehouses take the same random batches of added, changed and removed
-customer records. One follows each batch by its changes (the lookup's change
-set, the graph's pairs touched); the other rebuilds the graph in full. After
-every batch the identity graph, the state the next batch follows on from and
-the Customer IDs must be identical. A cap of a few records per key makes
+customer records. One follows each batch by its changes (the lookup
+standardises the records whose input changed, the graph works on the pairs
+they touch); the other rebuilds both in full. After every batch the lookup,
+the identity graph, the state the next batch follows on from and the
+Customer IDs must be identical. A cap of a few records per key makes
 values cross `max_records_per_key` (and turn into placeholders and back)
 all the time, which is where following changes is hardest.
 """
@@ -23,10 +24,10 @@ import pytest
 from cdm_assets.config import load_config
 from cdm_assets.domain.identity.default_rules import default_rules
 from cdm_assets.domain.identity.graph_changes import GraphState
-from cdm_assets.domain.identity.lookup_changes import current_build
+from cdm_assets.domain.identity.lookup_changes import current_build, records_table
 from cdm_assets.domain.identity.match_model.parameters import frequencies_table
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph
-from cdm_assets.domain.identity.source_lookup import build_source_lookup
+from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets.domain.sql import quote_ident
 from cdm_assets.sample import generate
@@ -74,7 +75,7 @@ def batch_statements(con, entity, rng: random.Random, batch: int) -> list[str]:
         if not ids or not columns:
             continue
 
-        def pick() -> str:
+        def pick(ids: list = ids) -> str:
             return str(rng.choice(ids)).replace("'", "''")
 
         for number in range(rng.randint(1, 6)):  # a record again, under a new id, some values changed
@@ -126,7 +127,14 @@ def identity_state(con, entity) -> dict[str, list[tuple]]:
     state = GraphState.of(tables.graph)
     return {
         str(table): table_rows(con, table)
-        for table in (tables.lookup, tables.graph, tables.id_map, tables.id_history, *state.tables[:3])
+        for table in (
+            tables.lookup,
+            records_table(tables.lookup),
+            tables.graph,
+            tables.id_map,
+            tables.id_history,
+            *state.tables[:3],
+        )
     }
 
 
@@ -145,9 +153,9 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
                 for con in (following, rebuilding):
                     con.execute(statement)
         now = datetime(2026, 1, 1 + batch)
-        builds = {}
+        builds, standardised = {}, {}
         for con, full in ((following, False), (rebuilding, True)):
-            build_source_lookup(con, entity)
+            standardised[full] = build_source_lookup_counting_nulls(con, entity, full=full).standardised
             if full and batch == 0:
                 copy_match_model(following, rebuilding, entity)
             builds[full] = build_graph(con, entity, full=full)
@@ -155,6 +163,8 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
         changes = current_build(following, entity.tables.lookup)
         assert builds[True].followed_changes is False
         assert builds[False].followed_changes is (batch > 0), f"batch {batch}"
+        # the rebuild standardises every record, the follower those whose input changed
+        assert (standardised[False] < standardised[True]) is (batch > 0), f"batch {batch}"
         followed_batches += builds[False].followed_changes and changes.added + changes.changed + changes.removed > 0
         assert identity_state(following, entity) == identity_state(rebuilding, entity), f"batch {batch}"
     assert followed_batches == BATCHES  # every batch changed records, and each was followed by its changes

@@ -148,8 +148,13 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
         1, 0, 0,
     )  # fmt: skip
     assert graph["followed_changes"].value is True
+    assert lookup["records_standardised"].value == 1  # the late record alone
     with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
-        ids = dict(con.execute("SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map").fetchall())
+        ids = dict(
+            con.execute(
+                "SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map"
+            ).fetchall()
+        )
     assert ids["crm:C4"] == ids["shop:W3"]  # the late record joined Piet's customer
     rebuilt = dg.materialize(
         [*defs.assets, *(defs.asset_checks or [])], resources=defs.resources, selection="raw/crm*",
@@ -157,6 +162,7 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
     )  # fmt: skip
     rebuilt_graph = materialization_metadata(rebuilt)["identity/identity_graph"]
     assert rebuilt_graph["followed_changes"].value is False
+    assert materialization_metadata(rebuilt)["identity/source_lookup"]["records_standardised"].value == 7
     assert rebuilt_graph["dagster/row_count"].value == graph["dagster/row_count"].value  # the same links
 
 

@@ -150,7 +150,9 @@ def test_rebuilding_replaces_the_lookup_and_leaves_no_staging_tables(tmp_path, w
 def test_a_rebuild_keeps_each_records_key_and_records_what_it_added_changed_and_removed(
     tmp_path, warehouse, write_config
 ):
-    path = write_text(tmp_path / "landing/crm/a.csv", csv_text(["id", "fn"], [["C1", "Ann"], ["C2", "Bo"], ["C3", "Cy"]]))
+    path = write_text(
+        tmp_path / "landing/crm/a.csv", csv_text(["id", "fn"], [["C1", "Ann"], ["C2", "Bo"], ["C3", "Cy"]])
+    )
     config = write_config({"crm": customer_source("crm", "id", {"first_name": "fn"})})
     first = {r["source_record_id"]: r["record_key"] for r in build(warehouse, config)}
     assert first == {"C1": 0, "C2": 1, "C3": 2}

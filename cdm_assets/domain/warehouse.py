@@ -171,16 +171,32 @@ def staged_tables(con: duckdb.DuckDBPyConnection, *targets: TableName) -> Iterat
             con.execute(f"DROP TABLE IF EXISTS {table.sql}")
 
 
+@dataclass(frozen=True)
+class RowReplacement:
+    """Some rows of `target` replaced: the rows whose `record_key` is in `keys` (a SELECT)
+    go, the rows of `rows` (a staging table with the target's columns) come in."""
+
+    target: TableName
+    rows: TableName
+    keys: str
+
+
 def swap_in(
     con: duckdb.DuckDBPyConnection,
     replacements: Sequence[tuple[TableName, TableName]],
     quarantine: QuarantineReplacement | None = None,
     appends: Sequence[tuple[TableName, TableName]] = (),
+    row_replacements: Sequence[RowReplacement] = (),
 ) -> None:
-    """Replace each target with its staging table (and quarantine rows), and append the
-    rows of each `appends` table to its target (an append-only history), in one transaction."""
+    """Replace each target with its staging table (and quarantine rows), append the rows of
+    each `appends` table to its target (an append-only history) and replace the rows of each
+    `row_replacements`, in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
+        for replacement in row_replacements:
+            con.execute(f"DELETE FROM {replacement.target.sql} WHERE record_key IN {replacement.keys}")
+            con.execute(f"INSERT INTO {replacement.target.sql} BY NAME SELECT * FROM {replacement.rows.sql}")
+            con.execute(f"DROP TABLE {replacement.rows.sql}")
         for target, staging in replacements:
             con.execute(f"DROP TABLE IF EXISTS {target.sql}")
             con.execute(f"ALTER TABLE {staging.sql} RENAME TO {quote_ident(target.name)}")

@@ -168,8 +168,13 @@ def build_sensors(config: CdmConfig, ns: Namespace, automated: list[dg.AssetKey]
     return sensors
 
 
-# A run with this tag ("true") rebuilds the identity graph in full instead of following the lookup's changes.
+# A run with this tag ("true") rebuilds the lookup and the identity graph in full instead of following changes.
 FULL_REBUILD_TAG = "cdm/full_rebuild"
+
+
+def full_rebuild_asked(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run is tagged to rebuild in full (`cdm/full_rebuild: true`)."""
+    return context.run.tags.get(FULL_REBUILD_TAG, "").lower() == "true"
 
 
 def daily_full_refresh(asset_keys: list[dg.AssetKey], ns: Namespace) -> dg.ScheduleDefinition:

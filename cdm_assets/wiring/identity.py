@@ -26,7 +26,7 @@ from cdm_assets.domain.identity.source_lookup import build_source_lookup_countin
 from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.vocabulary import CUSTOMER
-from cdm_assets.wiring.automation import FULL_REBUILD_TAG
+from cdm_assets.wiring.automation import full_rebuild_asked
 from cdm_assets.wiring.keys import IDENTITY_GROUP, OWNERS, Namespace
 from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
 
@@ -142,7 +142,7 @@ def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, ns: N
         with ns.warehouse_of(context).get_connection() as con:
             for name in ensure_raw_tables(con, plan.sources):
                 context.log.warning(f"raw/{name} has not been loaded yet: it counts as an empty source")
-            build = build_source_lookup_counting_nulls(con, entity)
+            build = build_source_lookup_counting_nulls(con, entity, full=full_rebuild_asked(context))
             changes = lookup_change_metadata(build.build)
             per_source = dict(
                 con.execute(
@@ -155,6 +155,7 @@ def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, ns: N
                 **metadata,
                 "records_per_source": dg.MetadataValue.json(per_source),
                 **changes,
+                "records_standardised": build.standardised,
                 **nulled_values_metadata(build.nulled),
             }
         )
@@ -214,9 +215,8 @@ def identity_graph_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace, w
     def identity_graph(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         if entity.overrides is not None and not Path(entity.overrides).is_file():
             context.log.warning(f"{entity.overrides}: no overrides file yet; the rules and the model decide alone")
-        full = context.run.tags.get(FULL_REBUILD_TAG, "").lower() == "true"
         with ns.warehouse_of(context).get_connection() as con:
-            built = build_graph(con, entity, full=full)
+            built = build_graph(con, entity, full=full_rebuild_asked(context))
             per_rule = links_per_rule(con, tables.graph)
             metadata = table_metadata(con, tables.graph, preview_policy(config), config)
         # one number per rule, so the UI plots each rule's links across runs; and the model's

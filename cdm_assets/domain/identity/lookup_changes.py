@@ -29,6 +29,18 @@ from cdm_assets.domain.sql import TableName, create_table
 from cdm_assets.domain.warehouse import table_columns, table_exists
 
 STATE_SCHEMA = "identity_state"
+# Per record in `<lookup>_records`: a hash of its input (the source's mapped values), to find
+# the records a later build must standardise again, and the reasons its values were nulled.
+INPUT_HASH_COLUMN = "_input_hash"
+
+
+def input_hash_sql(alias: str) -> str:
+    """SQL: one hash of the whole input row `alias` (a record of `customer_records`)."""
+    return f"hash({alias})"
+
+
+def records_table(lookup: TableName) -> TableName:
+    return TableName(STATE_SCHEMA, f"{lookup.name}_records")
 
 
 @dataclass(frozen=True)
@@ -62,20 +74,25 @@ def record_lookup_changes(
     changes: TableName,
     build: TableName,
     previous: PreviousBuild | None,
+    fingerprint: str,
+    affected: str | None = None,
 ) -> LookupBuild:
     """Write the changes from `lookup` to `staging` (a new lookup whose records kept their
-    keys, see `record_keys_sql`) into `changes`, and this build into `build` (both staging
-    names of the state tables)."""
+    keys, see `record_keys_sql`) into `changes`, and this build (with the `fingerprint` of
+    its settings) into `build` (both staging names of the state tables). With `affected` (a
+    SELECT of record keys), `staging` holds only the new rows of those records, and only
+    they can have changed."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
     comparable = previous is not None and table_columns(con, lookup) == table_columns(con, staging)
     if comparable:
+        old_rows = lookup.sql if affected is None else f"(SELECT * FROM {lookup.sql} WHERE record_key IN {affected})"
         # one join on the key; a record differs when any of its columns does (the row as a struct)
         con.execute(
             f"""
             {create_table(changes)} AS
             WITH differing AS MATERIALIZED (
                 SELECT old.record_key AS old_key, new.record_key AS new_key
-                FROM {lookup.sql} AS old FULL JOIN {staging.sql} AS new ON old.record_key = new.record_key
+                FROM {old_rows} AS old FULL JOIN {staging.sql} AS new ON old.record_key = new.record_key
                 WHERE old IS DISTINCT FROM new
             )
             SELECT 'old' AS side, * FROM {lookup.sql} WHERE record_key IN (SELECT old_key FROM differing)
@@ -94,10 +111,10 @@ def record_lookup_changes(
         f"""
         {create_table(build)} AS
         SELECT $build_id AS build_id, $previous::VARCHAR AS previous_build_id, $next_key::BIGINT AS next_record_key,
-               $complete AS complete
+               $complete AS complete, $fingerprint AS fingerprint
         """,
         {"build_id": build_id, "previous": previous.build_id if previous else None, "next_key": next_key,
-         "complete": comparable},
+         "complete": comparable, "fingerprint": fingerprint},
     )  # fmt: skip
     if not comparable:
         return LookupBuild(build_id, previous.build_id if previous else None)
@@ -131,6 +148,7 @@ def _change_counts(con: duckdb.DuckDBPyConnection, changes: TableName) -> tuple[
 class PreviousBuild:
     build_id: str
     next_record_key: int
+    fingerprint: str | None = None  # of the settings it was built with; None: not recorded
 
 
 def previous_build(con: duckdb.DuckDBPyConnection, lookup: TableName) -> PreviousBuild | None:
@@ -141,5 +159,9 @@ def previous_build(con: duckdb.DuckDBPyConnection, lookup: TableName) -> Previou
         return None
     table = build_table(lookup)
     if table_exists(con, table):
-        return PreviousBuild(*con.execute(f"SELECT build_id, next_record_key FROM {table.sql}").fetchall()[0])
-    return PreviousBuild("", con.execute(f"SELECT coalesce(max(record_key), -1) + 1 FROM {lookup.sql}").fetchall()[0][0])
+        fingerprint = "fingerprint" if "fingerprint" in dict(table_columns(con, table)) else "NULL"
+        row = con.execute(f"SELECT build_id, next_record_key, {fingerprint} FROM {table.sql}").fetchall()[0]
+        return PreviousBuild(*row)
+    return PreviousBuild(
+        "", con.execute(f"SELECT coalesce(max(record_key), -1) + 1 FROM {lookup.sql}").fetchall()[0][0]
+    )

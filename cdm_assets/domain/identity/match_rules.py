@@ -100,7 +100,15 @@ def build_identity_graph(
     work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("links", "model_links")]
     targets = (graph, tables.overrides, tables.cut_links, *state.tables)
     with staged_tables(con, *work, *targets) as (
-        links, model_links, staging, report, cuts, rule_pairs, model_state, placeholders, build
+        links,
+        model_links,
+        staging,
+        report,
+        cuts,
+        rule_pairs,
+        model_state,
+        placeholders,
+        build,
     ):
         params = {"max_records": max_records_per_key}
         _list_placeholders(con, rules, lookup, placeholders, params)
@@ -108,7 +116,9 @@ def build_identity_graph(
         if follow:
             changes = changes_table(lookup)
             con.execute(f"{create_table(rule_pairs)} AS SELECT * FROM {state.rule_pairs.sql}")
-            rebuilt = update_rule_pairs(con, rules, lookup, changes, state.placeholders, placeholders, rule_pairs, params)
+            rebuilt = update_rule_pairs(
+                con, rules, lookup, changes, state.placeholders, placeholders, rule_pairs, params
+            )
         else:
             _rule_pairs(con, rules, lookup, placeholders, rule_pairs, params)
         _link_by_rules(con, rule_pairs, links)

@@ -31,7 +31,7 @@ import pyarrow as pa
 from cdm_assets.domain.identity.clustering import cluster_labels, key_space
 from cdm_assets.domain.identity.override_file import LINK, UNLINK, Override
 from cdm_assets.domain.sql import TableName, create_table, quote_ident
-from cdm_assets.domain.warehouse import arrow_views, row_count, table_columns, table_exists
+from cdm_assets.domain.warehouse import arrow_views, table_columns, table_exists
 
 OVERRIDE_RULE = "override"  # the rule label of a link only a steward made
 _OVERRIDES = "_cdm_steward_overrides"

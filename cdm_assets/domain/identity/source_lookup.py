@@ -23,6 +23,8 @@ counted per source, field and reason (`nulled_values`).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,11 +35,14 @@ import pyarrow as pa
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.identity.countries import country_aliases
 from cdm_assets.domain.identity.lookup_changes import (
+    INPUT_HASH_COLUMN,
     LookupBuild,
     build_table,
     changes_table,
+    input_hash_sql,
     previous_build,
     record_lookup_changes,
+    records_table,
 )
 from cdm_assets.domain.identity.nulled_values import (
     NULLED_REASONS_COLUMN,
@@ -55,11 +60,19 @@ from cdm_assets.domain.identity.phone_numbers import (
     phone_stage_sql,
 )
 from cdm_assets.domain.identity.reference_data import nickname_roots
-from cdm_assets.domain.identity.source_records import customer_records, record_keys_sql
+from cdm_assets.domain.identity.source_records import SourceRecords, customer_records, record_keys_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
-from cdm_assets.domain.warehouse import arrow_views, create_table_as, row_count, staged_tables, swap_in
+from cdm_assets.domain.warehouse import (
+    RowReplacement,
+    arrow_views,
+    create_table_as,
+    row_count,
+    staged_tables,
+    swap_in,
+    table_exists,
+)
 
 # Columns every lookup has, in order; `id_<name>` columns follow `country`.
 LEADING_COLUMNS = (
@@ -85,26 +98,41 @@ class SourceLookupBuild:
     records: int
     nulled: list[NulledValues]
     build: LookupBuild | None = None  # which records it added, changed and removed
+    standardised: int | None = None  # records it standardised: all, or those whose input changed
 
 
-def build_source_lookup(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> int:
+def build_source_lookup(con: duckdb.DuckDBPyConnection, entity: EntityPlan, full: bool = False) -> int:
     """Rebuild `identity.source_lookup` (or the lookup of another customer-like entity)
     from `raw.<source>` of every source of the entity; returns its row count."""
-    return build_source_lookup_counting_nulls(con, entity).records
+    return build_source_lookup_counting_nulls(con, entity, full=full).records
 
 
-def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> SourceLookupBuild:
+def build_source_lookup_counting_nulls(
+    con: duckdb.DuckDBPyConnection, entity: EntityPlan, full: bool = False
+) -> SourceLookupBuild:
     """Rebuild the lookup of `entity` (see `build_source_lookup`) and count the values it nulled.
 
     Three statements: distinct countries and distinct names are standardised
     first (they repeat a lot), then one pass over the records does the rest
     and marks each record with the reasons its values were nulled; the marks
-    are counted and dropped before the lookup is swapped in.
+    are counted and kept per record (`identity_state.<lookup>_records`, with a
+    hash of the record's input) before the lookup is swapped in.
+
+    When the lookup in the warehouse was built with the same settings, only the
+    records whose input changed (or that are new) are standardised, and the
+    lookup's rows of those and of removed records are replaced in one
+    transaction (unless `full`). A record's standardised row depends on its
+    own input alone, so the lookup is the one a full build makes.
     """
     target = entity.tables.lookup
     previous = previous_build(con, target)
+    fingerprint = lookup_fingerprint(entity)
+    state = records_table(target)
+    follow = not full and previous is not None and previous.fingerprint == fingerprint and table_exists(con, state)
     keys = TableName(SCRATCH, f"{target.name}_record_keys")
-    con.execute(f"DROP TABLE IF EXISTS {keys.sql}")
+    touched = TableName(SCRATCH, f"{target.name}_touched_records")
+    for scratch in (keys, touched):
+        con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
     try:
         records = customer_records(con, entity, keys=keys if previous is not None else None)
         # narrow unkeyed records for the distinct-value steps
@@ -115,20 +143,33 @@ def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: E
     if previous is not None:  # records keep the keys the lookup in the warehouse gave them
         select, params = record_keys_sql(entity, target)
         con.execute(f"{create_table(keys)} AS {select}", {**params, "next_key": previous.next_record_key})
-    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    names_input = names_only
+    if follow:  # the records whose input changed, and the keys of those that went
+        _touched_records(con, records, state, touched)
+        names_input = dataclasses.replace(
+            records, sql=f"SELECT * FROM ({records.sql}) WHERE record_key IN (SELECT record_key FROM {touched.sql})"
+        )
+        records = names_input
+    for schema in ("identity", state.schema):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     # Built beside the lookup while it builds, then dropped: each distinct typed
     # country → ISO code, and each distinct first and last name → display form and keys.
     typed_countries = TableName(target.schema, f"{target.name}_typed_countries")
     person_names = TableName(target.schema, f"{target.name}_person_names")
     changes, build = changes_table(target), build_table(target)
     with (
-        staged_tables(con, target, typed_countries, person_names, changes, build) as (
-            staging, countries, names, staged_changes, staged_build
+        staged_tables(con, target, typed_countries, person_names, changes, build, state) as (
+            staging,
+            countries,
+            names,
+            staged_changes,
+            staged_build,
+            staged_state,
         ),
         _reference_tables(con),
     ):
         con.execute(f"CREATE TABLE {countries.sql} AS {typed_countries_sql(countries_only.sql)}", countries_only.params)
-        con.execute(f"CREATE TABLE {names.sql} AS {person_names_sql(names_only.sql)}", names_only.params)
+        con.execute(f"CREATE TABLE {names.sql} AS {person_names_sql(names_input.sql)}", names_input.params)
         # National numbers belong to the record's country, else the source's phone region.
         typed = con.execute(f"SELECT DISTINCT country FROM {countries.sql}").fetchall()
         home_regions = sorted({row[0] for row in typed} | set(records.phone_regions))
@@ -137,12 +178,61 @@ def build_source_lookup_counting_nulls(con: duckdb.DuckDBPyConnection, entity: E
         identifier_columns = [f"id_{name}" for name in identifiers]
         create_table_as(con, staging, lookup, records.params, plain_text=identifier_columns)
         con.execute(f"DROP TABLE IF EXISTS {keys.sql}")
-        nulled = count_nulled_values(con, staging, [reason for reason, _ in nulling_conditions(identifiers)])
-        con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(NULLED_REASONS_COLUMN)}")
-        lookup_build = record_lookup_changes(con, target, staging, staged_changes, staged_build, previous)
-        swap_in(con, [(target, staging), (changes, staged_changes), (build, staged_build)])
-    records_built = row_count(con, target)
-    return SourceLookupBuild(records_built, nulled, lookup_build)
+        standardised = row_count(con, staging)
+        state_columns = f"record_key, source, {quote_ident(INPUT_HASH_COLUMN)}, {quote_ident(NULLED_REASONS_COLUMN)}"
+        con.execute(f"CREATE TABLE {staged_state.sql} AS SELECT {state_columns} FROM {staging.sql}")
+        for column in (NULLED_REASONS_COLUMN, INPUT_HASH_COLUMN):
+            con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(column)}")
+        if follow:
+            affected = f"(SELECT record_key FROM {touched.sql})"
+            lookup_build = record_lookup_changes(
+                con, target, staging, staged_changes, staged_build, previous, fingerprint, affected
+            )
+            swap_in(
+                con, [(changes, staged_changes), (build, staged_build)],
+                row_replacements=[RowReplacement(target, staging, affected), RowReplacement(state, staged_state, affected)],
+            )  # fmt: skip
+            con.execute(f"DROP TABLE {touched.sql}")
+        else:
+            lookup_build = record_lookup_changes(
+                con, target, staging, staged_changes, staged_build, previous, fingerprint
+            )
+            swap_in(con, [(target, staging), (changes, staged_changes), (build, staged_build), (state, staged_state)])
+        nulled = count_nulled_values(con, state, [reason for reason, _ in nulling_conditions(identifiers)])
+    return SourceLookupBuild(row_count(con, target), nulled, lookup_build, standardised)
+
+
+# A change here to how a record is standardised must change the version: a lookup built
+# before then is rebuilt in full rather than mixed with records standardised the new way.
+STANDARDISATION_VERSION = 1
+
+
+def lookup_fingerprint(entity: EntityPlan) -> str:
+    """What a record's standardised row depends on besides its own input: the sources' config,
+    the birth-date window (its end moves with the build date), the identifiers and this code."""
+    settings = (
+        STANDARDISATION_VERSION, sorted(entity.sources.items()), entity.birth_dates.bounds(), entity.identifier_names,
+    )  # fmt: skip
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+
+
+def _touched_records(
+    con: duckdb.DuckDBPyConnection, records: SourceRecords, state: TableName, touched: TableName
+) -> None:
+    """`touched` (record_key): the records whose input differs from what the previous build
+    standardised (new ones included), and the keys of the records that are gone."""
+    con.execute(
+        f"""
+        {create_table(touched)} AS
+        WITH inputs AS MATERIALIZED (SELECT record_key, {input_hash_sql("r")} AS input FROM ({records.sql}) AS r)
+        SELECT record_key FROM inputs
+        ANTI JOIN {state.sql} AS previous
+               ON previous.record_key = inputs.record_key AND previous.{quote_ident(INPUT_HASH_COLUMN)} = inputs.input
+        UNION ALL
+        SELECT record_key FROM {state.sql} ANTI JOIN inputs USING (record_key)
+        """,
+        records.params,
+    )
 
 
 def lookup_columns(identifier_names: list[str]) -> list[str]:
@@ -220,7 +310,8 @@ def lookup_sql(
     records: str, identifiers: list[str], countries: TableName, names: TableName, home_regions: list[str]
 ) -> str:
     """The SELECT that standardises the union of per-source `records` into the lookup's columns,
-    plus `NULLED_REASONS_COLUMN`: the bits of the `nulling_conditions` each record meets.
+    plus `NULLED_REASONS_COLUMN`: the bits of the `nulling_conditions` each record meets, and
+    `INPUT_HASH_COLUMN`: a hash of the record's input.
 
     Per-record work is kept to cheap string functions; names and countries,
     which repeat a lot, were standardised once per distinct value beforehand
@@ -230,7 +321,7 @@ def lookup_sql(
     typed_ids = "".join(f"{quote_ident('_id_' + i + '_typed')}, " for i in identifiers)
     columns = ", ".join(quote_ident(c) for c in lookup_columns(identifiers))
     return f"""
-    WITH records AS ({records}),
+    WITH records AS (SELECT r.*, {input_hash_sql("r")} AS {quote_ident(INPUT_HASH_COLUMN)} FROM ({records}) AS r),
     {_split_names_sql("records")},
     texts AS (
         SELECT split_names.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw),
@@ -271,14 +362,15 @@ def lookup_sql(
                 THEN postcode_key || '|' || house_number END AS address_key,
            -- what the nulling reasons look at besides the lookup's columns
            phone_text, _phone_nsn, _phone_number_region, _email_lower, phones.country_raw,
-           {typed_ids}_birth_date_unparseable, _birth_date_parsed
+           {typed_ids}_birth_date_unparseable, _birth_date_parsed, {quote_ident(INPUT_HASH_COLUMN)}
     FROM phones
     LEFT JOIN {names.sql} AS first_names
            ON first_names.part = 'first' AND first_names.typed = phones._first_name
     LEFT JOIN {names.sql} AS last_names
            ON last_names.part = 'last' AND last_names.typed = phones._last_name
     )
-    SELECT {columns}, {nulled_reasons_sql(nulling_conditions(identifiers))} AS {quote_ident(NULLED_REASONS_COLUMN)}
+    SELECT {columns}, {nulled_reasons_sql(nulling_conditions(identifiers))} AS {quote_ident(NULLED_REASONS_COLUMN)},
+           {quote_ident(INPUT_HASH_COLUMN)}
     FROM standardised_records
     """
 
@@ -324,7 +416,7 @@ def person_names_sql(records: str) -> str:
     `root` is the nickname root of a first name and the particle-free core of a last name.
     """
     return f"""
-    WITH records AS ({records}),
+    WITH records AS (SELECT r.*, {input_hash_sql("r")} AS {quote_ident(INPUT_HASH_COLUMN)} FROM ({records}) AS r),
     {_split_names_sql("records")},
     distinct_names AS (
         -- one pass for both parts: part 'first' rows have _last_name aggregated away

@@ -319,12 +319,15 @@ def _erased_values(tables: EntityTables, lookup_columns: set[str], record_in: st
     that no other record holds (a name, email or phone the person alone had)."""
     identifiers = [column.removeprefix("id_") for column in lookup_columns if column.startswith("id_")]
     held = {c.name: c.frequency_column for c in comparisons_for(identifiers) if c.frequency_column in lookup_columns}
-    return " OR ".join(
-        f"(comparison = {sql_string(name)} AND value IN (SELECT {quote_ident(column)}::VARCHAR "
-        f"FROM {tables.lookup.sql} WHERE {record_in} "
-        f"EXCEPT SELECT {quote_ident(column)}::VARCHAR FROM {tables.lookup.sql} WHERE NOT {record_in}))"
-        for name, column in held.items()
-    ) or "false"
+    return (
+        " OR ".join(
+            f"(comparison = {sql_string(name)} AND value IN (SELECT {quote_ident(column)}::VARCHAR "
+            f"FROM {tables.lookup.sql} WHERE {record_in} "
+            f"EXCEPT SELECT {quote_ident(column)}::VARCHAR FROM {tables.lookup.sql} WHERE NOT {record_in}))"
+            for name, column in held.items()
+        )
+        or "false"
+    )
 
 
 def _erase_customer_marts(con: duckdb.DuckDBPyConnection, match: Listed, deleted: dict[str, int]) -> None:

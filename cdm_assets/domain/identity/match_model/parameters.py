@@ -133,7 +133,9 @@ def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel 
     frequencies = frequencies_table(table)
     if not table_exists(con, frequencies):
         return StoredModel(prior, tuple(parameters.values()), rows[0][5], rows[0][6])
-    one_holder = con.execute(f"SELECT comparison, u FROM {frequencies.sql} WHERE value IS NULL ORDER BY comparison").fetchall()
+    one_holder = con.execute(
+        f"SELECT comparison, u FROM {frequencies.sql} WHERE value IS NULL ORDER BY comparison"
+    ).fetchall()
     return StoredModel(
         prior, tuple(parameters.values()), rows[0][5], rows[0][6],
         first_name_given_surname=1.0 if given_surname is None else given_surname,

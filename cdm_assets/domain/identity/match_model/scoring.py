@@ -267,7 +267,9 @@ def build_model_links(
     formed = candidates is None
     if candidates is None:
         candidates = TableName(SCRATCH, f"{links.name}_candidates")
-        con.execute(f"{create_table(candidates)} AS {model_candidates_sql(lookup, model)}", {"max_records": max_records})
+        con.execute(
+            f"{create_table(candidates)} AS {model_candidates_sql(lookup, model)}", {"max_records": max_records}
+        )
     scored = TableName(SCRATCH, f"{links.name}_scored")  # in memory: only the links are kept
     con.execute(f"{create_table(scored)} AS {_scored_pairs_sql(lookup, model, candidates)}")
     if formed:
