@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 
 from cdm_assets.domain.identity.graph_changes import GraphState
-from cdm_assets.domain.identity.lookup_changes import changes_table
+from cdm_assets.domain.identity.lookup_changes import changes_table, records_table
 from cdm_assets.domain.identity.match_model.comparisons import comparisons_for
 from cdm_assets.domain.identity.match_model.parameters import frequencies_table
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
@@ -301,6 +301,8 @@ def _erase_entity(
     con.execute(f"DROP TABLE IF EXISTS {GraphState.of(tables.graph).build.sql}")
     for table, condition in (
         (changes_table(tables.lookup), record_in),
+        # a hash of each erased record's input: before the lookup rows that name the records go
+        (records_table(tables.lookup), f"record_key IN (SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})"),
         (tables.lookup, record_in),
         (tables.id_map, record_in),
         (tables.graph, either_side),
