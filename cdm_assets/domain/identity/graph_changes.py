@@ -186,25 +186,7 @@ def update_model_links(
     for table in (blocks, pairs, candidates, scored):
         con.execute(f"DROP TABLE IF EXISTS {table.sql}")
     params = {"max_records": max_records}
-    # every block a changed record was or is in, with its size before and now
-    con.execute(
-        f"""
-        {create_table(blocks)} AS
-        WITH changed AS ({" UNION ALL ".join(
-            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) FILTER (side = 'new') AS arrived, "
-            f"count(*) FILTER (side = 'old') AS departed FROM ({rule.keyed_sql(changes, ('side',))}) GROUP BY ALL"
-            for index, rule in enumerate(model.blocking)
-        )}),
-        now AS ({" UNION ALL ".join(
-            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) AS members FROM ({rule.keyed_sql(lookup)}) "
-            f"WHERE block IN (SELECT block FROM changed WHERE blocking_rule = {index}) GROUP BY ALL"
-            for index, rule in enumerate(model.blocking)
-        )})
-        SELECT blocking_rule, block, coalesce(now.members, 0) AS members,
-               coalesce(now.members, 0) - arrived + departed AS members_before
-        FROM changed LEFT JOIN now USING (blocking_rule, block)
-        """
-    )  # fmt: skip
+    _changed_model_blocks(con, lookup, changes, model, blocks)
     eligible = "BETWEEN 2 AND $max_records"
     came_under = TableName(SCRATCH, "graph_changes_model_blocks_opened")
     went_over = TableName(SCRATCH, "graph_changes_model_blocks_closed")
@@ -248,6 +230,31 @@ def update_model_links(
     for table in (blocks, pairs, candidates, scored, came_under, went_over):
         con.execute(f"DROP TABLE {table.sql}")
     return counts
+
+
+def _changed_model_blocks(
+    con: duckdb.DuckDBPyConnection, lookup: TableName, changes: TableName, model: ScoringModel, blocks: TableName
+) -> None:
+    """`blocks` (blocking_rule, block, members, members_before): every block of every blocking
+    rule that a changed record was or is in, with its size now and before the changes."""
+    con.execute(
+        f"""
+        {create_table(blocks)} AS
+        WITH changed AS ({" UNION ALL ".join(
+            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) FILTER (side = 'new') AS arrived, "
+            f"count(*) FILTER (side = 'old') AS departed FROM ({rule.keyed_sql(changes, ('side',))}) GROUP BY ALL"
+            for index, rule in enumerate(model.blocking)
+        )}),
+        now AS ({" UNION ALL ".join(
+            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) AS members FROM ({rule.keyed_sql(lookup)}) "
+            f"WHERE block IN (SELECT block FROM changed WHERE blocking_rule = {index}) GROUP BY ALL"
+            for index, rule in enumerate(model.blocking)
+        )})
+        SELECT blocking_rule, block, coalesce(now.members, 0) AS members,
+               coalesce(now.members, 0) - arrived + departed AS members_before
+        FROM changed LEFT JOIN now USING (blocking_rule, block)
+        """
+    )  # fmt: skip
 
 
 def _first_blocking_rules(

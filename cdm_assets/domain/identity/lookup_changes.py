@@ -20,12 +20,15 @@ they follow on from that build, and rebuild in full otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.domain.sql import TableName, create_table
+from cdm_assets.domain.identity.source_records import SourceRecords
+from cdm_assets.domain.plan import EntityPlan
+from cdm_assets.domain.sql import TableName, create_table, quote_ident
 from cdm_assets.domain.warehouse import table_columns, table_exists
 
 STATE_SCHEMA = "identity_state"
@@ -164,4 +167,37 @@ def previous_build(con: duckdb.DuckDBPyConnection, lookup: TableName) -> Previou
         return PreviousBuild(*row)
     return PreviousBuild(
         "", con.execute(f"SELECT coalesce(max(record_key), -1) + 1 FROM {lookup.sql}").fetchall()[0][0]
+    )
+
+
+# A change here to how a record is standardised must change the version: a lookup built
+# before then is rebuilt in full rather than mixed with records standardised the new way.
+STANDARDISATION_VERSION = 1
+
+
+def lookup_fingerprint(entity: EntityPlan) -> str:
+    """What a record's standardised row depends on besides its own input: the sources' config,
+    the birth-date window (its end moves with the build date), the identifiers and this code."""
+    settings = (
+        STANDARDISATION_VERSION, sorted(entity.sources.items()), entity.birth_dates.bounds(), entity.identifier_names,
+    )  # fmt: skip
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+
+
+def touched_records(
+    con: duckdb.DuckDBPyConnection, records: SourceRecords, state: TableName, touched: TableName
+) -> None:
+    """`touched` (record_key): the records whose input differs from what the previous build
+    standardised (new ones included), and the keys of the records that are gone."""
+    con.execute(
+        f"""
+        {create_table(touched)} AS
+        WITH inputs AS MATERIALIZED (SELECT record_key, {input_hash_sql("r")} AS input FROM ({records.sql}) AS r)
+        SELECT record_key FROM inputs
+        ANTI JOIN {state.sql} AS previous
+               ON previous.record_key = inputs.record_key AND previous.{quote_ident(INPUT_HASH_COLUMN)} = inputs.input
+        UNION ALL
+        SELECT record_key FROM {state.sql} ANTI JOIN inputs USING (record_key)
+        """,
+        records.params,
     )

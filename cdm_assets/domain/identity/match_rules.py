@@ -112,30 +112,11 @@ def build_identity_graph(
     ):
         params = {"max_records": max_records_per_key}
         _list_placeholders(con, rules, lookup, placeholders, params)
-        rebuilt = None
-        if follow:
-            changes = changes_table(lookup)
-            con.execute(f"{create_table(rule_pairs)} AS SELECT * FROM {state.rule_pairs.sql}")
-            rebuilt = update_rule_pairs(
-                con, rules, lookup, changes, state.placeholders, placeholders, rule_pairs, params
-            )
-        else:
-            _rule_pairs(con, rules, lookup, placeholders, rule_pairs, params)
-        _link_by_rules(con, rule_pairs, links)
-        key_values, rule_orders = _cannot_link_keys(rules, placeholders)
-        drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders)
+        previous = state if follow else None
+        rebuilt = _rule_links(con, rules, lookup, placeholders, rule_pairs, links, params, previous)
         model_pairs = None
         if model is not None:
-            if follow:
-                con.execute(f"{create_table(model_state)} AS SELECT * FROM {state.model_links.sql}")
-                model_pairs = update_model_links(con, lookup, changes, model, max_records_per_key, model_state)
-            else:
-                model_pairs = build_model_links(con, lookup, model, max_records_per_key, model_state)
-            con.execute(f"{create_table(model_links)} AS SELECT * FROM {model_state.sql}")
-            model_pairs["dropped_in_conflict"] = drop_weak_links_in_conflict(
-                con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},
-                {c: [MODEL_RULE_ORDER] for c in model.conflict_columns},
-            )  # fmt: skip
+            model_pairs = _model_links(con, lookup, model, max_records_per_key, model_state, model_links, previous)
         else:
             con.execute(f"{create_table(model_state)} (key_a BIGINT, key_b BIGINT)")
         create_table_as(
@@ -155,6 +136,59 @@ def build_identity_graph(
         write_build(con, build, lookup_build, fingerprint)
         swap_in(con, list(zip(targets, (staging, report, cuts, rule_pairs, model_state, placeholders, build))))
     return GraphBuild(row_count(con, graph), model_pairs, applied, follow, rebuilt)
+
+
+def _rule_links(
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[MatchRule],
+    lookup: TableName,
+    placeholders: TableName,
+    rule_pairs: TableName,
+    links: TableName,
+    params: dict,
+    previous: GraphState | None,
+) -> int | None:
+    """`rule_pairs` (every rule's pairs: all formed anew, or the `previous` build's with the
+    blocks the lookup's changes touch rebuilt) and `links` (one per pair, the first rule's,
+    without weak links in conflict); returns the blocks rebuilt when following changes."""
+    rebuilt = None
+    if previous is None:
+        _rule_pairs(con, rules, lookup, placeholders, rule_pairs, params)
+    else:
+        con.execute(f"{create_table(rule_pairs)} AS SELECT * FROM {previous.rule_pairs.sql}")
+        changes = changes_table(lookup)
+        rebuilt = update_rule_pairs(
+            con, rules, lookup, changes, previous.placeholders, placeholders, rule_pairs, params
+        )
+    _link_by_rules(con, rule_pairs, links)
+    key_values, rule_orders = _cannot_link_keys(rules, placeholders)
+    drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders)
+    return rebuilt
+
+
+def _model_links(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    model: ScoringModel,
+    max_records: int,
+    model_state: TableName,
+    model_links: TableName,
+    previous: GraphState | None,
+) -> dict[str, float]:
+    """`model_state` (the model's links before the cannot-link check: all scored anew, or the
+    `previous` build's updated for the lookup's changes) and `model_links` (without the weak
+    links in conflict); returns the counts of the pairs scored."""
+    if previous is None:
+        model_pairs = build_model_links(con, lookup, model, max_records, model_state)
+    else:
+        con.execute(f"{create_table(model_state)} AS SELECT * FROM {previous.model_links.sql}")
+        model_pairs = update_model_links(con, lookup, changes_table(lookup), model, max_records, model_state)
+    con.execute(f"{create_table(model_links)} AS SELECT * FROM {model_state.sql}")
+    model_pairs["dropped_in_conflict"] = drop_weak_links_in_conflict(
+        con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},
+        {c: [MODEL_RULE_ORDER] for c in model.conflict_columns},
+    )  # fmt: skip
+    return model_pairs
 
 
 def _list_placeholders(

@@ -24,7 +24,6 @@ counted per source, field and reason (`nulled_values`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,12 +36,15 @@ from cdm_assets.domain.identity.countries import country_aliases
 from cdm_assets.domain.identity.lookup_changes import (
     INPUT_HASH_COLUMN,
     LookupBuild,
+    PreviousBuild,
     build_table,
     changes_table,
     input_hash_sql,
+    lookup_fingerprint,
     previous_build,
     record_lookup_changes,
     records_table,
+    touched_records,
 )
 from cdm_assets.domain.identity.nulled_values import (
     NULLED_REASONS_COLUMN,
@@ -51,6 +53,7 @@ from cdm_assets.domain.identity.nulled_values import (
     count_nulled_values,
     nulled_reasons_sql,
 )
+from cdm_assets.domain.identity.person_names import NICKNAMES, person_names_sql, split_names_sql
 from cdm_assets.domain.identity.phone_numbers import (
     MAX_KEY_DIGITS,
     MIN_KEY_DIGITS,
@@ -60,7 +63,7 @@ from cdm_assets.domain.identity.phone_numbers import (
     phone_stage_sql,
 )
 from cdm_assets.domain.identity.reference_data import nickname_roots
-from cdm_assets.domain.identity.source_records import SourceRecords, customer_records, record_keys_sql
+from cdm_assets.domain.identity.source_records import customer_records, record_keys_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
@@ -86,7 +89,6 @@ KEY_COLUMNS = tuple(MATCH_KEYS[key].column for key in (*_KEY_ORDER, "email", "ph
 
 # Names under which the reference tables are visible while the lookup builds.
 _COUNTRY_ALIASES = "_cdm_ref_country_aliases"
-_NICKNAMES = "_cdm_ref_nicknames"
 _PHONE_REGIONS = "_cdm_ref_phone_regions"
 _PHONE_PREFIXES = "_cdm_ref_phone_prefixes"
 
@@ -145,7 +147,7 @@ def build_source_lookup_counting_nulls(
         con.execute(f"{create_table(keys)} AS {select}", {**params, "next_key": previous.next_record_key})
     names_input = names_only
     if follow:  # the records whose input changed, and the keys of those that went
-        _touched_records(con, records, state, touched)
+        touched_records(con, records, state, touched)
         names_input = dataclasses.replace(
             records, sql=f"SELECT * FROM ({records.sql}) WHERE record_key IN (SELECT record_key FROM {touched.sql})"
         )
@@ -179,60 +181,44 @@ def build_source_lookup_counting_nulls(
         create_table_as(con, staging, lookup, records.params, plain_text=identifier_columns)
         con.execute(f"DROP TABLE IF EXISTS {keys.sql}")
         standardised = row_count(con, staging)
-        state_columns = f"record_key, source, {quote_ident(INPUT_HASH_COLUMN)}, {quote_ident(NULLED_REASONS_COLUMN)}"
-        con.execute(f"CREATE TABLE {staged_state.sql} AS SELECT {state_columns} FROM {staging.sql}")
-        for column in (NULLED_REASONS_COLUMN, INPUT_HASH_COLUMN):
-            con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(column)}")
-        if follow:
-            affected = f"(SELECT record_key FROM {touched.sql})"
-            lookup_build = record_lookup_changes(
-                con, target, staging, staged_changes, staged_build, previous, fingerprint, affected
-            )
-            swap_in(
-                con, [(changes, staged_changes), (build, staged_build)],
-                row_replacements=[RowReplacement(target, staging, affected), RowReplacement(state, staged_state, affected)],
-            )  # fmt: skip
-            con.execute(f"DROP TABLE {touched.sql}")
-        else:
-            lookup_build = record_lookup_changes(
-                con, target, staging, staged_changes, staged_build, previous, fingerprint
-            )
-            swap_in(con, [(target, staging), (changes, staged_changes), (build, staged_build), (state, staged_state)])
+        staged = (staging, staged_changes, staged_build, staged_state)
+        lookup_build = _swap_in_lookup(con, target, staged, previous, fingerprint, touched if follow else None)
         nulled = count_nulled_values(con, state, [reason for reason, _ in nulling_conditions(identifiers)])
     return SourceLookupBuild(row_count(con, target), nulled, lookup_build, standardised)
 
 
-# A change here to how a record is standardised must change the version: a lookup built
-# before then is rebuilt in full rather than mixed with records standardised the new way.
-STANDARDISATION_VERSION = 1
-
-
-def lookup_fingerprint(entity: EntityPlan) -> str:
-    """What a record's standardised row depends on besides its own input: the sources' config,
-    the birth-date window (its end moves with the build date), the identifiers and this code."""
-    settings = (
-        STANDARDISATION_VERSION, sorted(entity.sources.items()), entity.birth_dates.bounds(), entity.identifier_names,
-    )  # fmt: skip
-    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
-
-
-def _touched_records(
-    con: duckdb.DuckDBPyConnection, records: SourceRecords, state: TableName, touched: TableName
-) -> None:
-    """`touched` (record_key): the records whose input differs from what the previous build
-    standardised (new ones included), and the keys of the records that are gone."""
-    con.execute(
-        f"""
-        {create_table(touched)} AS
-        WITH inputs AS MATERIALIZED (SELECT record_key, {input_hash_sql("r")} AS input FROM ({records.sql}) AS r)
-        SELECT record_key FROM inputs
-        ANTI JOIN {state.sql} AS previous
-               ON previous.record_key = inputs.record_key AND previous.{quote_ident(INPUT_HASH_COLUMN)} = inputs.input
-        UNION ALL
-        SELECT record_key FROM {state.sql} ANTI JOIN inputs USING (record_key)
-        """,
-        records.params,
+def _swap_in_lookup(
+    con: duckdb.DuckDBPyConnection,
+    target: TableName,
+    staged: tuple[TableName, TableName, TableName, TableName],
+    previous: PreviousBuild | None,
+    fingerprint: str,
+    touched: TableName | None,
+) -> LookupBuild:
+    """Keep each staged record's input hash and nulling reasons in the records state, record
+    the changes and the build, and swap all in: the whole lookup, or with `touched` (the keys
+    of the records standardised again and of those gone) only those records' rows."""
+    staging, staged_changes, staged_build, staged_state = staged
+    state, changes, build = records_table(target), changes_table(target), build_table(target)
+    state_columns = f"record_key, source, {quote_ident(INPUT_HASH_COLUMN)}, {quote_ident(NULLED_REASONS_COLUMN)}"
+    con.execute(f"CREATE TABLE {staged_state.sql} AS SELECT {state_columns} FROM {staging.sql}")
+    for column in (NULLED_REASONS_COLUMN, INPUT_HASH_COLUMN):
+        con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(column)}")
+    if touched is None:
+        lookup_build = record_lookup_changes(con, target, staging, staged_changes, staged_build, previous, fingerprint)
+        swap_in(con, [(target, staging), (changes, staged_changes), (build, staged_build), (state, staged_state)])
+        return lookup_build
+    affected = f"(SELECT record_key FROM {touched.sql})"
+    lookup_build = record_lookup_changes(
+        con, target, staging, staged_changes, staged_build, previous, fingerprint, affected
     )
+    swap_in(
+        con,
+        [(changes, staged_changes), (build, staged_build)],
+        row_replacements=[RowReplacement(target, staging, affected), RowReplacement(state, staged_state, affected)],
+    )
+    con.execute(f"DROP TABLE {touched.sql}")
+    return lookup_build
 
 
 def lookup_columns(identifier_names: list[str]) -> list[str]:
@@ -298,7 +284,7 @@ def _reference_tables(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     names, roots = zip(*nickname_roots())
     tables = {
         _COUNTRY_ALIASES: country_aliases(),
-        _NICKNAMES: pa.table({"name": list(names), "root": list(roots)}),
+        NICKNAMES: pa.table({"name": list(names), "root": list(roots)}),
         _PHONE_REGIONS: phone_regions(),
         _PHONE_PREFIXES: phone_prefixes(),
     }
@@ -322,7 +308,7 @@ def lookup_sql(
     columns = ", ".join(quote_ident(c) for c in lookup_columns(identifiers))
     return f"""
     WITH records AS (SELECT r.*, {input_hash_sql("r")} AS {quote_ident(INPUT_HASH_COLUMN)} FROM ({records}) AS r),
-    {_split_names_sql("records")},
+    {split_names_sql("records")},
     texts AS (
         SELECT split_names.* EXCLUDE (email_raw, street_raw, postcode_raw, city_raw),
                countries.country,
@@ -372,86 +358,6 @@ def lookup_sql(
     SELECT {columns}, {nulled_reasons_sql(nulling_conditions(identifiers))} AS {quote_ident(NULLED_REASONS_COLUMN)},
            {quote_ident(INPUT_HASH_COLUMN)}
     FROM standardised_records
-    """
-
-
-def _split_names_sql(records: str) -> str:
-    """CTEs ending in `split_names`: `records` plus `_first_name` and `_last_name`.
-
-    Typed first and last names win; a full name fills what is missing:
-    "Berg, Jan van der" (last name first; particles after the given name move
-    back) or "Jan van der Berg" (first word, then the rest). Titles go first,
-    and particles written after the surname ("Bourgondië, van") go before it.
-    """
-    after_comma = std.without_titles("trim(substring(_full_name, _comma + 1))")
-    return f"""
-    full_names AS (
-        SELECT * EXCLUDE (_titled_name), {std.particles_before_surname("_titled_name")} AS _full_name
-        FROM (SELECT *, {std.without_titles(std.collapsed("full_name_raw"))} AS _titled_name FROM {records})
-    ),
-    comma_names AS (
-        SELECT *, strpos(_full_name, ',') AS _comma FROM full_names
-    ),
-    split_names AS (
-        SELECT * EXCLUDE (_comma, _after_comma, _full_name, first_name_raw, last_name_raw, full_name_raw),
-               coalesce(first_name_raw,
-                        CASE WHEN _comma > 0 THEN nullif(trim(_after_comma.given), '')
-                             ELSE split_part(_full_name, ' ', 1) END) AS _first_name,
-               coalesce(last_name_raw,
-                        CASE WHEN _comma > 0
-                             THEN nullif(concat_ws(' ', nullif(trim(_after_comma.particles), ''),
-                                                   nullif(trim(left(_full_name, _comma - 1)), '')), '')
-                             ELSE nullif(substring(_full_name, strpos(_full_name, ' ') + 1), _full_name) END)
-                   AS _last_name
-        FROM (
-            SELECT *, CASE WHEN _comma > 0 THEN {std.given_name_and_particles(after_comma)} END AS _after_comma
-            FROM comma_names
-        )
-    )"""
-
-
-def person_names_sql(records: str) -> str:
-    """Each distinct first and last name of `records`: (part, typed, name, key, root).
-
-    `root` is the nickname root of a first name and the particle-free core of a last name.
-    """
-    return f"""
-    WITH records AS (SELECT r.*, {input_hash_sql("r")} AS {quote_ident(INPUT_HASH_COLUMN)} FROM ({records}) AS r),
-    {_split_names_sql("records")},
-    distinct_names AS (
-        -- one pass for both parts: part 'first' rows have _last_name aggregated away
-        SELECT CASE WHEN grouping(_first_name) = 0 THEN 'first' ELSE 'last' END AS part,
-               coalesce(_first_name, _last_name) AS typed
-        FROM split_names
-        GROUP BY GROUPING SETS ((_first_name), (_last_name))
-    ),
-    first_name_values AS (
-        SELECT typed, {std.without_titles(std.collapsed("typed"))} AS cleaned
-        FROM distinct_names WHERE part = 'first' AND typed IS NOT NULL
-    ),
-    first_name_givens AS (
-        SELECT *, {std.first_given_name(std.folded("cleaned"))} AS given FROM first_name_values
-    ),
-    nicknames AS (
-        SELECT {std.letters_only(std.folded("name"))} AS name, {std.letters_only(std.folded("root"))} AS root
-        FROM {_NICKNAMES}
-    ),
-    last_name_values AS (
-        SELECT typed, {std.particles_before_surname(std.collapsed("typed"))} AS cleaned
-        FROM distinct_names WHERE part = 'last' AND typed IS NOT NULL
-    )
-    SELECT 'first' AS part, typed,
-           {std.name_cased("cleaned", surname=False)} AS name,
-           {std.letters_only(std.folded("cleaned"))} AS key,
-           coalesce(nicknames.root, given) AS root
-    FROM first_name_givens
-    LEFT JOIN nicknames ON nicknames.name = first_name_givens.given
-    UNION ALL
-    SELECT 'last', typed,
-           {std.name_cased("cleaned", surname=True)},
-           {std.letters_only(std.folded("cleaned"))},
-           {std.without_leading_particles(std.folded("cleaned"))}
-    FROM last_name_values
     """
 
 
