@@ -108,20 +108,23 @@ def update_rule_pairs(
         f"(SELECT * FROM {placeholders_before.sql} EXCEPT SELECT * FROM {placeholders.sql})"
     )
     for order, rule in enumerate(rules):
-        blocks = [f"SELECT block FROM ({rule_blocks_sql(rule, changes)})"]
+        # a block may be listed more than once: it is rebuilt once all the same
+        blocks = [(f"SELECT block FROM ({rule_blocks_sql(rule, changes)})", {})]
         for key in shared_alone_keys(rule):
-            blocks.append(_crossing_holders_sql(rule, key, lookup, changes))
+            blocks.append((_crossing_holders_sql(rule, key, lookup, changes), params))
         for key in rule.must_not_differ:
             if match_key(key).personal:
                 column = quote_ident(key_column(key))
-                blocks.append(
+                blocks.append((
                     f"SELECT block FROM ({rule_blocks_sql(rule, lookup, ('record_key', key_column(key)))}) "
                     f"WHERE {column} IN (SELECT value FROM ({changed_placeholders}) "
-                    f"WHERE key_column = {sql_string(key_column(key))})"
-                )
-        sql = f"INSERT INTO {touched.sql} SELECT DISTINCT $order, block FROM ({' UNION ALL '.join(blocks)})"
-        # the cap is a parameter only where a value shared alone may have crossed it
-        con.execute(sql, {"order": order, **({"max_records": params["max_records"]} if "$max_records" in sql else {})})
+                    f"WHERE key_column = {sql_string(key_column(key))})",
+                    {},
+                ))  # fmt: skip
+        for select, select_params in blocks:
+            con.execute(
+                f"INSERT INTO {touched.sql} SELECT $order, block FROM ({select})", {**select_params, "order": order}
+            )
     con.execute(
         f"""
         DELETE FROM {rule_pairs.sql} AS pairs
@@ -144,7 +147,7 @@ def update_rule_pairs(
             f"FROM ({rule_sql(rule, lookup, placeholders, only_blocks=in_touched)})",
             {**params, "order": order},
         )
-    rebuilt = con.execute(f"SELECT count(*) FROM {touched.sql}").fetchall()[0][0]
+    rebuilt = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT * FROM {touched.sql})").fetchall()[0][0]
     con.execute(f"DROP TABLE {touched.sql}")
     return rebuilt
 

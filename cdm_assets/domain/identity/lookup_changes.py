@@ -7,12 +7,17 @@ first build numbers the records 0..n-1 in (source, source_record_id) order.
 
 Each build writes, in the `identity_state` schema, beside the lookup:
 
+- `<lookup>_records`: per record a hash of its input and the reasons its
+  values were nulled, so that the next build with the same settings
+  (`lookup_fingerprint`) standardises only the records whose input changed
+  (`touched_records`) and still counts every nulled value;
 - `<lookup>_changes`: the previous version (`side` = 'old') of each removed or
   changed record and the new version (`side` = 'new') of each added or changed
   record, with every lookup column;
 - `<lookup>_build`: one row naming this build and the build it changed, the
-  next free record key, and whether the changes are complete (they are not on
-  a first build, or when the lookup's columns changed).
+  next free record key, whether the changes are complete (they are not on a
+  first build, or when the lookup's columns changed) and the settings'
+  fingerprint.
 
 Later steps that remember which build they last saw apply the changes when
 they follow on from that build, and rebuild in full otherwise.
