@@ -185,6 +185,6 @@ def daily_full_refresh(asset_keys: list[dg.AssetKey], ns: Namespace) -> dg.Sched
         target=dg.AssetSelection.assets(*asset_keys),
         default_status=dg.DefaultScheduleStatus.STOPPED,
         tags={FULL_REBUILD_TAG: "true"},
-        description="Rebuilds every asset once a day, the identity graph in full rather than by the day's "
-        "changes; off by default (the landing sensor keeps things fresh).",
+        description="Rebuilds every asset once a day, the lookup and the identity graph in full rather than by the "
+        "day's changes; off by default (the landing sensor keeps things fresh).",
     )

@@ -88,10 +88,6 @@ def weight_column(comparison: Comparison) -> str:
     return f"weight_{comparison.slug}"
 
 
-def _frequency_table(comparison: Comparison) -> str:
-    return f"tf_{comparison.slug}"
-
-
 def _weight_sql(
     comparison: Comparison,
     parameters: ComparisonParameters,
