@@ -46,4 +46,6 @@ def build_clusters(con: duckdb.DuckDBPyConnection, lookup: TableName, graph: Tab
     table = pa.table({"record_key": keys, "cluster": labels[keys]})
     with arrow_views(con, {"cluster_labels": table}):
         con.execute(f"{create_table(clusters)} AS SELECT * FROM cluster_labels")
-    return len(np.unique(labels[keys]))
+    held = np.zeros(int(labels.max()) + 1 if len(labels) else 0, dtype=bool)
+    held[labels[keys]] = True  # the labels of removed records' keys name no cluster
+    return int(held.sum())
