@@ -222,6 +222,8 @@ def test_an_unchanged_rerun_reuses_the_model_and_retraining_on_unchanged_data_ke
     _, trained = ensure_match_model(con, settings, CUSTOMER_TABLES.lookup, table)
     # not trained again: the stored model fits the settings
     assert not trained and load_model(con, table).trained_at == stored.trained_at
+    # it knows how many records it (and its value frequencies) was trained on
+    assert stored.trained_on_records == con.execute("SELECT count(*) FROM identity.source_lookup").fetchone()[0]
     build_graph(con, entity_of(config), retrain=True)
     assignment = assign_ids_from_graph(con, CUSTOMER_TABLES)
     assert (assignment.created, assignment.merged, assignment.split) == (0, 0, 0)

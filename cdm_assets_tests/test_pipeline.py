@@ -149,6 +149,9 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
     )  # fmt: skip
     assert graph["followed_changes"].value is True
     assert lookup["records_standardised"].value == 1  # the late record alone
+    model = metadata["identity/match_model"]  # reused, trained on one record fewer than the lookup holds now
+    assert (model["trained_on_records"].value, model["records_now"].value) == (6, 7)
+    assert model["records_now_per_trained"].value == round(7 / 6, 3)
     with duckdb.connect(str(landing / "warehouse.duckdb"), read_only=True) as con:
         ids = dict(
             con.execute(

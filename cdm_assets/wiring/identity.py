@@ -26,6 +26,7 @@ from cdm_assets.domain.identity.source_lookup import build_source_lookup_countin
 from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.vocabulary import CUSTOMER
+from cdm_assets.domain.warehouse import row_count
 from cdm_assets.wiring.automation import full_rebuild_asked
 from cdm_assets.wiring.keys import IDENTITY_GROUP, OWNERS, Namespace
 from cdm_assets.wiring.metadata import nulled_values_metadata, preview_policy, table_metadata
@@ -78,6 +79,18 @@ def model_metadata(model: StoredModel, trained: bool) -> dict[str, dg.MetadataVa
             "| comparison | level | weight (bits) | |\n| --- | --- | --- | --- |\n" + "\n".join(chart)
         ),
         **numbers,
+    }
+
+
+def training_age(model: StoredModel, records_now: int) -> dict[str, int | float]:
+    """How far the lookup has moved from the records the model (and its value frequencies) was
+    trained on: the UI plots `records_now_per_trained`; retrain when it has moved far from 1."""
+    if model.trained_on_records is None:
+        return {"records_now": records_now}
+    return {
+        "trained_on_records": model.trained_on_records,
+        "records_now": records_now,
+        "records_now_per_trained": round(records_now / max(model.trained_on_records, 1), 3),
     }
 
 
@@ -188,8 +201,9 @@ def match_model_asset(entity: EntityPlan, settings: ModelSettings, ns: Namespace
     def match_model(context: dg.AssetExecutionContext, config: MatchModelRun):
         with ns.warehouse_of(context).get_connection() as con:
             stored, trained = ensure_match_model(con, settings, tables.lookup, tables.model, retrain=config.retrain)
+            records_now = row_count(con, tables.lookup)
         context.log.info("match model " + ("trained" if trained else "reused: it fits the settings"))
-        return dg.MaterializeResult(metadata=model_metadata(stored, trained))
+        return dg.MaterializeResult(metadata={**model_metadata(stored, trained), **training_age(stored, records_now)})
 
     return match_model
 

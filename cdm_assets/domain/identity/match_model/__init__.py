@@ -25,6 +25,7 @@ from cdm_assets.domain.identity.match_model.scoring import (
 from cdm_assets.domain.identity.match_model.training import train
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.warehouse import row_count
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def ensure_match_model(
         lambda frequencies: measure_value_frequencies(
             con, lookup, settings.comparisons, settings.max_records_per_key, frequencies
         ),
+        row_count(con, lookup),
     )  # fmt: skip
     stored = load_model(con, table)
     assert stored is not None

@@ -43,6 +43,7 @@ class StoredModel:
     first_name_given_surname: float = 1.0
     one_holder_u: Mapping[str, float] = field(default_factory=dict)
     frequencies: TableName | None = None  # None: stored before frequencies were part of the model
+    trained_on_records: int | None = None  # the lookup's records when it was trained (None: not recorded)
 
 
 def frequencies_table(table: TableName) -> TableName:
@@ -61,9 +62,11 @@ def save_model(
     model: TrainedModel,
     fingerprint: str,
     measure_frequencies: Callable[[TableName], float],
+    trained_on_records: int,
 ) -> None:
     """Store `model` in `table` and what `measure_frequencies` writes (into the table it is
-    given; it returns `first_name_given_surname`) in its frequencies table, in one transaction."""
+    given; it returns `first_name_given_surname`) in its frequencies table, in one transaction,
+    with the number of records it was trained on."""
     trained_at = datetime.now(UTC).replace(tzinfo=None)
     rows: dict[str, list] = {
         "comparison": [], "level_index": [], "level": [], "m_probability": [], "u_probability": [],
@@ -91,13 +94,13 @@ def save_model(
     frequencies = frequencies_table(table)
     with arrow_views(con, {name: arrow}), staged_tables(con, table, frequencies) as (staging, staged_frequencies):
         given_surname = measure_frequencies(staged_frequencies)
-        # on the prior's row: how much a shared surname says about the first name
+        # on the prior's row: how much a shared surname says about the first name, and the records
         create_table_as(
             con,
             staging,
-            f"SELECT *, CASE WHEN comparison = '{PRIOR}' THEN $given END::DOUBLE AS first_name_given_surname "
-            f"FROM {name}",
-            {"given": given_surname},
+            f"SELECT *, CASE WHEN comparison = '{PRIOR}' THEN $given END::DOUBLE AS first_name_given_surname, "
+            f"CASE WHEN comparison = '{PRIOR}' THEN $records END::BIGINT AS trained_on_records FROM {name}",
+            {"given": given_surname, "records": trained_on_records},
         )
         swap_in(con, [(table, staging), (frequencies, staged_frequencies)])
 
@@ -110,18 +113,19 @@ def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel 
     columns = dict(table_columns(con, table))
     given = "u_given_surname" if "u_given_surname" in columns else "NULL"
     factor = "first_name_given_surname" if "first_name_given_surname" in columns else "NULL"
+    records = "trained_on_records" if "trained_on_records" in columns else "NULL"
     rows = con.execute(
         f"""
         SELECT comparison, level, m_probability, u_probability, trained_by, fingerprint, trained_at,
-               {given}, {factor}
+               {given}, {factor}, {records}
         FROM {table.sql} ORDER BY comparison, level_index
         """
     ).fetchall()
     if not rows:
         return None
-    prior, given_surname = next((row[2], row[8]) for row in rows if row[0] == PRIOR)
+    prior, given_surname, trained_on = next((row[2], row[8], row[9]) for row in rows if row[0] == PRIOR)
     parameters: dict[str, ComparisonParameters] = {}
-    for comparison, level, m, u, trained_by, _, _, u_given, _ in rows:
+    for comparison, level, m, u, trained_by, _, _, u_given, _, _ in rows:
         if comparison == PRIOR:
             continue
         entry = parameters.setdefault(comparison, ComparisonParameters(comparison, [], [], [], list(trained_by)))
@@ -139,5 +143,5 @@ def load_model(con: duckdb.DuckDBPyConnection, table: TableName) -> StoredModel 
     return StoredModel(
         prior, tuple(parameters.values()), rows[0][5], rows[0][6],
         first_name_given_surname=1.0 if given_surname is None else given_surname,
-        one_holder_u=dict(one_holder), frequencies=frequencies,
+        one_holder_u=dict(one_holder), frequencies=frequencies, trained_on_records=trained_on,
     )  # fmt: skip
