@@ -190,19 +190,31 @@ def lookup_fingerprint(entity: EntityPlan) -> str:
 
 
 def touched_records(
-    con: duckdb.DuckDBPyConnection, records: SourceRecords, state: TableName, touched: TableName
+    con: duckdb.DuckDBPyConnection,
+    records: SourceRecords,
+    state: TableName,
+    keys: TableName,
+    inputs: TableName,
+    touched: TableName,
 ) -> None:
-    """`touched` (record_key): the records whose input differs from what the previous build
-    standardised (new ones included), and the keys of the records that are gone."""
+    """`inputs`: the input rows of the records whose input differs from what the previous build
+    standardised (new ones included), read in one pass over every record; `touched`
+    (record_key): their keys and the keys of the records that are gone (in `state`, not in
+    `keys`, this build's record keys)."""
+    con.execute(
+        f"""
+        {create_table(inputs)} AS
+        SELECT r.* FROM ({records.sql}) AS r
+        ANTI JOIN {state.sql} AS previous
+               ON previous.record_key = r.record_key AND previous.{quote_ident(INPUT_HASH_COLUMN)} = {input_hash_sql("r")}
+        """,
+        records.params,
+    )
     con.execute(
         f"""
         {create_table(touched)} AS
-        WITH inputs AS MATERIALIZED (SELECT record_key, {input_hash_sql("r")} AS input FROM ({records.sql}) AS r)
-        SELECT record_key FROM inputs
-        ANTI JOIN {state.sql} AS previous
-               ON previous.record_key = inputs.record_key AND previous.{quote_ident(INPUT_HASH_COLUMN)} = inputs.input
+        SELECT record_key FROM {inputs.sql}
         UNION ALL
-        SELECT record_key FROM {state.sql} ANTI JOIN inputs USING (record_key)
-        """,
-        records.params,
+        SELECT record_key FROM {state.sql} ANTI JOIN {keys.sql} USING (record_key)
+        """
     )

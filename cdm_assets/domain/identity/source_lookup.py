@@ -133,7 +133,8 @@ def build_source_lookup_counting_nulls(
     follow = not full and previous is not None and previous.fingerprint == fingerprint and table_exists(con, state)
     keys = TableName(SCRATCH, f"{target.name}_record_keys")
     touched = TableName(SCRATCH, f"{target.name}_touched_records")
-    for scratch in (keys, touched):
+    touched_inputs = TableName(SCRATCH, f"{target.name}_touched_inputs")
+    for scratch in (keys, touched, touched_inputs):
         con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
     try:
         records = customer_records(con, entity, keys=keys if previous is not None else None)
@@ -147,11 +148,8 @@ def build_source_lookup_counting_nulls(
         con.execute(f"{create_table(keys)} AS {select}", {**params, "next_key": previous.next_record_key})
     names_input = names_only
     if follow:  # the records whose input changed, and the keys of those that went
-        touched_records(con, records, state, touched)
-        names_input = dataclasses.replace(
-            records, sql=f"SELECT * FROM ({records.sql}) WHERE record_key IN (SELECT record_key FROM {touched.sql})"
-        )
-        records = names_input
+        touched_records(con, records, state, keys, touched_inputs, touched)
+        records = names_input = dataclasses.replace(records, sql=f"SELECT * FROM {touched_inputs.sql}", params={})
     for schema in ("identity", state.schema):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     # Built beside the lookup while it builds, then dropped: each distinct typed
@@ -179,7 +177,8 @@ def build_source_lookup_counting_nulls(
         lookup = lookup_sql(records.sql, identifiers, countries, names, home_regions)
         identifier_columns = [f"id_{name}" for name in identifiers]
         create_table_as(con, staging, lookup, records.params, plain_text=identifier_columns)
-        con.execute(f"DROP TABLE IF EXISTS {keys.sql}")
+        for scratch in (keys, touched_inputs):
+            con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
         standardised = row_count(con, staging)
         staged = (staging, staged_changes, staged_build, staged_state)
         lookup_build = _swap_in_lookup(con, target, staged, previous, fingerprint, touched if follow else None)
