@@ -42,7 +42,7 @@ from cdm_assets.domain.identity.rule_sql import rule_blocks_sql, rule_sql, share
 from cdm_assets.domain.plan import MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
 from cdm_assets.domain.vocabulary import match_key
-from cdm_assets.domain.warehouse import table_exists
+from cdm_assets.domain.warehouse import staged_tables, table_exists
 
 RULE_PAIRS_DDL = "key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN"
 
@@ -100,8 +100,24 @@ def update_rule_pairs(
 ) -> int:
     """Rebuild, in `rule_pairs` (the previous build's pairs), the blocks of every rule that the
     changes touch; returns the number of blocks rebuilt."""
-    touched = TableName(SCRATCH, "graph_changes_touched_rule_blocks")
-    con.execute(f"DROP TABLE IF EXISTS {touched.sql}")
+    with staged_tables(con, TableName(SCRATCH, "graph_changes_touched_rule_blocks")) as (touched,):
+        _list_touched_rule_blocks(con, rules, lookup, changes, placeholders_before, placeholders, touched, params)
+        _rebuild_rule_blocks(con, rules, lookup, changes, placeholders, rule_pairs, touched, params)
+        return con.execute(f"SELECT count(*) FROM (SELECT DISTINCT * FROM {touched.sql})").fetchall()[0][0]
+
+
+def _list_touched_rule_blocks(
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[MatchRule],
+    lookup: TableName,
+    changes: TableName,
+    placeholders_before: TableName,
+    placeholders: TableName,
+    touched: TableName,
+    params: dict,
+) -> None:
+    """`touched` (rule_order, block): per rule, the blocks a changed record was or is in, and
+    those of records holding a value that crossed the cap alone or as a placeholder."""
     con.execute(f"{create_table(touched)} (rule_order INTEGER, block UBIGINT)")
     changed_placeholders = (
         f"(SELECT * FROM {placeholders.sql} EXCEPT SELECT * FROM {placeholders_before.sql}) UNION "
@@ -125,6 +141,20 @@ def update_rule_pairs(
             con.execute(
                 f"INSERT INTO {touched.sql} SELECT $order, block FROM ({select})", {**select_params, "order": order}
             )
+
+
+def _rebuild_rule_blocks(
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[MatchRule],
+    lookup: TableName,
+    changes: TableName,
+    placeholders: TableName,
+    rule_pairs: TableName,
+    touched: TableName,
+    params: dict,
+) -> None:
+    """Delete from `rule_pairs` the pairs of changed records and of the `touched` blocks, and
+    form the touched blocks' pairs anew, each block judged on all its records."""
     con.execute(
         f"""
         DELETE FROM {rule_pairs.sql} AS pairs
@@ -147,9 +177,6 @@ def update_rule_pairs(
             f"FROM ({rule_sql(rule, lookup, placeholders, only_blocks=in_touched)})",
             {**params, "order": order},
         )
-    rebuilt = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT * FROM {touched.sql})").fetchall()[0][0]
-    con.execute(f"DROP TABLE {touched.sql}")
-    return rebuilt
 
 
 def _crossing_holders_sql(rule: MatchRule, key: str, lookup: TableName, changes: TableName) -> str:
@@ -182,22 +209,33 @@ def update_model_links(
     """Update `model_links` (the previous build's model links) for the changes: the pairs that
     may link or unlink are scored again, each with its first blocking rule; returns the counts
     of `build_model_links` for them."""
-    blocks = TableName(SCRATCH, "graph_changes_model_blocks")
-    pairs = TableName(SCRATCH, "graph_changes_model_pairs")
-    candidates = TableName(SCRATCH, "graph_changes_model_candidates")
-    scored = TableName(SCRATCH, "graph_changes_model_links")
-    for table in (blocks, pairs, candidates, scored):
-        con.execute(f"DROP TABLE IF EXISTS {table.sql}")
+    scratch = ("blocks", "pairs", "candidates", "links", "blocks_opened", "blocks_closed")
+    with staged_tables(con, *(TableName(SCRATCH, f"graph_changes_model_{part}") for part in scratch)) as tables:
+        return _rescore_model_pairs(con, lookup, changes, model, max_records, model_links, *tables)
+
+
+def _rescore_model_pairs(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    changes: TableName,
+    model: ScoringModel,
+    max_records: int,
+    model_links: TableName,
+    blocks: TableName,
+    pairs: TableName,
+    candidates: TableName,
+    scored: TableName,
+    came_under: TableName,
+    went_over: TableName,
+) -> dict[str, float]:
+    """`update_model_links` in the scratch tables it is given (dropped by the caller)."""
     params = {"max_records": max_records}
     _changed_model_blocks(con, lookup, changes, model, blocks)
     eligible = "BETWEEN 2 AND $max_records"
-    came_under = TableName(SCRATCH, "graph_changes_model_blocks_opened")
-    went_over = TableName(SCRATCH, "graph_changes_model_blocks_closed")
     for table, condition in (
         (came_under, f"members {eligible} AND NOT (members_before {eligible})"),
         (went_over, f"members_before {eligible} AND NOT (members {eligible})"),
     ):
-        con.execute(f"DROP TABLE IF EXISTS {table.sql}")
         con.execute(f"{create_table(table)} AS SELECT blocking_rule, block FROM {blocks.sql} WHERE {condition}", params)
     went_over_members = " UNION ".join(
         f"SELECT record_key FROM ({rule.keyed_sql(lookup)}) "
@@ -230,8 +268,6 @@ def update_model_links(
         """
     )
     con.execute(f"INSERT INTO {model_links.sql} BY NAME SELECT * FROM {scored.sql}")
-    for table in (blocks, pairs, candidates, scored, came_under, went_over):
-        con.execute(f"DROP TABLE {table.sql}")
     return counts
 
 
