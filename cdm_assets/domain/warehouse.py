@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import duckdb
 
 from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH, STAGING_PREFIX, TableName, create_table, quote_ident
+from cdm_assets.domain.table_versions import BuiltFrom, TableVersion, ensure_state, record_statements
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +188,19 @@ def swap_in(
     quarantine: QuarantineReplacement | None = None,
     appends: Sequence[tuple[TableName, TableName]] = (),
     row_replacements: Sequence[RowReplacement] = (),
+    versions: Sequence[TableVersion] = (),
+    built_from: Sequence[BuiltFrom] = (),
 ) -> None:
     """Replace each target with its staging table (and quarantine rows), append the rows of
-    each `appends` table to its target (an append-only history) and replace the rows of each
-    `row_replacements`, in one transaction."""
+    each `appends` table to its target (an append-only history), replace the rows of each
+    `row_replacements` and record the tables' `versions` and what they were `built_from`,
+    in one transaction."""
+    if versions or built_from:
+        ensure_state(con)
     con.execute("BEGIN TRANSACTION")
     try:
+        for statement, params in record_statements(versions, built_from):
+            con.execute(statement, params)
         for replacement in row_replacements:
             con.execute(f"DELETE FROM {replacement.target.sql} WHERE record_key IN {replacement.keys}")
             con.execute(f"INSERT INTO {replacement.target.sql} BY NAME SELECT * FROM {replacement.rows.sql}")

@@ -26,8 +26,10 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from cdm_assets.domain.identity.lookup_changes import STATE_SCHEMA
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.table_versions import TableVersion, current_versions
 from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in, table_exists
 
 
@@ -84,8 +86,11 @@ def assign_customer_ids(
         SELECT cluster, customer_id, true AS is_new FROM id_minted
         """
     )
+    previous_version = current_versions(con, [id_map]).get(id_map) if table_exists(con, id_map) else None
     # The history is append-only: this run's changes are appended in the transaction that swaps the map in.
-    with staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes")) as (map_staging, changes):
+    map_changes = map_changes_table(tables)
+    staged = staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes"), map_changes)
+    with staged as (map_staging, changes, staged_map_changes):
         create_table_as(
             con,
             map_staging,
@@ -100,10 +105,36 @@ def assign_customer_ids(
             f"INSERT INTO {changes.sql} {_changes_sql(previous_map, made_by_overrides)}", {"changed_at": changed_at}
         )
         assignment = _count_changes(con, changes, id_column)
-        swap_in(con, [(id_map, map_staging)], appends=[(id_history, changes)])
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {map_changes.schema}")
+        con.execute(f"{create_table(staged_map_changes)} AS {_map_changes_sql(previous_map)}")
+        version = TableVersion.new(id_map, follows=previous_version.version if previous_version else None)
+        swap_in(
+            con,
+            [(id_map, map_staging), (map_changes, staged_map_changes)],
+            appends=[(id_history, changes)],
+            versions=[version],
+        )
     for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return assignment
+
+
+def map_changes_table(tables: EntityTables) -> TableName:
+    """The records whose id the last assignment changed: (source, source_record_id, old_id,
+    new_id), old_id NULL for a new record and new_id NULL for a record that is gone. The map's
+    version `follows` the version these changes start at."""
+    return TableName(STATE_SCHEMA, f"{tables.id_map.name}_changes")
+
+
+def _map_changes_sql(previous_map: str) -> str:
+    return f"""
+        SELECT r.source, r.source_record_id, r.previous_id AS old_id, i.customer_id AS new_id
+        FROM id_records r JOIN id_by_cluster i USING (cluster)
+        WHERE r.previous_id IS DISTINCT FROM i.customer_id
+        UNION ALL
+        SELECT p.source, p.source_record_id, p.customer_id, NULL
+        FROM ({previous_map}) p ANTI JOIN id_records r USING (source, source_record_id)
+    """
 
 
 def _previous_map_sql(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> str:

@@ -34,6 +34,7 @@ import duckdb
 from cdm_assets.domain.identity.source_records import SourceRecords
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import TableName, create_table, quote_ident
+from cdm_assets.domain.table_versions import TableVersion
 from cdm_assets.domain.warehouse import table_columns, table_exists
 
 STATE_SCHEMA = "identity_state"
@@ -65,6 +66,11 @@ class LookupBuild:
     @property
     def complete(self) -> bool:
         return self.added is not None
+
+
+def lookup_version(lookup: TableName, build: LookupBuild) -> TableVersion:
+    """The lookup's table version: its build, following the build its changes start at."""
+    return TableVersion(lookup, build.build_id, build.previous_build_id if build.complete else None)
 
 
 def changes_table(lookup: TableName) -> TableName:
@@ -177,7 +183,7 @@ def previous_build(con: duckdb.DuckDBPyConnection, lookup: TableName) -> Previou
 
 # A change here to how a record is standardised must change the version: a lookup built
 # before then is rebuilt in full rather than mixed with records standardised the new way.
-STANDARDISATION_VERSION = 1
+STANDARDISATION_VERSION = 2
 
 
 def lookup_fingerprint(entity: EntityPlan) -> str:

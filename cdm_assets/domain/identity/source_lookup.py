@@ -41,6 +41,7 @@ from cdm_assets.domain.identity.lookup_changes import (
     changes_table,
     input_hash_sql,
     lookup_fingerprint,
+    lookup_version,
     previous_build,
     record_lookup_changes,
     records_table,
@@ -66,6 +67,7 @@ from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_records import customer_records, record_keys_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.table_versions import BuiltFrom, current_versions
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
 from cdm_assets.domain.warehouse import (
     RowReplacement,
@@ -127,6 +129,9 @@ def build_source_lookup_counting_nulls(
     own input alone, so the lookup is the one a full build makes.
     """
     target = entity.tables.lookup
+    raw_tables = [TableName("raw", name) for name in sorted(entity.sources)]
+    read = {table: version.version for table, version in current_versions(con, raw_tables).items()}
+    raw_inputs = BuiltFrom(target, {table: read.get(table) for table in raw_tables})
     previous = previous_build(con, target)
     fingerprint = lookup_fingerprint(entity)
     state = records_table(target)
@@ -181,7 +186,9 @@ def build_source_lookup_counting_nulls(
             con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
         standardised = row_count(con, staging)
         staged = (staging, staged_changes, staged_build, staged_state)
-        lookup_build = _swap_in_lookup(con, target, staged, previous, fingerprint, touched if follow else None)
+        lookup_build = _swap_in_lookup(
+            con, target, staged, previous, fingerprint, touched if follow else None, raw_inputs
+        )
         nulled = count_nulled_values(con, state, [reason for reason, _ in nulling_conditions(identifiers)])
     return SourceLookupBuild(row_count(con, target), nulled, lookup_build, standardised)
 
@@ -193,10 +200,12 @@ def _swap_in_lookup(
     previous: PreviousBuild | None,
     fingerprint: str,
     touched: TableName | None,
+    raw_inputs: BuiltFrom,
 ) -> LookupBuild:
     """Keep each staged record's input hash and nulling reasons in the records state, record
-    the changes and the build, and swap all in: the whole lookup, or with `touched` (the keys
-    of the records standardised again and of those gone) only those records' rows."""
+    the changes and the build (as the lookup's version, built from `raw_inputs`), and swap all
+    in: the whole lookup, or with `touched` (the keys of the records standardised again and
+    of those gone) only those records' rows."""
     staging, staged_changes, staged_build, staged_state = staged
     state, changes, build = records_table(target), changes_table(target), build_table(target)
     state_columns = f"record_key, source, {quote_ident(INPUT_HASH_COLUMN)}, {quote_ident(NULLED_REASONS_COLUMN)}"
@@ -205,7 +214,12 @@ def _swap_in_lookup(
         con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(column)}")
     if touched is None:
         lookup_build = record_lookup_changes(con, target, staging, staged_changes, staged_build, previous, fingerprint)
-        swap_in(con, [(target, staging), (changes, staged_changes), (build, staged_build), (state, staged_state)])
+        swap_in(
+            con,
+            [(target, staging), (changes, staged_changes), (build, staged_build), (state, staged_state)],
+            versions=[lookup_version(target, lookup_build)],
+            built_from=[raw_inputs],
+        )
         return lookup_build
     affected = f"(SELECT record_key FROM {touched.sql})"
     lookup_build = record_lookup_changes(
@@ -215,6 +229,8 @@ def _swap_in_lookup(
         con,
         [(changes, staged_changes), (build, staged_build)],
         row_replacements=[RowReplacement(target, staging, affected), RowReplacement(state, staged_state, affected)],
+        versions=[lookup_version(target, lookup_build)],
+        built_from=[raw_inputs],
     )
     con.execute(f"DROP TABLE {touched.sql}")
     return lookup_build

@@ -28,6 +28,8 @@ from cdm_assets.domain.warehouse import row_count, table_columns, table_exists
 
 # Canonical text fields read from a source; `birth_date` is parsed separately.
 TEXT_FIELDS = tuple(field for field in CUSTOMER_FIELDS if field not in DATE_FIELDS)
+# A keyed record's hash of the raw columns the config reads (part of its input hash).
+RAW_ROW_HASH = "_raw_row_hash"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,10 @@ def _source_sql(
     )
     plausible = std.plausible_birth_date("_birth_date_parsed", "$birth_earliest::DATE", "$birth_latest::DATE")
     # `_birth_date_parsed` in `unparseable` is the alias just defined (the date is parsed once)
+    # every column the config reads, so a record's input hash changes with anything the
+    # customer model takes from it (its updated_at, attributes and links included)
+    read = [quote_ident(c) for c in source.columns_used() if c in column_types]
+    columns.append(f"hash({', '.join(read)}) AS {RAW_ROW_HASH}")
     columns += [f"{birth_date} AS _birth_date_parsed", f"{unparseable} AS _birth_date_unparseable"]
     columns.append(f"{_unparsed_date_digits(birth, birth_type)} AS _birth_date_digits")
     for name in identifiers:

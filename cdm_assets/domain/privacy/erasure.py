@@ -54,6 +54,7 @@ from cdm_assets.domain.privacy.suppression import (
     text_suppressed_sql,
 )
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.table_versions import forget_inputs
 from cdm_assets.domain.vocabulary import CUSTOMER
 from cdm_assets.domain.warehouse import connect_warehouse, ensure_schemas, table_columns, table_exists
 
@@ -146,6 +147,7 @@ def forget(
             f"INSERT INTO {ERASURES.sql} VALUES (?, ?, ?, ?, ?, ?, ?)",
             [erasure_id, erased_at, request.kind, whole, records, sum(deleted.values()), added],
         )
+        forget_inputs(con)  # rows left every table in place: the derived tables build in full next time
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -32,6 +32,7 @@ from cdm_assets.domain.privacy.suppression import Suppressed, active_salt, text_
 from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
 from cdm_assets.domain.raw.landed import LandingError
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.table_versions import TableVersion
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
     ensure_quarantine,
@@ -150,7 +151,12 @@ def load_raw_source(
                 f"{report.rows_quarantined} quarantined and {report.suppressed} suppressed; nothing was changed"
             )
         with swap_lock:
-            swap_in(con, [(target, landed)], QuarantineReplacement((name,), RAW_STAGE, rejects))
+            swap_in(
+                con,
+                [(target, landed)],
+                QuarantineReplacement((name,), RAW_STAGE, rejects),
+                versions=[TableVersion.new(target)],
+            )
     report.seconds = time.perf_counter() - started
     return report
 
@@ -170,6 +176,8 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection, sources: dict[str, Source]
             columns = ", ".join(f"{quote_ident(c)} VARCHAR" for c in source.columns_used())
             con.execute(f"CREATE TABLE IF NOT EXISTS {table.sql} ({columns}, _file VARCHAR, _row_number BIGINT)")
             created.append(name)
+    if created:
+        swap_in(con, [], versions=[TableVersion.new(TableName("raw", name)) for name in created])
     return created
 
 
