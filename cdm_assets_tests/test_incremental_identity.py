@@ -1,11 +1,12 @@
-"""Incremental identity: following a batch's changes ends where a full rebuild does.
+"""Incremental runs: following a batch's changes ends where a full rebuild does.
 
 Two warehouses take the same random batches of added, changed and removed
 customer records. One follows each batch by its changes (the lookup
 standardises the records whose input changed, the graph works on the pairs
-they touch); the other rebuilds both in full. After every batch the lookup,
-the identity graph, the state the next batch follows on from and the
-Customer IDs must be identical. A cap of a few records per key makes
+they touch, the marts replace the rows of the customers, transactions and
+events the changes reach); the other rebuilds everything in full. After
+every batch the lookup, the identity graph, the state the next batch follows
+on from, the Customer IDs, the marts and the quarantine must be identical. A cap of a few records per key makes
 values cross `max_records_per_key` (and turn into placeholders and back)
 all the time, which is where following changes is hardest.
 """
@@ -22,14 +23,20 @@ import duckdb
 import pytest
 
 from cdm_assets.config import load_config
+from cdm_assets.config.plan import resolve_plan
 from cdm_assets.domain.identity.default_rules import default_rules
 from cdm_assets.domain.identity.graph_changes import GraphState
 from cdm_assets.domain.identity.lookup_changes import current_build, records_table
 from cdm_assets.domain.identity.match_model.parameters import frequencies_table
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
+from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
+from cdm_assets.domain.marts.customers import build_customers
+from cdm_assets.domain.marts.events import EVENTS, build_events
+from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transactions
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
-from cdm_assets.domain.sql import quote_ident
+from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.warehouse import QUARANTINE
 from cdm_assets.sample import generate
 from cdm_assets_tests.plans import entity_of
 
@@ -38,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.identity_quality import sample_config  # noqa: E402
 
 BATCHES = 6
+CUSTOMERS = TableName("marts", "customers")
 # canonical fields whose values a batch copies between records, empties or garbles
 CHANGED_FIELDS = ("first_name", "last_name", "full_name", "email", "phone", "birth_date", "postcode", "street")
 
@@ -58,8 +66,8 @@ def variants(config):
     return {"match model": with_model, "rules alone": by_rules}
 
 
-def load_sources(con, entity) -> None:
-    for name, source in entity.sources.items():
+def load_sources(con, plan) -> None:
+    for name, source in plan.sources.items():
         load_raw_source(con, name, source, landed_files(Path(source.path)))
 
 
@@ -122,6 +130,24 @@ def table_rows(con, table) -> list[tuple]:
     return sorted(con.execute(f"SELECT * FROM {table.sql}").fetchall(), key=repr)
 
 
+def marts(con) -> dict[str, list[tuple]]:
+    tables = [CUSTOMERS, TRANSACTIONS, EVENTS, CUSTOMER_METRICS]
+    state = {str(table): table_rows(con, table) for table in tables}
+    quarantined = con.execute(f"SELECT * EXCLUDE (quarantined_at) FROM {QUARANTINE.sql}").fetchall()
+    return {**state, str(QUARANTINE): sorted(quarantined, key=repr)}
+
+
+def build_marts(con, plan, entity, full: bool, now: datetime) -> tuple[bool, bool, bool]:
+    """Build the marts; whether customers, transactions and events followed the changes."""
+    followed = (
+        build_customers(con, entity, full=full).followed_changes,
+        build_transactions(con, plan, full=full).followed_changes,
+        build_events(con, plan, full=full).followed_changes,
+    )
+    build_customer_metrics(con, entity.tables, as_of=now)
+    return followed
+
+
 def identity_state(con, entity) -> dict[str, list[tuple]]:
     tables = entity.tables
     state = GraphState.of(tables.graph)
@@ -140,31 +166,35 @@ def identity_state(con, entity) -> dict[str, list[tuple]]:
 
 @pytest.mark.parametrize("variant", ["match model", "rules alone"])
 def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_path, variant):
-    entity = variants(landed)[variant]
+    entity, plan = variants(landed)[variant], resolve_plan(landed)
     following, rebuilding = (duckdb.connect(str(tmp_path / f"{name}.duckdb")) for name in ("following", "rebuilding"))
     rng = random.Random(7)
     followed_batches = 0
     for batch in range(BATCHES + 1):
         if batch == 0:
             for con in (following, rebuilding):
-                load_sources(con, entity)
+                load_sources(con, plan)
         else:
             for statement in batch_statements(following, entity, rng, batch):
                 for con in (following, rebuilding):
                     con.execute(statement)
         now = datetime(2026, 1, 1 + batch)
-        builds, standardised = {}, {}
+        builds, standardised, marts_followed = {}, {}, {}
         for con, full in ((following, False), (rebuilding, True)):
             standardised[full] = build_source_lookup_counting_nulls(con, entity, full=full).standardised
             if full and batch == 0:
                 copy_match_model(following, rebuilding, entity)
             builds[full] = build_graph(con, entity, full=full)
             assign_ids_from_graph(con, entity.tables, now=now)
+            marts_followed[full] = build_marts(con, plan, entity, full, now)
         changes = current_build(following, entity.tables.lookup)
         assert builds[True].followed_changes is False
         assert builds[False].followed_changes is (batch > 0), f"batch {batch}"
         # the rebuild standardises every record, the follower those whose input changed
         assert (standardised[False] < standardised[True]) is (batch > 0), f"batch {batch}"
         followed_batches += builds[False].followed_changes and changes.added + changes.changed + changes.removed > 0
+        assert marts_followed[True] == (False, False, False)
+        assert marts_followed[False] == (batch > 0,) * 3, f"batch {batch}"
         assert identity_state(following, entity) == identity_state(rebuilding, entity), f"batch {batch}"
+        assert marts(following) == marts(rebuilding), f"batch {batch}"
     assert followed_batches == BATCHES  # every batch changed records, and each was followed by its changes

@@ -114,6 +114,32 @@ def delta(recorded: str | None, current: TableVersion | None) -> Delta:
     return Delta.UNKNOWN
 
 
+@dataclass(frozen=True)
+class InputDeltas:
+    """How each input of a table relates to what it was built from, and the versions to record
+    once it is built from the inputs as they are now."""
+
+    deltas: Mapping[TableName, Delta]
+    now: BuiltFrom
+
+    def all(self, *allowed: Delta) -> bool:
+        return all(d in allowed for d in self.deltas.values())
+
+    def of(self, table: TableName) -> Delta:
+        return self.deltas[table]
+
+
+def input_deltas(con: duckdb.DuckDBPyConnection, table: TableName, inputs: Sequence[TableName]) -> InputDeltas:
+    """The deltas of `inputs` since `table` was last built (all unknown when it was built from
+    other inputs, or never recorded)."""
+    current = current_versions(con, inputs)
+    now = BuiltFrom(table, {t: current[t].version if t in current else None for t in inputs})
+    recorded = recorded_inputs(con, table)
+    if recorded is None or set(recorded) != set(inputs):
+        return InputDeltas({t: Delta.UNKNOWN for t in inputs}, now)
+    return InputDeltas({t: delta(recorded[t], current.get(t)) for t in inputs}, now)
+
+
 def forget_inputs(con: duckdb.DuckDBPyConnection) -> None:
     """Every derived table builds in full next time (after rows were erased everywhere)."""
     if _state_exists(con):

@@ -190,17 +190,18 @@ def swap_in(
     row_replacements: Sequence[RowReplacement] = (),
     versions: Sequence[TableVersion] = (),
     built_from: Sequence[BuiltFrom] = (),
+    statements: Sequence[tuple[str, object]] = (),
 ) -> None:
     """Replace each target with its staging table (and quarantine rows), append the rows of
     each `appends` table to its target (an append-only history), replace the rows of each
-    `row_replacements` and record the tables' `versions` and what they were `built_from`,
-    in one transaction."""
+    `row_replacements`, run the `statements` (SQL, parameters) that update tables in place and
+    record the tables' `versions` and what they were `built_from`, in one transaction."""
     if versions or built_from:
         ensure_state(con)
     con.execute("BEGIN TRANSACTION")
     try:
-        for statement, params in record_statements(versions, built_from):
-            con.execute(statement, params)
+        for statement, params in [*statements, *record_statements(versions, built_from)]:
+            _execute(con, statement, params)
         for replacement in row_replacements:
             con.execute(f"DELETE FROM {replacement.target.sql} WHERE record_key IN {replacement.keys}")
             con.execute(f"INSERT INTO {replacement.target.sql} BY NAME SELECT * FROM {replacement.rows.sql}")

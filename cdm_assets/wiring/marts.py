@@ -14,6 +14,7 @@ from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transaction
 from cdm_assets.domain.plan import EntityPlan, Plan
 from cdm_assets.domain.raw.load import ensure_raw_tables
 from cdm_assets.domain.vocabulary import CUSTOMER, EVENT, TRANSACTION
+from cdm_assets.wiring.automation import full_rebuild_asked
 from cdm_assets.wiring.keys import MARTS_GROUP, OWNERS, Namespace
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
@@ -42,7 +43,7 @@ def build_mart_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefinit
         timestamps parsed; rows breaking these rules are quarantined with the reason."""
         with ns.warehouse_of(context).get_connection() as con:
             ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
-            report = build_transactions(con, plan)
+            report = build_transactions(con, plan, full=full_rebuild_asked(context))
             metadata = table_metadata(con, TRANSACTIONS, preview_policy(config))
         return dg.MaterializeResult(
             metadata={
@@ -50,6 +51,8 @@ def build_mart_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefinit
                 "rows_in": report.rows_in,
                 "quarantined": report.quarantined,
                 "unattributed": report.unattributed,
+                "followed_changes": report.followed_changes,
+                **({"relinked": report.relinked} if report.followed_changes else {}),
             }
         )
 
@@ -60,9 +63,16 @@ def build_mart_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefinit
         anonymous events included."""
         with ns.warehouse_of(context).get_connection() as con:
             ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
-            report = build_events(con, plan)
+            report = build_events(con, plan, full=full_rebuild_asked(context))
             metadata = table_metadata(con, EVENTS, preview_policy(config))
-        return dg.MaterializeResult(metadata={**metadata, "attribution": dg.MetadataValue.json(report.by_attribution)})
+        return dg.MaterializeResult(
+            metadata={
+                **metadata,
+                "attribution": dg.MetadataValue.json(report.by_attribution),
+                "followed_changes": report.followed_changes,
+                **({"relinked": report.relinked} if report.followed_changes else {}),
+            }
+        )
 
     @dg.asset(key=key(CUSTOMER_METRICS), deps=[key(customer.golden), key(TRANSACTIONS), key(EVENTS)], **common)
     def customer_metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -101,13 +111,19 @@ def golden_records_asset(
     def golden_records(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         with ns.warehouse_of(context).get_connection() as con:
             ensure_raw_tables(con, plan.sources)  # sources not landed yet count as empty
-            build_customers(con, entity)
+            report = build_customers(con, entity, full=full_rebuild_asked(context))
             metadata = table_metadata(con, tables.golden, preview_policy(config), config)
             quarantined = quarantined_attribute_values(con, entity)
         attributes = ", ".join(entity.attribute_names) or "none"
         # typed attribute values that did not read as their type: left out, and in raw/quarantine
         return dg.MaterializeResult(
-            metadata={**metadata, "attributes": attributes, "attribute_values_quarantined": quarantined}
+            metadata={
+                **metadata,
+                "attributes": attributes,
+                "attribute_values_quarantined": quarantined,
+                "followed_changes": report.followed_changes,
+                **({"rebuilt": report.rebuilt} if report.followed_changes else {}),
+            }
         )
 
     return golden_records

@@ -16,14 +16,27 @@ linked record's stable id, surviving like any other field.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import duckdb
 
+from cdm_assets.domain.identity.customer_ids import map_changes_table
+from cdm_assets.domain.identity.lookup_changes import changes_table
 from cdm_assets.domain.marts.attributes import STAGE as ATTRIBUTES_STAGE
 from cdm_assets.domain.marts.attributes import attribute_rejects_sql
 from cdm_assets.domain.marts.parsing import attribute_sql, timestamp_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.raw.land_file import near_unique_columns
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_array, sql_string
+from cdm_assets.domain.table_versions import (
+    BuiltFrom,
+    Delta,
+    InputDeltas,
+    current_versions,
+    input_deltas,
+    recorded_inputs,
+)
 from cdm_assets.domain.vocabulary import CUSTOMER
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
@@ -33,6 +46,7 @@ from cdm_assets.domain.warehouse import (
     row_count,
     staged_tables,
     swap_in,
+    table_exists,
 )
 
 PERSON_FIELDS = ("first_name", "last_name", "email", "phone", "birth_date")
@@ -61,37 +75,135 @@ _ORDER = {
 }
 
 
-def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan) -> int:
-    """Rebuild `marts.customers` (or the golden records of another customer-like
-    entity); returns the number of golden records."""
+def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan, full: bool = False) -> CustomersReport:
+    """Build `marts.customers` (or the golden records of another customer-like entity).
+
+    A golden record depends on its customer's records alone: their lookup rows,
+    the raw columns the config reads (whose hash is part of each lookup record's
+    input hash) and their ids. So when the lookup and the id map record their
+    changes since the golden records were built, and the lookup was built from
+    the raw tables as they are now and as they were then, only the customers of
+    changed records are built again and their rows replaced (unless `full`).
+    """
     ensure_schemas(con, "marts")
-    tables, links = entity.tables, list(entity.linked)
-    attributes = [*(t.id_column for t in links), *entity.attribute_names]
+    tables = entity.tables
     golden = tables.golden
-    rule = entity.survivorship
-    fields = [*_golden_fields(entity), *attributes]
-    source_names = sorted(entity.sources)
+    raw = [TableName("raw", name) for name in sorted(entity.sources)]
+    id_maps = [tables.id_map, *(t.id_map for t in entity.linked)]
+    inputs = input_deltas(con, golden, [tables.lookup, *id_maps])
+    lookup_current = recorded_inputs(con, tables.lookup) == _versions_now(con, raw)
+    if not lookup_current:  # the lookup lags the raw tables: the next build cannot follow this one
+        inputs = dataclasses.replace(inputs, now=BuiltFrom(golden, {**inputs.now.inputs, tables.lookup: None}))
+    own = (inputs.of(tables.lookup), inputs.of(tables.id_map))
+    linked_unchanged = all(inputs.of(t.id_map) is Delta.NONE for t in entity.linked)
+    follow = not full and lookup_current and Delta.UNKNOWN not in own and linked_unchanged
+    if follow and table_exists(con, golden):
+        return _follow_record_changes(con, entity, inputs)
     # A share of the customers at a time (all records of a customer in one pass)
     # keeps the working table and the aggregations' memory bounded on large runs.
     passes = max(1, -(-row_count(con, tables.id_map) // RECORDS_PER_PASS))
-    scratch = [TableName(SCRATCH, f"{golden.name}_{part}") for part in ("records", "attribute_rejects")]
-    with staged_tables(con, *scratch, golden) as (records, rejects, staging):
-        ensure_quarantine(con)
-        con.execute(f"{create_table(rejects)} AS {attribute_rejects_sql(entity)}")
+    with staged_tables(con, golden) as (staging,):
         for number in range(passes):
-            con.execute(f"DROP TABLE IF EXISTS {records.sql}")
-            _build_customer_records(con, entity, attributes, records, (number, passes))
-            select = _with_hashed_contacts(
-                _golden_select(records, fields, len(attributes), rule, tables.id_column, source_names), fields
-            )
-            if number == 0:
-                plain = [tables.id_column, *(t.id_column for t in links), *_near_unique_attributes(entity)]
-                plain += [column for column, _ in _hashed_contacts(fields)]
-                create_table_as(con, staging, select, plain_text=plain)
-            else:
-                con.execute(f"INSERT INTO {staging.sql} {select}")
-        swap_in(con, [(golden, staging)], QuarantineReplacement(tuple(entity.sources), ATTRIBUTES_STAGE, rejects))
-    return row_count(con, golden)
+            _build_golden_rows(con, entity, staging, (number, passes), create=number == 0)
+        _swap_in_golden(con, entity, [(golden, staging)], [], inputs.now)
+    customers = row_count(con, golden)
+    return CustomersReport(customers)
+
+
+@dataclass(frozen=True)
+class CustomersReport:
+    customers: int
+    followed_changes: bool = False  # only the customers of changed records were built again
+    rebuilt: int = 0  # golden records built again (and removed), when following
+
+
+def _versions_now(con: duckdb.DuckDBPyConnection, tables: list[TableName]) -> dict[TableName, str | None]:
+    versions = current_versions(con, tables)
+    return {t: versions[t].version if t in versions else None for t in tables}
+
+
+def _follow_record_changes(con: duckdb.DuckDBPyConnection, entity: EntityPlan, inputs: InputDeltas) -> CustomersReport:
+    """Build again the golden records of the customers whose records changed (by the lookup's
+    and the id map's recorded changes), and replace theirs: removed where the customer is gone."""
+    tables = entity.tables
+    id_column = quote_ident(tables.id_column)
+    affected = TableName(SCRATCH, f"{tables.golden.name}_affected")
+    with staged_tables(con, affected, tables.golden) as (affected, staging):
+        records = ["SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id LIMIT 0"]
+        ids = ["SELECT NULL::VARCHAR AS customer_id LIMIT 0"]
+        if inputs.of(tables.id_map) is Delta.RECORDED:
+            changes = map_changes_table(tables).sql
+            ids.append(f"SELECT old_id FROM {changes} UNION ALL SELECT new_id FROM {changes}")
+        if inputs.of(tables.lookup) is Delta.RECORDED:
+            records.append(f"SELECT source, source_record_id FROM {changes_table(tables.lookup).sql}")
+        # the customers the changed records belong to now
+        ids.append(
+            f"SELECT {id_column} FROM {tables.id_map.sql} "
+            f"SEMI JOIN ({_union(records)}) USING (source, source_record_id)"
+        )
+        con.execute(
+            f"{create_table(affected)} AS SELECT DISTINCT * FROM ({_union(ids)}) AS c(customer_id) "
+            "WHERE customer_id IS NOT NULL"
+        )
+        _build_golden_rows(con, entity, staging, (0, 1), create=True, only=affected)
+        replaced = f"{id_column} IN (SELECT customer_id FROM {affected.sql})"
+        statements = [
+            (f"DELETE FROM {tables.golden.sql} WHERE {replaced}", None),
+            (f"INSERT INTO {tables.golden.sql} BY NAME SELECT * FROM {staging.sql}", None),
+        ]
+        rebuilt = row_count(con, affected)
+        _swap_in_golden(con, entity, [], statements, inputs.now)
+    return CustomersReport(row_count(con, tables.golden), True, rebuilt)
+
+
+def _swap_in_golden(
+    con: duckdb.DuckDBPyConnection,
+    entity: EntityPlan,
+    replacements: list[tuple[TableName, TableName]],
+    statements: list[tuple[str, object]],
+    built_from: BuiltFrom,
+) -> None:
+    """Swap in the golden records (replaced whole, or by `statements`) with the typed attribute
+    values that did not read as their type, which replace the quarantined ones of every source."""
+    ensure_quarantine(con)
+    with staged_tables(con, TableName(SCRATCH, f"{entity.tables.golden.name}_attribute_rejects")) as (rejects,):
+        con.execute(f"{create_table(rejects)} AS {attribute_rejects_sql(entity)}")
+        quarantine = QuarantineReplacement(tuple(entity.sources), ATTRIBUTES_STAGE, rejects)
+        swap_in(con, replacements, quarantine, statements=statements, built_from=[built_from])
+
+
+def _build_golden_rows(
+    con: duckdb.DuckDBPyConnection,
+    entity: EntityPlan,
+    staging: TableName,
+    share: tuple[int, int],
+    create: bool,
+    only: TableName | None = None,
+) -> None:
+    """Into `staging` (created when `create`), the golden records of pass `share` = (number,
+    passes) of the customers, or of the customers in `only` (customer_id)."""
+    tables, links = entity.tables, list(entity.linked)
+    attributes = [*(t.id_column for t in links), *entity.attribute_names]
+    fields = [*_golden_fields(entity), *attributes]
+    records = TableName(SCRATCH, f"{tables.golden.name}_records")
+    with staged_tables(con, records) as (records,):
+        _build_customer_records(con, entity, attributes, records, share, only)
+        select = _with_hashed_contacts(
+            _golden_select(
+                records, fields, len(attributes), entity.survivorship, tables.id_column, sorted(entity.sources)
+            ),
+            fields,
+        )
+        if create:
+            plain = [tables.id_column, *(t.id_column for t in links), *_near_unique_attributes(entity)]
+            plain += [column for column, _ in _hashed_contacts(fields)]
+            create_table_as(con, staging, select, plain_text=plain)
+        else:
+            con.execute(f"INSERT INTO {staging.sql} {select}")
+
+
+def _union(selects: list[str]) -> str:
+    return " UNION ALL ".join(f"({select})" for select in selects)
 
 
 def _hashed_contacts(fields: list[str]) -> list[tuple[str, str]]:
@@ -217,9 +329,11 @@ def _build_customer_records(
     attributes: list[str],
     records: TableName,
     share: tuple[int, int] = (0, 1),
+    only: TableName | None = None,
 ) -> None:
     """Every record of the entity with its id (as `customer_id`), standardised fields,
-    linked ids, attributes and recency; of the customers in pass `share` = (number, passes)."""
+    linked ids, attributes and recency; of the customers in pass `share` = (number, passes),
+    or in `only` (customer_id)."""
     tables, links = entity.tables, entity.linked
     per_source = []
     for name, source in entity.sources.items():
@@ -268,6 +382,8 @@ def _build_customer_records(
     id_column = quote_ident(tables.id_column)
     # the id map rows of this pass's customers, each with its customer's record count
     in_pass = f"WHERE hash({id_column}) % $passes = $number" if share[1] > 1 else ""
+    if only is not None:
+        in_pass = f"WHERE {id_column} IN (SELECT customer_id FROM {only.sql})"
     con.execute(
         f"""
         {create_table(records)} AS

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 import duckdb
 
+from cdm_assets.domain.identity.customer_ids import map_changes_table
 from cdm_assets.domain.marts.parsing import amount_sql, raw_columns_sql, reference_columns_sql, timestamp_sql
 from cdm_assets.domain.marts.reference_data import ISO_CURRENCIES
-from cdm_assets.domain.plan import Plan, Source
+from cdm_assets.domain.plan import EntityTables, Plan, Source
 from cdm_assets.domain.sql import TableName, quote_ident, sql_array, sql_list, sql_string
+from cdm_assets.domain.table_versions import Delta, InputDeltas, input_deltas
 from cdm_assets.domain.vocabulary import CUSTOMER, TRANSACTION
 from cdm_assets.domain.warehouse import (
+    QUARANTINE,
     QuarantineReplacement,
     create_table_as,
     ensure_quarantine,
@@ -26,6 +29,7 @@ from cdm_assets.domain.warehouse import (
     row_count,
     staged_tables,
     swap_in,
+    table_exists,
 )
 
 TRANSACTIONS = TableName("marts", "transactions")
@@ -38,14 +42,27 @@ class TransactionsReport:
     rows: int
     quarantined: int
     unattributed: int
+    followed_changes: bool = False  # only the customers of changed records were looked up again
+    relinked: int = 0  # rows whose customer changed, when following
 
 
-def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan) -> TransactionsReport:
-    """Rebuild `marts.transactions` from the raw transaction tables."""
+def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan, full: bool = False) -> TransactionsReport:
+    """Build `marts.transactions` from the raw transaction tables.
+
+    When the raw tables are the ones the mart was built from and the Customer ID
+    map's changes since then are recorded, only the rows referring to a record
+    whose id changed get their new `customer_id` (unless `full`): every other
+    column depends on the raw row alone, so the mart is the one a full build makes.
+    """
     ensure_schemas(con, "marts")
     ensure_quarantine(con)
     sources = plan.sources_of(TRANSACTION)
-    id_map = plan.entities[CUSTOMER].tables.id_map
+    customers = plan.entities[CUSTOMER].tables
+    id_map = customers.id_map
+    inputs = input_deltas(con, TRANSACTIONS, [*(TableName("raw", name) for name in sources), id_map])
+    raw_unchanged = all(inputs.of(TableName("raw", name)) is Delta.NONE for name in sources)
+    if not full and raw_unchanged and inputs.of(id_map) is not Delta.UNKNOWN and table_exists(con, TRANSACTIONS):
+        return _follow_id_changes(con, sources, customers, inputs)
     selects = [_checked_select(name, source) for name, source in sources.items()]
     checked = "\nUNION ALL BY NAME\n".join(selects) or _EMPTY_CHECKED
     with staged_tables(con, TRANSACTIONS, TableName("marts", "transactions_rejects")) as (staging, rejects):
@@ -89,8 +106,44 @@ def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan) -> Transactio
             f"SELECT count(*), count(*) FILTER (WHERE customer_id IS NULL) FROM {staging.sql}"
         ).fetchone()
         rows_in = rows + quarantined  # every parsed row either has a problem or not
-        swap_in(con, [(TRANSACTIONS, staging)], QuarantineReplacement(tuple(sources), STAGE, rejects))
+        quarantine = QuarantineReplacement(tuple(sources), STAGE, rejects)
+        swap_in(con, [(TRANSACTIONS, staging)], quarantine, built_from=[inputs.now])
     return TransactionsReport(rows_in=rows_in, rows=rows, quarantined=quarantined, unattributed=unattributed)
+
+
+def _follow_id_changes(
+    con: duckdb.DuckDBPyConnection, sources: dict[str, Source], customers: EntityTables, inputs: InputDeltas
+) -> TransactionsReport:
+    """Give the rows referring to a record whose Customer ID changed their new one."""
+    relink = []
+    if inputs.of(customers.id_map) is Delta.RECORDED:
+        relink.append(
+            (
+                f"""
+                UPDATE {TRANSACTIONS.sql} AS t SET customer_id = c.new_id
+                FROM {map_changes_table(customers).sql} AS c
+                WHERE t.customer_source = c.source AND t.customer_ref = c.source_record_id
+                """,
+                None,
+            )
+        )
+        relinked = con.execute(
+            f"""
+            SELECT count(*) FROM {TRANSACTIONS.sql} AS t
+            SEMI JOIN {map_changes_table(customers).sql} AS c
+                   ON t.customer_source = c.source AND t.customer_ref = c.source_record_id
+            """
+        ).fetchall()[0][0]
+    else:
+        relinked = 0
+    swap_in(con, [], statements=relink, built_from=[inputs.now])
+    rows, unattributed = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE customer_id IS NULL) FROM {TRANSACTIONS.sql}"
+    ).fetchall()[0]
+    quarantined = con.execute(
+        f"SELECT count(*) FROM {QUARANTINE.sql} WHERE stage = ? AND list_contains(?, source)", [STAGE, list(sources)]
+    ).fetchall()[0][0]
+    return TransactionsReport(rows + quarantined, rows, quarantined, unattributed, True, relinked)
 
 
 def _checked_select(name: str, source: Source) -> str:
