@@ -137,15 +137,14 @@ def marts(con) -> dict[str, list[tuple]]:
     return {**state, str(QUARANTINE): sorted(quarantined, key=repr)}
 
 
-def build_marts(con, plan, entity, full: bool, now: datetime) -> tuple[bool, bool, bool]:
-    """Build the marts; whether customers, transactions and events followed the changes."""
-    followed = (
+def build_marts(con, plan, entity, full: bool, now: datetime) -> tuple[bool, bool, bool, bool]:
+    """Build the marts; whether customers, transactions, events and metrics followed the changes."""
+    return (
         build_customers(con, entity, full=full).followed_changes,
         build_transactions(con, plan, full=full).followed_changes,
         build_events(con, plan, full=full).followed_changes,
+        build_customer_metrics(con, entity.tables, as_of=now, full=full).followed_changes,
     )
-    build_customer_metrics(con, entity.tables, as_of=now)
-    return followed
 
 
 def identity_state(con, entity) -> dict[str, list[tuple]]:
@@ -193,8 +192,8 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
         # the rebuild standardises every record, the follower those whose input changed
         assert (standardised[False] < standardised[True]) is (batch > 0), f"batch {batch}"
         followed_batches += builds[False].followed_changes and changes.added + changes.changed + changes.removed > 0
-        assert marts_followed[True] == (False, False, False)
-        assert marts_followed[False] == (batch > 0,) * 3, f"batch {batch}"
+        assert marts_followed[True] == (False,) * 4
+        assert marts_followed[False] == (batch > 0,) * 4, f"batch {batch}"
         assert identity_state(following, entity) == identity_state(rebuilding, entity), f"batch {batch}"
         assert marts(following) == marts(rebuilding), f"batch {batch}"
     assert followed_batches == BATCHES  # every batch changed records, and each was followed by its changes

@@ -369,7 +369,7 @@ def test_customer_metrics_count_orders_returns_revenue_and_events(shop_warehouse
     build_customers(shop_warehouse, entity_of(config))
     build_transactions(shop_warehouse, resolve_plan(config))
     build_events(shop_warehouse, resolve_plan(config))
-    assert build_customer_metrics(shop_warehouse, customer_tables(), as_of=datetime(2024, 3, 13)) == 2
+    assert build_customer_metrics(shop_warehouse, customer_tables(), as_of=datetime(2024, 3, 13)).customers == 2
     cursor = shop_warehouse.execute("SELECT * FROM marts.customer_metrics WHERE customer_id = 'cus_a'")
     a = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
     assert (a["orders"], a["returns"], a["events"]) == (2, 1, 3)

@@ -79,9 +79,12 @@ def build_mart_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefinit
         """Per customer: orders, returns, net revenue per currency, first and last order,
         days since the last order, event count and last event."""
         with ns.warehouse_of(context).get_connection() as con:
-            build_customer_metrics(con, customer)
+            report = build_customer_metrics(con, customer, full=full_rebuild_asked(context))
             metadata = table_metadata(con, CUSTOMER_METRICS, preview_policy(config))
-        return dg.MaterializeResult(metadata=metadata)
+        followed = {"followed_changes": report.followed_changes}
+        if report.followed_changes:
+            followed["recomputed"] = report.recomputed
+        return dg.MaterializeResult(metadata={**metadata, **followed})
 
     return [*golden, transactions, events, customer_metrics]
 

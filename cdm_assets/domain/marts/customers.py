@@ -25,6 +25,7 @@ from cdm_assets.domain.identity.customer_ids import map_changes_table
 from cdm_assets.domain.identity.lookup_changes import changes_table
 from cdm_assets.domain.marts.attributes import STAGE as ATTRIBUTES_STAGE
 from cdm_assets.domain.marts.attributes import attribute_rejects_sql
+from cdm_assets.domain.marts.changed_customers import changed_customers_table, stage_changed_customers
 from cdm_assets.domain.marts.parsing import attribute_sql, timestamp_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.raw.land_file import near_unique_columns
@@ -105,7 +106,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan, full: bo
     with staged_tables(con, golden) as (staging,):
         for number in range(passes):
             _build_golden_rows(con, entity, staging, (number, passes), create=number == 0)
-        _swap_in_golden(con, entity, [(golden, staging)], [], inputs.now)
+        _swap_in_golden(con, entity, [(golden, staging)], [], inputs.now, None)
     customers = row_count(con, golden)
     return CustomersReport(customers)
 
@@ -152,7 +153,7 @@ def _follow_record_changes(con: duckdb.DuckDBPyConnection, entity: EntityPlan, i
             (f"INSERT INTO {tables.golden.sql} BY NAME SELECT * FROM {staging.sql}", None),
         ]
         rebuilt = row_count(con, affected)
-        _swap_in_golden(con, entity, [], statements, inputs.now)
+        _swap_in_golden(con, entity, [], statements, inputs.now, f"SELECT customer_id FROM {affected.sql}")
     return CustomersReport(row_count(con, tables.golden), True, rebuilt)
 
 
@@ -162,14 +163,21 @@ def _swap_in_golden(
     replacements: list[tuple[TableName, TableName]],
     statements: list[tuple[str, object]],
     built_from: BuiltFrom,
+    changed: str | None,
 ) -> None:
     """Swap in the golden records (replaced whole, or by `statements`) with the typed attribute
-    values that did not read as their type, which replace the quarantined ones of every source."""
+    values that did not read as their type, which replace the quarantined ones of every source,
+    and the customers `changed` names (None: a full build)."""
     ensure_quarantine(con)
-    with staged_tables(con, TableName(SCRATCH, f"{entity.tables.golden.name}_attribute_rejects")) as (rejects,):
+    golden = entity.tables.golden
+    changed_customers = changed_customers_table(golden)
+    rejects = TableName(SCRATCH, f"{golden.name}_attribute_rejects")
+    with staged_tables(con, rejects, changed_customers) as (rejects, staged_changed):
         con.execute(f"{create_table(rejects)} AS {attribute_rejects_sql(entity)}")
         quarantine = QuarantineReplacement(tuple(entity.sources), ATTRIBUTES_STAGE, rejects)
-        swap_in(con, replacements, quarantine, statements=statements, built_from=[built_from])
+        version = stage_changed_customers(con, golden, staged_changed, changed)
+        replacements = [*replacements, (changed_customers, staged_changed)]
+        swap_in(con, replacements, quarantine, statements=statements, versions=[version], built_from=[built_from])
 
 
 def _build_golden_rows(

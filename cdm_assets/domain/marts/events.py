@@ -19,6 +19,7 @@ import duckdb
 
 from cdm_assets.domain.identity.customer_ids import map_changes_table
 from cdm_assets.domain.identity.lookup_changes import changes_table
+from cdm_assets.domain.marts.changed_customers import changed_customers_table, stage_changed_customers
 from cdm_assets.domain.marts.parsing import reference_columns_sql, timestamp_sql
 from cdm_assets.domain.plan import EntityTables, Plan, Source
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
@@ -84,7 +85,11 @@ def build_events(con: duckdb.DuckDBPyConnection, plan: Plan, full: bool = False)
         # emails that events carry are looked up among the customer records.
         create_table_as(con, staging, _linked_events_sql(body, emails, customers))
         by_attribution = _attribution(con, staging)
-        swap_in(con, [(EVENTS, staging)], built_from=[inputs.now])
+        changed = changed_customers_table(EVENTS)
+        with staged_tables(con, changed) as (staged_changed,):
+            version = stage_changed_customers(con, EVENTS, staged_changed, None)
+            replacements = [(EVENTS, staging), (changed, staged_changed)]
+            swap_in(con, replacements, versions=[version], built_from=[inputs.now])
     return EventsReport(rows=sum(by_attribution.values()), by_attribution=by_attribution)
 
 
@@ -143,7 +148,9 @@ def _follow_identity_changes(con: duckdb.DuckDBPyConnection, customers: EntityTa
     emails = TableName(SCRATCH, "events_changed_emails")
     affected = TableName(SCRATCH, "events_affected")
     relinked = TableName(SCRATCH, "events_relinked")
-    with staged_tables(con, changed, emails, affected, relinked) as (changed, emails, affected, relinked):
+    changed_customers = changed_customers_table(EVENTS)
+    staged = staged_tables(con, changed, emails, affected, relinked, changed_customers)
+    with staged as (changed, emails, affected, relinked, staged_changed):
         records = ["SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id LIMIT 0"]
         held = ["SELECT NULL::VARCHAR AS email LIMIT 0"]
         if inputs.of(customers.id_map) is Delta.RECORDED:
@@ -181,7 +188,11 @@ def _follow_identity_changes(con: duckdb.DuckDBPyConnection, customers: EntityTa
             (f"DELETE FROM {EVENTS.sql} WHERE {replaced}", None),
             (f"INSERT INTO {EVENTS.sql} BY NAME SELECT * FROM {relinked.sql}", None),
         ]
-        swap_in(con, [], statements=statements, built_from=[inputs.now])
+        # the customers the relinked events leave and join
+        customers_changed = f"SELECT customer_id FROM {affected.sql} UNION ALL SELECT customer_id FROM {relinked.sql}"
+        version = stage_changed_customers(con, EVENTS, staged_changed, customers_changed)
+        replacements = [(changed_customers, staged_changed)]
+        swap_in(con, replacements, statements=statements, versions=[version], built_from=[inputs.now])
         return row_count(con, relinked)
 
 

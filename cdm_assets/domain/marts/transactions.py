@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from cdm_assets.domain.identity.customer_ids import map_changes_table
+from cdm_assets.domain.marts.changed_customers import NO_CUSTOMERS, changed_customers_table, stage_changed_customers
 from cdm_assets.domain.marts.parsing import amount_sql, raw_columns_sql, reference_columns_sql, timestamp_sql
 from cdm_assets.domain.marts.reference_data import ISO_CURRENCIES
 from cdm_assets.domain.plan import EntityTables, Plan, Source
@@ -107,7 +108,11 @@ def build_transactions(con: duckdb.DuckDBPyConnection, plan: Plan, full: bool = 
         ).fetchone()
         rows_in = rows + quarantined  # every parsed row either has a problem or not
         quarantine = QuarantineReplacement(tuple(sources), STAGE, rejects)
-        swap_in(con, [(TRANSACTIONS, staging)], quarantine, built_from=[inputs.now])
+        changed = changed_customers_table(TRANSACTIONS)
+        with staged_tables(con, changed) as (staged_changed,):
+            version = stage_changed_customers(con, TRANSACTIONS, staged_changed, None)
+            replacements = [(TRANSACTIONS, staging), (changed, staged_changed)]
+            swap_in(con, replacements, quarantine, versions=[version], built_from=[inputs.now])
     return TransactionsReport(rows_in=rows_in, rows=rows, quarantined=quarantined, unattributed=unattributed)
 
 
@@ -115,8 +120,14 @@ def _follow_id_changes(
     con: duckdb.DuckDBPyConnection, sources: dict[str, Source], customers: EntityTables, inputs: InputDeltas
 ) -> TransactionsReport:
     """Give the rows referring to a record whose Customer ID changed their new one."""
-    relink = []
+    relink, changed_customers = [], NO_CUSTOMERS
     if inputs.of(customers.id_map) is Delta.RECORDED:
+        referring = f"""
+            {TRANSACTIONS.sql} AS t JOIN {map_changes_table(customers).sql} AS c
+            ON t.customer_source = c.source AND t.customer_ref = c.source_record_id
+        """
+        # the customers the relinked rows leave and join
+        changed_customers = f"SELECT t.customer_id FROM {referring} UNION ALL SELECT c.new_id FROM {referring}"
         relink.append(
             (
                 f"""
@@ -136,7 +147,10 @@ def _follow_id_changes(
         ).fetchall()[0][0]
     else:
         relinked = 0
-    swap_in(con, [], statements=relink, built_from=[inputs.now])
+    changed = changed_customers_table(TRANSACTIONS)
+    with staged_tables(con, changed) as (staged_changed,):
+        version = stage_changed_customers(con, TRANSACTIONS, staged_changed, changed_customers)
+        swap_in(con, [(changed, staged_changed)], statements=relink, versions=[version], built_from=[inputs.now])
     rows, unattributed = con.execute(
         f"SELECT count(*), count(*) FILTER (WHERE customer_id IS NULL) FROM {TRANSACTIONS.sql}"
     ).fetchall()[0]
