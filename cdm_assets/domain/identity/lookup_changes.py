@@ -90,16 +90,28 @@ def record_lookup_changes(
     previous: PreviousBuild | None,
     fingerprint: str,
     affected: str | None = None,
+    staged_state: TableName | None = None,
 ) -> LookupBuild:
     """Write the changes from `lookup` to `staging` (a new lookup whose records kept their
     keys, see `record_keys_sql`) into `changes`, and this build (with the `fingerprint` of
     its settings) into `build` (both staging names of the state tables). With `affected` (a
     SELECT of record keys), `staging` holds only the new rows of those records, and only
-    they can have changed."""
+    they can have changed. A record changed when its row did, or (with `staged_state`, the
+    new records state) its input hash: a changed attribute leaves the row as it was."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
     comparable = previous is not None and table_columns(con, lookup) == table_columns(con, staging)
     if comparable:
         old_rows = lookup.sql if affected is None else f"(SELECT * FROM {lookup.sql} WHERE record_key IN {affected})"
+        hashes = quote_ident(INPUT_HASH_COLUMN)
+        state = records_table(lookup)
+        if staged_state is not None and table_exists(con, state):
+            input_joins = f"""
+                LEFT JOIN {state.sql} AS old_input ON old_input.record_key = old.record_key
+                LEFT JOIN {staged_state.sql} AS new_input ON new_input.record_key = new.record_key
+            """
+            input_changed = f"OR old_input.{hashes} IS DISTINCT FROM new_input.{hashes}"
+        else:
+            input_joins = input_changed = ""
         # one join on the key; a record differs when any of its columns does (the row as a struct)
         con.execute(
             f"""
@@ -107,7 +119,8 @@ def record_lookup_changes(
             WITH differing AS MATERIALIZED (
                 SELECT old.record_key AS old_key, new.record_key AS new_key
                 FROM {old_rows} AS old FULL JOIN {staging.sql} AS new ON old.record_key = new.record_key
-                WHERE old IS DISTINCT FROM new
+                {input_joins}
+                WHERE old IS DISTINCT FROM new {input_changed}
             )
             SELECT 'old' AS side, * FROM {lookup.sql} WHERE record_key IN (SELECT old_key FROM differing)
             UNION ALL

@@ -213,7 +213,9 @@ def _swap_in_lookup(
     for column in (NULLED_REASONS_COLUMN, INPUT_HASH_COLUMN):
         con.execute(f"ALTER TABLE {staging.sql} DROP COLUMN {quote_ident(column)}")
     if touched is None:
-        lookup_build = record_lookup_changes(con, target, staging, staged_changes, staged_build, previous, fingerprint)
+        lookup_build = record_lookup_changes(
+            con, target, staging, staged_changes, staged_build, previous, fingerprint, staged_state=staged_state
+        )
         swap_in(
             con,
             [(target, staging), (changes, staged_changes), (build, staged_build), (state, staged_state)],
@@ -223,7 +225,7 @@ def _swap_in_lookup(
         return lookup_build
     affected = f"(SELECT record_key FROM {touched.sql})"
     lookup_build = record_lookup_changes(
-        con, target, staging, staged_changes, staged_build, previous, fingerprint, affected
+        con, target, staging, staged_changes, staged_build, previous, fingerprint, affected, staged_state
     )
     swap_in(
         con,

@@ -8,6 +8,8 @@ the raw row, and is replaced whenever the golden records are rebuilt.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import duckdb
 
 from cdm_assets.domain.marts.parsing import attribute_sql, raw_columns_sql
@@ -18,10 +20,13 @@ from cdm_assets.domain.warehouse import QUARANTINE, table_exists
 STAGE = "attributes"
 
 
-def attribute_rejects_sql(entity: EntityPlan) -> str:
-    """Every raw value of a typed attribute that does not read as its type, as quarantine rows."""
+def attribute_rejects_sql(entity: EntityPlan, sources: Collection[str] | None = None) -> str:
+    """Every raw value of a typed attribute that does not read as its type, as quarantine rows
+    (of the entity's `sources` named, default all)."""
     selects = []
     for name, source in entity.sources.items():
+        if sources is not None and name not in sources:
+            continue
         raw = TableName("raw", name)
         for attribute, kind in source.attribute_types.items():
             column = source.attributes[attribute]

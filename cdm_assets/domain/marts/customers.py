@@ -27,7 +27,7 @@ from cdm_assets.domain.marts.attributes import STAGE as ATTRIBUTES_STAGE
 from cdm_assets.domain.marts.attributes import attribute_rejects_sql
 from cdm_assets.domain.marts.changed_customers import changed_customers_table, stage_changed_customers
 from cdm_assets.domain.marts.parsing import attribute_sql, timestamp_sql
-from cdm_assets.domain.plan import EntityPlan
+from cdm_assets.domain.plan import EntityPlan, Source
 from cdm_assets.domain.raw.land_file import near_unique_columns
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_array, sql_string
 from cdm_assets.domain.table_versions import (
@@ -91,7 +91,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan, full: bo
     golden = tables.golden
     raw = [TableName("raw", name) for name in sorted(entity.sources)]
     id_maps = [tables.id_map, *(t.id_map for t in entity.linked)]
-    inputs = input_deltas(con, golden, [tables.lookup, *id_maps])
+    inputs = input_deltas(con, golden, [tables.lookup, *id_maps, *raw])
     lookup_current = recorded_inputs(con, tables.lookup) == _versions_now(con, raw)
     if not lookup_current:  # the lookup lags the raw tables: the next build cannot follow this one
         inputs = dataclasses.replace(inputs, now=BuiltFrom(golden, {**inputs.now.inputs, tables.lookup: None}))
@@ -106,7 +106,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan, full: bo
     with staged_tables(con, golden) as (staging,):
         for number in range(passes):
             _build_golden_rows(con, entity, staging, (number, passes), create=number == 0)
-        _swap_in_golden(con, entity, [(golden, staging)], [], inputs.now, None)
+        _swap_in_golden(con, entity, [(golden, staging)], [], inputs.now, None, sorted(entity.sources))
     customers = row_count(con, golden)
     return CustomersReport(customers)
 
@@ -153,7 +153,10 @@ def _follow_record_changes(con: duckdb.DuckDBPyConnection, entity: EntityPlan, i
             (f"INSERT INTO {tables.golden.sql} BY NAME SELECT * FROM {staging.sql}", None),
         ]
         rebuilt = row_count(con, affected)
-        _swap_in_golden(con, entity, [], statements, inputs.now, f"SELECT customer_id FROM {affected.sql}")
+        # a source's rejected attribute values change only with its raw table
+        reloaded = [name for name in sorted(entity.sources) if inputs.of(TableName("raw", name)) is not Delta.NONE]
+        changed = f"SELECT customer_id FROM {affected.sql}"
+        _swap_in_golden(con, entity, [], statements, inputs.now, changed, reloaded)
     return CustomersReport(row_count(con, tables.golden), True, rebuilt)
 
 
@@ -164,17 +167,18 @@ def _swap_in_golden(
     statements: list[tuple[str, object]],
     built_from: BuiltFrom,
     changed: str | None,
+    sources: list[str],
 ) -> None:
     """Swap in the golden records (replaced whole, or by `statements`) with the typed attribute
-    values that did not read as their type, which replace the quarantined ones of every source,
-    and the customers `changed` names (None: a full build)."""
+    values of `sources` that did not read as their type, which replace those sources'
+    quarantined ones, and the customers `changed` names (None: a full build)."""
     ensure_quarantine(con)
     golden = entity.tables.golden
     changed_customers = changed_customers_table(golden)
     rejects = TableName(SCRATCH, f"{golden.name}_attribute_rejects")
     with staged_tables(con, rejects, changed_customers) as (rejects, staged_changed):
-        con.execute(f"{create_table(rejects)} AS {attribute_rejects_sql(entity)}")
-        quarantine = QuarantineReplacement(tuple(entity.sources), ATTRIBUTES_STAGE, rejects)
+        con.execute(f"{create_table(rejects)} AS {attribute_rejects_sql(entity, sources)}")
+        quarantine = QuarantineReplacement(tuple(sources), ATTRIBUTES_STAGE, rejects)
         version = stage_changed_customers(con, golden, staged_changed, changed)
         replacements = [*replacements, (changed_customers, staged_changed)]
         swap_in(con, replacements, quarantine, statements=statements, versions=[version], built_from=[built_from])
@@ -343,6 +347,18 @@ def _build_customer_records(
     linked ids, attributes and recency; of the customers in pass `share` = (number, passes),
     or in `only` (customer_id)."""
     tables, links = entity.tables, entity.linked
+    id_column = quote_ident(tables.id_column)
+
+    def among(name: str, source: Source) -> str:
+        """Only the raw rows of the customers in `only`: parsed after this filter, not before."""
+        if only is None:
+            return ""
+        record_id = f"trim(CAST({quote_ident(source.record_id)} AS VARCHAR))"
+        return (
+            f"WHERE {record_id} IN (SELECT source_record_id FROM {tables.id_map.sql} "
+            f"WHERE source = {sql_string(name)} AND {id_column} IN (SELECT customer_id FROM {only.sql}))"
+        )
+
     per_source = []
     for name, source in entity.sources.items():
         updated = (
@@ -376,6 +392,7 @@ def _build_customer_records(
                    {updated} AS updated_at, _file, _row_number
                    {"".join(", " + c for c in attribute_columns)}
             FROM {TableName("raw", name).sql}
+            {among(name, source)}
             """
         )
     fields = ", ".join(f"l.{quote_ident(f)}" for f in (*PERSON_FIELDS, *ADDRESS_FIELDS))
@@ -387,7 +404,6 @@ def _build_customer_records(
            AND {quote_ident("link_" + t.entity)}.source_record_id = r.{quote_ident("_link_record_" + t.entity)}"""
         for t in links
     )
-    id_column = quote_ident(tables.id_column)
     # the id map rows of this pass's customers, each with its customer's record count
     in_pass = f"WHERE hash({id_column}) % $passes = $number" if share[1] > 1 else ""
     if only is not None:
