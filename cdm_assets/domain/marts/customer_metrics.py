@@ -118,7 +118,8 @@ def _follow_changed_customers(
         if delta is Delta.RECORDED
     ]
     affected = TableName(SCRATCH, "customer_metrics_affected")
-    with staged_tables(con, affected, CUSTOMER_METRICS) as (affected, staging):
+    recomputed = TableName(SCRATCH, "customer_metrics_recomputed")  # in memory until the swap
+    with staged_tables(con, affected, recomputed) as (affected, staging):
         union = " UNION ".join(f"({select})" for select in [NO_CUSTOMERS, *changed])
         con.execute(f"{create_table(affected)} AS SELECT * FROM ({union}) AS c(customer_id)")
         create_table_as(con, staging, metrics_sql(customers, affected), {"as_of": as_of})

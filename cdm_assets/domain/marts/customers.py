@@ -129,7 +129,9 @@ def _follow_record_changes(con: duckdb.DuckDBPyConnection, entity: EntityPlan, i
     tables = entity.tables
     id_column = quote_ident(tables.id_column)
     affected = TableName(SCRATCH, f"{tables.golden.name}_affected")
-    with staged_tables(con, affected, tables.golden) as (affected, staging):
+    # the rebuilt rows wait in memory: they go into the golden records in the swap
+    rebuilt_rows = TableName(SCRATCH, f"{tables.golden.name}_rebuilt")
+    with staged_tables(con, affected, rebuilt_rows) as (affected, staging):
         records = ["SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id LIMIT 0"]
         ids = ["SELECT NULL::VARCHAR AS customer_id LIMIT 0"]
         if inputs.of(tables.id_map) is Delta.RECORDED:
