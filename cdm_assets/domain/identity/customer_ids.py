@@ -11,6 +11,11 @@ Rules, applied to this run's clusters against the previous `customer_id_map`:
   before, the new id is recorded as split from it;
 - unchanged input gives identical ids and writes no history.
 
+A cluster whose records are exactly the records of one previous id (a
+*settled* cluster: most of them, when a batch touched a few) keeps that id and
+writes no history under these rules, so the claims, the minting and the
+history are worked out for the other clusters only.
+
 New ids are opaque (`cus_` + 16 hex digits of a hash of the cluster's first
 record reference, never a name or email) and never reuse an id seen before.
 The map and the appended history are swapped in one transaction.
@@ -30,7 +35,7 @@ from cdm_assets.domain.identity.lookup_changes import STATE_SCHEMA
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
 from cdm_assets.domain.table_versions import TableVersion, current_versions
-from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in, table_exists
+from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in, table_columns, table_exists
 
 
 def history_ddl(tables: EntityTables) -> str:
@@ -81,6 +86,8 @@ def assign_customer_ids(
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE id_by_cluster AS
+        SELECT cluster, customer_id, false AS is_new FROM id_settled
+        UNION ALL
         SELECT cluster, previous_id AS customer_id, false AS is_new FROM id_claims WHERE seniority = 1
         UNION ALL
         SELECT cluster, customer_id, true AS is_new FROM id_minted
@@ -96,17 +103,15 @@ def assign_customer_ids(
             map_staging,
             f"""
             SELECT r.source, r.source_record_id, i.customer_id AS {id_column}, r.record_key, r.cluster
-            FROM id_records r JOIN id_by_cluster i USING (cluster)
+            FROM id_all_records r JOIN id_by_cluster i USING (cluster)
             """,
             plain_text=[id_column],
         )
         con.execute(f"{create_table(changes)} AS SELECT * FROM {id_history.sql} LIMIT 0")
-        con.execute(
-            f"INSERT INTO {changes.sql} {_changes_sql(previous_map, made_by_overrides)}", {"changed_at": changed_at}
-        )
+        con.execute(f"INSERT INTO {changes.sql} {_changes_sql(made_by_overrides)}", {"changed_at": changed_at})
         assignment = _count_changes(con, changes, id_column)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {map_changes.schema}")
-        con.execute(f"{create_table(staged_map_changes)} AS {_map_changes_sql(previous_map)}")
+        con.execute(f"{create_table(staged_map_changes)} AS {_MAP_CHANGES}")
         version = TableVersion.new(id_map, follows=previous_version.version if previous_version else None)
         swap_in(
             con,
@@ -114,7 +119,16 @@ def assign_customer_ids(
             appends=[(id_history, changes)],
             versions=[version],
         )
-    for temp in ("id_records", "id_birth", "id_claims", "id_minted", "id_by_cluster"):
+    for temp in (
+        "id_all_records",
+        "id_removed",
+        "id_settled",
+        "id_records",
+        "id_birth",
+        "id_claims",
+        "id_minted",
+        "id_by_cluster",
+    ):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return assignment
 
@@ -126,34 +140,44 @@ def map_changes_table(tables: EntityTables) -> TableName:
     return TableName(STATE_SCHEMA, f"{tables.id_map.name}_changes")
 
 
-def _map_changes_sql(previous_map: str) -> str:
-    return f"""
-        SELECT r.source, r.source_record_id, r.previous_id AS old_id, i.customer_id AS new_id
-        FROM id_records r JOIN id_by_cluster i USING (cluster)
-        WHERE r.previous_id IS DISTINCT FROM i.customer_id
-        UNION ALL
-        SELECT p.source, p.source_record_id, p.customer_id, NULL
-        FROM ({previous_map}) p ANTI JOIN id_records r USING (source, source_record_id)
-    """
+# Records whose id changed: in a cluster that is not settled (a settled one keeps its records'
+# id), or gone.
+_MAP_CHANGES = """
+    SELECT r.source, r.source_record_id, r.previous_id AS old_id, i.customer_id AS new_id
+    FROM id_records r JOIN id_by_cluster i USING (cluster)
+    WHERE r.previous_id IS DISTINCT FROM i.customer_id
+    UNION ALL
+    SELECT source, source_record_id, customer_id, NULL FROM id_removed
+"""
 
 
 def _previous_map_sql(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> str:
-    """The ids of the last run, per record (none on the first run)."""
+    """The ids of the last run, per record, with the record's cluster then (none on the first
+    run; a map without clusters gives none, which settles no cluster)."""
     if not table_exists(con, tables.id_map):
-        return "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id LIMIT 0"
-    return f"SELECT source, source_record_id, {quote_ident(tables.id_column)} AS customer_id FROM {tables.id_map.sql}"
+        return (
+            "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS customer_id, "
+            "NULL::BIGINT AS cluster LIMIT 0"
+        )
+    cluster = "cluster" if "cluster" in dict(table_columns(con, tables.id_map)) else "NULL::BIGINT"
+    id_column = quote_ident(tables.id_column)
+    return f"SELECT source, source_record_id, {id_column} AS customer_id, {cluster} AS cluster FROM {tables.id_map.sql}"
 
 
 def _claim_previous_ids(
     con: duckdb.DuckDBPyConnection, lookup: TableName, clusters: TableName, tables: EntityTables, previous_map: str
 ) -> None:
-    """`id_records` (each record's cluster and previous id) and `id_claims`: each previous id
-    claimed by the cluster holding most of its records, ranked by age within the cluster."""
+    """`id_all_records` (each record's cluster and previous id), `id_removed` (the previous
+    map's rows of records that are gone), `id_settled` (cluster, customer_id: the settled
+    clusters and their ids), `id_records` (the records of the other clusters) and `id_claims`:
+    each previous id of those claimed by the cluster holding most of its records, ranked by
+    age within the cluster."""
     id_column = quote_ident(tables.id_column)
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE id_records AS
-        SELECT l.record_key, l.source, l.source_record_id, c.cluster, p.customer_id AS previous_id
+        CREATE OR REPLACE TEMP TABLE id_all_records AS
+        SELECT l.record_key, l.source, l.source_record_id, c.cluster, p.customer_id AS previous_id,
+               p.cluster AS previous_cluster
         FROM {lookup.sql} l
         JOIN {clusters.sql} c USING (record_key)
         LEFT JOIN ({previous_map}) p USING (source, source_record_id)
@@ -161,10 +185,36 @@ def _claim_previous_ids(
     )
     con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE id_removed AS
+        SELECT p.* EXCLUDE (cluster) FROM ({previous_map}) p ANTI JOIN id_all_records r USING (source, source_record_id)
+        """
+    )
+    # A cluster whose records were all in one previous cluster, which had no other record (none
+    # gone either). A previous cluster had one id and an id one cluster: compared as numbers.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE id_settled AS
+        WITH single_cluster AS (
+            SELECT cluster, min(previous_cluster) AS previous_cluster, count(*) AS records,
+                   any_value(previous_id) AS customer_id
+            FROM id_all_records
+            GROUP BY cluster
+            HAVING count(previous_cluster) = count(*) AND min(previous_cluster) = max(previous_cluster)
+        ),
+        held AS (SELECT cluster AS previous_cluster, count(*) AS records FROM ({previous_map}) GROUP BY cluster)
+        SELECT s.cluster, s.customer_id FROM single_cluster s JOIN held h USING (previous_cluster, records)
+        """
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE id_records AS SELECT * FROM id_all_records ANTI JOIN id_settled USING (cluster)"
+    )
+    con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE id_birth AS
         SELECT {id_column} AS customer_id, min(changed_at) AS born_at
         FROM {tables.id_history.sql}
         WHERE change IN ('created', 'split', 'override')  -- an override merge names an older id: min() holds
+          AND {id_column} IN (SELECT previous_id FROM id_records)
         GROUP BY {id_column}
         """
     )
@@ -190,7 +240,7 @@ def _claim_previous_ids(
     )
 
 
-def _changes_sql(previous_map: str, made_by_overrides: TableName | None) -> str:
+def _changes_sql(made_by_overrides: TableName | None) -> str:
     """This run's history rows: created, split, merged, moved and retired ids (`$changed_at`);
     a split, merge or move in a cluster the steward's overrides made is an `override`."""
 
@@ -226,9 +276,9 @@ def _changes_sql(previous_map: str, made_by_overrides: TableName | None) -> str:
         WHERE NOT i.is_new AND c.cluster <> r.cluster
         GROUP BY i.customer_id, r.previous_id, r.cluster
         UNION ALL
-        -- ids whose records have all left the sources
+        -- ids whose records have all left the sources (an id with a record left is settled or claimed)
         SELECT p.customer_id, NULL, 'retired', $changed_at, 0
-        FROM (SELECT DISTINCT customer_id FROM ({previous_map})) p
+        FROM (SELECT DISTINCT customer_id FROM id_removed) p
         WHERE p.customer_id NOT IN (SELECT previous_id FROM id_claims)
     """
 
@@ -263,31 +313,30 @@ def _mint_new_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> None:
         """,
         {"prefix": tables.id_prefix},
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE id_known AS
-        SELECT DISTINCT {id_column} AS customer_id FROM {history}
-        UNION SELECT DISTINCT {previous_column} FROM {history} WHERE {previous_column} IS NOT NULL
-        UNION SELECT DISTINCT previous_id FROM id_records WHERE previous_id IS NOT NULL
-        """
-    )
     # A retired id must never come back with other records behind it; re-hash
     # with a counter on the (rare) collisions until every new id is unused.
+    # Every id ever handed out is in the history or the previous map; only the
+    # few new ids are held in memory to look for them there.
+    known = f"""
+        SELECT {id_column} AS customer_id FROM {history}
+        UNION ALL SELECT {previous_column} FROM {history} WHERE {previous_column} IS NOT NULL
+        UNION ALL SELECT previous_id FROM id_all_records WHERE previous_id IS NOT NULL
+        UNION ALL SELECT customer_id FROM id_removed
+    """
     for attempt in range(1, 100):
-        clashes = con.execute(
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE id_known AS
+            SELECT DISTINCT customer_id FROM ({known}) k SEMI JOIN id_minted m USING (customer_id)
+            UNION SELECT customer_id FROM id_minted GROUP BY customer_id HAVING count(*) > 1
             """
-            SELECT count(*) FROM id_minted m
-            WHERE m.customer_id IN (SELECT customer_id FROM id_known)
-               OR m.customer_id IN (SELECT customer_id FROM id_minted GROUP BY customer_id HAVING count(*) > 1)
-            """
-        ).fetchone()[0]
-        if clashes == 0:
+        )
+        if con.execute("SELECT count(*) FROM id_known").fetchone()[0] == 0:
             break
         con.execute(
             """
             UPDATE id_minted SET customer_id = $prefix || left(sha256(seed || '#' || $attempt), 16)
             WHERE customer_id IN (SELECT customer_id FROM id_known)
-               OR customer_id IN (SELECT customer_id FROM id_minted GROUP BY customer_id HAVING count(*) > 1)
             """,
             {"attempt": str(attempt), "prefix": tables.id_prefix},
         )
