@@ -159,6 +159,11 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
             ).fetchall()
         )
     assert ids["crm:C4"] == ids["shop:W3"]  # the late record joined Piet's customer
+    id_map = metadata["identity/customer_id_map"]
+    assert (id_map["customers_changed"].value, id_map["records_changed"].value) == (1, 1)
+    marts = ("marts/customers", "marts/transactions", "marts/events", "marts/customer_metrics")
+    assert all(metadata[mart]["followed_changes"].value is True for mart in marts)
+    assert metadata["marts/customers"]["rebuilt"].value == 1  # Piet's golden record alone
     rebuilt = dg.materialize(
         [*defs.assets, *(defs.asset_checks or [])], resources=defs.resources, selection="raw/crm*",
         tags={FULL_REBUILD_TAG: "true"},
@@ -167,6 +172,7 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
     assert rebuilt_graph["followed_changes"].value is False
     assert materialization_metadata(rebuilt)["identity/source_lookup"]["records_standardised"].value == 7
     assert rebuilt_graph["dagster/row_count"].value == graph["dagster/row_count"].value  # the same links
+    assert not any(materialization_metadata(rebuilt)[mart]["followed_changes"].value for mart in marts)
 
 
 def test_a_failing_blocking_check_stops_the_downstream_assets(landing, write_config):

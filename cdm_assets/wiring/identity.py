@@ -315,6 +315,9 @@ def entity_ids_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> dg
             metadata={
                 **map_metadata,
                 f"{name}s": assignment.customers,
+                # what this assignment changed: the rest kept their records and ids
+                f"{name}s_changed": assignment.customers - assignment.settled,
+                "records_changed": assignment.records_changed,
                 "cluster_size_distribution": dg.MetadataValue.json({str(k): v for k, v in sizes.items()}),
                 **size_buckets(sizes),
                 "largest_clusters": dg.MetadataValue.table(

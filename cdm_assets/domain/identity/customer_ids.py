@@ -26,6 +26,7 @@ their own map and history (`identity.account_id_map`, column `account_id`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,7 +36,7 @@ from cdm_assets.domain.identity.lookup_changes import STATE_SCHEMA
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
 from cdm_assets.domain.table_versions import TableVersion, current_versions
-from cdm_assets.domain.warehouse import create_table_as, staged_tables, swap_in, table_columns, table_exists
+from cdm_assets.domain.warehouse import create_table_as, row_count, staged_tables, swap_in, table_columns, table_exists
 
 
 def history_ddl(tables: EntityTables) -> str:
@@ -56,6 +57,8 @@ class IdAssignment:
     split: int
     retired: int
     override: int = 0  # changes a steward's override made
+    settled: int = 0  # customers whose records are exactly those of one customer before (same id, no history)
+    records_changed: int = 0  # records whose id changed, new records and records gone included
 
 
 def assign_customer_ids(
@@ -112,6 +115,11 @@ def assign_customer_ids(
         assignment = _count_changes(con, changes, id_column)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {map_changes.schema}")
         con.execute(f"{create_table(staged_map_changes)} AS {_MAP_CHANGES}")
+        assignment = dataclasses.replace(
+            assignment,
+            settled=con.execute("SELECT count(*) FROM id_settled").fetchall()[0][0],
+            records_changed=row_count(con, staged_map_changes),
+        )
         version = TableVersion.new(id_map, follows=previous_version.version if previous_version else None)
         swap_in(
             con,
