@@ -47,6 +47,17 @@ from benchmarks.identity_quality import sample_config  # noqa: E402
 
 BATCHES = 6
 CUSTOMERS = TableName("marts", "customers")
+# Raw tables loaded again between the identity steps and the marts, per batch: the event
+# source (events and metrics build in full), then a customer source after its lookup was built
+# (the golden records cannot follow a lookup that lags its raw tables, nor the build after).
+RELOADED_BEFORE_MARTS = {3: [TableName("raw", "clickstream")], 4: [TableName("raw", "crm")]}
+# Whether customers, transactions, events and metrics follow, where not all do.
+MARTS_FOLLOW = {
+    0: (False, False, False, False),
+    3: (True, True, False, False),
+    4: (False, True, True, False),
+    5: (False, True, True, False),
+}
 # canonical fields whose values a batch copies between records, empties or garbles
 CHANGED_FIELDS = ("first_name", "last_name", "full_name", "email", "phone", "birth_date", "postcode", "street")
 
@@ -192,6 +203,8 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
                 copy_match_model(following, rebuilding, entity)
             builds[full] = build_graph(con, entity, full=full)
             assign_ids_from_graph(con, entity.tables, now=now)
+            for table in RELOADED_BEFORE_MARTS.get(batch, ()):  # a load the marts did not see coming
+                swap_in(con, [], versions=[TableVersion.new(table)])
             marts_followed[full] = build_marts(con, plan, entity, full, now)
         changes = current_build(following, entity.tables.lookup)
         assert builds[True].followed_changes is False
@@ -200,7 +213,7 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
         assert (standardised[False] < standardised[True]) is (batch > 0), f"batch {batch}"
         followed_batches += builds[False].followed_changes and changes.added + changes.changed + changes.removed > 0
         assert marts_followed[True] == (False,) * 4
-        assert marts_followed[False] == (batch > 0,) * 4, f"batch {batch}"
+        assert marts_followed[False] == MARTS_FOLLOW.get(batch, (batch > 0,) * 4), f"batch {batch}"
         assert identity_state(following, entity) == identity_state(rebuilding, entity), f"batch {batch}"
         followed, rebuilt = marts(following), marts(rebuilding)
         for table in rebuilt:
