@@ -215,11 +215,12 @@ def touched_records(
     keys: TableName,
     inputs: TableName,
     touched: TableName,
+    sources: list[str],
 ) -> None:
-    """`inputs`: the input rows of the records whose input differs from what the previous build
-    standardised (new ones included), read in one pass over every record; `touched`
-    (record_key): their keys and the keys of the records that are gone (in `state`, not in
-    `keys`, this build's record keys)."""
+    """`inputs`: the input rows of the records (of `sources`) whose input differs from what the
+    previous build standardised (new ones included), read in one pass over those records;
+    `touched` (record_key): their keys and the keys of the records of `sources` that are gone
+    (in `state`, not in `keys`, this build's record keys)."""
     con.execute(
         f"""
         {create_table(inputs)} AS
@@ -234,6 +235,8 @@ def touched_records(
         {create_table(touched)} AS
         SELECT record_key FROM {inputs.sql}
         UNION ALL
-        SELECT record_key FROM {state.sql} ANTI JOIN {keys.sql} USING (record_key)
-        """
+        SELECT record_key FROM (SELECT record_key FROM {state.sql} WHERE list_contains($sources, source))
+        ANTI JOIN {keys.sql} USING (record_key)
+        """,
+        {"sources": sources},
     )

@@ -67,7 +67,7 @@ from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_records import customer_records, record_keys_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
-from cdm_assets.domain.table_versions import BuiltFrom, current_versions
+from cdm_assets.domain.table_versions import BuiltFrom, current_versions, recorded_inputs
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
 from cdm_assets.domain.warehouse import (
     RowReplacement,
@@ -136,24 +136,26 @@ def build_source_lookup_counting_nulls(
     fingerprint = lookup_fingerprint(entity)
     state = records_table(target)
     follow = not full and previous is not None and previous.fingerprint == fingerprint and table_exists(con, state)
+    # Following, only the sources loaded since the last build can hold changed records.
+    keyed = _reloaded_sources(con, entity, raw_inputs) if follow else None
     keys = TableName(SCRATCH, f"{target.name}_record_keys")
     touched = TableName(SCRATCH, f"{target.name}_touched_records")
     touched_inputs = TableName(SCRATCH, f"{target.name}_touched_inputs")
     for scratch in (keys, touched, touched_inputs):
         con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
     try:
-        records = customer_records(con, entity, keys=keys if previous is not None else None)
+        records = customer_records(con, entity, keys=keys if previous is not None else None, only=keyed)
         # narrow unkeyed records for the distinct-value steps
         countries_only = customer_records(con, entity, fields=("country",), keyed=False)
         names_only = customer_records(con, entity, fields=NAME_FIELDS, keyed=False)
     except LookupError as error:
         raise LookupError(f"cannot build {target}: {error}") from None
     if previous is not None:  # records keep the keys the lookup in the warehouse gave them
-        select, params = record_keys_sql(entity, target)
+        select, params = record_keys_sql(entity, target, only=keyed)
         con.execute(f"{create_table(keys)} AS {select}", {**params, "next_key": previous.next_record_key})
     names_input = names_only
     if follow:  # the records whose input changed, and the keys of those that went
-        touched_records(con, records, state, keys, touched_inputs, touched)
+        touched_records(con, records, state, keys, touched_inputs, touched, keyed)
         records = names_input = dataclasses.replace(records, sql=f"SELECT * FROM {touched_inputs.sql}", params={})
     for schema in ("identity", state.schema):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -191,6 +193,19 @@ def build_source_lookup_counting_nulls(
         )
         nulled = count_nulled_values(con, state, [reason for reason, _ in nulling_conditions(identifiers)])
     return SourceLookupBuild(row_count(con, target), nulled, lookup_build, standardised)
+
+
+def _reloaded_sources(con: duckdb.DuckDBPyConnection, entity: EntityPlan, raw_inputs: BuiltFrom) -> list[str]:
+    """The entity's sources whose raw table is not the one the lookup in the warehouse was
+    built from (at least one source, so the records' SQL stays valid)."""
+    recorded = recorded_inputs(con, raw_inputs.table) or {}
+    reloaded = [
+        name
+        for name in sorted(entity.sources)
+        if (version := raw_inputs.inputs.get(TableName("raw", name))) is None
+        or recorded.get(TableName("raw", name)) != version
+    ]
+    return reloaded or [min(entity.sources)]
 
 
 def _swap_in_lookup(

@@ -15,7 +15,7 @@ instead and new records the next ones free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -47,18 +47,20 @@ def customer_records(
     fields: Sequence[str] = TEXT_FIELDS,
     keyed: bool = True,
     keys: TableName | None = None,
+    only: Collection[str] | None = None,
 ) -> SourceRecords:
     """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region` and
     `<field>_raw` for each of `fields`; when `keyed` also `birth_date` (NULL outside the plausible
     window), `id_<name>` and `record_key`, and for the nulled-value counts `_birth_date_parsed` (no
     window), `_birth_date_unparseable` (a value that is not a date) and `_id_<name>_typed` (whether
     the record held more than spaces). With `keys` (source, source_record_id, record_key),
-    each record's key is looked up there instead of numbered.
+    each record's key is looked up there instead of numbered; with `only`, the records of those
+    sources alone (`phone_regions` still names every source's).
 
     Unkeyed, narrow records feed the distinct-value steps cheaply. Sources (of
     `entity`, a customer-like entity) are taken in name order. Raises LookupError naming raw tables that do not exist yet.
     """
-    sources = dict(sorted(entity.sources.items()))
+    sources = {name: source for name, source in sorted(entity.sources.items()) if only is None or name in only}
     missing = [name for name in sources if not table_exists(con, TableName("raw", name))]
     if missing:
         raise LookupError(
@@ -78,7 +80,7 @@ def customer_records(
         if keyed and keys is None:
             params[f"{prefix}first_key"] = first_key
             first_key += row_count(con, table)
-    phone_regions = sorted({s.phone_region for s in sources.values() if s.phone_region})
+    phone_regions = sorted({s.phone_region for s in entity.sources.values() if s.phone_region})
     return SourceRecords("\nUNION ALL BY NAME\n".join(f"({s})" for s in selects), params, phone_regions)
 
 
@@ -161,16 +163,18 @@ def _record_id_sql(source: Source, alias: str = "") -> str:
     return f"trim(CAST({alias}{quote_ident(source.record_id)} AS VARCHAR))"
 
 
-def record_keys_sql(entity: EntityPlan, previous: TableName) -> tuple[str, dict]:
+def record_keys_sql(entity: EntityPlan, previous: TableName, only: Collection[str] | None = None) -> tuple[str, dict]:
     """SELECT source, source_record_id, record_key for every record of the entity's raw
-    tables: the key `previous` (an earlier lookup) gave it, else the next free one from
-    `$next_key` on, in (source, source_record_id) order; with its parameters."""
+    tables (of the sources `only` names, when given): the key `previous` (an earlier lookup)
+    gave it, else the next free one from `$next_key` on, in (source, source_record_id) order;
+    with its parameters."""
+    sources = sorted((name, source) for name, source in entity.sources.items() if only is None or name in only)
     ids = " UNION ALL ".join(
         f"SELECT $source_{index}::VARCHAR AS source, {_record_id_sql(source)} AS source_record_id "
         f"FROM {TableName('raw', name).sql}"
-        for index, (name, source) in enumerate(sorted(entity.sources.items()))
+        for index, (name, source) in enumerate(sources)
     )
-    params = {f"source_{index}": name for index, name in enumerate(sorted(entity.sources))}
+    params = {f"source_{index}": name for index, (name, _) in enumerate(sources)}
     return (
         f"""
         WITH ids AS MATERIALIZED ({ids})
