@@ -37,7 +37,13 @@ import duckdb
 
 from cdm_assets.domain.identity.lookup_changes import STATE_SCHEMA, LookupBuild
 from cdm_assets.domain.identity.match_keys import key_column
-from cdm_assets.domain.identity.match_model.scoring import ScoringModel, build_model_links, model_candidates_sql
+from cdm_assets.domain.identity.match_model.scoring import (
+    ScoringModel,
+    blocks_of_rule,
+    build_model_links,
+    model_candidates_sql,
+    record_blocks_sql,
+)
 from cdm_assets.domain.identity.rule_sql import rule_blocks_sql, rule_sql, shared_alone_keys
 from cdm_assets.domain.plan import MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
@@ -209,7 +215,7 @@ def update_model_links(
     """Update `model_links` (the previous build's model links) for the changes: the pairs that
     may link or unlink are scored again, each with its first blocking rule; returns the counts
     of `build_model_links` for them."""
-    scratch = ("blocks", "pairs", "candidates", "links", "blocks_opened", "blocks_closed")
+    scratch = ("record_blocks", "blocks", "pairs", "candidates", "links", "blocks_opened", "blocks_closed")
     with staged_tables(con, *(TableName(SCRATCH, f"graph_changes_model_{part}") for part in scratch)) as tables:
         return _rescore_model_pairs(con, lookup, changes, model, max_records, model_links, *tables)
 
@@ -221,6 +227,7 @@ def _rescore_model_pairs(
     model: ScoringModel,
     max_records: int,
     model_links: TableName,
+    record_blocks: TableName,
     blocks: TableName,
     pairs: TableName,
     candidates: TableName,
@@ -230,7 +237,9 @@ def _rescore_model_pairs(
 ) -> dict[str, float]:
     """`update_model_links` in the scratch tables it is given (dropped by the caller)."""
     params = {"max_records": max_records}
-    _changed_model_blocks(con, lookup, changes, model, blocks)
+    # every record's block under every blocking rule, hashed once for the steps below
+    con.execute(f"{create_table(record_blocks)} AS {record_blocks_sql(lookup, model)}")
+    _changed_model_blocks(con, changes, model, record_blocks, blocks)
     eligible = "BETWEEN 2 AND $max_records"
     for table, condition in (
         (came_under, f"members {eligible} AND NOT (members_before {eligible})"),
@@ -238,19 +247,19 @@ def _rescore_model_pairs(
     ):
         con.execute(f"{create_table(table)} AS SELECT blocking_rule, block FROM {blocks.sql} WHERE {condition}", params)
     went_over_members = " UNION ".join(
-        f"SELECT record_key FROM ({rule.keyed_sql(lookup)}) "
+        f"SELECT record_key FROM ({blocks_of_rule(record_blocks, index)}) "
         f"WHERE block IN (SELECT block FROM {went_over.sql} WHERE blocking_rule = {index})"
-        for index, rule in enumerate(model.blocking)
+        for index in range(len(model.blocking))
     )
     changed_keys = f"SELECT record_key FROM {changes.sql}"
     arrived_keys = f"SELECT record_key FROM {changes.sql} WHERE side = 'new'"
     con.execute(
         f"""
         {create_table(pairs)} AS
-        SELECT key_a, key_b FROM ({model_candidates_sql(lookup, model, blocks)})
+        SELECT key_a, key_b FROM ({model_candidates_sql(lookup, model, blocks, record_blocks)})
         WHERE key_a IN ({arrived_keys}) OR key_b IN ({arrived_keys})
         UNION
-        SELECT key_a, key_b FROM ({model_candidates_sql(lookup, model, came_under)})
+        SELECT key_a, key_b FROM ({model_candidates_sql(lookup, model, came_under, record_blocks)})
         UNION
         SELECT key_a, key_b FROM {model_links.sql}
         WHERE key_a NOT IN ({changed_keys}) AND key_b NOT IN ({changed_keys})
@@ -258,7 +267,7 @@ def _rescore_model_pairs(
         """,
         params,
     )
-    _first_blocking_rules(con, lookup, model, pairs, candidates, params)
+    _first_blocking_rules(con, record_blocks, model, pairs, candidates, params)
     counts = build_model_links(con, lookup, model, max_records, scored, candidates=candidates)
     con.execute(
         f"""
@@ -272,7 +281,11 @@ def _rescore_model_pairs(
 
 
 def _changed_model_blocks(
-    con: duckdb.DuckDBPyConnection, lookup: TableName, changes: TableName, model: ScoringModel, blocks: TableName
+    con: duckdb.DuckDBPyConnection,
+    changes: TableName,
+    model: ScoringModel,
+    record_blocks: TableName,
+    blocks: TableName,
 ) -> None:
     """`blocks` (blocking_rule, block, members, members_before): every block of every blocking
     rule that a changed record was or is in, with its size now and before the changes."""
@@ -285,9 +298,10 @@ def _changed_model_blocks(
             for index, rule in enumerate(model.blocking)
         )}),
         now AS ({" UNION ALL ".join(
-            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) AS members FROM ({rule.keyed_sql(lookup)}) "
+            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) AS members "
+            f"FROM ({blocks_of_rule(record_blocks, index)}) "
             f"WHERE block IN (SELECT block FROM changed WHERE blocking_rule = {index}) GROUP BY ALL"
-            for index, rule in enumerate(model.blocking)
+            for index in range(len(model.blocking))
         )})
         SELECT blocking_rule, block, coalesce(now.members, 0) AS members,
                coalesce(now.members, 0) - arrived + departed AS members_before
@@ -298,7 +312,7 @@ def _changed_model_blocks(
 
 def _first_blocking_rules(
     con: duckdb.DuckDBPyConnection,
-    lookup: TableName,
+    record_blocks: TableName,
     model: ScoringModel,
     pairs: TableName,
     candidates: TableName,
@@ -308,7 +322,7 @@ def _first_blocking_rules(
     compares it now (both records in one block of the rule, the block not over the cap)."""
     ends = f"SELECT key_a AS record_key FROM {pairs.sql} UNION SELECT key_b FROM {pairs.sql}"
     selects = []
-    for index, rule in enumerate(model.blocking):
+    for index in range(len(model.blocking)):
         selects.append(
             f"""
             SELECT pair.key_a, pair.key_b, {index}::SMALLINT AS blocking_rule
@@ -316,13 +330,14 @@ def _first_blocking_rules(
             JOIN ends_{index} a ON a.record_key = pair.key_a
             JOIN ends_{index} b ON b.record_key = pair.key_b AND a.block = b.block
             WHERE a.block IN (
-                SELECT block FROM ({rule.keyed_sql(lookup)})
+                SELECT block FROM ({blocks_of_rule(record_blocks, index)})
                 WHERE block IN (SELECT block FROM ends_{index}) GROUP BY block HAVING count(*) BETWEEN 2 AND $max_records
             )
             """
         )
     ctes = ", ".join(
-        f"ends_{index} AS MATERIALIZED (SELECT * FROM ({rule.keyed_sql(lookup)}) WHERE record_key IN ({ends}))"
-        for index, rule in enumerate(model.blocking)
+        f"ends_{index} AS MATERIALIZED (SELECT * FROM ({blocks_of_rule(record_blocks, index)}) "
+        f"WHERE record_key IN ({ends}))"
+        for index in range(len(model.blocking))
     )
     con.execute(f"{create_table(candidates)} AS WITH {ctes} {' UNION ALL '.join(selects)}", params)

@@ -35,7 +35,12 @@ class BlockingRule:
         return f"SELECT {selected}, hash({', '.join(keys)}) AS block FROM {lookup.sql} WHERE {present}"
 
     def pairs_sql(
-        self, lookup: TableName, sampled: bool = False, pair_sample: bool = False, only_blocks: str | None = None
+        self,
+        lookup: TableName,
+        sampled: bool = False,
+        pair_sample: bool = False,
+        only_blocks: str | None = None,
+        keyed: str | None = None,
     ) -> str:
         """SELECT key_a, key_b of the rule's candidate pairs; `$max_records` caps a block.
 
@@ -45,7 +50,8 @@ class BlockingRule:
         pairs whose first record's hash falls below `$pair_share`: each pair
         with that chance, decided by the pair alone (so every rule keeps the
         same pairs), and the pairs left out are never formed. With `only_blocks`
-        (a SELECT of block hashes), only the pairs of those blocks.
+        (a SELECT of block hashes), only the pairs of those blocks. `keyed` (record_key, block)
+        stands for `keyed_sql(lookup)` where the records' blocks were worked out already.
         """
         sample = " AND (hash(block) % 1000000) < $sample * 1000000" if sampled else ""
         only = f" AND block IN ({only_blocks})" if only_blocks else ""
@@ -53,7 +59,7 @@ class BlockingRule:
         # Blocks are one hash of the keys: a hash collision can only add a
         # candidate pair, which is then scored like any other.
         return f"""
-            WITH keyed AS ({self.keyed_sql(lookup)}),
+            WITH keyed AS ({keyed or self.keyed_sql(lookup)}),
             blocks AS (
                 SELECT block FROM keyed WHERE true{only} GROUP BY block HAVING count(*) BETWEEN 2 AND $max_records
             ),
