@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -191,11 +191,13 @@ def swap_in(
     versions: Sequence[TableVersion] = (),
     built_from: Sequence[BuiltFrom] = (),
     statements: Sequence[tuple[str, object]] = (),
+    before_commit: Callable[[], None] | None = None,
 ) -> None:
     """Replace each target with its staging table (and quarantine rows), append the rows of
     each `appends` table to its target (an append-only history), replace the rows of each
     `row_replacements`, run the `statements` (SQL, parameters) that update tables in place and
-    record the tables' `versions` and what they were `built_from`, in one transaction."""
+    record the tables' `versions` and what they were `built_from`, in one transaction;
+    `before_commit` may still refuse it all by raising."""
     if versions or built_from:
         ensure_state(con)
     con.execute("BEGIN TRANSACTION")
@@ -218,6 +220,8 @@ def swap_in(
             )
             columns = ", ".join(QUARANTINE_COLUMNS)
             con.execute(f"INSERT INTO raw.quarantine ({columns}) SELECT {columns} FROM {quarantine.staging.sql}")
+        if before_commit is not None:
+            before_commit()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -19,6 +19,7 @@ from cdm_assets.domain.plan import Source
 from cdm_assets.domain.raw.load import RawLoadReport, landed_files, load_raw_sources
 from cdm_assets.domain.vocabulary import TRANSACTION
 from cdm_assets.domain.warehouse import QUARANTINE, ensure_quarantine, quarantine_summary
+from cdm_assets.wiring.automation import full_rebuild_asked
 from cdm_assets.wiring.keys import OWNERS, QUALITY_GROUP, RAW_GROUP, Namespace
 from cdm_assets.wiring.metadata import preview_policy, table_metadata
 
@@ -66,7 +67,7 @@ def build_raw_assets(config: CdmConfig, ns: Namespace) -> list[dg.AssetsDefiniti
             landings[name] = (source, files)
         failed = []
         with ns.warehouse_of(context).get_connection() as con:
-            for name, outcome in load_raw_sources(con, landings):
+            for name, outcome in load_raw_sources(con, landings, full=full_rebuild_asked(context)):
                 if isinstance(outcome, Exception):
                     context.log.error(f"raw/{name}: {outcome}")
                     failed.append(f"raw/{name}: {outcome}")
@@ -99,6 +100,8 @@ def _materialization(
             # rows of erased people left out (privacy.suppressions): a count, never who
             "suppressed": report.suppressed,
             "load_seconds": round(report.seconds, 2),
+            # all files are read unless only new or changed ones were
+            "files_read": report.files_read if report.files_read is not None else len(report.files),
         },
     )
 

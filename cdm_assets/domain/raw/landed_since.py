@@ -1,0 +1,211 @@
+"""A source's load that reads only the files that landed or changed since its last load.
+
+The rows of a file depend on that file alone, except for duplicate record ids,
+where the newest file's row wins. So when no file went away, every file read
+has the columns of the raw table (names, types and order) and the erasures are
+the ones the last load checked, reading the new and changed files is enough:
+their rows replace the rows of the changed files, and every row of the files
+kept whose id is involved (an id read now, or one the changed files held)
+is ranked again with them, accepted or quarantined as a load of every file
+would. Otherwise, and when a row quarantined as a duplicate would now win
+(its winner gone), the load reads every file (None here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import duckdb
+
+from cdm_assets.domain.plan import Source
+from cdm_assets.domain.raw.accepted_rows import (
+    HELPER_COLUMNS,
+    create_rejects_table,
+    drop_suppressed_rejects,
+    move_rejects_out,
+    record_id_sql,
+    require_mapped_columns,
+)
+from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
+from cdm_assets.domain.raw.landed import LandingError
+from cdm_assets.domain.raw.manifest import (
+    ReadFile,
+    current_suppressions,
+    file_stamp,
+    manifest_statements,
+    read_manifest,
+)
+from cdm_assets.domain.raw.report import RawLoadReport
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.table_versions import TableVersion
+from cdm_assets.domain.warehouse import QUARANTINE, QUARANTINE_COLUMNS, row_count, staged_tables, swap_in
+
+DUPLICATE = "duplicate record id"
+
+
+def load_landed_since(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: Source,
+    files: list[Path],
+    swap_lock: AbstractContextManager,
+) -> RawLoadReport | None:
+    """Load the files of `files` that are new or changed since the last load of `name`;
+    None when that would not give what loading every file gives."""
+    target = TableName("raw", name)
+    recorded = read_manifest(con, name)
+    if recorded is None:
+        return None
+    previous, suppressions = recorded
+    if set(previous) - {str(f) for f in files} or current_suppressions(con) != suppressions:
+        return None  # a file went away, or someone was erased since
+    landed_now = [f for f in files if str(f) not in previous or not previous[str(f)].same_content(f)]
+    if not landed_now:  # nothing to read: the table stays as it is, its version too
+        return _report(con, name, files, previous, {})
+    work = [TableName(SCRATCH, f"{name}_{part}") for part in ("landed", "rejects", "again", "again_quarantined")]
+    with staged_tables(con, *work) as (landed, rejects, again, again_quarantined):
+        create_rejects_table(con, rejects)
+        columns, read = ColumnOrigins(), {}
+        for path in landed_now:
+            stamp = file_stamp(path)
+            rows_in, suppressed = land_file(con, name, source, path, landed, rejects, columns, suppressions.salt)
+            read[str(path)] = ReadFile(str(path), *stamp, rows_in, suppressed)
+        if _data_columns(con, landed) != _data_columns(con, target):
+            return None
+        require_mapped_columns(con, name, source, landed, landed_now)
+        changed = [file for file in read if file in previous]
+        if not _rank_again(con, name, source, landed, rejects, changed, again, again_quarantined):
+            return None
+        if suppressions.salt is not None:
+            for file, dropped in drop_suppressed_rejects(con, name, rejects, suppressions.salt).items():
+                read[file] = dataclasses.replace(read[file], suppressed=read[file].suppressed + dropped)
+        files_now = {**previous, **read}
+
+        def replaced(again: TableName) -> str:  # the rows of changed files and the rows ranked again
+            return f"(list_contains($changed, _file) OR (_file, _row_number) IN (SELECT (_file, _row_number) FROM {again.sql}))"
+
+        columns_out = ", ".join(QUARANTINE_COLUMNS)
+        statements = [
+            (f"DELETE FROM {target.sql} WHERE {replaced(again)}", {"changed": changed}),
+            (f"INSERT INTO {target.sql} BY NAME SELECT * FROM {landed.sql}", None),
+            (
+                f"DELETE FROM {QUARANTINE.sql} WHERE source = $source AND stage = $stage AND {replaced(again_quarantined)}",
+                {"source": name, "stage": RAW_STAGE, "changed": changed},
+            ),
+            (f"INSERT INTO {QUARANTINE.sql} ({columns_out}) SELECT {columns_out} FROM {rejects.sql}", None),
+            *manifest_statements(name, [files_now[str(f)] for f in files], suppressions),
+        ]
+        report = RawLoadReport(name, target, [str(f) for f in files])
+
+        def accounted() -> None:  # in the transaction: never swap in a loss
+            nonlocal report
+            report = _report(con, name, files, files_now, read)
+            counted = report.rows_accepted + report.rows_quarantined + report.suppressed
+            if report.rows_in != counted:
+                raise LandingError(
+                    f"sources.{name}: {report.rows_in} rows in, but {report.rows_accepted} accepted, "
+                    f"{report.rows_quarantined} quarantined and {report.suppressed} suppressed; nothing was changed"
+                )
+
+        with swap_lock:
+            swap_in(con, [], statements=statements, versions=[TableVersion.new(target)], before_commit=accounted)
+    return report
+
+
+def _report(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    files: list[Path],
+    read_files: dict[str, ReadFile],
+    read_now: dict[str, ReadFile],
+) -> RawLoadReport:
+    """The figures of the source as a whole, as a load of every file reports them; `files_read`
+    counts the files this load read."""
+    target = TableName("raw", name)
+    report = RawLoadReport(name, target, [str(f) for f in files], files_read=len(read_now))
+    report.rows_in = sum(read_files[str(f)].rows_in for f in files)
+    report.suppressed = sum(read_files[str(f)].suppressed for f in files)
+    report.rows_accepted = con.execute(f"SELECT count(*) FROM {target.sql}").fetchall()[0][0]
+    report.quarantined_by_reason = Counter(
+        dict(
+            con.execute(
+                f"SELECT category, count(*) FROM {QUARANTINE.sql} WHERE source = ? AND stage = ? GROUP BY ALL",
+                [name, RAW_STAGE],
+            ).fetchall()
+        )
+    )
+    return report
+
+
+def _data_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:
+    described = con.execute(f"DESCRIBE {table.sql}").fetchall()  # a scratch table too
+    return [(row[0], row[1]) for row in described if row[0] not in HELPER_COLUMNS]
+
+
+def _rank_again(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: Source,
+    landed: TableName,
+    rejects: TableName,
+    changed: list[str],
+    again: TableName,
+    again_quarantined: TableName,
+) -> bool:
+    """Rank the duplicates the rows read now take part in, as a load of every file would, and
+    move the losers to `rejects`; False when that cannot be done here.
+
+    The ids involved are those of the rows read now and of the changed files' rows before
+    (accepted, or quarantined as duplicates). Their rows in the files kept come back into
+    the ranking: accepted ones (`again`) as they are, quarantined ones (`again_quarantined`)
+    by their id, file and row, keeping their raw row. One of those winning now (its winner
+    gone) would have to be rebuilt from its raw row: a load of every file does that instead.
+    """
+    target, key = TableName("raw", name), record_id_sql(source)
+    quarantined = f"""
+        SELECT _file, _row_number, value, raw_row FROM {QUARANTINE.sql}
+        WHERE source = $source AND stage = $stage AND category = $duplicate
+    """
+    params = {"source": name, "stage": RAW_STAGE, "duplicate": DUPLICATE, "changed": changed}
+    involved = f"""
+        SELECT {key} FROM {landed.sql} WHERE _bad_column IS NULL
+        UNION SELECT {key} FROM {target.sql} WHERE list_contains($changed, _file)
+        UNION SELECT value FROM ({quarantined}) WHERE list_contains($changed, _file)
+    """
+    con.execute(
+        f"""
+        {create_table(again)} AS
+        SELECT * FROM {target.sql} WHERE NOT list_contains($changed, _file) AND {key} IN ({involved})
+        """,
+        params,
+    )
+    con.execute(
+        f"""
+        {create_table(again_quarantined)} AS
+        SELECT * FROM ({quarantined}) WHERE NOT list_contains($changed, _file) AND value IN ({involved})
+        """,
+        params,
+    )
+    record_id = quote_ident(source.record_id)
+    if row_count(con, again_quarantined) and dict(_data_columns(con, landed)).get(source.record_id) != "VARCHAR":
+        return False  # an id read back from text would need its type
+    con.execute(f"INSERT INTO {landed.sql} BY NAME SELECT * FROM {again.sql}")
+    con.execute(
+        f"INSERT INTO {landed.sql} ({record_id}, _file, _row_number) "
+        f"SELECT value, _file, _row_number FROM {again_quarantined.sql}"
+    )
+    move_rejects_out(con, name, source, landed, rejects)
+    row = "(_file, _row_number)"
+    rebuilt = f"SELECT count(*) FROM {landed.sql} WHERE {row} IN (SELECT {row} FROM {again_quarantined.sql})"
+    if con.execute(rebuilt).fetchall()[0][0]:
+        return False
+    con.execute(
+        f"""
+        UPDATE {rejects.sql} AS r SET raw_row = q.raw_row FROM {again_quarantined.sql} AS q
+        WHERE r._file = q._file AND r._row_number = q._row_number
+        """
+    )
+    return True
