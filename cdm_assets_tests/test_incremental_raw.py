@@ -12,6 +12,7 @@ source's quarantine rows and the load's figures must be identical.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -125,7 +126,8 @@ def test_reading_what_landed_since_ends_where_reading_every_file_ends(tmp_path, 
     for number in range(STEPS + 1):
         what = "first load" if number == 0 else landing.step(number)
         files = landed_files(Path(source.path))
-        followed = load_raw_source(following, "crm", source, files, full=False)
+        # small files: followed whatever share of the source they hold
+        followed = load_raw_source(following, "crm", source, files, full=False, follow_below_share=math.inf)
         full = load_raw_source(reading_all, "crm", source, files)
         assert raw_state(following) == raw_state(reading_all), f"step {number}: {what}"
         figures = ("rows_in", "rows_accepted", "quarantined_by_reason", "suppressed")
@@ -141,12 +143,31 @@ def test_a_file_written_as_it_was_read_is_read_again(tmp_path, write_config):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "a.csv").write_text("crm_id,first_name,email\nC1,Ann,a@mail.test\n")
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    load_raw_source(con, "crm", source, landed_files(Path(source.path)), full=False)
+    load_raw_source(con, "crm", source, landed_files(Path(source.path)), full=False, follow_below_share=math.inf)
     # rewritten with the same size and modification time, right after the load looked at it
     stamp = (folder / "a.csv").stat().st_mtime_ns
     (folder / "a.csv").write_text("crm_id,first_name,email\nC1,Bob,b@mail.test\n")
     os.utime(folder / "a.csv", ns=(stamp, stamp))
-    report = load_raw_source(con, "crm", source, landed_files(Path(source.path)), full=False)
+    report = load_raw_source(
+        con, "crm", source, landed_files(Path(source.path)), full=False, follow_below_share=math.inf
+    )
     assert report.files_read == 1
     assert con.execute("SELECT first_name FROM raw.crm").fetchall() == [("Bob",)]
     assert RACY_NS >= 10**9  # file systems keeping whole seconds are covered
+
+
+def test_a_load_that_would_read_most_of_the_source_again_reads_every_file(tmp_path, write_config):
+    source = resolve_plan(write_config({"crm": CRM})).sources["crm"]
+    folder = tmp_path / "landing/crm"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("a.csv", 40), ("b.csv", 2)):
+        (folder / name).write_text(
+            "crm_id,first_name,email\n" + "".join(f"{name}{i},N,n@mail.test\n" for i in range(rows))
+        )
+        os.utime(folder / name, ns=(EPOCH_NS, EPOCH_NS))
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    assert load_raw_source(con, "crm", source, landed_files(Path(source.path)), full=False).files_read is None
+    for name in ("b.csv", "a.csv"):  # the small file changes, then the large one
+        os.utime(folder / name, ns=(EPOCH_NS + 10**9, EPOCH_NS + 10**9))
+        report = load_raw_source(con, "crm", source, landed_files(Path(source.path)), full=False)
+        assert report.files_read == (1 if name == "b.csv" else None)

@@ -3,7 +3,8 @@
 The rows of a file depend on that file alone, except for duplicate record ids,
 where the newest file's row wins. So when no file went away, every file read
 has the columns of the raw table (names, types and order) and the erasures are
-the ones the last load checked, reading the new and changed files is enough:
+the ones the last load checked, reading the new and changed files is enough
+(and faster, while they hold less than half of the source's bytes):
 their rows replace the rows of the changed files, and every row of the files
 kept whose id is involved (an id read now, or one the changed files held)
 is ranked again with them, accepted or quarantined as a load of every file
@@ -44,6 +45,9 @@ from cdm_assets.domain.table_versions import TableVersion
 from cdm_assets.domain.warehouse import QUARANTINE, QUARANTINE_COLUMNS, row_count, staged_tables, swap_in
 
 DUPLICATE = "duplicate record id"
+# Replacing rows in place costs more per row than writing a table anew: when the files to
+# read hold this share of the source's bytes or more, the load reads every file.
+FOLLOW_BELOW_SHARE = 0.5
 
 
 def load_landed_since(
@@ -52,9 +56,11 @@ def load_landed_since(
     source: Source,
     files: list[Path],
     swap_lock: AbstractContextManager,
+    follow_below_share: float = FOLLOW_BELOW_SHARE,
 ) -> RawLoadReport | None:
     """Load the files of `files` that are new or changed since the last load of `name`;
-    None when that would not give what loading every file gives."""
+    None when that would not give what loading every file gives, or when those files hold
+    `follow_below_share` of the source's bytes or more."""
     target = TableName("raw", name)
     recorded = read_manifest(con, name)
     if recorded is None:
@@ -65,6 +71,8 @@ def load_landed_since(
     landed_now = [f for f in files if str(f) not in previous or not previous[str(f)].same_content(f)]
     if not landed_now:  # nothing to read: the table stays as it is, its version too
         return _report(con, name, files, previous, {})
+    if sum(_size(f) for f in landed_now) >= follow_below_share * sum(_size(f) for f in files):
+        return None  # most of the source to read again: building the table anew is faster
     work = [TableName(SCRATCH, f"{name}_{part}") for part in ("landed", "rejects", "again", "again_quarantined")]
     with staged_tables(con, *work) as (landed, rejects, again, again_quarantined):
         create_rejects_table(con, rejects)
@@ -138,6 +146,10 @@ def _report(
         )
     )
     return report
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
 
 
 def _data_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:

@@ -38,7 +38,7 @@ from cdm_assets.domain.raw.accepted_rows import (
 )
 from cdm_assets.domain.raw.land_file import RAW_STAGE, ColumnOrigins, land_file
 from cdm_assets.domain.raw.landed import LandingError
-from cdm_assets.domain.raw.landed_since import load_landed_since
+from cdm_assets.domain.raw.landed_since import FOLLOW_BELOW_SHARE, load_landed_since
 from cdm_assets.domain.raw.manifest import ReadFile, current_suppressions, file_stamp, manifest_statements
 from cdm_assets.domain.raw.report import RawLoadReport
 from cdm_assets.domain.sql import SCRATCH, TableName, quote_ident
@@ -110,18 +110,20 @@ def load_raw_source(
     files: list[Path],
     swap_lock: AbstractContextManager = nullcontext(),
     full: bool = True,
+    follow_below_share: float = FOLLOW_BELOW_SHARE,
 ) -> RawLoadReport:
     """Load `files` into `raw.<name>`, quarantining what cannot be accepted;
     `swap_lock` is held while the new table and quarantine rows are swapped in.
 
     Unless `full`, a load reads only the files that landed or changed since the
-    last load, when that gives what reading every file gives (see
-    `raw/landed_since.py`); else, and in full, it reads every file."""
+    last load, when that gives what reading every file gives and those files hold
+    less than `follow_below_share` of the source's bytes (see `raw/landed_since.py`);
+    else, and in full, it reads every file."""
     started = time.perf_counter()
     ensure_quarantine(con)
     target = TableName("raw", name)
     if not full:
-        followed = load_landed_since(con, name, source, files, swap_lock)
+        followed = load_landed_since(con, name, source, files, swap_lock, follow_below_share)
         if followed is not None:
             followed.seconds = time.perf_counter() - started
             return followed
