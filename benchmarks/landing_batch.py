@@ -7,7 +7,8 @@ process with one Dagster instance, materialises every asset and check (the
 first run). Then a batch lands in the CRM's landing folder: a new file with
 `--added` (a share of the CRM's records) copies of CRM records under new ids,
 and one existing file rewritten with `--changed` of its records' emails
-emptied and `--removed` of its records left out. Timed next:
+emptied and `--removed` of its records left out (with `--changed 0 --removed 0`
+the new file alone lands and the others stay untouched). Timed next:
 
 - the landing sensor's run: `raw/crm` and everything below it, with checks
   (the selection `raw/crm*`), which follows the changes where it can;
@@ -47,6 +48,8 @@ def land_batch(landing: Path, added: float, changed: float, removed: float) -> d
     copies = every.sample(n=max(1, int(len(every) * added)), random_state=SEED).copy()
     copies["crm_id"] = "batch_" + copies["crm_id"]
     copies.to_csv(landing / "zz_batch.csv", index=False)
+    if not changed and not removed:  # a new file alone: the files landed before stay as they are
+        return {"added": len(copies), "changed": 0, "removed": 0}
     first, frame = next(iter(frames.items()))
     gone = frame.sample(n=max(1, int(len(every) * removed)), random_state=SEED + 1).index
     kept = frame.drop(index=gone)
@@ -124,9 +127,14 @@ def main() -> None:
             print("a run FAILED: " + ", ".join(name for name, run in runs.items() if not run["success"]))
         lookup = runs["sensor"]["metadata"].get("identity/source_lookup", {})
         graph = runs["sensor"]["metadata"].get("identity/identity_graph", {})
+        raw = runs["sensor"]["metadata"].get("raw/crm", {})
+        marts = [m for m in ("marts/customers", "marts/transactions", "marts/events", "marts/customer_metrics")
+                 if runs["sensor"]["metadata"].get(m, {}).get("followed_changes")]  # fmt: skip
         print(
-            f"sensor's run: the lookup standardised {lookup.get('records_standardised', '?'):,} records; "
-            f"the graph followed the changes: {graph.get('followed_changes')}\n"
+            f"sensor's run: raw/crm read {raw.get('files_read', '?')} of {raw.get('files', '?')} files; "
+            f"the lookup standardised {lookup.get('records_standardised', '?'):,} records; "
+            f"the graph followed the changes: {graph.get('followed_changes')}; marts that followed: "
+            f"{', '.join(marts) or 'none'}\n"
         )
         print("| step | full run (s) | sensor's run (s) |")
         print("|---|---:|---:|")
