@@ -211,13 +211,20 @@ def update_model_links(
     model: ScoringModel,
     max_records: int,
     model_links: TableName,
+    removed: TableName,
+    added: TableName,
 ) -> dict[str, float]:
     """Update `model_links` (the previous build's model links) for the changes: the pairs that
-    may link or unlink are scored again, each with its first blocking rule; returns the counts
-    of `build_model_links` for them."""
-    scratch = ("record_blocks", "blocks", "pairs", "candidates", "links", "blocks_opened", "blocks_closed")
+    may link or unlink are scored again, each with its first blocking rule; the pairs taken
+    out go to `removed` (key_a, key_b), the links put in to `added`, so the state can be
+    updated the same way. Returns the counts of `build_model_links` for them."""
+    scratch = ("record_blocks", "blocks", "pairs", "candidates", "blocks_opened", "blocks_closed")
     with staged_tables(con, *(TableName(SCRATCH, f"graph_changes_model_{part}") for part in scratch)) as tables:
-        return _rescore_model_pairs(con, lookup, changes, model, max_records, model_links, *tables)
+        record_blocks, blocks, pairs, candidates, came_under, went_over = tables
+        return _rescore_model_pairs(
+            con, lookup, changes, model, max_records, model_links, record_blocks, blocks, pairs, candidates,
+            added, came_under, went_over, removed,
+        )  # fmt: skip
 
 
 def _rescore_model_pairs(
@@ -234,6 +241,7 @@ def _rescore_model_pairs(
     scored: TableName,
     came_under: TableName,
     went_over: TableName,
+    removed: TableName,
 ) -> dict[str, float]:
     """`update_model_links` in the scratch tables it is given (dropped by the caller)."""
     params = {"max_records": max_records}
@@ -271,11 +279,13 @@ def _rescore_model_pairs(
     counts = build_model_links(con, lookup, model, max_records, scored, candidates=candidates)
     con.execute(
         f"""
-        DELETE FROM {model_links.sql} AS links
+        {create_table(removed)} AS
+        SELECT key_a, key_b FROM {model_links.sql} AS links
         WHERE links.key_a IN ({changed_keys}) OR links.key_b IN ({changed_keys})
            OR (links.key_a, links.key_b) IN (SELECT (key_a, key_b) FROM {pairs.sql})
         """
     )
+    con.execute(f"DELETE FROM {model_links.sql} WHERE (key_a, key_b) IN (SELECT (key_a, key_b) FROM {removed.sql})")
     con.execute(f"INSERT INTO {model_links.sql} BY NAME SELECT * FROM {scored.sql}")
     return counts
 

@@ -97,11 +97,13 @@ def build_identity_graph(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     fingerprint = graph_fingerprint(rules, max_records_per_key, model)
     follow = not full and follows_on(con, state, lookup_build, fingerprint)
-    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("links", "model_links")]
+    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("links", "model_links", "removed", "added")]
     targets = (graph, tables.overrides, tables.cut_links, *state.tables)
     with staged_tables(con, *work, *targets) as (
         links,
         model_links,
+        model_removed,
+        model_added,
         staging,
         report,
         cuts,
@@ -114,9 +116,12 @@ def build_identity_graph(
         _list_placeholders(con, rules, lookup, placeholders, params)
         previous = state if follow else None
         rebuilt = _rule_links(con, rules, lookup, placeholders, rule_pairs, links, params, previous)
-        model_pairs = None
+        model_pairs, state_updates = None, []
         if model is not None:
-            model_pairs = _model_links(con, lookup, model, max_records_per_key, model_state, model_links, previous)
+            model_pairs, state_updates = _model_links(
+                con, lookup, model, max_records_per_key, (model_state, model_links, model_removed, model_added),
+                previous,
+            )  # fmt: skip
         else:
             con.execute(f"{create_table(model_state)} (key_a BIGINT, key_b BIGINT)")
         create_table_as(
@@ -134,7 +139,10 @@ def build_identity_graph(
         rule_order = {rule.name: order for order, rule in enumerate(rules)}
         applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
         write_build(con, build, lookup_build, fingerprint)
-        swap_in(con, list(zip(targets, (staging, report, cuts, rule_pairs, model_state, placeholders, build))))
+        stagings = (staging, report, cuts, rule_pairs, model_state, placeholders, build)
+        # the model links' state is replaced whole, or updated in place by `state_updates`
+        replacements = [(t, s) for t, s in zip(targets, stagings) if not (state_updates and t == state.model_links)]
+        swap_in(con, replacements, statements=state_updates)
     return GraphBuild(row_count(con, graph), model_pairs, applied, follow, rebuilt)
 
 
@@ -171,24 +179,32 @@ def _model_links(
     lookup: TableName,
     model: ScoringModel,
     max_records: int,
-    model_state: TableName,
-    model_links: TableName,
+    work: tuple[TableName, TableName, TableName, TableName],
     previous: GraphState | None,
-) -> dict[str, float]:
-    """`model_state` (the model's links before the cannot-link check: all scored anew, or the
-    `previous` build's updated for the lookup's changes) and `model_links` (without the weak
-    links in conflict); returns the counts of the pairs scored."""
+) -> tuple[dict[str, float], list[tuple[str, None]]]:
+    """`model_links` (the model's links without the weak links in conflict) and their state
+    before the cannot-link check: all scored anew into `model_state`, or the `previous`
+    build's updated for the lookup's changes, by the statements returned (the pairs
+    `removed` go, the links `added` come). Also returns the counts of the pairs scored."""
+    model_state, model_links, removed, added = work
+    updates: list[tuple[str, None]] = []
     if previous is None:
         model_pairs = build_model_links(con, lookup, model, max_records, model_state)
+        con.execute(f"{create_table(model_links)} AS SELECT * FROM {model_state.sql}")
     else:
-        con.execute(f"{create_table(model_state)} AS SELECT * FROM {previous.model_links.sql}")
-        model_pairs = update_model_links(con, lookup, changes_table(lookup), model, max_records, model_state)
-    con.execute(f"{create_table(model_links)} AS SELECT * FROM {model_state.sql}")
+        state = previous.model_links
+        con.execute(f"{create_table(model_links)} AS SELECT * FROM {state.sql}")
+        changes = changes_table(lookup)
+        model_pairs = update_model_links(con, lookup, changes, model, max_records, model_links, removed, added)
+        updates = [
+            (f"DELETE FROM {state.sql} WHERE (key_a, key_b) IN (SELECT (key_a, key_b) FROM {removed.sql})", None),
+            (f"INSERT INTO {state.sql} BY NAME SELECT * FROM {added.sql}", None),
+        ]
     model_pairs["dropped_in_conflict"] = drop_weak_links_in_conflict(
         con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},
         {c: [MODEL_RULE_ORDER] for c in model.conflict_columns},
     )  # fmt: skip
-    return model_pairs
+    return model_pairs, updates
 
 
 def _list_placeholders(
