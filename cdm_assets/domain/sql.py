@@ -99,3 +99,8 @@ def create_table(table: TableName) -> str:
     if table.schema == SCRATCH:
         return f"CREATE TEMP TABLE {quote_ident(table.name)}"
     return f"CREATE TABLE {table.sql}"
+
+
+def union_all(selects: Iterable[str]) -> str:
+    """SELECTs combined with UNION ALL, each in parentheses (a LIMIT in one stays its own)."""
+    return " UNION ALL ".join(f"({select})" for select in selects)

@@ -11,7 +11,7 @@ from cdm_assets.domain.marts.changed_customers import NO_CUSTOMERS, changed_cust
 from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.plan import EntityTables
-from cdm_assets.domain.sql import SCRATCH, TableName, create_table
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, union_all
 from cdm_assets.domain.table_versions import Delta, InputDeltas, input_deltas
 from cdm_assets.domain.warehouse import (
     create_table_as,
@@ -120,8 +120,8 @@ def _follow_changed_customers(
     affected = TableName(SCRATCH, "customer_metrics_affected")
     recomputed = TableName(SCRATCH, "customer_metrics_recomputed")  # in memory until the swap
     with staged_tables(con, affected, recomputed) as (affected, staging):
-        union = " UNION ".join(f"({select})" for select in [NO_CUSTOMERS, *changed])
-        con.execute(f"{create_table(affected)} AS SELECT * FROM ({union}) AS c(customer_id)")
+        union = union_all([NO_CUSTOMERS, *changed])
+        con.execute(f"{create_table(affected)} AS SELECT DISTINCT * FROM ({union}) AS c(customer_id)")
         create_table_as(con, staging, metrics_sql(customers, affected), {"as_of": as_of})
         days = "date_diff('day', last_order_at, $as_of)"
         statements = [

@@ -29,7 +29,7 @@ from cdm_assets.domain.marts.changed_customers import changed_customers_table, s
 from cdm_assets.domain.marts.parsing import attribute_sql, timestamp_sql
 from cdm_assets.domain.plan import EntityPlan, Source
 from cdm_assets.domain.raw.land_file import near_unique_columns
-from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_array, sql_string
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_array, sql_string, union_all
 from cdm_assets.domain.table_versions import (
     BuiltFrom,
     Delta,
@@ -142,10 +142,10 @@ def _follow_record_changes(con: duckdb.DuckDBPyConnection, entity: EntityPlan, i
         # the customers the changed records belong to now
         ids.append(
             f"SELECT {id_column} FROM {tables.id_map.sql} "
-            f"SEMI JOIN ({_union(records)}) USING (source, source_record_id)"
+            f"SEMI JOIN ({union_all(records)}) USING (source, source_record_id)"
         )
         con.execute(
-            f"{create_table(affected)} AS SELECT DISTINCT * FROM ({_union(ids)}) AS c(customer_id) "
+            f"{create_table(affected)} AS SELECT DISTINCT * FROM ({union_all(ids)}) AS c(customer_id) "
             "WHERE customer_id IS NOT NULL"
         )
         _build_golden_rows(con, entity, staging, (0, 1), create=True, only=affected)
@@ -214,10 +214,6 @@ def _build_golden_rows(
             create_table_as(con, staging, select, plain_text=plain)
         else:
             con.execute(f"INSERT INTO {staging.sql} {select}")
-
-
-def _union(selects: list[str]) -> str:
-    return " UNION ALL ".join(f"({select})" for select in selects)
 
 
 def _hashed_contacts(fields: list[str]) -> list[tuple[str, str]]:

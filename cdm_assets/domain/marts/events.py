@@ -22,7 +22,7 @@ from cdm_assets.domain.identity.lookup_changes import changes_table
 from cdm_assets.domain.marts.changed_customers import changed_customers_table, stage_changed_customers
 from cdm_assets.domain.marts.parsing import reference_columns_sql, timestamp_sql
 from cdm_assets.domain.plan import EntityTables, Plan, Source
-from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, union_all
 from cdm_assets.domain.table_versions import Delta, InputDeltas, input_deltas
 from cdm_assets.domain.vocabulary import CUSTOMER, EVENT
 from cdm_assets.domain.warehouse import (
@@ -159,12 +159,12 @@ def _follow_identity_changes(con: duckdb.DuckDBPyConnection, customers: EntityTa
             lookup_changes = changes_table(customers.lookup)
             records.append(f"SELECT source, source_record_id FROM {lookup_changes.sql}")
             held.append(f"SELECT email FROM {lookup_changes.sql}")
-        con.execute(f"{create_table(changed)} AS SELECT DISTINCT * FROM ({_union(records)})")
+        con.execute(f"{create_table(changed)} AS SELECT DISTINCT * FROM ({union_all(records)})")
         # the emails changed records hold now or held: their owner may have changed
         held.append(
             f"SELECT l.email FROM {customers.lookup.sql} l SEMI JOIN {changed.sql} USING (source, source_record_id)"
         )
-        con.execute(f"{create_table(emails)} AS SELECT DISTINCT email FROM ({_union(held)}) WHERE email IS NOT NULL")
+        con.execute(f"{create_table(emails)} AS SELECT DISTINCT email FROM ({union_all(held)}) WHERE email IS NOT NULL")
         row = ", ".join(_ROW)
         con.execute(
             f"""
@@ -194,10 +194,6 @@ def _follow_identity_changes(con: duckdb.DuckDBPyConnection, customers: EntityTa
         replacements = [(changed_customers, staged_changed)]
         swap_in(con, replacements, statements=statements, versions=[version], built_from=[inputs.now])
         return row_count(con, relinked)
-
-
-def _union(selects: list[str]) -> str:
-    return " UNION ALL ".join(f"({select})" for select in selects)
 
 
 def _text(source: Source, field: str) -> str:
