@@ -93,6 +93,15 @@ def current_versions(con: duckdb.DuckDBPyConnection, tables: Sequence[TableName]
     return {by_name[name]: TableVersion(by_name[name], version, follows) for name, version, follows in rows}
 
 
+def built_from_now(con: duckdb.DuckDBPyConnection, table: TableName, inputs: Sequence[TableName]) -> BuiltFrom:
+    """`table` built from `inputs` as they are now (None for an input with no version)."""
+    return BuiltFrom(table, _version_ids(current_versions(con, inputs), inputs))
+
+
+def _version_ids(current: Mapping[TableName, TableVersion], tables: Sequence[TableName]) -> dict[TableName, str | None]:
+    return {t: current[t].version if t in current else None for t in tables}
+
+
 def recorded_inputs(con: duckdb.DuckDBPyConnection, table: TableName) -> dict[TableName, str | None] | None:
     """The input versions `table` was last built from; None when none were recorded."""
     if not _state_exists(con):
@@ -133,7 +142,7 @@ def input_deltas(con: duckdb.DuckDBPyConnection, table: TableName, inputs: Seque
     """The deltas of `inputs` since `table` was last built (all unknown when it was built from
     other inputs, or never recorded)."""
     current = current_versions(con, inputs)
-    now = BuiltFrom(table, {t: current[t].version if t in current else None for t in inputs})
+    now = BuiltFrom(table, _version_ids(current, inputs))
     recorded = recorded_inputs(con, table)
     if recorded is None or set(recorded) != set(inputs):
         return InputDeltas({t: Delta.UNKNOWN for t in inputs}, now)

@@ -67,7 +67,7 @@ from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_records import customer_records, record_keys_sql
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
-from cdm_assets.domain.table_versions import BuiltFrom, current_versions, recorded_inputs
+from cdm_assets.domain.table_versions import BuiltFrom, built_from_now, recorded_inputs
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
 from cdm_assets.domain.warehouse import (
     RowReplacement,
@@ -130,8 +130,7 @@ def build_source_lookup_counting_nulls(
     """
     target = entity.tables.lookup
     raw_tables = [TableName("raw", name) for name in sorted(entity.sources)]
-    read = {table: version.version for table, version in current_versions(con, raw_tables).items()}
-    raw_inputs = BuiltFrom(target, {table: read.get(table) for table in raw_tables})
+    raw_inputs = built_from_now(con, target, raw_tables)
     previous = previous_build(con, target)
     fingerprint = lookup_fingerprint(entity)
     state = records_table(target)

@@ -34,7 +34,7 @@ from cdm_assets.domain.table_versions import (
     BuiltFrom,
     Delta,
     InputDeltas,
-    current_versions,
+    built_from_now,
     input_deltas,
     recorded_inputs,
 )
@@ -92,7 +92,7 @@ def build_customers(con: duckdb.DuckDBPyConnection, entity: EntityPlan, full: bo
     raw = [TableName("raw", name) for name in sorted(entity.sources)]
     id_maps = [tables.id_map, *(t.id_map for t in entity.linked)]
     inputs = input_deltas(con, golden, [tables.lookup, *id_maps, *raw])
-    lookup_current = recorded_inputs(con, tables.lookup) == _versions_now(con, raw)
+    lookup_current = recorded_inputs(con, tables.lookup) == built_from_now(con, tables.lookup, raw).inputs
     if not lookup_current:  # the lookup lags the raw tables: the next build cannot follow this one
         inputs = dataclasses.replace(inputs, now=BuiltFrom(golden, {**inputs.now.inputs, tables.lookup: None}))
     own = (inputs.of(tables.lookup), inputs.of(tables.id_map))
@@ -116,11 +116,6 @@ class CustomersReport:
     customers: int
     followed_changes: bool = False  # only the customers of changed records were built again
     rebuilt: int = 0  # golden records built again (and removed), when following
-
-
-def _versions_now(con: duckdb.DuckDBPyConnection, tables: list[TableName]) -> dict[TableName, str | None]:
-    versions = current_versions(con, tables)
-    return {t: versions[t].version if t in versions else None for t in tables}
 
 
 def _follow_record_changes(con: duckdb.DuckDBPyConnection, entity: EntityPlan, inputs: InputDeltas) -> CustomersReport:
