@@ -6,7 +6,7 @@ what landed since its last load where it can, the other every file. Steps add
 files (new ids, ids of other files' records: duplicates the newest file wins,
 duplicates within the file, rows without an id, malformed rows), rewrite a file
 (rows left out, values changed), touch a file without changing it, remove a
-file and add a file with an extra column. After each step the raw table, the
+file and add a file with an extra column (sorting first, among or last). After each step the raw table, the
 source's quarantine rows and the load's figures must be identical.
 """
 
@@ -79,10 +79,10 @@ class Landing:
     def step(self, number: int) -> str:
         rng, names = self.rng, sorted(self.files)
         kind = rng.random()
-        if number == STEPS - 3:  # late on, once: a file with an extra column (read in full from then on)
+        if kind > 0.9:  # a file with an extra column: older rows get NULL, later files may lack it
             header = [*self.header, "tier"]
             rows = [[*row, "gold"] for row in self.new_rows(3) if len(row) == 3]
-            self.write(f"n{number:03d}.csv", rows, header)
+            self.write(f"{rng.choice(['a', 'n', 'z'])}{number:03d}.csv", rows, header)
             return "added a file with an extra column"
         if kind < 0.4 or len(names) < 2:
             name = f"{rng.choice(['a', 'm', 'z'])}{number:03d}.csv"  # sorts before, among or after the others

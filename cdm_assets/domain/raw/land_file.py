@@ -110,9 +110,11 @@ class ColumnOrigins:
     def __init__(self) -> None:
         self.first_file: Path | None = None
         self.origin: dict[str, tuple[str, str, Path]] = {}  # folded name -> (name, type, file)
+        self.by_file: dict[str, list[tuple[str, str]]] = {}  # file -> its (column, type)s, as read
 
     def record(self, path: Path, described: list[tuple[str, str]]) -> None:
         self.first_file = self.first_file or path
+        self.by_file[str(path)] = list(described)
         for column, dtype in described:
             self.origin.setdefault(column.casefold(), (column, dtype, path))
 

@@ -2,8 +2,8 @@
 
 The rows of a file depend on that file alone, except for duplicate record ids,
 where the newest file's row wins. So when no file went away, every file read
-has the columns of the raw table (names, types and order) and the erasures are
-the ones the last load checked, reading the new and changed files is enough
+leaves the raw table's columns as a load of every file makes them (each load
+records each file's columns) and the erasures are the ones the last load checked, reading the new and changed files is enough
 (and faster, while they hold less than half of the source's bytes):
 their rows replace the rows of the changed files, and every row of the files
 kept whose id is involved (an id read now, or one the changed files held)
@@ -45,6 +45,8 @@ from cdm_assets.domain.table_versions import TableVersion
 from cdm_assets.domain.warehouse import QUARANTINE, QUARANTINE_COLUMNS, row_count, staged_tables, swap_in
 
 DUPLICATE = "duplicate record id"
+# Helper columns a load drops once the rejects are out.
+DROPPED_COLUMNS = frozenset({"_bad_column", "_raw"})
 # Replacing rows in place costs more per row than writing a table anew: when the files to
 # read hold this share of the source's bytes or more, the load reads every file.
 FOLLOW_BELOW_SHARE = 0.5
@@ -73,16 +75,21 @@ def load_landed_since(
         return _report(con, name, files, previous, {})
     if sum(_size(f) for f in landed_now) >= follow_below_share * sum(_size(f) for f in files):
         return None  # most of the source to read again: building the table anew is faster
-    work = [TableName(SCRATCH, f"{name}_{part}") for part in ("landed", "rejects", "again", "again_quarantined")]
-    with staged_tables(con, *work) as (landed, rejects, again, again_quarantined):
+    work = [
+        TableName(SCRATCH, f"{name}_{part}") for part in ("read", "landed", "rejects", "again", "again_quarantined")
+    ]
+    with staged_tables(con, *work) as (read_rows, landed, rejects, again, again_quarantined):
         create_rejects_table(con, rejects)
         columns, read = ColumnOrigins(), {}
         for path in landed_now:
             stamp = file_stamp(path)
-            rows_in, suppressed = land_file(con, name, source, path, landed, rejects, columns, suppressions.salt)
-            read[str(path)] = ReadFile(str(path), *stamp, rows_in, suppressed)
-        if _data_columns(con, landed) != _data_columns(con, target):
+            rows_in, suppressed = land_file(con, name, source, path, read_rows, rejects, columns, suppressions.salt)
+            read[str(path)] = ReadFile(str(path), *stamp, rows_in, suppressed, tuple(columns.by_file[str(path)]))
+        # the table's columns (and where `_file` and `_row_number` stand) are those a load of every file gives
+        expected = _columns_of_every_file({**previous, **read}, files)
+        if expected is None or expected != _described(con, target):
             return None
+        _with_columns(con, read_rows, [c for c in expected if c[0] not in HELPER_COLUMNS], landed)
         require_mapped_columns(con, name, source, landed, landed_now)
         changed = [file for file in read if file in previous]
         if not _rank_again(con, name, source, landed, rejects, changed, again, again_quarantined):
@@ -148,13 +155,50 @@ def _report(
     return report
 
 
+def _columns_of_every_file(read: dict[str, ReadFile], files: list[Path]) -> list[tuple[str, str]] | None:
+    """The columns a load of every file makes, in order: the first file's, then each column a
+    later file brings (files in name order, names compared but for case), without the helper
+    columns a load drops; None when a file's columns are not known or two files disagree on a
+    type (a full load says which)."""
+    origin: dict[str, tuple[str, str]] = {}
+    for path in files:
+        described = read[str(path)].columns
+        if described is None:
+            return None
+        for column, dtype in described:
+            if column in DROPPED_COLUMNS:
+                continue
+            known = origin.setdefault(column.casefold(), (column, dtype))
+            if known[1] != dtype:
+                return None
+    return list(origin.values())
+
+
+def _with_columns(
+    con: duckdb.DuckDBPyConnection, read_rows: TableName, columns: list[tuple[str, str]], landed: TableName
+) -> None:
+    """`landed`: the rows read, with every column of the table in its order (NULL where a file
+    had none), so a quarantined row's raw row reads as in a load of every file."""
+    present = {column.casefold(): column for column, _ in _data_columns(con, read_rows)}
+    selected = [
+        quote_ident(present[column.casefold()]) if column.casefold() in present else f"NULL::{dtype}"
+        for column, dtype in columns
+    ]
+    aliased = ", ".join(f"{value} AS {quote_ident(column)}" for value, (column, _) in zip(selected, columns))
+    helpers = ", ".join(quote_ident(c) for c in sorted(HELPER_COLUMNS))
+    con.execute(f"{create_table(landed)} AS SELECT {aliased}, {helpers} FROM {read_rows.sql}")
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size
 
 
+def _described(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in con.execute(f"DESCRIBE {table.sql}").fetchall()]  # a scratch table too
+
+
 def _data_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:
-    described = con.execute(f"DESCRIBE {table.sql}").fetchall()  # a scratch table too
-    return [(row[0], row[1]) for row in described if row[0] not in HELPER_COLUMNS]
+    return [(column, dtype) for column, dtype in _described(con, table) if column not in HELPER_COLUMNS]
 
 
 def _rank_again(

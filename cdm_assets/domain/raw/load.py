@@ -143,7 +143,7 @@ def load_raw_source(
             rows_in, suppressed = land_file(con, name, source, path, landed, rejects, columns, salt)
             report.rows_in += rows_in
             report.suppressed += suppressed
-            read[str(path)] = ReadFile(str(path), *stamp, rows_in, suppressed)
+            read[str(path)] = ReadFile(str(path), *stamp, rows_in, suppressed, tuple(columns.by_file[str(path)]))
         if not files:
             create_empty_landed(con, source, landed)
         require_mapped_columns(con, name, source, landed, files)

@@ -2,13 +2,14 @@
 
 `cdm_state.raw_files` holds one row per file of each source's last load: its
 size and modification time (what tells a file that changed from one that did
-not) and when the load looked at it, its rows in and the rows of erased people it left out, and the
+not) and when the load looked at it, the columns it had, its rows in and the rows of erased people it left out, and the
 suppressions the load checked against (their count and salt: a new erasure
 makes the next load read every file again).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class ReadFile:
     stamped_ns: int  # when the load looked at the file
     rows_in: int
     suppressed: int
+    columns: tuple[tuple[str, str], ...] | None = None  # (column, type) as the file was read
 
     def same_content(self, path: Path) -> bool:
         """Whether the file is the one read then: the same size and modification time, and
@@ -79,15 +81,23 @@ def read_manifest(con: duckdb.DuckDBPyConnection, source: str) -> tuple[dict[str
     ).fetchall()[0][0]
     if not found:
         return None
+    has_columns = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? AND column_name = ?",
+        [FILES.schema, FILES.name, "columns"],
+    ).fetchall()[0][0]
     rows = con.execute(
-        f"SELECT file, size, modified_ns, stamped_ns, rows_in, suppressed, salt, suppressions FROM {FILES.sql} "
-        "WHERE source = ?",
+        f"SELECT file, size, modified_ns, stamped_ns, rows_in, suppressed, salt, suppressions, "
+        f"{'columns' if has_columns else 'NULL'} FROM {FILES.sql} WHERE source = ?",
         [source],
     ).fetchall()
     if not rows:
         return None
-    files = {row[0]: ReadFile(*row[:6]) for row in rows}
+    files = {row[0]: ReadFile(*row[:6], _columns(row[8])) for row in rows}
     return files, Suppressions(rows[0][6], rows[0][7])
+
+
+def _columns(text: str | None) -> tuple[tuple[str, str], ...] | None:
+    return None if text is None else tuple((name, dtype) for name, dtype in json.loads(text))
 
 
 def manifest_statements(
@@ -102,14 +112,16 @@ def manifest_statements(
             "stamped_ns BIGINT, rows_in BIGINT, suppressed BIGINT, salt VARCHAR, suppressions BIGINT)",
             [],
         ),
+        (f"ALTER TABLE {FILES.sql} ADD COLUMN IF NOT EXISTS columns VARCHAR", []),
         (f"DELETE FROM {FILES.sql} WHERE source = ?", [source]),
     ]
     for read in files:
         statements.append(
             (
-                f"INSERT INTO {FILES.sql} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO {FILES.sql} BY NAME SELECT ? AS source, ? AS file, ? AS size, ? AS modified_ns, "
+                "? AS stamped_ns, ? AS rows_in, ? AS suppressed, ? AS salt, ? AS suppressions, ? AS columns",
                 [source, read.file, read.size, read.modified_ns, read.stamped_ns, read.rows_in, read.suppressed,
-                 suppressions.salt, suppressions.count],
+                 suppressions.salt, suppressions.count, None if read.columns is None else json.dumps(read.columns)],
             )
         )  # fmt: skip
     return statements
