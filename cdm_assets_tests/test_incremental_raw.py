@@ -1,7 +1,8 @@
 """Incremental raw loads: reading only the files new or changed since the last load ends
 where reading every file ends.
 
-Two warehouses load the same landing folder after every random step: one reads
+Two warehouses load the same landing folder (CSV, or JSON lines whose objects
+leave out empty keys) after every random step: one reads
 what landed since its last load where it can, the other every file. Steps add
 files (new ids, ids of other files' records: duplicates the newest file wins,
 duplicates within the file, rows without an id, malformed rows), rewrite a file
@@ -12,6 +13,7 @@ source's quarantine rows and the load's figures must be identical.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -38,8 +40,8 @@ EPOCH_NS = 1_700_000_000 * 10**9
 class Landing:
     """The landing folder: files of (crm_id, first_name, email) rows, dated in order."""
 
-    def __init__(self, folder: Path, rng: random.Random) -> None:
-        self.folder, self.rng = folder, rng
+    def __init__(self, folder: Path, rng: random.Random, suffix: str = ".csv") -> None:
+        self.folder, self.rng, self.suffix = folder, rng, suffix
         self.files: dict[str, list[list[str]]] = {}
         self.header = ["crm_id", "first_name", "email"]
         self.written = 0
@@ -47,7 +49,14 @@ class Landing:
 
     def write(self, name: str, rows: list[list[str]], header: list[str] | None = None) -> None:
         path = self.folder / name
-        lines = [",".join(header or self.header), *(",".join(row) for row in rows)]
+        header = header or self.header
+        if self.suffix == ".csv":
+            lines = [",".join(header), *(",".join(row) for row in rows)]
+        else:  # JSON lines: empty values leave their key out, a row of the wrong width is no JSON
+            lines = [
+                json.dumps({k: v for k, v in zip(header, row) if v}) if len(row) == len(header) else "{" + ",".join(row)
+                for row in rows
+            ]
         path.write_text("\n".join(lines) + "\n")
         self.written += 1
         stamp = EPOCH_NS + self.written * 10**9
@@ -82,10 +91,10 @@ class Landing:
         if kind > 0.9:  # a file with an extra column: older rows get NULL, later files may lack it
             header = [*self.header, "tier"]
             rows = [[*row, "gold"] for row in self.new_rows(3) if len(row) == 3]
-            self.write(f"{rng.choice(['a', 'n', 'z'])}{number:03d}.csv", rows, header)
+            self.write(f"{rng.choice(['a', 'n', 'z'])}{number:03d}{self.suffix}", rows, header)
             return "added a file with an extra column"
         if kind < 0.4 or len(names) < 2:
-            name = f"{rng.choice(['a', 'm', 'z'])}{number:03d}.csv"  # sorts before, among or after the others
+            name = f"{rng.choice(['a', 'm', 'z'])}{number:03d}{self.suffix}"  # sorts before, among or after the others
             self.write(name, self.new_rows(rng.randint(1, 8)))
             return f"added {name}"
         name = rng.choice(names)
@@ -114,13 +123,13 @@ def raw_state(con) -> tuple:
     return columns, rows, quarantined
 
 
-@pytest.mark.parametrize("seed", [3, 11])
-def test_reading_what_landed_since_ends_where_reading_every_file_ends(tmp_path, write_config, seed):
-    source = resolve_plan(write_config({"crm": CRM})).sources["crm"]
+@pytest.mark.parametrize(("seed", "suffix"), [(3, ".csv"), (11, ".csv"), (5, ".jsonl"), (8, ".jsonl")])
+def test_reading_what_landed_since_ends_where_reading_every_file_ends(tmp_path, write_config, seed, suffix):
+    source = resolve_plan(write_config({"crm": {**CRM, "path": f"landing/crm/*{suffix}"}})).sources["crm"]
     folder = tmp_path / "landing/crm"
     folder.mkdir(parents=True, exist_ok=True)
-    landing = Landing(folder, random.Random(seed))
-    landing.write("b000.csv", landing.new_rows(6))
+    landing = Landing(folder, random.Random(seed), suffix)
+    landing.write(f"b000{suffix}", landing.new_rows(6))
     following, reading_all = (duckdb.connect(str(tmp_path / f"{name}.duckdb")) for name in ("following", "all"))
     files_read = []
     for number in range(STEPS + 1):
