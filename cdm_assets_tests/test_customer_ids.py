@@ -8,6 +8,7 @@ import pytest
 
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import assign_customer_ids
+from cdm_assets.domain.identity.resolution import assign_ids_from_graph
 from cdm_assets.domain.sql import TableName
 from cdm_assets_tests.plans import customer_tables
 
@@ -16,15 +17,22 @@ GRAPH = TableName("identity", "identity_graph")
 CLUSTERS = TableName("identity", "test_clusters")
 
 
-@pytest.fixture
-def resolve(warehouse):
-    """Run clustering + id assignment for records (source, id) and links between them."""
+@pytest.fixture(params=["whole", "following", "following, records keyed anew"])
+def resolve(warehouse, request):
+    """Run clustering + id assignment for records (source, id) and links between them: all
+    clusters assigned anew, or following the last run (records keeping their keys, as the
+    lookup keeps them, or numbered anew every run, which touches every cluster whose keys moved)."""
     runs = iter(range(1, 100))
+    keys: dict[str, int] = {}
 
     def run(records: list[str], links: list[tuple[str, str]]) -> dict[str, str]:
         warehouse.execute("CREATE SCHEMA IF NOT EXISTS identity")
         ordered = sorted(records)
-        key = {r: i for i, r in enumerate(ordered)}
+        if request.param == "following":
+            keys.update((r, len(keys)) for r in ordered if r not in keys)
+            key = keys
+        else:
+            key = {r: i for i, r in enumerate(ordered)}
         warehouse.execute(
             f"CREATE OR REPLACE TABLE {LOOKUP.sql} (record_key BIGINT, source VARCHAR, source_record_id VARCHAR)"
         )
@@ -32,9 +40,15 @@ def resolve(warehouse):
         warehouse.execute(f"CREATE OR REPLACE TABLE {GRAPH.sql} (key_a BIGINT, key_b BIGINT)")
         if links:
             warehouse.executemany(f"INSERT INTO {GRAPH.sql} VALUES (?, ?)", [(key[a], key[b]) for a, b in links])
-        warehouse.execute(f"DROP TABLE IF EXISTS {CLUSTERS.sql}")
-        build_clusters(warehouse, LOOKUP, GRAPH, CLUSTERS)
-        assign_customer_ids(warehouse, LOOKUP, CLUSTERS, customer_tables(), now=datetime(2026, 1, next(runs)))
+        now = datetime(2026, 1, next(runs))
+        if request.param == "whole":
+            warehouse.execute(f"DROP TABLE IF EXISTS {CLUSTERS.sql}")
+            build_clusters(warehouse, LOOKUP, GRAPH, CLUSTERS)
+            assign_customer_ids(warehouse, LOOKUP, CLUSTERS, customer_tables(), now=now)
+        else:
+            assignment = assign_ids_from_graph(warehouse, customer_tables(), now=now)
+            customers = warehouse.execute("SELECT count(DISTINCT customer_id) FROM identity.customer_id_map")
+            assert assignment.customers == customers.fetchall()[0][0]
         rows = warehouse.execute("SELECT source || ':' || source_record_id, customer_id FROM identity.customer_id_map")
         return dict(rows.fetchall())
 

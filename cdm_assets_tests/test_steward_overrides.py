@@ -147,6 +147,15 @@ def test_overrides_hold_on_rerun_and_record_their_id_changes_as_override(resolve
     assert changes(warehouse) == ["override", "override"]  # an unchanged rerun changes nothing
 
 
+def test_overrides_are_told_apart_by_record_key_when_a_record_has_left_the_sources(resolve, warehouse):
+    """Records keep their keys, so one that goes leaves a gap among them: the changes the
+    overrides make in the same run are still recorded as theirs."""
+    before = resolve(None, RECORDS + "0,Piet,Pieters,piet@mail.nl,\n")  # the first key
+    after = resolve("crm,3,crm,2,unlink,\ncrm,1,crm,4,link,\n")
+    assert after["1"] == after["2"] == after["4"] == min(before["1"], before["4"])
+    assert sorted(changes(warehouse)) == ["override", "override", "retired"]
+
+
 def test_explain_shows_the_overrides_and_the_links_they_cut(resolve, warehouse):
     ids = resolve("crm,3,crm,1,unlink,shared phone of a shop\n")
     text = explain_customer(warehouse, ids["3"], customer_tables())

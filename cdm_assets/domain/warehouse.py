@@ -102,8 +102,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: TableName) -> bool:
     found = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [table.schema, table.name],
-    ).fetchone()
-    return bool(found and found[0])
+    ).fetchall()  # fetched to the end: a relation may follow on this connection
+    return bool(found[0][0])
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ DESCRIPTIONS = {
     "key_a": "record_key of the first record",
     "key_b": "record_key of the second record",
     "customer_id": "the stable Customer ID: kept across runs, merges keep the older id",
-    "cluster": "the record's connected group in this build of the graph",
+    "cluster": "the record's connected group in the identity graph, named by its smallest record_key",
     "previous_customer_id": "the id the records had before (merged, split, moved)",
     "change": "created, merged, split, moved or retired",
     "changed_at": "when the change was recorded",

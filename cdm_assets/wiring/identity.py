@@ -305,7 +305,7 @@ def entity_ids_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> dg
     )
     def entity_ids(context: dg.AssetExecutionContext):
         with ns.warehouse_of(context).get_connection() as con:
-            assignment = assign_ids_from_graph(con, tables)
+            assignment = assign_ids_from_graph(con, tables, full=full_rebuild_asked(context))
             sizes = cluster_size_distribution(con, tables)
             largest = largest_clusters(con, tables)
             map_metadata = table_metadata(con, tables.id_map, preview_policy(config), config)

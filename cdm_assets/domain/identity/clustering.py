@@ -4,6 +4,10 @@ Union-find over millions of edges is one pass with scipy's sparse-graph
 routine (linear in records + links, no iteration count that grows with chain
 length); the edges move from DuckDB to numpy through Arrow without a Python
 loop over rows.
+
+A cluster is named by its smallest record key (`component_labels`): a name that
+depends on the cluster's records alone, so clusters worked out apart (the few a
+batch touches, beside the rest kept from the last run) never share one.
 """
 
 from __future__ import annotations
@@ -34,18 +38,35 @@ def key_space(con: duckdb.DuckDBPyConnection, lookup: TableName) -> int:
     return con.execute(f"SELECT coalesce(max(record_key), -1) + 1 FROM {lookup.sql}").fetchall()[0][0]
 
 
-def build_clusters(con: duckdb.DuckDBPyConnection, lookup: TableName, graph: TableName, clusters: TableName) -> int:
-    """Write `clusters` (record_key, cluster) for every record of `lookup`; returns the cluster count."""
-    edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}").to_arrow_table()
-    labels = cluster_labels(
+def component_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:
+    """Per record key (0..record_count-1) the smallest key of its component."""
+    labels = cluster_labels(record_count, key_a, key_b)
+    if record_count == 0:
+        return labels
+    smallest = np.full(int(labels.max()) + 1, record_count, dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(record_count, dtype=np.int64))
+    return smallest[labels]
+
+
+def build_clusters(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    graph: TableName,
+    clusters: TableName,
+    records: str | None = None,
+) -> None:
+    """Write `clusters` (record_key, cluster: the smallest record key of its component) for
+    every record of `lookup`, or for the record keys `records` (a SELECT of record_key) selects;
+    every link of a record among those must lie among them."""
+    among = "" if records is None else f" WHERE key_a IN ({records})"
+    edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}{among}").to_arrow_table()
+    labels = component_labels(
         key_space(con, lookup),
         edges.column("key_a").to_numpy().astype(np.int64, copy=False),
         edges.column("key_b").to_numpy().astype(np.int64, copy=False),
     )
-    keys = con.sql(f"SELECT record_key FROM {lookup.sql}").to_arrow_table().column(0).to_numpy().astype(np.int64)
+    chosen = f"SELECT record_key FROM {lookup.sql}" if records is None else records
+    keys = con.sql(chosen).to_arrow_table().column(0).to_numpy().astype(np.int64)
     table = pa.table({"record_key": keys, "cluster": labels[keys]})
     with arrow_views(con, {"cluster_labels": table}):
         con.execute(f"{create_table(clusters)} AS SELECT * FROM cluster_labels")
-    held = np.zeros(int(labels.max()) + 1 if len(labels) else 0, dtype=bool)
-    held[labels[keys]] = True  # the labels of removed records' keys name no cluster
-    return int(held.sum())

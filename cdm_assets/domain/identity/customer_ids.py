@@ -14,7 +14,9 @@ Rules, applied to this run's clusters against the previous `customer_id_map`:
 A cluster whose records are exactly the records of one previous id (a
 *settled* cluster: most of them, when a batch touched a few) keeps that id and
 writes no history under these rules, so the claims, the minting and the
-history are worked out for the other clusters only.
+history are worked out for the other clusters only. Following a batch
+(`cluster_changes`), only the clusters it touched are clustered and assigned
+again; the map's other rows stay as they are.
 
 New ids are opaque (`cus_` + 16 hex digits of a hash of the cluster's first
 record reference, never a name or email) and never reuse an id seen before.
@@ -32,11 +34,20 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from cdm_assets.domain.identity.cluster_changes import TouchedClusters, clustered_links_table
 from cdm_assets.domain.identity.lookup_changes import STATE_SCHEMA
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
 from cdm_assets.domain.table_versions import TableVersion, current_versions
-from cdm_assets.domain.warehouse import create_table_as, row_count, staged_tables, swap_in, table_columns, table_exists
+from cdm_assets.domain.warehouse import (
+    RowReplacement,
+    create_table_as,
+    row_count,
+    staged_tables,
+    swap_in,
+    table_columns,
+    table_exists,
+)
 
 
 def history_ddl(tables: EntityTables) -> str:
@@ -68,6 +79,7 @@ def assign_customer_ids(
     tables: EntityTables,
     now: datetime | None = None,
     made_by_overrides: TableName | None = None,
+    touched: TouchedClusters | None = None,
 ) -> IdAssignment:
     """Write `identity.customer_id_map` and append to `identity.customer_id_history`
     (or the map and history of another customer-like entity).
@@ -76,6 +88,10 @@ def assign_customer_ids(
     entity's id column name is used where its tables are read and written. A merge,
     split or move in one of the clusters `made_by_overrides` (cluster) is recorded
     as the change `override`: a steward's decision, not a rule's.
+
+    `clusters` holds every record, or, following a batch, the records of the `touched`
+    clusters and the new ones: then only the map rows of those are replaced. Either way the
+    links clustered are kept for the next run to follow (`cluster_changes`).
     """
     changed_at = (now or datetime.now(UTC)).replace(tzinfo=None)
     id_map, id_history = tables.id_map, tables.id_history
@@ -84,8 +100,9 @@ def assign_customer_ids(
     if not table_exists(con, id_history):
         con.execute(f"CREATE TABLE {id_history.sql} ({history_ddl(tables)})")
     previous_map = _previous_map_sql(con, tables)
-    _claim_previous_ids(con, lookup, clusters, tables, previous_map)
-    _mint_new_ids(con, tables)
+    in_scope = previous_map if touched is None else f"SELECT * FROM ({previous_map}) WHERE {touched.previous_rows()}"
+    _claim_previous_ids(con, lookup, clusters, tables, in_scope)
+    _mint_new_ids(con, tables, previous_map)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE id_by_cluster AS
@@ -98,9 +115,9 @@ def assign_customer_ids(
     )
     previous_version = current_versions(con, [id_map]).get(id_map) if table_exists(con, id_map) else None
     # The history is append-only: this run's changes are appended in the transaction that swaps the map in.
-    map_changes = map_changes_table(tables)
-    staged = staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes"), map_changes)
-    with staged as (map_staging, changes, staged_map_changes):
+    map_changes, links_state = map_changes_table(tables), clustered_links_table(tables)
+    staged = staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes"), map_changes, links_state)
+    with staged as (map_staging, changes, staged_map_changes, links_staging):
         create_table_as(
             con,
             map_staging,
@@ -115,16 +132,34 @@ def assign_customer_ids(
         assignment = _count_changes(con, changes, id_column)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {map_changes.schema}")
         con.execute(f"{create_table(staged_map_changes)} AS {_MAP_CHANGES}")
+        untouched = 0
+        if touched is not None:  # the clusters kept as they were
+            untouched = con.execute(
+                f"SELECT count(DISTINCT cluster) FROM {id_map.sql} WHERE NOT ({touched.previous_rows()})"
+            ).fetchall()[0][0]
+        unsettled = assignment.customers - con.execute("SELECT count(*) FROM id_settled").fetchall()[0][0]
         assignment = dataclasses.replace(
             assignment,
-            settled=con.execute("SELECT count(*) FROM id_settled").fetchall()[0][0],
+            customers=assignment.customers + untouched,
+            settled=assignment.customers + untouched - unsettled,
             records_changed=row_count(con, staged_map_changes),
         )
         version = TableVersion.new(id_map, follows=previous_version.version if previous_version else None)
+        replacements = [(map_changes, staged_map_changes)]
+        if touched is None:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {links_state.schema}")
+            con.execute(f"{create_table(links_staging)} AS SELECT key_a, key_b FROM {tables.graph.sql}")
+            replacements += [(id_map, map_staging), (links_state, links_staging)]
+            rows, statements = [], []
+        else:
+            keys = f"(SELECT record_key FROM {touched.map_keys.sql})"
+            rows, statements = [RowReplacement(id_map, map_staging, keys)], touched.state_updates(links_state)
         swap_in(
             con,
-            [(id_map, map_staging), (map_changes, staged_map_changes)],
+            replacements,
             appends=[(id_history, changes)],
+            row_replacements=rows,
+            statements=statements,
             versions=[version],
         )
     for temp in (
@@ -294,7 +329,8 @@ def _changes_sql(made_by_overrides: TableName | None) -> str:
 def _count_changes(con: duckdb.DuckDBPyConnection, changes: TableName, id_column: str) -> IdAssignment:
     counts = dict(con.execute(f"SELECT change, count(*) FROM {changes.sql} GROUP BY change").fetchall())
     split = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {changes.sql} WHERE change = 'split'").fetchone()[0]
-    # one id per cluster: counting the (small, scratch) id table is counting the map's distinct ids
+    # one id per cluster: the ids of the clusters assigned in this run (following a batch, the
+    # caller adds the clusters kept as they were)
     customers = con.execute("SELECT count(*) FROM id_by_cluster").fetchone()[0]
     return IdAssignment(
         customers=customers,
@@ -306,7 +342,7 @@ def _count_changes(con: duckdb.DuckDBPyConnection, changes: TableName, id_column
     )
 
 
-def _mint_new_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> None:
+def _mint_new_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables, previous_map: str) -> None:
     """Ids for clusters that claimed none: a hash of their first record, never an id used before."""
     history = tables.id_history.sql
     id_column, previous_column = quote_ident(tables.id_column), quote_ident(tables.previous_id_column)
@@ -328,8 +364,7 @@ def _mint_new_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> None:
     known = f"""
         SELECT {id_column} AS customer_id FROM {history}
         UNION ALL SELECT {previous_column} FROM {history} WHERE {previous_column} IS NOT NULL
-        UNION ALL SELECT previous_id FROM id_all_records WHERE previous_id IS NOT NULL
-        UNION ALL SELECT customer_id FROM id_removed
+        UNION ALL SELECT customer_id FROM ({previous_map})
     """
     for attempt in range(1, 100):
         con.execute(

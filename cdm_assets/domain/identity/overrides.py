@@ -325,12 +325,12 @@ def clusters_made_by_overrides(
     con: duckdb.DuckDBPyConnection,
     graph: TableName,
     cut_links: TableName,
-    clusters: TableName,
+    clusters: str,
     made: TableName,
 ) -> int:
-    """Write `made` (cluster): the clusters of `clusters` (record_key, cluster) that the
-    steward's overrides shaped, i.e. that the graph without its override links and with
-    its cut links back would not give. Returns how many."""
+    """Write `made` (cluster): the clusters of `clusters` (a relation of record_key, cluster
+    for every record) that the steward's overrides shaped, i.e. that the graph without its
+    override links and with its cut links back would not give. Returns how many."""
     con.execute(f"{create_table(made)} (cluster BIGINT)")
     if not table_exists(con, cut_links):
         return 0
@@ -340,18 +340,19 @@ def clusters_made_by_overrides(
     ).fetchall()[0][0]
     if not touched:
         return 0
-    final = con.sql(f"SELECT cluster FROM {clusters.sql} ORDER BY record_key").to_arrow_table()
+    final = con.sql(f"SELECT record_key, cluster FROM {clusters}").to_arrow_table()
+    keys = final.column("record_key").to_numpy().astype(np.int64, copy=False)
     final_labels = final.column("cluster").to_numpy().astype(np.int64, copy=False)
     edges = con.sql(
         f"SELECT key_a, key_b FROM {graph.sql} WHERE rule <> $rule "
         f"UNION ALL SELECT key_a, key_b FROM {cut_links.sql} WHERE rule <> $rule",
         params={"rule": OVERRIDE_RULE},
     ).to_arrow_table()
-    base_labels = cluster_labels(
-        len(final_labels),
-        edges.column("key_a").to_numpy().astype(np.int64, copy=False),
-        edges.column("key_b").to_numpy().astype(np.int64, copy=False),
-    )
+    key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
+    key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
+    # labels by record key: keys of records gone leave gaps
+    key_count = int(max(keys.max(initial=-1), key_a.max(initial=-1), key_b.max(initial=-1))) + 1
+    base_labels = cluster_labels(key_count, key_a, key_b)[keys]
     span = int(base_labels.max()) + 1 if len(base_labels) else 1
     pairs = np.unique(final_labels * span + base_labels)  # each (cluster, base group) once
     final_of_pairs, base_of_pairs = pairs // span, pairs % span

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from cdm_assets.domain.identity.cluster_changes import TouchedClusters, can_follow, cluster_touched
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_customer_ids
 from cdm_assets.domain.identity.default_rules import default_rules, identifier_rules
@@ -65,14 +66,29 @@ def steward_overrides(entity: EntityPlan) -> list[Override]:
 
 
 def assign_ids_from_graph(
-    con: duckdb.DuckDBPyConnection, tables: EntityTables, now: datetime | None = None
+    con: duckdb.DuckDBPyConnection, tables: EntityTables, now: datetime | None = None, full: bool = False
 ) -> IdAssignment:
-    """Cluster the identity graph and give every cluster its stable Customer ID."""
+    """Cluster the identity graph and give every cluster its stable Customer ID. Unless
+    `full`, only the clusters the graph's changes since the last assignment touched are
+    worked on, when the last assignment left what that needs (`cluster_changes`)."""
     scratch = [TableName(SCRATCH, f"{tables.entity}_{part}") for part in ("clusters", "made_by_overrides")]
-    with staged_tables(con, *scratch) as (clusters, made_by_overrides):
-        build_clusters(con, tables.lookup, tables.graph, clusters)
-        clusters_made_by_overrides(con, tables.graph, tables.cut_links, clusters, made_by_overrides)
-        return assign_customer_ids(con, tables.lookup, clusters, tables, now=now, made_by_overrides=made_by_overrides)
+    touched = TouchedClusters.scratch(tables) if not full and can_follow(con, tables) else None
+    with staged_tables(con, *scratch, *(touched.tables if touched else ())) as staging:
+        clusters, made_by_overrides = staging[:2]
+        if touched is None:
+            build_clusters(con, tables.lookup, tables.graph, clusters)
+            everyone = clusters.sql
+        else:
+            touched = TouchedClusters(*staging[2:])
+            cluster_touched(con, tables, touched, clusters)
+            everyone = (
+                f"(SELECT record_key, cluster FROM {tables.id_map.sql} WHERE NOT ({touched.previous_rows()}) "
+                f"UNION ALL SELECT record_key, cluster FROM {clusters.sql})"
+            )
+        clusters_made_by_overrides(con, tables.graph, tables.cut_links, everyone, made_by_overrides)
+        return assign_customer_ids(
+            con, tables.lookup, clusters, tables, now=now, made_by_overrides=made_by_overrides, touched=touched
+        )
 
 
 @dataclass
