@@ -156,6 +156,16 @@ def test_overrides_are_told_apart_by_record_key_when_a_record_has_left_the_sourc
     assert sorted(changes(warehouse)) == ["override", "override", "retired"]
 
 
+def test_an_override_taken_out_of_the_file_no_longer_holds(resolve, warehouse):
+    """The graph follows the lookup between the runs; the steward's links and cuts are
+    worked out again all the same."""
+    overridden = resolve("crm,3,crm,2,unlink,\ncrm,1,crm,4,link,\n")
+    assert overridden["1"] == overridden["4"] != overridden["3"]
+    plain = resolve("")
+    assert plain["1"] == plain["2"] == plain["3"] != plain["4"]
+    assert graph(warehouse) == {("1", "2"): "same_email", ("2", "3"): "same_phone"}
+
+
 def test_explain_shows_the_overrides_and_the_links_they_cut(resolve, warehouse):
     ids = resolve("crm,3,crm,1,unlink,shared phone of a shop\n")
     text = explain_customer(warehouse, ids["3"], customer_tables())

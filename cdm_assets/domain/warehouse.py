@@ -255,11 +255,14 @@ def arrow_views(con: duckdb.DuckDBPyConnection, views: Mapping[str, object]) -> 
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:
-    """(name, type) of each column, in order."""
+    """(name, type) of each column, in order; none when there is no such table."""
+    # a scratch table lives in the temp catalog's main schema
+    catalog, schema = ("temp", "main") if table.schema == SCRATCH else (None, table.schema)
     rows = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        [table.schema, table.name],
+        "WHERE coalesce(table_catalog = ?, table_catalog <> 'temp') AND table_schema = ? AND table_name = ? "
+        "ORDER BY ordinal_position",
+        [catalog, schema, table.name],
     ).fetchall()
     return [(name, dtype) for name, dtype in rows]
 

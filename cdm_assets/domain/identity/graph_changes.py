@@ -19,7 +19,10 @@ worked on, and the result equals a full build's:
   gone over it; each with its first blocking rule found anew.
 
 What stays whole-graph work on the links (the cannot-link check of their
-components, the steward's overrides) is done by the graph build as always.
+components, the steward's overrides) is done by the graph build as always,
+on the graph's rows held in memory without their records' sources; only the
+rows that differ from the graph in the warehouse are written
+(`graph_row_updates`).
 
 The state a build leaves for the next (`identity_state.<graph>_...`): every
 rule's pairs before they are merged (`rule_pairs`), the model's links before
@@ -41,14 +44,13 @@ from cdm_assets.domain.identity.match_model.scoring import (
     ScoringModel,
     blocks_of_rule,
     build_model_links,
-    model_candidates_sql,
     record_blocks_sql,
 )
 from cdm_assets.domain.identity.rule_sql import rule_blocks_sql, rule_sql, shared_alone_keys
 from cdm_assets.domain.plan import MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
 from cdm_assets.domain.vocabulary import match_key
-from cdm_assets.domain.warehouse import staged_tables, table_exists
+from cdm_assets.domain.warehouse import staged_tables, table_columns, table_exists
 
 RULE_PAIRS_DDL = "key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN"
 
@@ -254,24 +256,22 @@ def _rescore_model_pairs(
         (went_over, f"members_before {eligible} AND NOT (members {eligible})"),
     ):
         con.execute(f"{create_table(table)} AS SELECT blocking_rule, block FROM {blocks.sql} WHERE {condition}", params)
-    went_over_members = " UNION ".join(
-        f"SELECT record_key FROM ({blocks_of_rule(record_blocks, index)}) "
-        f"WHERE block IN (SELECT block FROM {went_over.sql} WHERE blocking_rule = {index})"
-        for index in range(len(model.blocking))
-    )
     changed_keys = f"SELECT record_key FROM {changes.sql}"
     arrived_keys = f"SELECT record_key FROM {changes.sql} WHERE side = 'new'"
+    went_over_members = f"SELECT record_key FROM {record_blocks.sql} JOIN {went_over.sql} USING (blocking_rule, block)"
     con.execute(
         f"""
         {create_table(pairs)} AS
-        SELECT key_a, key_b FROM ({model_candidates_sql(lookup, model, blocks, record_blocks)})
-        WHERE key_a IN ({arrived_keys}) OR key_b IN ({arrived_keys})
+        {_pairs_in_blocks_sql(record_blocks, f"SELECT * FROM {blocks.sql} WHERE members {eligible}", arrived_keys)}
         UNION
-        SELECT key_a, key_b FROM ({model_candidates_sql(lookup, model, came_under, record_blocks)})
+        {_pairs_in_blocks_sql(record_blocks, f"SELECT * FROM {came_under.sql}")}
         UNION
-        SELECT key_a, key_b FROM {model_links.sql}
-        WHERE key_a NOT IN ({changed_keys}) AND key_b NOT IN ({changed_keys})
-          AND (key_a IN ({went_over_members}) OR key_b IN ({went_over_members}))
+        SELECT * FROM (
+            WITH went_over_members AS MATERIALIZED ({went_over_members})
+            SELECT key_a, key_b FROM {model_links.sql}
+            WHERE key_a NOT IN ({changed_keys}) AND key_b NOT IN ({changed_keys})
+              AND (key_a IN (FROM went_over_members) OR key_b IN (FROM went_over_members))
+        )
         """,
         params,
     )
@@ -288,6 +288,24 @@ def _rescore_model_pairs(
     con.execute(f"DELETE FROM {model_links.sql} WHERE (key_a, key_b) IN (SELECT (key_a, key_b) FROM {removed.sql})")
     con.execute(f"INSERT INTO {model_links.sql} BY NAME SELECT * FROM {scored.sql}")
     return counts
+
+
+def _pairs_in_blocks_sql(record_blocks: TableName, blocks: str, of: str | None = None) -> str:
+    """SELECT key_a, key_b: the pairs of records sharing a block of `blocks` (a SELECT of
+    blocking_rule, block); with `of` (a SELECT of record_key), only the pairs of those
+    records with the others, formed from their side only."""
+    other = "a.record_key <> b.record_key" if of else "a.record_key < b.record_key"
+    return f"""
+        SELECT * FROM (
+            WITH members AS MATERIALIZED (
+                SELECT r.blocking_rule, r.record_key, r.block
+                FROM {record_blocks.sql} r JOIN ({blocks}) b USING (blocking_rule, block)
+            )
+            SELECT least(a.record_key, b.record_key) AS key_a, greatest(a.record_key, b.record_key) AS key_b
+            FROM members a JOIN members b ON a.blocking_rule = b.blocking_rule AND a.block = b.block AND {other}
+            {f"WHERE a.record_key IN ({of})" if of else ""}
+        )
+    """
 
 
 def _changed_model_blocks(
@@ -351,3 +369,75 @@ def _first_blocking_rules(
         for index in range(len(model.blocking))
     )
     con.execute(f"{create_table(candidates)} AS WITH {ctes} {' UNION ALL '.join(selects)}", params)
+
+
+RECORD_COLUMNS = ("source_a", "record_id_a", "source_b", "record_id_b")  # the graph's columns naming its records
+
+
+def stage_graph_rows(con: duckdb.DuckDBPyConnection, labelled: str, graph: TableName, rows: TableName) -> bool:
+    """Write `rows`: the links of `labelled` (a SELECT of the labelled links) with the graph's
+    columns, the records' sources left NULL. False, and nothing written, when the graph in the
+    warehouse is not there or has other columns (its rows are then written whole)."""
+    select = f"SELECT {', '.join(f'NULL::VARCHAR AS {c}' for c in RECORD_COLUMNS)}, " \
+        f"link.* EXCLUDE (key_a, key_b), link.key_a, link.key_b FROM ({labelled}) AS link"  # fmt: skip
+    if not table_exists(con, graph):
+        return False
+    columns = [(name, dtype) for name, dtype, *_ in con.execute(f"DESCRIBE {select}").fetchall()]
+    if columns != table_columns(con, graph):
+        return False
+    con.execute(f"{create_table(rows)} AS {select}")
+    return True
+
+
+def name_records(con: duckdb.DuckDBPyConnection, lookup: TableName, table: TableName) -> None:
+    """Fill the records' sources of the rows of `table` (graph columns) that lack them."""
+    for side in ("a", "b"):
+        con.execute(
+            f"""
+            UPDATE {table.sql} AS t SET source_{side} = l.source, record_id_{side} = l.source_record_id
+            FROM {lookup.sql} AS l
+            WHERE l.record_key = t.key_{side} AND t.source_{side} IS NULL
+            """
+        )
+
+
+def graph_row_updates(
+    con: duckdb.DuckDBPyConnection,
+    lookup: TableName,
+    graph: TableName,
+    rows: TableName,
+    came: TableName,
+    went: TableName,
+) -> list[tuple[str, None]]:
+    """The statements that turn `graph` into `rows`: the rows that differ (a record keeps its
+    key and its source, so the rest of a row tells) go, and the new ones come, named. `went`
+    (key_a, key_b, comes, goes) lists the pairs whose row differs, `came` their new rows."""
+    compared = [quote_ident(c) for c, _ in table_columns(con, rows) if c not in (*RECORD_COLUMNS, "key_a", "key_b")]
+    con.execute(
+        f"""
+        {create_table(went)} AS
+        SELECT coalesce(new.key_a, old.key_a) AS key_a, coalesce(new.key_b, old.key_b) AS key_b,
+               new.key_a IS NOT NULL AS comes, old.key_a IS NOT NULL AS goes
+        FROM {rows.sql} AS new FULL JOIN {graph.sql} AS old ON new.key_a = old.key_a AND new.key_b = old.key_b
+        WHERE new.key_a IS NULL OR old.key_a IS NULL
+           OR ({", ".join(f"new.{c}" for c in compared)}) IS DISTINCT FROM ({", ".join(f"old.{c}" for c in compared)})
+        """
+    )
+    con.execute(
+        f"{create_table(came)} AS SELECT * EXCLUDE ({', '.join(RECORD_COLUMNS)}) FROM {rows.sql} "
+        f"WHERE (key_a, key_b) IN (SELECT (key_a, key_b) FROM {went.sql} WHERE comes)"
+    )
+    return [
+        (f"DELETE FROM {graph.sql} WHERE (key_a, key_b) IN (SELECT (key_a, key_b) FROM {went.sql} WHERE goes)", None),
+        (
+            f"""
+            INSERT INTO {graph.sql} BY NAME
+            SELECT a.source AS source_a, a.source_record_id AS record_id_a,
+                   b.source AS source_b, b.source_record_id AS record_id_b, came.*
+            FROM {came.sql} AS came
+            JOIN {lookup.sql} a ON a.record_key = came.key_a
+            JOIN {lookup.sql} b ON b.record_key = came.key_b
+            """,
+            None,
+        ),
+    ]

@@ -28,6 +28,9 @@ from cdm_assets.domain.identity.graph_changes import (
     GraphState,
     follows_on,
     graph_fingerprint,
+    graph_row_updates,
+    name_records,
+    stage_graph_rows,
     update_model_links,
     update_rule_pairs,
     write_build,
@@ -97,13 +100,17 @@ def build_identity_graph(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     fingerprint = graph_fingerprint(rules, max_records_per_key, model)
     follow = not full and follows_on(con, state, lookup_build, fingerprint)
-    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in ("links", "model_links", "removed", "added")]
+    parts = ("links", "model_links", "removed", "added", "rows", "came", "went")
+    work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in parts]
     targets = (graph, tables.overrides, tables.cut_links, *state.tables)
     with staged_tables(con, *work, *targets) as (
         links,
         model_links,
         model_removed,
         model_added,
+        rows,
+        came,
+        went,
         staging,
         report,
         cuts,
@@ -124,25 +131,38 @@ def build_identity_graph(
             )  # fmt: skip
         else:
             con.execute(f"{create_table(model_state)} (key_a BIGINT, key_b BIGINT)")
-        create_table_as(
-            con,
-            staging,
-            f"""
-            SELECT a.source AS source_a, a.source_record_id AS record_id_a,
-                   b.source AS source_b, b.source_record_id AS record_id_b,
-                   link.* EXCLUDE (key_a, key_b), link.key_a, link.key_b
-            FROM ({_labelled_links_sql(rules, links, model_links, model)}) AS link
-            JOIN {lookup.sql} a ON a.record_key = link.key_a
-            JOIN {lookup.sql} b ON b.record_key = link.key_b
-            """,
-        )
+        labelled = _labelled_links_sql(rules, links, model_links, model)
         rule_order = {rule.name: order for order, rule in enumerate(rules)}
-        applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
+        # Following, the graph's rows are worked out in memory and only those that differ are
+        # written; a full build writes the whole graph anew.
+        in_place = follow and stage_graph_rows(con, labelled, graph, rows)
+        if in_place:
+            applied = apply_overrides(con, lookup, rows, overrides, rule_order, report, cuts)
+            name_records(con, lookup, cuts)
+            row_updates = graph_row_updates(con, lookup, graph, rows, came, went)
+        else:
+            create_table_as(
+                con,
+                staging,
+                f"""
+                SELECT a.source AS source_a, a.source_record_id AS record_id_a,
+                       b.source AS source_b, b.source_record_id AS record_id_b,
+                       link.* EXCLUDE (key_a, key_b), link.key_a, link.key_b
+                FROM ({labelled}) AS link
+                JOIN {lookup.sql} a ON a.record_key = link.key_a
+                JOIN {lookup.sql} b ON b.record_key = link.key_b
+                """,
+            )
+            applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
+            row_updates = []
         write_build(con, build, lookup_build, fingerprint)
         stagings = (staging, report, cuts, rule_pairs, model_state, placeholders, build)
-        # the model links' state is replaced whole, or updated in place by `state_updates`
-        replacements = [(t, s) for t, s in zip(targets, stagings) if not (state_updates and t == state.model_links)]
-        swap_in(con, replacements, statements=state_updates)
+        # the model links' state is replaced whole, or updated in place by `state_updates`; the
+        # graph too, or by `row_updates`
+        kept = {state.model_links} if state_updates else set()
+        kept |= {graph} if in_place else set()
+        replacements = [(t, s) for t, s in zip(targets, stagings) if t not in kept]
+        swap_in(con, replacements, statements=[*state_updates, *row_updates])
     return GraphBuild(row_count(con, graph), model_pairs, applied, follow, rebuilt)
 
 
