@@ -26,8 +26,10 @@ rows that differ from the graph in the warehouse are written
 
 The state a build leaves for the next (`identity_state.<graph>_...`): every
 rule's pairs before they are merged (`rule_pairs`), the model's links before
-the cannot-link check (`model_links`), the placeholders (`placeholders`), and
-which lookup build and settings the graph follows (`build`).
+the cannot-link check (`model_links`), the placeholders (`placeholders`),
+which lookup build and settings the graph follows (`build`), and every
+record's block under each of the model's blocking rules (`record_blocks`),
+so that following hashes the blocks of the changed records only.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from cdm_assets.domain.vocabulary import match_key
 from cdm_assets.domain.warehouse import staged_tables, table_columns, table_exists
 
 RULE_PAIRS_DDL = "key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN"
+RECORD_BLOCKS_DDL = "blocking_rule SMALLINT, record_key BIGINT, block UBIGINT"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class GraphState:
     model_links: TableName
     placeholders: TableName
     build: TableName
+    record_blocks: TableName
 
     @classmethod
     def of(cls, graph: TableName) -> GraphState:
@@ -70,7 +74,7 @@ class GraphState:
 
     @property
     def tables(self) -> tuple[TableName, ...]:
-        return (self.rule_pairs, self.model_links, self.placeholders, self.build)
+        return (self.rule_pairs, self.model_links, self.placeholders, self.build, self.record_blocks)
 
 
 def graph_fingerprint(rules: Sequence[MatchRule], max_records: int, model: ScoringModel | None) -> str:
@@ -215,14 +219,30 @@ def update_model_links(
     model_links: TableName,
     removed: TableName,
     added: TableName,
+    blocks_kept: TableName,
+    blocks_added: TableName,
 ) -> dict[str, float]:
     """Update `model_links` (the previous build's model links) for the changes: the pairs that
     may link or unlink are scored again, each with its first blocking rule; the pairs taken
     out go to `removed` (key_a, key_b), the links put in to `added`, so the state can be
-    updated the same way. Returns the counts of `build_model_links` for them."""
+    updated the same way. `blocks_kept` holds every record's blocks at the previous build;
+    the blocks of the new and changed records go to `blocks_added`. Returns the counts of
+    `build_model_links` for the pairs scored."""
     scratch = ("record_blocks", "blocks", "pairs", "candidates", "blocks_opened", "blocks_closed")
     with staged_tables(con, *(TableName(SCRATCH, f"graph_changes_model_{part}") for part in scratch)) as tables:
         record_blocks, blocks, pairs, candidates, came_under, went_over = tables
+        con.execute(
+            f"{create_table(blocks_added)} AS SELECT blocking_rule, record_key, block "
+            f"FROM ({record_blocks_sql(changes, model, ('side',))}) WHERE side = 'new'"
+        )
+        con.execute(
+            f"""
+            {create_table(record_blocks)} AS
+            SELECT * FROM {blocks_kept.sql} WHERE record_key NOT IN (SELECT record_key FROM {changes.sql})
+            UNION ALL
+            SELECT * FROM {blocks_added.sql}
+            """
+        )
         return _rescore_model_pairs(
             con, lookup, changes, model, max_records, model_links, record_blocks, blocks, pairs, candidates,
             added, came_under, went_over, removed,
@@ -245,10 +265,9 @@ def _rescore_model_pairs(
     went_over: TableName,
     removed: TableName,
 ) -> dict[str, float]:
-    """`update_model_links` in the scratch tables it is given (dropped by the caller)."""
+    """`update_model_links` in the scratch tables it is given (dropped by the caller), with
+    `record_blocks` (blocking_rule, record_key, block) holding every record's blocks now."""
     params = {"max_records": max_records}
-    # every record's block under every blocking rule, hashed once for the steps below
-    con.execute(f"{create_table(record_blocks)} AS {record_blocks_sql(lookup, model)}")
     _changed_model_blocks(con, changes, model, record_blocks, blocks)
     eligible = "BETWEEN 2 AND $max_records"
     for table, condition in (

@@ -24,6 +24,7 @@ import duckdb
 
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
 from cdm_assets.domain.identity.graph_changes import (
+    RECORD_BLOCKS_DDL,
     RULE_PAIRS_DDL,
     GraphState,
     follows_on,
@@ -41,6 +42,7 @@ from cdm_assets.domain.identity.match_model.scoring import (
     MODEL_RULE_ORDER,
     ScoringModel,
     build_model_links,
+    record_blocks_sql,
     weight_column,
 )
 from cdm_assets.domain.identity.override_file import Override
@@ -100,7 +102,7 @@ def build_identity_graph(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     fingerprint = graph_fingerprint(rules, max_records_per_key, model)
     follow = not full and follows_on(con, state, lookup_build, fingerprint)
-    parts = ("links", "model_links", "removed", "added", "rows", "came", "went")
+    parts = ("links", "model_links", "removed", "added", "blocks_added", "rows", "came", "went")
     work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in parts]
     targets = (graph, tables.overrides, tables.cut_links, *state.tables)
     with staged_tables(con, *work, *targets) as (
@@ -108,6 +110,7 @@ def build_identity_graph(
         model_links,
         model_removed,
         model_added,
+        blocks_added,
         rows,
         came,
         went,
@@ -118,6 +121,7 @@ def build_identity_graph(
         model_state,
         placeholders,
         build,
+        record_blocks,
     ):
         params = {"max_records": max_records_per_key}
         _list_placeholders(con, rules, lookup, placeholders, params)
@@ -125,12 +129,11 @@ def build_identity_graph(
         rebuilt = _rule_links(con, rules, lookup, placeholders, rule_pairs, links, params, previous)
         model_pairs, state_updates = None, []
         if model is not None:
-            model_pairs, state_updates = _model_links(
-                con, lookup, model, max_records_per_key, (model_state, model_links, model_removed, model_added),
-                previous,
-            )  # fmt: skip
+            model_work = (model_state, record_blocks, model_links, model_removed, model_added, blocks_added)
+            model_pairs, state_updates = _model_links(con, lookup, model, max_records_per_key, model_work, previous)
         else:
             con.execute(f"{create_table(model_state)} (key_a BIGINT, key_b BIGINT)")
+            con.execute(f"{create_table(record_blocks)} ({RECORD_BLOCKS_DDL})")
         labelled = _labelled_links_sql(rules, links, model_links, model)
         rule_order = {rule.name: order for order, rule in enumerate(rules)}
         # Following, the graph's rows are worked out in memory and only those that differ are
@@ -156,10 +159,10 @@ def build_identity_graph(
             applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
             row_updates = []
         write_build(con, build, lookup_build, fingerprint)
-        stagings = (staging, report, cuts, rule_pairs, model_state, placeholders, build)
-        # the model links' state is replaced whole, or updated in place by `state_updates`; the
-        # graph too, or by `row_updates`
-        kept = {state.model_links} if state_updates else set()
+        stagings = (staging, report, cuts, rule_pairs, model_state, placeholders, build, record_blocks)
+        # the model links' state and the records' blocks are replaced whole, or updated in place
+        # by `state_updates`; the graph too, or by `row_updates`
+        kept = {state.model_links, state.record_blocks} if state_updates else set()
         kept |= {graph} if in_place else set()
         replacements = [(t, s) for t, s in zip(targets, stagings) if t not in kept]
         swap_in(con, replacements, statements=[*state_updates, *row_updates])
@@ -199,26 +202,33 @@ def _model_links(
     lookup: TableName,
     model: ScoringModel,
     max_records: int,
-    work: tuple[TableName, TableName, TableName, TableName],
+    work: tuple[TableName, ...],
     previous: GraphState | None,
 ) -> tuple[dict[str, float], list[tuple[str, None]]]:
     """`model_links` (the model's links without the weak links in conflict) and their state
-    before the cannot-link check: all scored anew into `model_state`, or the `previous`
-    build's updated for the lookup's changes, by the statements returned (the pairs
-    `removed` go, the links `added` come). Also returns the counts of the pairs scored."""
-    model_state, model_links, removed, added = work
+    before the cannot-link check, with every record's blocks: all scored and hashed anew into
+    `model_state` and `record_blocks`, or the `previous` build's updated for the lookup's
+    changes, by the statements returned (the pairs `removed` go, the links `added` come; the
+    changed records' blocks go, those `blocks_added` come). Also returns the counts of the
+    pairs scored."""
+    model_state, record_blocks, model_links, removed, added, blocks_added = work
     updates: list[tuple[str, None]] = []
     if previous is None:
         model_pairs = build_model_links(con, lookup, model, max_records, model_state)
         con.execute(f"{create_table(model_links)} AS SELECT * FROM {model_state.sql}")
+        con.execute(f"{create_table(record_blocks)} AS {record_blocks_sql(lookup, model)}")
     else:
-        state = previous.model_links
+        state, blocks = previous.model_links, previous.record_blocks
         con.execute(f"{create_table(model_links)} AS SELECT * FROM {state.sql}")
         changes = changes_table(lookup)
-        model_pairs = update_model_links(con, lookup, changes, model, max_records, model_links, removed, added)
+        model_pairs = update_model_links(
+            con, lookup, changes, model, max_records, model_links, removed, added, blocks, blocks_added
+        )
         updates = [
             (f"DELETE FROM {state.sql} WHERE (key_a, key_b) IN (SELECT (key_a, key_b) FROM {removed.sql})", None),
             (f"INSERT INTO {state.sql} BY NAME SELECT * FROM {added.sql}", None),
+            (f"DELETE FROM {blocks.sql} WHERE record_key IN (SELECT record_key FROM {changes.sql})", None),
+            (f"INSERT INTO {blocks.sql} BY NAME SELECT * FROM {blocks_added.sql}", None),
         ]
     model_pairs["dropped_in_conflict"] = drop_weak_links_in_conflict(
         con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},

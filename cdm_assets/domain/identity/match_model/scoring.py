@@ -321,11 +321,13 @@ def model_candidates_sql(
     )
 
 
-def record_blocks_sql(lookup: TableName, model: ScoringModel) -> str:
-    """SELECT blocking_rule, record_key, block: each record's block under each blocking rule
-    (a record missing one of a rule's keys has none)."""
+def record_blocks_sql(lookup: TableName, model: ScoringModel, columns: tuple[str, ...] = ()) -> str:
+    """SELECT blocking_rule, record_key, block (and `columns`): each record's block under each
+    blocking rule (a record missing one of a rule's keys has none)."""
+    extra = "".join(f", {quote_ident(c)}" for c in columns)
     return " UNION ALL ".join(
-        f"SELECT {index}::SMALLINT AS blocking_rule, record_key, block FROM ({rule.keyed_sql(lookup)})"
+        f"SELECT {index}::SMALLINT AS blocking_rule, record_key, block{extra} "
+        f"FROM ({rule.keyed_sql(lookup, ('record_key', *columns))})"
         for index, rule in enumerate(model.blocking)
     )
 
