@@ -34,9 +34,10 @@ from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_cus
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events
 from cdm_assets.domain.marts.transactions import TRANSACTIONS, build_transactions
+from cdm_assets.domain.raw.landed_since import raw_changes_table
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets.domain.sql import TableName, quote_ident
-from cdm_assets.domain.table_versions import TableVersion
+from cdm_assets.domain.table_versions import TableVersion, current_versions
 from cdm_assets.domain.warehouse import QUARANTINE, swap_in, table_columns
 from cdm_assets.sample import generate
 from cdm_assets_tests.plans import entity_of
@@ -83,11 +84,14 @@ def load_sources(con, plan) -> None:
         load_raw_source(con, name, source, landed_files(Path(source.path)))
 
 
-def batch_statements(con, entity, rng: random.Random, batch: int, sources: list[str]) -> list[str]:
+def batch_statements(
+    con, entity, rng: random.Random, batch: int, sources: list[str]
+) -> tuple[list[str], dict[str, set[str]]]:
     """SQL that adds, changes and removes a few records of each of the customer `sources`:
     copies of records (one person again), values copied from other records (new links,
-    values crossing the cap), emptied and garbled values, and removed records."""
-    statements = []
+    values crossing the cap), emptied and garbled values, and removed records; and per
+    source the ids of the records it touches."""
+    statements, touched = [], {name: set() for name in sources}
     for name, source in entity.sources.items():
         if name not in sources:
             continue
@@ -107,6 +111,7 @@ def batch_statements(con, entity, rng: random.Random, batch: int, sources: list[
         for number in range(rng.randint(1, 6)):  # a record again, under a new id, some values changed
             copied = pick()
             new_id = f"b{batch}n{number}"
+            touched[name].add(new_id)
             statements.append(
                 f"INSERT INTO {table} SELECT * REPLACE ('{new_id}' AS {record_id}) FROM {table} "
                 f"WHERE {record_id} = '{copied}'"
@@ -118,6 +123,7 @@ def batch_statements(con, entity, rng: random.Random, batch: int, sources: list[
             )
         for _ in range(rng.randint(2, 8)):  # a value copied from another record, emptied or garbled
             column, target = quote_ident(rng.choice(columns)), pick()
+            touched[name].add(target)
             kind = rng.random()
             if kind < 0.6:
                 value = f"(SELECT {column} FROM {table} WHERE {record_id} = '{pick()}')"
@@ -127,8 +133,27 @@ def batch_statements(con, entity, rng: random.Random, batch: int, sources: list[
                 value = f"reverse({column})"
             statements.append(f"UPDATE {table} SET {column} = {value} WHERE {record_id} = '{target}'")
         for _ in range(rng.randint(0, 4)):
-            statements.append(f"DELETE FROM {table} WHERE {record_id} = '{pick()}'")
-    return statements
+            gone = pick()
+            touched[name].add(gone)
+            statements.append(f"DELETE FROM {table} WHERE {record_id} = '{gone}'")
+    return statements, touched
+
+
+def record_loads(con, touched: dict[str, set[str]], recorded: bool) -> None:
+    """A new version of each raw table, as a load of the source would write: one that read
+    the new files alone (`recorded`) also records the ids it touched, and follows the last."""
+    for name, ids in touched.items():
+        table = TableName("raw", name)
+        last = current_versions(con, [table]).get(table)
+        if not recorded:
+            swap_in(con, [], versions=[TableVersion.new(table)])
+            continue
+        changes = raw_changes_table(name)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {changes.schema}")
+        con.execute(f"CREATE OR REPLACE TABLE {changes.sql} (record_id VARCHAR)")
+        if ids:
+            con.executemany(f"INSERT INTO {changes.sql} VALUES (?)", [(i,) for i in sorted(ids)])
+        swap_in(con, [], versions=[TableVersion.new(table, follows=last.version if last else None)])
 
 
 def copy_match_model(source, target, entity) -> None:
@@ -194,11 +219,12 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
         else:
             # every customer source, or (every other batch) one: the lookup reads only loaded sources
             landed = sorted(entity.sources) if batch % 2 else [rng.choice(sorted(entity.sources))]
-            for statement in batch_statements(following, entity, rng, batch, landed):
+            statements, touched = batch_statements(following, entity, rng, batch, landed)
+            for statement in statements:
                 for con in (following, rebuilding):
                     con.execute(statement)
-            for con in (following, rebuilding):  # as a load of those sources would
-                swap_in(con, [], versions=[TableVersion.new(TableName("raw", name)) for name in landed])
+            for con in (following, rebuilding):  # most batches as loads that read the new files alone
+                record_loads(con, touched, recorded=batch % 3 != 0)
         now = datetime(2026, 1, 1 + batch)
         builds, standardised, marts_followed = {}, {}, {}
         for con, full in ((following, False), (rebuilding, True)):

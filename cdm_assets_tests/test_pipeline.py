@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import dagster as dg
 import duckdb
 import pytest
@@ -138,6 +141,8 @@ def test_everything_materialises_and_every_check_passes(landing, write_config):
 
 def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in_full(landing, write_config):
     defs = build_definitions(write_config(SOURCES))
+    landed_earlier = time.time() - 3600  # so the load need not read it again to be sure it is unchanged
+    os.utime(landing / "landing/crm/crm.csv", (landed_earlier, landed_earlier))
     assert materialize_all(defs).success
     write_text(landing / "landing/crm/late.csv", "crm_id,first,last,email,phone,dob\nC4,Piet,Peters,piet@mail.nl,,\n")
     result = materialize_all(defs, "raw/crm*")  # what the landing sensor runs for a file in crm
@@ -148,7 +153,9 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
         1, 0, 0,
     )  # fmt: skip
     assert graph["followed_changes"].value is True
+    assert metadata["raw/crm"]["files_read"].value == 1  # the late file alone
     assert lookup["records_standardised"].value == 1  # the late record alone
+    assert lookup["sources_read_by_changes"].value == "crm"  # the ids the crm load read, not all of crm
     model = metadata["identity/match_model"]  # reused, trained on one record fewer than the lookup holds now
     assert (model["trained_on_records"].value, model["records_now"].value) == (6, 7)
     assert model["records_now_per_trained"].value == round(7 / 6, 3)

@@ -169,6 +169,8 @@ def source_lookup_asset(config: CdmConfig, plan: Plan, entity: EntityPlan, ns: N
                 "records_per_source": dg.MetadataValue.json(per_source),
                 **changes,
                 "records_standardised": build.standardised,
+                # sources read by the record ids their last load recorded, not whole
+                "sources_read_by_changes": ", ".join(build.read_by_changes) or "none",
                 **nulled_values_metadata(build.nulled),
             }
         )

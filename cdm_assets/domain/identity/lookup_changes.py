@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -216,11 +217,15 @@ def touched_records(
     inputs: TableName,
     touched: TableName,
     sources: list[str],
+    lookup: TableName,
+    ids: Mapping[str, str],
 ) -> None:
     """`inputs`: the input rows of the records (of `sources`) whose input differs from what the
     previous build standardised (new ones included), read in one pass over those records;
     `touched` (record_key): their keys and the keys of the records of `sources` that are gone
-    (in `state`, not in `keys`, this build's record keys)."""
+    (in `state`, not in `keys`, this build's record keys). Of a source `ids` names (a SELECT of
+    record ids), only the records with those ids were read, and only they can be gone (their
+    ids read from `lookup`, the lookup still in the warehouse)."""
     con.execute(
         f"""
         {create_table(inputs)} AS
@@ -230,13 +235,21 @@ def touched_records(
         """,
         records.params,
     )
+    whole = [name for name in sources if name not in ids]
+    candidates = [f"SELECT record_key FROM {state.sql} WHERE list_contains($whole, source)"]
+    params: dict[str, object] = {"whole": whole}
+    for index, (name, chosen) in enumerate(sorted(ids.items())):
+        candidates.append(
+            f"SELECT record_key FROM {lookup.sql} WHERE source = $source_{index} AND source_record_id IN ({chosen})"
+        )
+        params[f"source_{index}"] = name
     con.execute(
         f"""
         {create_table(touched)} AS
         SELECT record_key FROM {inputs.sql}
         UNION ALL
-        SELECT record_key FROM (SELECT record_key FROM {state.sql} WHERE list_contains($sources, source))
+        SELECT record_key FROM ({" UNION ALL ".join(candidates)})
         ANTI JOIN {keys.sql} USING (record_key)
         """,
-        {"sources": sources},
+        params,
     )

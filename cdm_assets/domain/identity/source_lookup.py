@@ -66,8 +66,9 @@ from cdm_assets.domain.identity.phone_numbers import (
 from cdm_assets.domain.identity.reference_data import nickname_roots
 from cdm_assets.domain.identity.source_records import customer_records, record_keys_sql
 from cdm_assets.domain.plan import EntityPlan
+from cdm_assets.domain.raw.landed_since import raw_changes_table
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
-from cdm_assets.domain.table_versions import BuiltFrom, built_from_now, recorded_inputs
+from cdm_assets.domain.table_versions import BuiltFrom, Delta, built_from_now, input_deltas, recorded_inputs
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
 from cdm_assets.domain.warehouse import (
     RowReplacement,
@@ -103,6 +104,7 @@ class SourceLookupBuild:
     nulled: list[NulledValues]
     build: LookupBuild | None = None  # which records it added, changed and removed
     standardised: int | None = None  # records it standardised: all, or those whose input changed
+    read_by_changes: tuple[str, ...] = ()  # sources whose records it read by their loads' recorded changes
 
 
 def build_source_lookup(con: duckdb.DuckDBPyConnection, entity: EntityPlan, full: bool = False) -> int:
@@ -135,26 +137,30 @@ def build_source_lookup_counting_nulls(
     fingerprint = lookup_fingerprint(entity)
     state = records_table(target)
     follow = not full and previous is not None and previous.fingerprint == fingerprint and table_exists(con, state)
-    # Following, only the sources loaded since the last build can hold changed records.
+    # Following, only the sources loaded since the last build can hold changed records; of
+    # a source whose load recorded the records it changed, only those.
     keyed = _reloaded_sources(con, entity, raw_inputs) if follow else None
+    changed_ids = _recorded_raw_changes(con, target, raw_tables, keyed) if keyed else {}
     keys = TableName(SCRATCH, f"{target.name}_record_keys")
     touched = TableName(SCRATCH, f"{target.name}_touched_records")
     touched_inputs = TableName(SCRATCH, f"{target.name}_touched_inputs")
     for scratch in (keys, touched, touched_inputs):
         con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
     try:
-        records = customer_records(con, entity, keys=keys if previous is not None else None, only=keyed)
+        records = customer_records(
+            con, entity, keys=keys if previous is not None else None, only=keyed, ids=changed_ids
+        )
         # narrow unkeyed records for the distinct-value steps
         countries_only = customer_records(con, entity, fields=("country",), keyed=False)
         names_only = customer_records(con, entity, fields=NAME_FIELDS, keyed=False)
     except LookupError as error:
         raise LookupError(f"cannot build {target}: {error}") from None
     if previous is not None:  # records keep the keys the lookup in the warehouse gave them
-        select, params = record_keys_sql(entity, target, only=keyed)
+        select, params = record_keys_sql(entity, target, only=keyed, ids=changed_ids)
         con.execute(f"{create_table(keys)} AS {select}", {**params, "next_key": previous.next_record_key})
     names_input = names_only
     if follow:  # the records whose input changed, and the keys of those that went
-        touched_records(con, records, state, keys, touched_inputs, touched, keyed)
+        touched_records(con, records, state, keys, touched_inputs, touched, keyed, target, changed_ids)
         records = names_input = dataclasses.replace(records, sql=f"SELECT * FROM {touched_inputs.sql}", params={})
     for schema in ("identity", state.schema):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -191,7 +197,7 @@ def build_source_lookup_counting_nulls(
             con, target, staged, previous, fingerprint, touched if follow else None, raw_inputs
         )
         nulled = count_nulled_values(con, state, [reason for reason, _ in nulling_conditions(identifiers)])
-    return SourceLookupBuild(row_count(con, target), nulled, lookup_build, standardised)
+    return SourceLookupBuild(row_count(con, target), nulled, lookup_build, standardised, tuple(sorted(changed_ids)))
 
 
 def _reloaded_sources(con: duckdb.DuckDBPyConnection, entity: EntityPlan, raw_inputs: BuiltFrom) -> list[str]:
@@ -205,6 +211,20 @@ def _reloaded_sources(con: duckdb.DuckDBPyConnection, entity: EntityPlan, raw_in
         or recorded.get(TableName("raw", name)) != version
     ]
     return reloaded or [min(entity.sources)]
+
+
+def _recorded_raw_changes(
+    con: duckdb.DuckDBPyConnection, target: TableName, raw_tables: list[TableName], sources: list[str]
+) -> dict[str, str]:
+    """Per source of `sources` whose raw table's changes since the version the lookup was
+    built from (of `raw_tables`, all the entity's) are recorded: a SELECT of the record ids
+    they touch."""
+    deltas = input_deltas(con, target, raw_tables)
+    return {
+        name: f"SELECT record_id FROM {raw_changes_table(name).sql}"
+        for name in sources
+        if deltas.of(TableName("raw", name)) is Delta.RECORDED and table_exists(con, raw_changes_table(name))
+    }
 
 
 def _swap_in_lookup(

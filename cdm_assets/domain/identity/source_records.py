@@ -15,7 +15,7 @@ instead and new records the next ones free.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -48,6 +48,7 @@ def customer_records(
     keyed: bool = True,
     keys: TableName | None = None,
     only: Collection[str] | None = None,
+    ids: Mapping[str, str] | None = None,
 ) -> SourceRecords:
     """All customer records: `source`, `source_record_id`, `precedence`, `source_phone_region` and
     `<field>_raw` for each of `fields`; when `keyed` also `birth_date` (NULL outside the plausible
@@ -55,7 +56,8 @@ def customer_records(
     window), `_birth_date_unparseable` (a value that is not a date) and `_id_<name>_typed` (whether
     the record held more than spaces). With `keys` (source, source_record_id, record_key),
     each record's key is looked up there instead of numbered; with `only`, the records of those
-    sources alone (`phone_regions` still names every source's).
+    sources alone (`phone_regions` still names every source's); with `ids` (per source, a SELECT
+    of record ids as text), only those records of the sources it names.
 
     Unkeyed, narrow records feed the distinct-value steps cheaply. Sources (of
     `entity`, a customer-like entity) are taken in name order. Raises LookupError naming raw tables that do not exist yet.
@@ -76,7 +78,8 @@ def customer_records(
         prefix = f"s{index}_"
         params |= {f"{prefix}source": name, f"{prefix}precedence": source.precedence}
         params |= {f"{prefix}phone_region": source.phone_region}
-        selects.append(_source_sql(prefix, table, source, column_types, fields, identifiers, keyed, keys))
+        among = (ids or {}).get(name)
+        selects.append(_source_sql(prefix, table, source, column_types, fields, identifiers, keyed, keys, among))
         if keyed and keys is None:
             params[f"{prefix}first_key"] = first_key
             first_key += row_count(con, table)
@@ -93,6 +96,7 @@ def _source_sql(
     identifiers: list[str],
     keyed: bool,
     keys: TableName | None = None,
+    among: str | None = None,
 ) -> str:
     def text(field: str) -> str:
         mapping = source.fields.get(field)
@@ -108,8 +112,9 @@ def _source_sql(
         f"${prefix}phone_region::VARCHAR AS source_phone_region",
         *(f"{text(field)} AS {field}_raw" for field in fields),
     ]
+    chosen = "" if among is None else f" WHERE {record_id} IN ({among})"
     if not keyed:
-        return f"SELECT {', '.join(columns)} FROM {table.sql}"
+        return f"SELECT {', '.join(columns)} FROM {table.sql}{chosen}"
     birth = source.fields.get("birth_date")
     birth_type = column_types.get(birth.column, "VARCHAR") if birth else "DATE"
     if birth is None:
@@ -152,7 +157,7 @@ def _source_sql(
                {_birth_date_key(plausible)} AS birth_date_key FROM (
         SELECT {", ".join(columns)}, keys.record_key
         FROM {table.sql}
-        JOIN ({numbered}) AS keys ON keys.key_rowid = {table.sql}.rowid
+        JOIN ({numbered}) AS keys ON keys.key_rowid = {table.sql}.rowid{chosen}
         )
     """
 
@@ -163,21 +168,31 @@ def _record_id_sql(source: Source, alias: str = "") -> str:
     return f"trim(CAST({alias}{quote_ident(source.record_id)} AS VARCHAR))"
 
 
-def record_keys_sql(entity: EntityPlan, previous: TableName, only: Collection[str] | None = None) -> tuple[str, dict]:
+def record_keys_sql(
+    entity: EntityPlan,
+    previous: TableName,
+    only: Collection[str] | None = None,
+    ids: Mapping[str, str] | None = None,
+) -> tuple[str, dict]:
     """SELECT source, source_record_id, record_key for every record of the entity's raw
-    tables (of the sources `only` names, when given): the key `previous` (an earlier lookup)
-    gave it, else the next free one from `$next_key` on, in (source, source_record_id) order;
-    with its parameters."""
+    tables (of the sources `only` names, when given; of a source `ids` names, its records
+    with those ids): the key `previous` (an earlier lookup) gave it, else the next free one
+    from `$next_key` on, in (source, source_record_id) order; with its parameters."""
     sources = sorted((name, source) for name, source in entity.sources.items() if only is None or name in only)
-    ids = " UNION ALL ".join(
+
+    def among(name: str, source: Source) -> str:
+        chosen = (ids or {}).get(name)
+        return "" if chosen is None else f" WHERE {_record_id_sql(source)} IN ({chosen})"
+
+    ids_sql = " UNION ALL ".join(
         f"SELECT $source_{index}::VARCHAR AS source, {_record_id_sql(source)} AS source_record_id "
-        f"FROM {TableName('raw', name).sql}"
+        f"FROM {TableName('raw', name).sql}{among(name, source)}"
         for index, (name, source) in enumerate(sources)
     )
     params = {f"source_{index}": name for index, (name, _) in enumerate(sources)}
     return (
         f"""
-        WITH ids AS MATERIALIZED ({ids})
+        WITH ids AS MATERIALIZED ({ids_sql})
         SELECT source, source_record_id, previous.record_key
         FROM ids JOIN {previous.sql} AS previous USING (source, source_record_id)
         UNION ALL

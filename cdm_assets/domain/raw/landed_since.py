@@ -10,6 +10,10 @@ kept whose id is involved (an id read now, or one the changed files held)
 is ranked again with them, accepted or quarantined as a load of every file
 would. Otherwise, and when a row quarantined as a duplicate would now win
 (its winner gone), the load reads every file (None here).
+
+The ids involved are the only records whose rows can differ from the last
+load: they are recorded (`raw_changes_table`), and the table's version
+follows the last one, so the source lookup reads those records alone.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from cdm_assets.domain.raw.manifest import (
 )
 from cdm_assets.domain.raw.report import RawLoadReport
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
-from cdm_assets.domain.table_versions import TableVersion
+from cdm_assets.domain.table_versions import STATE_SCHEMA, TableVersion, current_versions
 from cdm_assets.domain.warehouse import QUARANTINE, QUARANTINE_COLUMNS, row_count, staged_tables, swap_in
 
 DUPLICATE = "duplicate record id"
@@ -78,7 +82,8 @@ def load_landed_since(
     work = [
         TableName(SCRATCH, f"{name}_{part}") for part in ("read", "landed", "rejects", "again", "again_quarantined")
     ]
-    with staged_tables(con, *work) as (read_rows, landed, rejects, again, again_quarantined):
+    changes = raw_changes_table(name)
+    with staged_tables(con, *work, changes) as (read_rows, landed, rejects, again, again_quarantined, involved):
         create_rejects_table(con, rejects)
         columns, read = ColumnOrigins(), {}
         for path in landed_now:
@@ -92,7 +97,7 @@ def load_landed_since(
         _with_columns(con, read_rows, [c for c in expected if c[0] not in HELPER_COLUMNS], landed)
         require_mapped_columns(con, name, source, landed, landed_now)
         changed = [file for file in read if file in previous]
-        if not _rank_again(con, name, source, landed, rejects, changed, again, again_quarantined):
+        if not _rank_again(con, name, source, landed, rejects, changed, (again, again_quarantined, involved)):
             return None
         if suppressions.salt is not None:
             for file, dropped in drop_suppressed_rejects(con, name, rejects, suppressions.salt).items():
@@ -125,9 +130,18 @@ def load_landed_since(
                     f"{report.rows_quarantined} quarantined and {report.suppressed} suppressed; nothing was changed"
                 )
 
+        last = current_versions(con, [target]).get(target)
+        version = TableVersion.new(target, follows=last.version if last else None)
         with swap_lock:
-            swap_in(con, [], statements=statements, versions=[TableVersion.new(target)], before_commit=accounted)
+            swap_in(con, [(changes, involved)], statements=statements, versions=[version], before_commit=accounted)
     return report
+
+
+def raw_changes_table(name: str) -> TableName:
+    """The record ids (`record_id`, as text) whose rows the last load of source `name` may have
+    changed, added or removed, when that load followed the one before (the raw table's version
+    then `follows` the previous one)."""
+    return TableName(STATE_SCHEMA, f"raw_{name}_changes")
 
 
 def _report(
@@ -208,11 +222,11 @@ def _rank_again(
     landed: TableName,
     rejects: TableName,
     changed: list[str],
-    again: TableName,
-    again_quarantined: TableName,
+    ranked: tuple[TableName, TableName, TableName],
 ) -> bool:
     """Rank the duplicates the rows read now take part in, as a load of every file would, and
-    move the losers to `rejects`; False when that cannot be done here.
+    move the losers to `rejects`; False when that cannot be done here. `ranked` names the
+    tables written: `again`, `again_quarantined` and `involved` (record_id: the ids involved).
 
     The ids involved are those of the rows read now and of the changed files' rows before
     (accepted, or quarantined as duplicates). Their rows in the files kept come back into
@@ -221,27 +235,34 @@ def _rank_again(
     gone) would have to be rebuilt from its raw row: a load of every file does that instead.
     """
     target, key = TableName("raw", name), record_id_sql(source)
+    again, again_quarantined, involved = ranked
     quarantined = f"""
         SELECT _file, _row_number, value, raw_row FROM {QUARANTINE.sql}
         WHERE source = $source AND stage = $stage AND category = $duplicate
     """
     params = {"source": name, "stage": RAW_STAGE, "duplicate": DUPLICATE, "changed": changed}
-    involved = f"""
-        SELECT {key} FROM {landed.sql} WHERE _bad_column IS NULL
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {involved.schema}")
+    con.execute(
+        f"""
+        {create_table(involved)} AS
+        SELECT {key} AS record_id FROM {landed.sql} WHERE _bad_column IS NULL AND {key} IS NOT NULL
         UNION SELECT {key} FROM {target.sql} WHERE list_contains($changed, _file)
         UNION SELECT value FROM ({quarantined}) WHERE list_contains($changed, _file)
-    """
+        """,
+        params,
+    )
+    ids = f"SELECT record_id FROM {involved.sql}"
     con.execute(
         f"""
         {create_table(again)} AS
-        SELECT * FROM {target.sql} WHERE NOT list_contains($changed, _file) AND {key} IN ({involved})
+        SELECT * FROM {target.sql} WHERE NOT list_contains($changed, _file) AND {key} IN ({ids})
         """,
-        params,
+        {"changed": changed},
     )
     con.execute(
         f"""
         {create_table(again_quarantined)} AS
-        SELECT * FROM ({quarantined}) WHERE NOT list_contains($changed, _file) AND value IN ({involved})
+        SELECT * FROM ({quarantined}) WHERE NOT list_contains($changed, _file) AND value IN ({ids})
         """,
         params,
     )
