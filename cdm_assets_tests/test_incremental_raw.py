@@ -23,8 +23,12 @@ import duckdb
 import pytest
 
 from cdm_assets.config.plan import resolve_plan
+from cdm_assets.domain.raw.landed_since import raw_changes_table
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets.domain.raw.manifest import RACY_NS
+from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.table_versions import TableVersion, current_versions
+from cdm_assets.domain.warehouse import table_exists
 
 CRM = {
     "entity": "customer",
@@ -33,6 +37,7 @@ CRM = {
     "fields": {"first_name": "first_name", "email": "email"},
 }
 STEPS = 24
+RAW_CRM = TableName("raw", "crm")
 # Files are dated well in the past, one second apart, so a load sees them as settled.
 EPOCH_NS = 1_700_000_000 * 10**9
 
@@ -114,6 +119,20 @@ class Landing:
         return f"removed {name}"
 
 
+def rows_by_id(con) -> dict[str, list[tuple]]:
+    """The accepted rows of each record id, as the source lookup would read them."""
+    rows: dict[str, list[tuple]] = {}
+    if not table_exists(con, RAW_CRM):
+        return rows
+    for row in con.execute("SELECT trim(CAST(crm_id AS VARCHAR)), * FROM raw.crm").fetchall():
+        rows.setdefault(row[0], []).append(row[1:])
+    return {record_id: sorted(found, key=repr) for record_id, found in rows.items()}
+
+
+def raw_version(con) -> TableVersion | None:
+    return current_versions(con, [RAW_CRM]).get(RAW_CRM)
+
+
 def raw_state(con) -> tuple:
     rows = sorted(con.execute("SELECT * FROM raw.crm").fetchall(), key=repr)
     columns = con.execute("SELECT column_name, column_type FROM (DESCRIBE raw.crm)").fetchall()
@@ -131,10 +150,11 @@ def test_reading_what_landed_since_ends_where_reading_every_file_ends(tmp_path, 
     landing = Landing(folder, random.Random(seed), suffix)
     landing.write(f"b000{suffix}", landing.new_rows(6))
     following, reading_all = (duckdb.connect(str(tmp_path / f"{name}.duckdb")) for name in ("following", "all"))
-    files_read = []
+    files_read, recorded_changes = [], 0
     for number in range(STEPS + 1):
         what = "first load" if number == 0 else landing.step(number)
         files = landed_files(Path(source.path))
+        before, version_before = rows_by_id(following), raw_version(following)
         # small files: followed whatever share of the source they hold
         followed = load_raw_source(following, "crm", source, files, full=False, follow_below_share=math.inf)
         full = load_raw_source(reading_all, "crm", source, files)
@@ -142,8 +162,18 @@ def test_reading_what_landed_since_ends_where_reading_every_file_ends(tmp_path, 
         figures = ("rows_in", "rows_accepted", "quarantined_by_reason", "suppressed")
         assert [getattr(followed, f) for f in figures] == [getattr(full, f) for f in figures], what
         files_read.append((followed.files_read, len(files)))
+        if raw_version(following).follows is not None:  # a load that recorded the ids it touched
+            after = rows_by_id(following)
+            changed = {i for i in before.keys() | after.keys() if before.get(i) != after.get(i)}
+            recorded = {
+                i for (i,) in following.execute(f"SELECT record_id FROM {raw_changes_table('crm').sql}").fetchall()
+            }
+            assert changed <= recorded, f"step {number}: {what}: {sorted(changed - recorded)} changed, not recorded"
+            assert raw_version(following).follows == version_before.version, f"step {number}: {what}"
+            recorded_changes += 1
     # the follower read fewer files than there are on most steps: it did follow
     assert sum(read is not None and read < total for read, total in files_read) >= STEPS // 3
+    assert recorded_changes >= STEPS // 3
 
 
 def test_a_file_written_as_it_was_read_is_read_again(tmp_path, write_config):
