@@ -39,8 +39,6 @@ class BlockingRule:
         lookup: TableName,
         sampled: bool = False,
         pair_sample: bool = False,
-        only_blocks: str | None = None,
-        keyed: str | None = None,
     ) -> str:
         """SELECT key_a, key_b of the rule's candidate pairs; `$max_records` caps a block.
 
@@ -49,19 +47,16 @@ class BlockingRule:
         training sees the same pairs on the same data. With `pair_sample`, only
         pairs whose first record's hash falls below `$pair_share`: each pair
         with that chance, decided by the pair alone (so every rule keeps the
-        same pairs), and the pairs left out are never formed. With `only_blocks`
-        (a SELECT of block hashes), only the pairs of those blocks. `keyed` (record_key, block)
-        stands for `keyed_sql(lookup)` where the records' blocks were worked out already.
+        same pairs), and the pairs left out are never formed.
         """
         sample = " AND (hash(block) % 1000000) < $sample * 1000000" if sampled else ""
-        only = f" AND block IN ({only_blocks})" if only_blocks else ""
         pairs = " WHERE (hash(a.record_key) % 1000000) < $pair_share * 1000000" if pair_sample else ""
         # Blocks are one hash of the keys: a hash collision can only add a
         # candidate pair, which is then scored like any other.
         return f"""
-            WITH keyed AS ({keyed or self.keyed_sql(lookup)}),
+            WITH keyed AS ({self.keyed_sql(lookup)}),
             blocks AS (
-                SELECT block FROM keyed WHERE true{only} GROUP BY block HAVING count(*) BETWEEN 2 AND $max_records
+                SELECT block FROM keyed GROUP BY block HAVING count(*) BETWEEN 2 AND $max_records
             ),
             members AS MATERIALIZED (
                 SELECT keyed.* FROM keyed JOIN blocks USING (block) WHERE true{sample}

@@ -300,23 +300,11 @@ def build_model_links(
     }
 
 
-def model_candidates_sql(
-    lookup: TableName, model: ScoringModel, blocks: TableName | None = None, record_blocks: TableName | None = None
-) -> str:
+def model_candidates_sql(lookup: TableName, model: ScoringModel) -> str:
     """SELECT key_a, key_b, blocking_rule: the pairs of each blocking rule, once per rule
-    (`$max_records` caps a block); with `blocks` (blocking_rule, block), only the pairs
-    of the blocks it lists; `record_blocks` (blocking_rule, record_key, block) holds the
-    records' blocks when they were worked out already."""
-
-    def only(index: int) -> str | None:
-        return None if blocks is None else f"SELECT block FROM {blocks.sql} WHERE blocking_rule = {index}"
-
-    def keyed(index: int) -> str | None:
-        return None if record_blocks is None else blocks_of_rule(record_blocks, index)
-
+    (`$max_records` caps a block)."""
     return " UNION ALL ".join(
-        f"SELECT key_a, key_b, {index}::SMALLINT AS blocking_rule "
-        f"FROM ({rule.pairs_sql(lookup, only_blocks=only(index), keyed=keyed(index))})"
+        f"SELECT key_a, key_b, {index}::SMALLINT AS blocking_rule FROM ({rule.pairs_sql(lookup)})"
         for index, rule in enumerate(model.blocking)
     )
 
