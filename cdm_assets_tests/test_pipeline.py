@@ -168,6 +168,9 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
     assert ids["crm:C4"] == ids["shop:W3"]  # the late record joined Piet's customer
     id_map = metadata["identity/customer_id_map"]
     assert (id_map["customers_changed"].value, id_map["records_changed"].value) == (1, 1)
+    # only Piet's cluster was clustered again, and only the graph's rows the late record brought written
+    assert id_map["records_clustered"].value == list(ids.values()).count(ids["crm:C4"])
+    assert graph["rows_rewritten"].value >= 1
     marts = ("marts/customers", "marts/transactions", "marts/events", "marts/customer_metrics")
     assert all(metadata[mart]["followed_changes"].value is True for mart in marts)
     assert metadata["marts/customers"]["rebuilt"].value == 1  # Piet's golden record alone
@@ -177,6 +180,8 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
     )  # fmt: skip
     rebuilt_graph = materialization_metadata(rebuilt)["identity/identity_graph"]
     assert rebuilt_graph["followed_changes"].value is False
+    assert "rows_rewritten" not in rebuilt_graph
+    assert materialization_metadata(rebuilt)["identity/customer_id_map"]["records_clustered"].value == 7
     assert materialization_metadata(rebuilt)["identity/source_lookup"]["records_standardised"].value == 7
     assert rebuilt_graph["dagster/row_count"].value == graph["dagster/row_count"].value  # the same links
     assert not any(materialization_metadata(rebuilt)[mart]["followed_changes"].value for mart in marts)

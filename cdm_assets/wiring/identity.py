@@ -245,6 +245,7 @@ def identity_graph_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace, w
                 "links_per_rule": dg.MetadataValue.json(per_rule),
                 "followed_changes": built.followed_changes,
                 **({"rule_blocks_rebuilt": built.rule_blocks_rebuilt} if built.followed_changes else {}),
+                **({"rows_rewritten": built.rows_rewritten} if built.rows_rewritten is not None else {}),
                 **per_rule_numbers,
                 **model_numbers,
                 **override_metadata(context, entity, built.overrides),
@@ -320,6 +321,8 @@ def entity_ids_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> dg
                 # what this assignment changed: the rest kept their records and ids
                 f"{name}s_changed": assignment.customers - assignment.settled,
                 "records_changed": assignment.records_changed,
+                # the records clustered again: every record, or those of the clusters a batch touched
+                "records_clustered": assignment.records_clustered,
                 "cluster_size_distribution": dg.MetadataValue.json({str(k): v for k, v in sizes.items()}),
                 **size_buckets(sizes),
                 "largest_clusters": dg.MetadataValue.table(

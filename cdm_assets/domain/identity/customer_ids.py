@@ -70,6 +70,7 @@ class IdAssignment:
     override: int = 0  # changes a steward's override made
     settled: int = 0  # customers whose records are exactly those of one customer before (same id, no history)
     records_changed: int = 0  # records whose id changed, new records and records gone included
+    records_clustered: int = 0  # records clustered in this run: all, or those of the clusters a batch touched
 
 
 def assign_customer_ids(
@@ -143,6 +144,7 @@ def assign_customer_ids(
             customers=assignment.customers + untouched,
             settled=assignment.customers + untouched - unsettled,
             records_changed=row_count(con, staged_map_changes),
+            records_clustered=row_count(con, clusters),
         )
         version = TableVersion.new(id_map, follows=previous_version.version if previous_version else None)
         replacements = [(map_changes, staged_map_changes)]

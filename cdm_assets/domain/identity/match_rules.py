@@ -69,6 +69,7 @@ class GraphBuild:
     overrides: OverrideReport | None = None
     followed_changes: bool = False
     rule_blocks_rebuilt: int | None = None
+    rows_rewritten: int | None = None  # following: the graph's rows deleted or inserted (a changed row counts once)
 
 
 def build_identity_graph(
@@ -143,6 +144,7 @@ def build_identity_graph(
             applied = apply_overrides(con, lookup, rows, overrides, rule_order, report, cuts)
             name_records(con, lookup, cuts)
             row_updates = graph_row_updates(con, lookup, graph, rows, came, went)
+            rewritten = row_count(con, went)
         else:
             create_table_as(
                 con,
@@ -157,7 +159,7 @@ def build_identity_graph(
                 """,
             )
             applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
-            row_updates = []
+            row_updates, rewritten = [], None
         write_build(con, build, lookup_build, fingerprint)
         stagings = (staging, report, cuts, rule_pairs, model_state, placeholders, build, record_blocks)
         # the model links' state and the records' blocks are replaced whole, or updated in place
@@ -166,7 +168,7 @@ def build_identity_graph(
         kept |= {graph} if in_place else set()
         replacements = [(t, s) for t, s in zip(targets, stagings) if t not in kept]
         swap_in(con, replacements, statements=[*state_updates, *row_updates])
-    return GraphBuild(row_count(con, graph), model_pairs, applied, follow, rebuilt)
+    return GraphBuild(row_count(con, graph), model_pairs, applied, follow, rebuilt, rewritten)
 
 
 def _rule_links(
