@@ -174,6 +174,17 @@ def test_a_run_below_one_source_follows_its_changes_and_a_tagged_run_rebuilds_in
     marts = ("marts/customers", "marts/transactions", "marts/events", "marts/customer_metrics")
     assert all(metadata[mart]["followed_changes"].value is True for mart in marts)
     assert metadata["marts/customers"]["rebuilt"].value == 1  # Piet's golden record alone
+    again = materialization_metadata(materialize_all(defs, "raw/crm*"))  # nothing landed since
+    assert again["identity/source_lookup"]["records_standardised"].value == 0
+    assert (
+        again["identity/identity_graph"]["followed_changes"].value,
+        again["identity/identity_graph"]["rows_rewritten"].value,
+    ) == (True, 0)
+    assert again["identity/identity_graph"]["dagster/row_count"].value == graph["dagster/row_count"].value
+    assert (
+        again["identity/customer_id_map"]["records_clustered"].value,
+        again["identity/customer_id_map"]["customers_changed"].value,
+    ) == (0, 0)
     rebuilt = dg.materialize(
         [*defs.assets, *(defs.asset_checks or [])], resources=defs.resources, selection="raw/crm*",
         tags={FULL_REBUILD_TAG: "true"},

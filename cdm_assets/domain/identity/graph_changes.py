@@ -93,11 +93,32 @@ def follows_on(
     return built_from == [(lookup_build.previous_build_id, fingerprint)]
 
 
-def write_build(con: duckdb.DuckDBPyConnection, table: TableName, lookup_build: LookupBuild | None, fingerprint: str):
+def write_build(
+    con: duckdb.DuckDBPyConnection,
+    table: TableName,
+    lookup_build: LookupBuild | None,
+    fingerprint: str,
+    with_overrides: bool,
+):
+    """Record the lookup build and the settings the graph was built from, and whether the
+    steward's overrides took part."""
     con.execute(
-        f"{create_table(table)} AS SELECT $lookup::VARCHAR AS lookup_build_id, $fingerprint AS fingerprint",
-        {"lookup": lookup_build.build_id if lookup_build else None, "fingerprint": fingerprint},
-    )
+        f"{create_table(table)} AS SELECT $lookup::VARCHAR AS lookup_build_id, $fingerprint AS fingerprint, "
+        "$overrides AS with_overrides",
+        {"lookup": lookup_build.build_id if lookup_build else None, "fingerprint": fingerprint,
+         "overrides": with_overrides},
+    )  # fmt: skip
+
+
+def nothing_to_follow(con: duckdb.DuckDBPyConnection, state: GraphState, lookup_build: LookupBuild) -> bool:
+    """Whether following `lookup_build` leaves the graph as it is: the build changed no record,
+    and no overrides took part in the graph's last build (none take part in this one).
+    Call it where the graph follows on (`follows_on`)."""
+    if (lookup_build.added, lookup_build.changed, lookup_build.removed) != (0, 0, 0):
+        return False
+    if "with_overrides" not in {name for name, _ in table_columns(con, state.build)}:
+        return False
+    return con.execute(f"SELECT with_overrides FROM {state.build.sql}").fetchall() == [(False,)]
 
 
 def update_rule_pairs(

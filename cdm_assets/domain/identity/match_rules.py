@@ -31,6 +31,7 @@ from cdm_assets.domain.identity.graph_changes import (
     graph_fingerprint,
     graph_row_updates,
     name_records,
+    nothing_to_follow,
     stage_graph_rows,
     update_model_links,
     update_rule_pairs,
@@ -103,6 +104,13 @@ def build_identity_graph(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     fingerprint = graph_fingerprint(rules, max_records_per_key, model)
     follow = not full and follows_on(con, state, lookup_build, fingerprint)
+    if follow and not overrides and nothing_to_follow(con, state, lookup_build):
+        # a lookup build that changed no record (a file landed again as it was): the graph and its
+        # state stay as they are, following the new build
+        swap_in(
+            con, [], statements=[(f"UPDATE {state.build.sql} SET lookup_build_id = $id", {"id": lookup_build.build_id})]
+        )
+        return GraphBuild(row_count(con, graph), None, OverrideReport({}, 0), True, 0, 0)
     parts = ("links", "model_links", "removed", "added", "blocks_added", "rows", "came", "went")
     work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in parts]
     targets = (graph, tables.overrides, tables.cut_links, *state.tables)
@@ -160,7 +168,7 @@ def build_identity_graph(
             )
             applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
             row_updates, rewritten = [], None
-        write_build(con, build, lookup_build, fingerprint)
+        write_build(con, build, lookup_build, fingerprint, with_overrides=bool(overrides))
         stagings = (staging, report, cuts, rule_pairs, model_state, placeholders, build, record_blocks)
         # the model links' state and the records' blocks are replaced whole, or updated in place
         # by `state_updates`; the graph too, or by `row_updates`

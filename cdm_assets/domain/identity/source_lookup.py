@@ -197,7 +197,8 @@ def build_source_lookup_counting_nulls(
             con, target, staged, previous, fingerprint, touched if follow else None, raw_inputs
         )
         nulled = count_nulled_values(con, state, [reason for reason, _ in nulling_conditions(identifiers)])
-    return SourceLookupBuild(row_count(con, target), nulled, lookup_build, standardised, tuple(sorted(changed_ids)))
+    read_by_changes = tuple(sorted(name for name, ids in changed_ids.items() if ids != _NO_RECORD_IDS))
+    return SourceLookupBuild(row_count(con, target), nulled, lookup_build, standardised, read_by_changes)
 
 
 def _reloaded_sources(con: duckdb.DuckDBPyConnection, entity: EntityPlan, raw_inputs: BuiltFrom) -> list[str]:
@@ -213,18 +214,24 @@ def _reloaded_sources(con: duckdb.DuckDBPyConnection, entity: EntityPlan, raw_in
     return reloaded or [min(entity.sources)]
 
 
+_NO_RECORD_IDS = "SELECT NULL::VARCHAR AS record_id WHERE false"
+
+
 def _recorded_raw_changes(
     con: duckdb.DuckDBPyConnection, target: TableName, raw_tables: list[TableName], sources: list[str]
 ) -> dict[str, str]:
     """Per source of `sources` whose raw table's changes since the version the lookup was
     built from (of `raw_tables`, all the entity's) are recorded: a SELECT of the record ids
-    they touch."""
+    they touch; none for a source whose raw table is the one the lookup was built from."""
     deltas = input_deltas(con, target, raw_tables)
-    return {
-        name: f"SELECT record_id FROM {raw_changes_table(name).sql}"
-        for name in sources
-        if deltas.of(TableName("raw", name)) is Delta.RECORDED and table_exists(con, raw_changes_table(name))
-    }
+    changed = {}
+    for name in sources:
+        delta = deltas.of(TableName("raw", name))
+        if delta is Delta.NONE:  # read only to keep the records' SQL whole: it holds no changed record
+            changed[name] = _NO_RECORD_IDS
+        elif delta is Delta.RECORDED and table_exists(con, raw_changes_table(name)):
+            changed[name] = f"SELECT record_id FROM {raw_changes_table(name).sql}"
+    return changed
 
 
 def _swap_in_lookup(
