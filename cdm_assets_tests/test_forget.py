@@ -3,6 +3,9 @@ identifiers only as salted hashes, and later loads leave them out."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import dagster as dg
 import duckdb
 import pytest
@@ -127,6 +130,37 @@ def test_forget_reaches_the_changes_a_later_build_recorded_and_the_next_graph_bu
     result = materialize_all(build_definitions(landed))
     assert result.success
     assert materialization_metadata(result)["identity/identity_graph"]["followed_changes"].value is False
+
+
+def test_forget_reaches_what_a_followed_run_kept_of_the_person(landed):
+    """A later file lands a record of Jan: the followed run keeps its id among the ids the crm
+    load touched, in the Customer ID map's changes and its blocks in the graph's state. None
+    of it survives the erasure."""
+    crm = landed.config_path.parent / "landing/crm"
+    landed_earlier = time.time() - 3600  # the first file, landed long ago, read once more as settled
+    os.utime(crm / "crm.csv", (landed_earlier, landed_earlier))
+    assert materialize_all(build_definitions(landed), "raw/crm*").success
+    write_text(crm / "late.csv", "crm_id,first,last,email,phone\nC7,Jan,Jansen,jan.jansen@mail.nl,\n")
+    result = materialize_all(build_definitions(landed), "raw/crm*")
+    assert result.success
+    assert materialization_metadata(result)["raw/crm"]["files_read"].value == 1  # the load followed
+
+    def kept(key: int, customer: str) -> dict[str, int]:
+        checks = {
+            "cdm_state.raw_crm_changes": "record_id = 'C7'",
+            "identity_state.customer_id_map_changes": "source_record_id = 'C7'",
+            "identity_state.identity_graph_record_blocks": f"record_key = {key}",
+            "cdm_state.marts_customers_changed_customers": f"customer_id = '{customer}'",
+        }
+        with duckdb.connect(str(duckdb_path(landed)), read_only=True) as con:
+            return {t: con.execute(f"SELECT count(*) FROM {t} WHERE {w}").fetchone()[0] for t, w in checks.items()}
+
+    with duckdb.connect(str(duckdb_path(landed)), read_only=True) as con:
+        (key,) = con.execute("SELECT record_key FROM identity.source_lookup WHERE source_record_id = 'C7'").fetchone()
+    jan = customer_of(landed, "crm", "C7")
+    assert all(kept(key, jan).values())  # each holds something of Jan's new record or customer
+    erase(landed, "email", "jan.jansen@mail.nl")
+    assert kept(key, jan) == dict.fromkeys(kept(key, jan), 0)
 
 
 def test_forget_by_email_removes_every_row_of_the_person_and_nothing_of_the_others(landed):

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import duckdb
 
+from cdm_assets.domain.identity.customer_ids import map_changes_table
 from cdm_assets.domain.identity.graph_changes import GraphState
 from cdm_assets.domain.identity.lookup_changes import changes_table, records_table
 from cdm_assets.domain.identity.match_model.comparisons import comparisons_for
 from cdm_assets.domain.identity.match_model.parameters import frequencies_table
+from cdm_assets.domain.marts.changed_customers import changed_customers_table
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS
@@ -53,6 +55,7 @@ from cdm_assets.domain.privacy.suppression import (
     row_suppressed_sql,
     text_suppressed_sql,
 )
+from cdm_assets.domain.raw.landed_since import raw_changes_table
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
 from cdm_assets.domain.table_versions import forget_inputs
 from cdm_assets.domain.vocabulary import CUSTOMER
@@ -131,6 +134,11 @@ def forget(
             if table_exists(con, table):
                 present = {column for column, _ in table_columns(con, table)}
                 deleted[str(table)] = _delete(con, table, row_suppressed_sql(source, match, present))
+            changes = raw_changes_table(name)  # the ids the source's last load touched
+            if table_exists(con, changes):
+                deleted[str(changes)] = _delete(
+                    con, changes, match.holds(RECORD, f"{sql_string(name)} || chr(31) || record_id")
+                )
         if table_exists(con, TableName("raw", "quarantine")):
             deleted["raw.quarantine"] = _delete(
                 con, TableName("raw", "quarantine"), text_suppressed_sql("raw_row", "source", match)
@@ -303,8 +311,13 @@ def _erase_entity(
     con.execute(f"DROP TABLE IF EXISTS {GraphState.of(tables.graph).build.sql}")
     for table, condition in (
         (changes_table(tables.lookup), record_in),
-        # a hash of each erased record's input: before the lookup rows that name the records go
+        # a hash of each erased record's input, and of its blocks: before the lookup rows that name the records go
         (records_table(tables.lookup), f"record_key IN (SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})"),
+        (
+            GraphState.of(tables.graph).record_blocks,
+            f"record_key IN (SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})",
+        ),
+        (map_changes_table(tables), record_in),
         (tables.lookup, record_in),
         (tables.id_map, record_in),
         (tables.graph, either_side),
@@ -312,6 +325,7 @@ def _erase_entity(
         (tables.overrides, either_side),
         (tables.id_history, f"{id_column} {customer_gone} OR {quote_ident(tables.previous_id_column)} {customer_gone}"),
         (tables.golden, f"{id_column} {customer_gone}"),
+        (changed_customers_table(tables.golden), f"customer_id {customer_gone}"),
     ):
         if table_exists(con, table):
             deleted[str(table)] = _delete(con, table, condition)
@@ -341,10 +355,13 @@ def _erase_customer_marts(con: duckdb.DuckDBPyConnection, match: Listed, deleted
     referenced = f"(customer_source, customer_ref) IN (SELECT * FROM {_ERASED.sql})"
     events = [customer_gone, referenced, match.holds(EMAIL, "lower(trim(email))")]
     events.append(match.holds(ANONYMOUS_ID, "trim(anonymous_id)"))
+    # which customers each mart's last build changed, for the metrics to follow
+    changed = [(changed_customers_table(t), customer_gone) for t in (TRANSACTIONS, EVENTS)]
     for table, condition in (
         (TRANSACTIONS, f"{customer_gone} OR {referenced}"),
         (EVENTS, " OR ".join(events)),
         (CUSTOMER_METRICS, customer_gone),
+        *changed,
     ):
         if table_exists(con, table):
             deleted[str(table)] = _delete(con, table, condition)
