@@ -163,6 +163,25 @@ def test_forget_reaches_what_a_followed_run_kept_of_the_person(landed):
     assert kept(key, jan) == dict.fromkeys(kept(key, jan), 0)
 
 
+def test_forget_reaches_a_placeholder_the_persons_email_became(landed, write_config):
+    """With a cap of 2 records per key, Jan's email on a third record becomes a placeholder the
+    graph keeps in its state: the erasure reaches it there too."""
+    write_text(
+        landed.config_path.parent / "landing/crm/late.csv",
+        "crm_id,first,last,email,phone\nC7,Jan,Jansen,jan.jansen@mail.nl,\n",
+    )
+    rules = [
+        {"name": "same_name", "exact": ["last_name"], "similar": {"first_name": 0.9}, "must_not_differ": ["email"]}
+    ]
+    config = write_config(SOURCES, identity={"rules": rules, "max_records_per_key": 2})
+    assert materialize_all(build_definitions(config)).success
+    with duckdb.connect(str(duckdb_path(config)), read_only=True) as con:
+        placeholders = con.execute("SELECT value FROM identity_state.identity_graph_placeholders").fetchall()
+    assert placeholders == [(JAN[0],)]
+    erase(config, "email", JAN[0])
+    assert occurrences(config, JAN[0]) == {JAN[0]: 0}
+
+
 def test_forget_by_email_removes_every_row_of_the_person_and_nothing_of_the_others(landed):
     assert all(occurrences(landed, *JAN).values())  # the search finds Jan before
     others = occurrences(landed, "anna@mail.nl", "Bakker")

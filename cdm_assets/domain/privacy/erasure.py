@@ -308,15 +308,15 @@ def _erase_entity(
     if table_exists(con, frequencies):  # before the records that say which values go
         deleted[str(frequencies)] = _delete(con, frequencies, _erased_values(tables, lookup_columns, record_in))
     # the graph's state counted the erased records in its blocks: the next graph build is a full one
-    con.execute(f"DROP TABLE IF EXISTS {GraphState.of(tables.graph).build.sql}")
+    graph_state = GraphState.of(tables.graph)
+    con.execute(f"DROP TABLE IF EXISTS {graph_state.build.sql}")
+    placeholders = _held_placeholders(con, graph_state.placeholders, tables.lookup, lookup_columns, record_in)
     for table, condition in (
         (changes_table(tables.lookup), record_in),
         # a hash of each erased record's input, and of its blocks: before the lookup rows that name the records go
         (records_table(tables.lookup), f"record_key IN (SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})"),
-        (
-            GraphState.of(tables.graph).record_blocks,
-            f"record_key IN (SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})",
-        ),
+        (graph_state.record_blocks, f"record_key IN (SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})"),
+        (graph_state.placeholders, placeholders),
         (map_changes_table(tables), record_in),
         (tables.lookup, record_in),
         (tables.id_map, record_in),
@@ -330,6 +330,22 @@ def _erase_entity(
         if table_exists(con, table):
             deleted[str(table)] = _delete(con, table, condition)
     return records, whole, kept
+
+
+def _held_placeholders(
+    con: duckdb.DuckDBPyConnection, placeholders: TableName, lookup: TableName, lookup_columns: set[str], record_in: str
+) -> str:
+    """SQL over the graph's placeholders (values many records share): those an erased record held."""
+    if not table_exists(con, placeholders):
+        return "false"
+    columns = [c for (c,) in con.execute(f"SELECT DISTINCT key_column FROM {placeholders.sql}").fetchall()]
+    held = [
+        f"(key_column = {sql_string(c)} AND value IN (SELECT {quote_ident(c)}::VARCHAR FROM {lookup.sql} "
+        f"WHERE {record_in}))"
+        for c in sorted(columns)
+        if c in lookup_columns
+    ]
+    return " OR ".join(held) or "false"
 
 
 def _erased_values(tables: EntityTables, lookup_columns: set[str], record_in: str) -> str:
