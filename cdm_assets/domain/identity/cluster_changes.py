@@ -14,6 +14,11 @@ run holding an end of such a link, or such a record, is *touched*:
 
 Clusters are named by their smallest record key (`component_labels`), so the
 labels of the clusters worked out anew never meet those kept from the last run.
+
+The links that came and went, and the records keyed apart, are read from the
+changes the graph and the lookup recorded when the map was assigned from the
+versions those changes start at (`RecordedChanges`); otherwise they are found
+by comparing the kept links with the graph, and the map with the lookup.
 """
 
 from __future__ import annotations
@@ -72,6 +77,37 @@ class TouchedClusters:
         ]
 
 
+@dataclass(frozen=True)
+class RecordedChanges:
+    """What the graph and the lookup changed since the map was assigned, as their builds
+    recorded it: the graph's changes (key_a, key_b, comes, goes) and the lookup's (side
+    'old' | 'new', record_key, source, source_record_id, ...); None for an input unchanged."""
+
+    graph: TableName | None
+    lookup: TableName | None
+
+    def links_sql(self) -> str:
+        """The links (key_a, key_b, side) that came ('new') and went ('old')."""
+        if self.graph is None:
+            return "SELECT NULL::BIGINT AS key_a, NULL::BIGINT AS key_b, NULL::VARCHAR AS side WHERE false"
+        # a pair whose row both came and went changed its label or weights, not the clusters
+        return f"""
+            SELECT key_a, key_b, CASE WHEN comes THEN 'new' ELSE 'old' END AS side
+            FROM {self.graph.sql} WHERE comes <> goes
+        """
+
+    def keyed_apart_sql(self) -> str:
+        """The records (record_key, in_map, in_lookup) that came, went or hold another key."""
+        if self.lookup is None:
+            return "SELECT NULL::BIGINT AS record_key, NULL::BOOLEAN AS in_map, NULL::BOOLEAN AS in_lookup WHERE false"
+        side = f"SELECT record_key, source, source_record_id FROM {self.lookup.sql} WHERE side = "
+        return f"""
+            SELECT record_key, m.source IS NOT NULL AS in_map, l.source IS NOT NULL AS in_lookup
+            FROM ({side}'old') AS m FULL JOIN ({side}'new') AS l USING (record_key)
+            WHERE m.source IS DISTINCT FROM l.source OR m.source_record_id IS DISTINCT FROM l.source_record_id
+        """
+
+
 def can_follow(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> bool:
     """Whether the last assignment left what following needs: the map with its records'
     keys and clusters, and the links it clustered (written with labels by smallest key)."""
@@ -81,31 +117,40 @@ def can_follow(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> bool:
 
 
 def cluster_touched(
-    con: duckdb.DuckDBPyConnection, tables: EntityTables, touched: TouchedClusters, clusters: TableName
+    con: duckdb.DuckDBPyConnection,
+    tables: EntityTables,
+    touched: TouchedClusters,
+    clusters: TableName,
+    recorded: RecordedChanges | None = None,
 ) -> None:
     """Fill `touched` and write `clusters` (record_key, cluster) for the records of the
-    touched clusters and the new records: every record whose cluster may differ from the map's."""
+    touched clusters and the new records: every record whose cluster may differ from the map's.
+    With `recorded`, the changes are read from it, not found by comparing whole tables."""
     lookup, graph, id_map = tables.lookup, tables.graph, tables.id_map
     links_state = clustered_links_table(tables)
-    con.execute(
-        f"""
-        {create_table(touched.links)} AS
-        SELECT key_a, key_b, 'new' AS side
-        FROM (SELECT key_a, key_b FROM {graph.sql} EXCEPT SELECT key_a, key_b FROM {links_state.sql})
-        UNION ALL
-        SELECT key_a, key_b, 'old' AS side
-        FROM (SELECT key_a, key_b FROM {links_state.sql} EXCEPT SELECT key_a, key_b FROM {graph.sql})
-        """
-    )
-    # records new, gone, or under another key (keys are kept, but a lookup built afresh numbers anew)
-    con.execute(
-        f"""
-        {create_table(touched.keyed_apart)} AS
-        SELECT record_key, m.source IS NOT NULL AS in_map, l.source IS NOT NULL AS in_lookup
-        FROM {id_map.sql} m FULL JOIN {lookup.sql} l USING (record_key)
-        WHERE m.source IS DISTINCT FROM l.source OR m.source_record_id IS DISTINCT FROM l.source_record_id
-        """
-    )
+    if recorded is not None:
+        con.execute(f"{create_table(touched.links)} AS {recorded.links_sql()}")
+        con.execute(f"{create_table(touched.keyed_apart)} AS {recorded.keyed_apart_sql()}")
+    else:
+        con.execute(
+            f"""
+            {create_table(touched.links)} AS
+            SELECT key_a, key_b, 'new' AS side
+            FROM (SELECT key_a, key_b FROM {graph.sql} EXCEPT SELECT key_a, key_b FROM {links_state.sql})
+            UNION ALL
+            SELECT key_a, key_b, 'old' AS side
+            FROM (SELECT key_a, key_b FROM {links_state.sql} EXCEPT SELECT key_a, key_b FROM {graph.sql})
+            """
+        )
+        # records new, gone, or under another key (keys are kept, but a lookup built afresh numbers anew)
+        con.execute(
+            f"""
+            {create_table(touched.keyed_apart)} AS
+            SELECT record_key, m.source IS NOT NULL AS in_map, l.source IS NOT NULL AS in_lookup
+            FROM {id_map.sql} m FULL JOIN {lookup.sql} l USING (record_key)
+            WHERE m.source IS DISTINCT FROM l.source OR m.source_record_id IS DISTINCT FROM l.source_record_id
+            """
+        )
     con.execute(
         f"""
         {create_table(touched.clusters)} AS

@@ -48,6 +48,23 @@ def component_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) ->
     return smallest[labels]
 
 
+def component_labels_among(keys: np.ndarray, key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:
+    """Per key of `keys` (distinct record keys) the smallest key of its component; every link
+    (key_a, key_b) joins two of them. Works in the size of `keys`, not of the key space: a
+    batch clusters its few thousand records, not a graph of every key."""
+    order = np.sort(keys)
+    if len(order) == 0:
+        if len(key_a):
+            raise ValueError("links given, but no record to cluster")
+        return order
+    local_a, local_b = np.searchsorted(order, key_a), np.searchsorted(order, key_b)
+    for local, ends in ((local_a, key_a), (local_b, key_b)):
+        if np.any(order[np.minimum(local, len(order) - 1)] != ends):
+            raise ValueError("a link joins a record outside the records clustered")
+    smallest = order[component_labels(len(order), local_a, local_b)]
+    return smallest[np.searchsorted(order, keys)]
+
+
 def build_clusters(
     con: duckdb.DuckDBPyConnection,
     lookup: TableName,
@@ -60,13 +77,14 @@ def build_clusters(
     every link of a record among those must lie among them."""
     among = "" if records is None else f" WHERE key_a IN ({records})"
     edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}{among}").to_arrow_table()
-    labels = component_labels(
-        key_space(con, lookup),
-        edges.column("key_a").to_numpy().astype(np.int64, copy=False),
-        edges.column("key_b").to_numpy().astype(np.int64, copy=False),
-    )
+    key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
+    key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
     chosen = f"SELECT record_key FROM {lookup.sql}" if records is None else records
     keys = con.sql(chosen).to_arrow_table().column(0).to_numpy().astype(np.int64)
-    table = pa.table({"record_key": keys, "cluster": labels[keys]})
+    if records is None:
+        labels = component_labels(key_space(con, lookup), key_a, key_b)[keys]
+    else:
+        labels = component_labels_among(keys, key_a, key_b)
+    table = pa.table({"record_key": keys, "cluster": labels})
     with arrow_views(con, {"cluster_labels": table}):
         con.execute(f"{create_table(clusters)} AS SELECT * FROM cluster_labels")

@@ -38,7 +38,7 @@ from cdm_assets.domain.identity.cluster_changes import TouchedClusters, clustere
 from cdm_assets.domain.identity.lookup_changes import STATE_SCHEMA
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
-from cdm_assets.domain.table_versions import TableVersion, current_versions
+from cdm_assets.domain.table_versions import BuiltFrom, TableVersion, current_versions
 from cdm_assets.domain.warehouse import (
     RowReplacement,
     create_table_as,
@@ -81,6 +81,7 @@ def assign_customer_ids(
     now: datetime | None = None,
     made_by_overrides: TableName | None = None,
     touched: TouchedClusters | None = None,
+    built_from: BuiltFrom | None = None,
 ) -> IdAssignment:
     """Write `identity.customer_id_map` and append to `identity.customer_id_history`
     (or the map and history of another customer-like entity).
@@ -92,7 +93,8 @@ def assign_customer_ids(
 
     `clusters` holds every record, or, following a batch, the records of the `touched`
     clusters and the new ones: then only the map rows of those are replaced. Either way the
-    links clustered are kept for the next run to follow (`cluster_changes`).
+    links clustered are kept for the next run to follow (`cluster_changes`), and with them
+    `built_from`: the versions of the graph and the lookup the map now answers to.
     """
     changed_at = (now or datetime.now(UTC)).replace(tzinfo=None)
     id_map, id_history = tables.id_map, tables.id_history
@@ -134,9 +136,9 @@ def assign_customer_ids(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {map_changes.schema}")
         con.execute(f"{create_table(staged_map_changes)} AS {_MAP_CHANGES}")
         untouched = 0
-        if touched is not None:  # the clusters kept as they were
+        if touched is not None:  # the clusters kept as they were, counted by their smallest record
             untouched = con.execute(
-                f"SELECT count(DISTINCT cluster) FROM {id_map.sql} WHERE NOT ({touched.previous_rows()})"
+                f"SELECT count(*) FROM {id_map.sql} WHERE record_key = cluster AND NOT ({touched.previous_rows()})"
             ).fetchall()[0][0]
         unsettled = assignment.customers - con.execute("SELECT count(*) FROM id_settled").fetchall()[0][0]
         assignment = dataclasses.replace(
@@ -163,6 +165,7 @@ def assign_customer_ids(
             row_replacements=rows,
             statements=statements,
             versions=[version],
+            built_from=[built_from] if built_from is not None else [],
         )
     for temp in (
         "id_all_records",

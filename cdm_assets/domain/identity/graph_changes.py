@@ -27,9 +27,11 @@ rows that differ from the graph in the warehouse are written
 The state a build leaves for the next (`identity_state.<graph>_...`): every
 rule's pairs before they are merged (`rule_pairs`), the model's links before
 the cannot-link check (`model_links`), the placeholders (`placeholders`),
-which lookup build and settings the graph follows (`build`), and every
+which lookup build and settings the graph follows (`build`), every
 record's block under each of the model's blocking rules (`record_blocks`),
-so that following hashes the blocks of the changed records only.
+so that following hashes the blocks of the changed records only, and the
+graph's own changes (`changes`: the key pairs whose row came, went or changed),
+which the graph's table version follows on from, for the Customer IDs to follow.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ from cdm_assets.domain.warehouse import staged_tables, table_columns, table_exis
 
 RULE_PAIRS_DDL = "key_a BIGINT, key_b BIGINT, rule_order INTEGER, score DOUBLE, weak BOOLEAN"
 RECORD_BLOCKS_DDL = "blocking_rule SMALLINT, record_key BIGINT, block UBIGINT"
+# a pair's row `comes` (is in the graph now) and/or `goes` (was in it): both when it changed
+GRAPH_CHANGES_DDL = "key_a BIGINT, key_b BIGINT, comes BOOLEAN, goes BOOLEAN"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class GraphState:
     placeholders: TableName
     build: TableName
     record_blocks: TableName
+    changes: TableName
 
     @classmethod
     def of(cls, graph: TableName) -> GraphState:
@@ -74,7 +79,7 @@ class GraphState:
 
     @property
     def tables(self) -> tuple[TableName, ...]:
-        return (self.rule_pairs, self.model_links, self.placeholders, self.build, self.record_blocks)
+        return (self.rule_pairs, self.model_links, self.placeholders, self.build, self.record_blocks, self.changes)
 
 
 def graph_fingerprint(rules: Sequence[MatchRule], max_records: int, model: ScoringModel | None) -> str:

@@ -24,6 +24,7 @@ import duckdb
 
 from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
 from cdm_assets.domain.identity.graph_changes import (
+    GRAPH_CHANGES_DDL,
     RECORD_BLOCKS_DDL,
     RULE_PAIRS_DDL,
     GraphState,
@@ -51,6 +52,7 @@ from cdm_assets.domain.identity.overrides import OverrideReport, apply_overrides
 from cdm_assets.domain.identity.rule_sql import rule_sql, without_placeholders
 from cdm_assets.domain.plan import EntityTables, MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.table_versions import TableVersion, current_versions
 from cdm_assets.domain.vocabulary import match_key
 from cdm_assets.domain.warehouse import create_table_as, row_count, staged_tables, swap_in
 
@@ -131,6 +133,7 @@ def build_identity_graph(
         placeholders,
         build,
         record_blocks,
+        graph_changes,
     ):
         params = {"max_records": max_records_per_key}
         _list_placeholders(con, rules, lookup, placeholders, params)
@@ -153,6 +156,7 @@ def build_identity_graph(
             name_records(con, lookup, cuts)
             row_updates = graph_row_updates(con, lookup, graph, rows, came, went)
             rewritten = row_count(con, went)
+            con.execute(f"{create_table(graph_changes)} AS SELECT key_a, key_b, comes, goes FROM {went.sql}")
         else:
             create_table_as(
                 con,
@@ -168,14 +172,19 @@ def build_identity_graph(
             )
             applied = apply_overrides(con, lookup, staging, overrides, rule_order, report, cuts)
             row_updates, rewritten = [], None
+            con.execute(f"{create_table(graph_changes)} ({GRAPH_CHANGES_DDL})")
         write_build(con, build, lookup_build, fingerprint, with_overrides=bool(overrides))
-        stagings = (staging, report, cuts, rule_pairs, model_state, placeholders, build, record_blocks)
+        stagings = (staging, report, cuts, rule_pairs, model_state, placeholders, build, record_blocks, graph_changes)
         # the model links' state and the records' blocks are replaced whole, or updated in place
         # by `state_updates`; the graph too, or by `row_updates`
         kept = {state.model_links, state.record_blocks} if state_updates else set()
         kept |= {graph} if in_place else set()
         replacements = [(t, s) for t, s in zip(targets, stagings) if t not in kept]
-        swap_in(con, replacements, statements=[*state_updates, *row_updates])
+        # written in place, the graph's version follows the last one by the changes recorded
+        previous_version = current_versions(con, [graph]).get(graph)
+        follows = previous_version.version if in_place and previous_version else None
+        version = TableVersion.new(graph, follows=follows)
+        swap_in(con, replacements, statements=[*state_updates, *row_updates], versions=[version])
     return GraphBuild(row_count(con, graph), model_pairs, applied, follow, rebuilt, rewritten)
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import duckdb
 
-from cdm_assets.domain.identity.cluster_changes import TouchedClusters, can_follow, cluster_touched
+from cdm_assets.domain.identity.cluster_changes import RecordedChanges, TouchedClusters, can_follow, cluster_touched
 from cdm_assets.domain.identity.clustering import build_clusters
 from cdm_assets.domain.identity.customer_ids import IdAssignment, assign_customer_ids
 from cdm_assets.domain.identity.default_rules import default_rules, identifier_rules
-from cdm_assets.domain.identity.lookup_changes import current_build
+from cdm_assets.domain.identity.graph_changes import GraphState
+from cdm_assets.domain.identity.lookup_changes import changes_table, current_build
 from cdm_assets.domain.identity.match_model import ensure_match_model, model_settings, scoring_model
 from cdm_assets.domain.identity.match_rules import GraphBuild, build_identity_graph
 from cdm_assets.domain.identity.override_file import Override, read_overrides
@@ -26,6 +27,7 @@ from cdm_assets.domain.identity.overrides import clusters_made_by_overrides
 from cdm_assets.domain.identity.source_lookup import build_source_lookup
 from cdm_assets.domain.plan import EntityPlan, EntityTables, MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, quote_ident
+from cdm_assets.domain.table_versions import Delta, input_deltas
 from cdm_assets.domain.warehouse import staged_tables
 
 
@@ -73,6 +75,13 @@ def assign_ids_from_graph(
     worked on, when the last assignment left what that needs (`cluster_changes`)."""
     scratch = [TableName(SCRATCH, f"{tables.entity}_{part}") for part in ("clusters", "made_by_overrides")]
     touched = TouchedClusters.scratch(tables) if not full and can_follow(con, tables) else None
+    inputs = input_deltas(con, tables.id_map, [tables.graph, tables.lookup])
+    recorded = None
+    if inputs.all(Delta.NONE, Delta.RECORDED):  # the graph's and the lookup's changes since the map are at hand
+        recorded = RecordedChanges(
+            GraphState.of(tables.graph).changes if inputs.of(tables.graph) is Delta.RECORDED else None,
+            changes_table(tables.lookup) if inputs.of(tables.lookup) is Delta.RECORDED else None,
+        )
     with staged_tables(con, *scratch, *(touched.tables if touched else ())) as staging:
         clusters, made_by_overrides = staging[:2]
         if touched is None:
@@ -80,15 +89,16 @@ def assign_ids_from_graph(
             everyone = clusters.sql
         else:
             touched = TouchedClusters(*staging[2:])
-            cluster_touched(con, tables, touched, clusters)
+            cluster_touched(con, tables, touched, clusters, recorded)
             everyone = (
                 f"(SELECT record_key, cluster FROM {tables.id_map.sql} WHERE NOT ({touched.previous_rows()}) "
                 f"UNION ALL SELECT record_key, cluster FROM {clusters.sql})"
             )
         clusters_made_by_overrides(con, tables.graph, tables.cut_links, everyone, made_by_overrides)
         return assign_customer_ids(
-            con, tables.lookup, clusters, tables, now=now, made_by_overrides=made_by_overrides, touched=touched
-        )
+            con, tables.lookup, clusters, tables, now=now, made_by_overrides=made_by_overrides, touched=touched,
+            built_from=inputs.now,
+        )  # fmt: skip
 
 
 @dataclass
@@ -115,25 +125,31 @@ def run_identity_resolution(con: duckdb.DuckDBPyConnection, entity: EntityPlan) 
 
 
 def cluster_size_distribution(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> dict[int, int]:
-    """Number of customers per cluster size (records per customer_id)."""
+    """Number of customers per cluster size (records per customer_id). A customer is one
+    cluster of the map, so its integer `cluster` is grouped on, not its id's text."""
     rows = con.execute(
         f"""
-        SELECT size, count(*) FROM (
-            SELECT count(*) AS size FROM {tables.id_map.sql} GROUP BY {quote_ident(tables.id_column)}
-        ) GROUP BY size ORDER BY size
+        SELECT size, count(*) FROM (SELECT count(*) AS size FROM {tables.id_map.sql} GROUP BY cluster)
+        GROUP BY size ORDER BY size
         """
     ).fetchall()
     return {int(size): int(n) for size, n in rows}
 
 
 def largest_clusters(con: duckdb.DuckDBPyConnection, tables: EntityTables, limit: int = 5) -> list[tuple[str, int]]:
+    """The `limit` customers with the most records (ties: the one holding the smaller record key first)."""
     id_column = quote_ident(tables.id_column)
     return [
         (customer_id, int(size))
         for customer_id, size in con.execute(
             f"""
-            SELECT {id_column}, count(*) AS size FROM {tables.id_map.sql}
-            GROUP BY {id_column} ORDER BY size DESC, {id_column} LIMIT ?
+            WITH largest AS (
+                SELECT cluster, count(*) AS size FROM {tables.id_map.sql}
+                GROUP BY cluster ORDER BY size DESC, cluster LIMIT ?
+            )
+            SELECT any_value(m.{id_column}), any_value(largest.size)
+            FROM largest JOIN {tables.id_map.sql} m USING (cluster)
+            GROUP BY cluster ORDER BY any_value(largest.size) DESC, cluster
             """,
             [limit],
         ).fetchall()

@@ -30,9 +30,6 @@ class Outcome:
         return self.failing / self.total if self.total else 0.0
 
 
-_FAILING = "_failing_rows"
-
-
 def _outcome(
     con: duckdb.DuckDBPyConnection,
     failing_sql: str,
@@ -49,16 +46,15 @@ def _outcome(
 def _failing_rows(
     con: duckdb.DuckDBPyConnection, failing_sql: str, params: list | None = None, order_by: str | None = None
 ) -> tuple[int, list[dict]]:
-    """Count the failing rows and sample a few of them (the first by `order_by`) in one
-    query: most tests join or group whole tables, and a second query would repeat that."""
+    """Count the failing rows, then sample a few of them (the first by `order_by`) only when
+    some fail: a passing test, the usual case, runs its query once and never holds its rows."""
+    failing = con.execute(f"SELECT count(*) FROM ({failing_sql})", params or []).fetchall()[0][0]
+    if not failing:
+        return 0, []
     order = f"ORDER BY {order_by}" if order_by else ""
-    cursor = con.execute(
-        f"SELECT *, count(*) OVER () AS {_FAILING} FROM ({failing_sql}) {order} LIMIT {SAMPLE_SIZE}", params or []
-    )
-    names = [d[0] for d in cursor.description][:-1]
-    rows = cursor.fetchall()
-    failing = rows[0][-1] if rows else 0
-    return failing, [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
+    cursor = con.execute(f"SELECT * FROM ({failing_sql}) {order} LIMIT {SAMPLE_SIZE}", params or [])
+    names = [d[0] for d in cursor.description]
+    return failing, [{n: _plain(v) for n, v in zip(names, row)} for row in cursor.fetchall()]
 
 
 def _plain(value: object) -> object:

@@ -310,12 +310,14 @@ def _erase_entity(
     # the graph's state counted the erased records in its blocks: the next graph build is a full one
     graph_state = GraphState.of(tables.graph)
     con.execute(f"DROP TABLE IF EXISTS {graph_state.build.sql}")
+    erased_keys = f"(SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})"
     placeholders = _held_placeholders(con, graph_state.placeholders, tables.lookup, lookup_columns, record_in)
     for table, condition in (
         (changes_table(tables.lookup), record_in),
         # a hash of each erased record's input, and of its blocks: before the lookup rows that name the records go
-        (records_table(tables.lookup), f"record_key IN (SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})"),
-        (graph_state.record_blocks, f"record_key IN (SELECT record_key FROM {tables.lookup.sql} WHERE {record_in})"),
+        (records_table(tables.lookup), f"record_key IN {erased_keys}"),
+        (graph_state.record_blocks, f"record_key IN {erased_keys}"),
+        (graph_state.changes, f"key_a IN {erased_keys} OR key_b IN {erased_keys}"),
         (graph_state.placeholders, placeholders),
         (map_changes_table(tables), record_in),
         (tables.lookup, record_in),
