@@ -1,6 +1,9 @@
-"""Warehouse storage: near-unique text is stored plain, everything else compressed."""
+"""Warehouse storage: near-unique text is stored plain, everything else compressed; row groups
+are compacted when deleted rows pile up, not at every step."""
 
 from __future__ import annotations
+
+import duckdb
 
 from cdm_assets.config.plan import resolve_source
 from cdm_assets.config.sources import SourceConfig
@@ -8,7 +11,8 @@ from cdm_assets.domain.marts.customers import _near_unique_attributes
 from cdm_assets.domain.raw.land_file import near_unique_columns
 from cdm_assets.domain.raw.load import landed_files, load_raw_source
 from cdm_assets.domain.sql import TableName
-from cdm_assets.domain.warehouse import create_table_as
+from cdm_assets.domain.warehouse import NO_COMPACTION, compact_when_sparse, create_table_as, sparse_tables
+from cdm_assets.wiring.resources import CONNECTION_CONFIG, WarehouseResource
 from cdm_assets_tests.conftest import write_text
 from cdm_assets_tests.plans import entity_of
 
@@ -102,3 +106,52 @@ def test_golden_attributes_read_from_a_near_unique_column_are_stored_plain_too(w
         }
     )
     assert _near_unique_attributes(entity_of(config)) == {"crm_changed_at", "crm_email"}
+
+
+def deleted_rows(path, table: str) -> int:
+    """Rows DuckDB still stores for `table` though they were deleted."""
+    con = duckdb.connect(str(path))
+    try:
+        stored = con.execute("SELECT estimated_size FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][
+            0
+        ]
+        return stored - con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_steps_do_not_compact_row_groups_until_a_table_they_delete_from_is_sparse(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    resource = WarehouseResource(database=str(path), connection_config=CONNECTION_CONFIG)
+    with resource.get_connection() as con:
+        # compacting at every step's checkpoint costs far more than a batch's write
+        assert con.execute("SELECT current_setting('max_vacuum_tasks')").fetchall() == [(0,)]
+        con.execute("CREATE TABLE customers AS SELECT range AS k, md5(range::VARCHAR) AS v FROM range(500000)")
+    with resource.get_connection() as con:
+        con.execute("DELETE FROM customers WHERE k % 10 = 0")
+        con.execute("INSERT INTO customers SELECT range + 1000000, 'new' FROM range(1000)")
+        assert sparse_tables(con) == []
+    assert deleted_rows(path, "customers") == 50_000
+    # deleted rows pile up past the share: the step that deletes them compacts the table
+    with resource.get_connection() as con:
+        con.execute("DELETE FROM customers WHERE k % 10 IN (1, 2, 3, 4, 5, 6)")
+        assert sparse_tables(con) == ["main.customers"]
+    assert deleted_rows(path, "customers") < 350_000 // 2
+    with resource.get_connection() as con:
+        assert con.execute("SELECT count(*) FROM customers").fetchall() == [(150_400,)]
+
+
+def test_a_step_that_writes_nothing_does_not_look_for_sparse_tables(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(path), config=NO_COMPACTION)
+    con.execute("CREATE TABLE customers AS SELECT range AS k FROM range(200000)")
+    con.execute("CHECKPOINT")
+    con.execute("DELETE FROM customers WHERE k % 2 = 0")
+    con.execute("CHECKPOINT")  # deleted rows kept: half the table
+    assert sparse_tables(con) == ["main.customers"]
+    assert compact_when_sparse(con) == []
+    assert con.execute("SELECT current_setting('max_vacuum_tasks')").fetchall() == [(0,)]
+    con.execute("DELETE FROM customers WHERE k = 1")
+    assert compact_when_sparse(con) == ["main.customers"]
+    assert con.execute("SELECT current_setting('max_vacuum_tasks')").fetchall() != [(0,)]
+    con.close()

@@ -10,7 +10,13 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from cdm_assets.config import CdmConfig, duckdb_path
-from cdm_assets.domain.warehouse import WarehouseLocked, connect_warehouse, drop_abandoned_staging_tables
+from cdm_assets.domain.warehouse import (
+    NO_COMPACTION,
+    WarehouseLocked,
+    compact_when_sparse,
+    connect_warehouse,
+    drop_abandoned_staging_tables,
+)
 
 __all__ = ["WarehouseLocked", "WarehouseResource", "connection_config", "warehouse_resource"]
 
@@ -19,7 +25,8 @@ log = logging.getLogger(__name__)
 # Every table is built whole and its row order carries no meaning (rows keep
 # `_file` and `_row_number`), so DuckDB may write in parallel without
 # preserving insertion order: a quarter to a third faster on large builds.
-CONNECTION_CONFIG = {"preserve_insertion_order": False}
+# Row groups are compacted only when a table has many deleted rows (`compact_when_sparse`).
+CONNECTION_CONFIG = {"preserve_insertion_order": False, **NO_COMPACTION}
 
 
 class WarehouseResource(DuckDBResource):
@@ -36,6 +43,9 @@ class WarehouseResource(DuckDBResource):
             if dropped:
                 log.warning("dropped %d staging table(s) left by a run that died: %s", len(dropped), ", ".join(dropped))
             yield connection
+            compacted = compact_when_sparse(connection)
+            if compacted:
+                log.info("compacting the row groups of %s (many deleted rows)", ", ".join(compacted))
         finally:
             connection.close()
 
