@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from cdm_assets.domain.identity.lookup_changes import current_build, records_tab
 from cdm_assets.domain.identity.match_model.parameters import frequencies_table
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph
 from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls
+from cdm_assets.domain.marts import data_tests
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS, build_events
@@ -190,6 +192,32 @@ def build_marts(con, plan, entity, full: bool, now: datetime) -> tuple[bool, boo
     )
 
 
+def data_test_outcomes(con, entity, following: bool) -> tuple[dict[str, tuple[int, int]], dict[str, bool]]:
+    """The (failing, total) of the data tests that can follow the changes, read following them
+    or whole; and which of them followed."""
+    tables = entity.tables
+    golden = tables.golden
+    if following:
+        outcomes = {
+            "transactions_customers_exist": data_tests.orphan_customer_ids_following(
+                con, "transactions", TRANSACTIONS, "transaction_id", golden
+            ),
+            "events_customers_exist": data_tests.orphan_customer_ids_following(
+                con, "events", EVENTS, "event_id", golden
+            ),
+            "customer_id_is_unique": data_tests.duplicate_customer_ids_following(con, "unique", tables),
+            "no_giant_clusters": data_tests.oversized_clusters_following(con, "giant", entity.max_cluster_size, tables),
+        }
+    else:
+        outcomes = {
+            "transactions_customers_exist": data_tests.orphan_customer_ids(con, TRANSACTIONS, "transaction_id", golden),
+            "events_customers_exist": data_tests.orphan_customer_ids(con, EVENTS, "event_id", golden),
+            "customer_id_is_unique": data_tests.duplicate_customer_ids(con, tables),
+            "no_giant_clusters": data_tests.oversized_clusters(con, entity.max_cluster_size, tables),
+        }
+    return {n: (o.failing, o.total) for n, o in outcomes.items()}, {n: o.followed for n, o in outcomes.items()}
+
+
 def identity_state(con, entity) -> dict[str, list[tuple]]:
     tables = entity.tables
     state = GraphState.of(tables.graph)
@@ -212,6 +240,7 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
     following, rebuilding = (duckdb.connect(str(tmp_path / f"{name}.duckdb")) for name in ("following", "rebuilding"))
     rng = random.Random(7)
     followed_batches = 0
+    tests_followed: Counter[str] = Counter()
     for batch in range(BATCHES + 1):
         if batch == 0:
             for con in (following, rebuilding):
@@ -248,4 +277,9 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
         followed, rebuilt = marts(following), marts(rebuilding)
         for table in rebuilt:
             assert followed[table] == rebuilt[table], f"batch {batch}: {table}"
+        # the data tests that follow the marts' and the map's changes count what whole tables give
+        outcomes, tests_did_follow = data_test_outcomes(following, entity, following=True)
+        assert outcomes == data_test_outcomes(following, entity, following=False)[0], f"batch {batch}"
+        tests_followed.update(name for name, did in tests_did_follow.items() if did)
     assert followed_batches == BATCHES  # every batch changed records, and each was followed by its changes
+    assert set(tests_followed) == set(outcomes)  # each data test followed the changes in some batch

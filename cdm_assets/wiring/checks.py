@@ -31,6 +31,8 @@ def check_result(
             "failing_rows": outcome.failing,
             "total_rows": outcome.total,
             "failing_share": round(outcome.share, 6),
+            # only the rows changed since the check last passed were tested
+            "followed_changes": outcome.followed,
             **(sample if previews.shows_rows else {}),
             **extra,
         },
@@ -139,7 +141,9 @@ def mart_checks(config: CdmConfig, customers: EntityTables, ns: Namespace) -> li
             transactions_key,
             "customers_exist",
             "Every customer_id in marts.transactions exists in marts.customers.",
-            lambda con: data_tests.orphan_customer_ids(con, TRANSACTIONS, "transaction_id", golden),
+            lambda con: data_tests.orphan_customer_ids_following(
+                con, f"{transactions_key.to_user_string()}:customers_exist", TRANSACTIONS, "transaction_id", golden
+            ),
         ),
         blocking_check(
             ns,
@@ -147,7 +151,9 @@ def mart_checks(config: CdmConfig, customers: EntityTables, ns: Namespace) -> li
             events_key,
             "customers_exist",
             "Every customer_id in marts.events exists in marts.customers.",
-            lambda con: data_tests.orphan_customer_ids(con, EVENTS, "event_id", golden),
+            lambda con: data_tests.orphan_customer_ids_following(
+                con, f"{events_key.to_user_string()}:customers_exist", EVENTS, "event_id", golden
+            ),
         ),
         share_check(
             ns,
@@ -244,7 +250,9 @@ def entity_checks(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> list[
             golden,
             f"{tables.id_column}_is_unique",
             f"One golden record per {tables.label}.",
-            lambda con: data_tests.duplicate_customer_ids(con, tables),
+            lambda con: data_tests.duplicate_customer_ids_following(
+                con, f"{golden.to_user_string()}:{tables.id_column}_is_unique", tables
+            ),
         ),
         blocking_check(
             ns,
@@ -260,7 +268,9 @@ def entity_checks(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> list[
             id_map,
             "no_giant_clusters",
             f"Warns when a {tables.label} holds more than {max_size} records (over-merging).",
-            lambda con: data_tests.oversized_clusters(con, max_size, tables),
+            lambda con: data_tests.oversized_clusters_following(
+                con, f"{id_map.to_user_string()}:no_giant_clusters", max_size, tables
+            ),
             0.0,
         ),
         row_count_drop_check(golden, config.checks.max_row_count_drop),

@@ -6,13 +6,19 @@ here they are only SQL, so any engine or test can run them.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import duckdb
 
+from cdm_assets.domain.identity.customer_ids import map_changes_table
+from cdm_assets.domain.marts.changed_customers import changed_customers_table
+from cdm_assets.domain.marts.passed_tests import follow_changes
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import TableName, quote_ident, sql_string
+from cdm_assets.domain.table_versions import Delta
 
 SAMPLE_SIZE = 5
 
@@ -24,6 +30,7 @@ class Outcome:
     failing: int
     total: int
     sample: list[dict] = field(default_factory=list)
+    followed: bool = False  # only the rows changed since the test last passed were tested
 
     @property
     def share(self) -> float:
@@ -69,13 +76,27 @@ def negative_amounts(con: duckdb.DuckDBPyConnection) -> Outcome:
     )
 
 
-def duplicate_customer_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> Outcome:
-    """Golden records sharing an id (in `marts.customers`, or another entity's golden table)."""
+def duplicate_customer_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables, among: str | None = None) -> Outcome:
+    """Golden records sharing an id (in `marts.customers`, or another entity's golden table);
+    with `among` (a SELECT of customer_id), only those ids are tested."""
     id_column = quote_ident(tables.id_column)
+    only = "" if among is None else f"WHERE {id_column} IN ({among})"
     return _outcome(
         con,
-        f"SELECT {id_column}, count(*) AS rows FROM {tables.golden.sql} GROUP BY {id_column} HAVING count(*) > 1",
+        f"SELECT {id_column}, count(*) AS rows FROM {tables.golden.sql} {only} "
+        f"GROUP BY {id_column} HAVING count(*) > 1",
         f"SELECT count(*) FROM {tables.golden.sql}",
+    )
+
+
+def duplicate_customer_ids_following(con: duckdb.DuckDBPyConnection, test: str, tables: EntityTables) -> Outcome:
+    """`duplicate_customer_ids` on the golden records rebuilt since the test last passed."""
+    return _following(
+        con,
+        test,
+        [tables.golden],
+        lambda: duplicate_customer_ids(con, tables),
+        lambda deltas: duplicate_customer_ids(con, tables, _changed_customers(deltas, tables.golden)),
     )
 
 
@@ -107,16 +128,34 @@ def records_without_exactly_one_customer_id(con: duckdb.DuckDBPyConnection, tabl
     )
 
 
-def orphan_customer_ids(con: duckdb.DuckDBPyConnection, mart: TableName, key: str, customers: TableName) -> Outcome:
-    """Rows of `mart` whose customer_id is not in `customers` (marts.customers)."""
+def orphan_customer_ids(
+    con: duckdb.DuckDBPyConnection, mart: TableName, key: str, customers: TableName, among: str | None = None
+) -> Outcome:
+    """Rows of `mart` whose customer_id is not in `customers` (marts.customers); with `among`
+    (a SELECT of customer_id), only the rows of those ids are tested."""
+    only = "" if among is None else f"AND t.customer_id IN ({among})"
     return _outcome(
         con,
         f"""
         SELECT t.{quote_ident(key)}, t.customer_id FROM {mart.sql} t
-        WHERE t.customer_id IS NOT NULL
+        WHERE t.customer_id IS NOT NULL {only}
           AND NOT EXISTS (SELECT 1 FROM {customers.sql} c WHERE c.customer_id = t.customer_id)
         """,
         f"SELECT count(*) FROM {mart.sql}",
+    )
+
+
+def orphan_customer_ids_following(
+    con: duckdb.DuckDBPyConnection, test: str, mart: TableName, key: str, customers: TableName
+) -> Outcome:
+    """`orphan_customer_ids` on the rows relinked since the test last passed, and the rows of
+    the customers rebuilt or removed since (both marts record those customers)."""
+    return _following(
+        con,
+        test,
+        [mart, customers],
+        lambda: orphan_customer_ids(con, mart, key, customers),
+        lambda deltas: orphan_customer_ids(con, mart, key, customers, _changed_customers(deltas, mart, customers)),
     )
 
 
@@ -135,20 +174,71 @@ def quarantined_rows(con: duckdb.DuckDBPyConnection, source: str, accepted: Tabl
     return Outcome(outcome.failing, outcome.total + outcome.failing, outcome.sample)
 
 
-def oversized_clusters(con: duckdb.DuckDBPyConnection, max_cluster_size: int, tables: EntityTables) -> Outcome:
+def oversized_clusters(
+    con: duckdb.DuckDBPyConnection, max_cluster_size: int, tables: EntityTables, among: str | None = None
+) -> Outcome:
+    """Customers holding more than `max_cluster_size` records, out of every customer; with
+    `among` (a SELECT of customer_id), only those customers are tested."""
     id_column = quote_ident(tables.id_column)
-    sizes = f"SELECT {id_column}, count(*) AS records FROM {tables.id_map.sql} GROUP BY {id_column}"
+    only = "" if among is None else f"WHERE {id_column} IN ({among})"
+    sizes = f"SELECT {id_column}, count(*) AS records FROM {tables.id_map.sql} {only} GROUP BY {id_column}"
     limit = int(max_cluster_size)
-    # one aggregation for both counts; the sample only when something fails
-    customers, failing = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE records > {limit}) FROM ({sizes})"
-    ).fetchall()[0]
-    if not failing:
-        return Outcome(0, customers)
+    if among is None:  # one aggregation for both counts; the sample only when something fails
+        customers, failing = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE records > {limit}) FROM ({sizes})"
+        ).fetchall()[0]
+        if not failing:
+            return Outcome(0, customers)
+    else:
+        customers = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {tables.id_map.sql}").fetchall()[0][0]
     failing, sample = _failing_rows(
         con, f"SELECT * FROM ({sizes}) WHERE records > {limit}", order_by=f"records DESC, {id_column}"
     )
     return Outcome(failing, customers, sample)
+
+
+def oversized_clusters_following(
+    con: duckdb.DuckDBPyConnection, test: str, max_cluster_size: int, tables: EntityTables
+) -> Outcome:
+    """`oversized_clusters` on the customers that gained records since the test last passed (a
+    customer grows only by records whose id became its id, which the map's changes list)."""
+
+    def grown(deltas: Mapping[TableName, Delta]) -> str:
+        if deltas[tables.id_map] is Delta.NONE:
+            return _NO_CUSTOMER
+        return f"SELECT new_id FROM {map_changes_table(tables).sql} WHERE new_id IS NOT NULL"
+
+    return _following(
+        con,
+        test,
+        [tables.id_map],
+        lambda: oversized_clusters(con, max_cluster_size, tables),
+        lambda deltas: oversized_clusters(con, max_cluster_size, tables, grown(deltas)),
+    )
+
+
+_NO_CUSTOMER = "SELECT NULL::VARCHAR AS customer_id WHERE false"
+
+
+def _changed_customers(deltas: Mapping[TableName, Delta], *marts: TableName) -> str:
+    """A SELECT of the customers whose rows changed in those of `marts` that changed since."""
+    changed = [
+        f"SELECT customer_id FROM {changed_customers_table(mart).sql}"
+        for mart in marts
+        if deltas[mart] is Delta.RECORDED
+    ]
+    return " UNION ALL ".join(changed) if changed else _NO_CUSTOMER
+
+
+def _following(
+    con: duckdb.DuckDBPyConnection,
+    test: str,
+    tables: list[TableName],
+    whole: Callable[[], Outcome],
+    changed: Callable[[Mapping[TableName, Delta]], Outcome],
+) -> Outcome:
+    outcome, followed = follow_changes(con, test, tables, whole, changed, lambda o: o.failing == 0)
+    return dataclasses.replace(outcome, followed=followed)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from cdm_assets.domain.marts.changed_customers import changed_customers_table
 from cdm_assets.domain.marts.customer_metrics import CUSTOMER_METRICS, build_customer_metrics
 from cdm_assets.domain.marts.customers import build_customers
 from cdm_assets.domain.marts.events import EVENTS
+from cdm_assets.domain.marts.passed_tests import forget_passes
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.plan import EntityPlan, EntityTables, Plan
 from cdm_assets.domain.privacy.suppression import (
@@ -156,6 +157,7 @@ def forget(
             [erasure_id, erased_at, request.kind, whole, records, sum(deleted.values()), added],
         )
         forget_inputs(con)  # rows left every table in place: the derived tables build in full next time
+        forget_passes(con)  # and the data tests read whole tables
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
