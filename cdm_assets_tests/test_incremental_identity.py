@@ -206,6 +206,9 @@ def data_test_outcomes(con, entity, following: bool) -> tuple[dict[str, tuple[in
                 con, "events", EVENTS, "event_id", golden
             ),
             "customer_id_is_unique": data_tests.duplicate_customer_ids_following(con, "unique", tables),
+            "one_customer_id_per_record": data_tests.records_without_exactly_one_customer_id_following(
+                con, "one id", tables
+            ),
             "no_giant_clusters": data_tests.oversized_clusters_following(con, "giant", entity.max_cluster_size, tables),
         }
     else:
@@ -213,6 +216,7 @@ def data_test_outcomes(con, entity, following: bool) -> tuple[dict[str, tuple[in
             "transactions_customers_exist": data_tests.orphan_customer_ids(con, TRANSACTIONS, "transaction_id", golden),
             "events_customers_exist": data_tests.orphan_customer_ids(con, EVENTS, "event_id", golden),
             "customer_id_is_unique": data_tests.duplicate_customer_ids(con, tables),
+            "one_customer_id_per_record": data_tests.records_without_exactly_one_customer_id(con, tables),
             "no_giant_clusters": data_tests.oversized_clusters(con, entity.max_cluster_size, tables),
         }
     return {n: (o.failing, o.total) for n, o in outcomes.items()}, {n: o.followed for n, o in outcomes.items()}

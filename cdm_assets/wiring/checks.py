@@ -260,7 +260,9 @@ def entity_checks(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> list[
             id_map,
             f"one_{tables.id_column}_per_record",
             f"Every {entity.name} record of the source lookup has exactly one {tables.label}.",
-            lambda con: data_tests.records_without_exactly_one_customer_id(con, tables),
+            lambda con: data_tests.records_without_exactly_one_customer_id_following(
+                con, f"{id_map.to_user_string()}:one_{tables.id_column}_per_record", tables
+            ),
         ),
         share_check(
             ns,

@@ -119,8 +119,11 @@ def assign_customer_ids(
     previous_version = current_versions(con, [id_map]).get(id_map) if table_exists(con, id_map) else None
     # The history is append-only: this run's changes are appended in the transaction that swaps the map in.
     map_changes, links_state = map_changes_table(tables), clustered_links_table(tables)
-    staged = staged_tables(con, id_map, TableName(SCRATCH, f"{id_history.name}_changes"), map_changes, links_state)
-    with staged as (map_staging, changes, staged_map_changes, links_staging):
+    rewritten = map_rewritten_table(tables)
+    staged = staged_tables(
+        con, id_map, TableName(SCRATCH, f"{id_history.name}_changes"), map_changes, links_state, rewritten
+    )
+    with staged as (map_staging, changes, staged_map_changes, links_staging, staged_rewritten):
         create_table_as(
             con,
             map_staging,
@@ -149,14 +152,22 @@ def assign_customer_ids(
             records_clustered=row_count(con, clusters),
         )
         version = TableVersion.new(id_map, follows=previous_version.version if previous_version else None)
-        replacements = [(map_changes, staged_map_changes)]
+        replacements = [(map_changes, staged_map_changes), (rewritten, staged_rewritten)]
         if touched is None:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {links_state.schema}")
             con.execute(f"{create_table(links_staging)} AS SELECT key_a, key_b FROM {tables.graph.sql}")
+            con.execute(f"{create_table(staged_rewritten)} AS {EVERY_RECORD_REWRITTEN}")
             replacements += [(id_map, map_staging), (links_state, links_staging)]
             rows, statements = [], []
         else:
             keys = f"(SELECT record_key FROM {touched.map_keys.sql})"
+            con.execute(
+                f"""
+                {create_table(staged_rewritten)} AS
+                SELECT source, source_record_id FROM {id_map.sql} WHERE record_key IN {keys}
+                UNION SELECT source, source_record_id FROM {map_staging.sql}
+                """
+            )
             rows, statements = [RowReplacement(id_map, map_staging, keys)], touched.state_updates(links_state)
         swap_in(
             con,
@@ -179,6 +190,16 @@ def assign_customer_ids(
     ):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return assignment
+
+
+def map_rewritten_table(tables: EntityTables) -> TableName:
+    """The records (source, source_record_id) whose map rows the last assignment deleted or
+    wrote, whatever their id; one row of NULLs (`EVERY_RECORD_REWRITTEN`) when it wrote the
+    map whole."""
+    return TableName(STATE_SCHEMA, f"{tables.id_map.name}_rewritten")
+
+
+EVERY_RECORD_REWRITTEN = "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id"
 
 
 def map_changes_table(tables: EntityTables) -> TableName:

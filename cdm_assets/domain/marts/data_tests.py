@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from cdm_assets.domain.identity.customer_ids import map_changes_table
+from cdm_assets.domain.identity.customer_ids import map_changes_table, map_rewritten_table
+from cdm_assets.domain.identity.lookup_changes import changes_table as lookup_changes_table
 from cdm_assets.domain.marts.changed_customers import changed_customers_table
 from cdm_assets.domain.marts.passed_tests import follow_changes
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import TableName, quote_ident, sql_string
 from cdm_assets.domain.table_versions import Delta
+from cdm_assets.domain.warehouse import table_exists
 
 SAMPLE_SIZE = 5
 
@@ -100,8 +102,11 @@ def duplicate_customer_ids_following(con: duckdb.DuckDBPyConnection, test: str, 
     )
 
 
-def records_without_exactly_one_customer_id(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> Outcome:
-    """Lookup records mapped to no Customer ID or to several, and map rows with no record.
+def records_without_exactly_one_customer_id(
+    con: duckdb.DuckDBPyConnection, tables: EntityTables, among: str | None = None
+) -> Outcome:
+    """Lookup records mapped to no Customer ID or to several, and map rows with no record;
+    with `among` (a SELECT of source, source_record_id), only those records are tested.
 
     One aggregation over both tables' keys (cheaper than joining them): per
     record, `records` lookup rows and `ids` ids, so a lookup row meets
@@ -109,6 +114,7 @@ def records_without_exactly_one_customer_id(con: duckdb.DuckDBPyConnection, tabl
     """
     id_column = quote_ident(tables.id_column)
     ids_met = "greatest(records, 1) * ids"
+    only = "" if among is None else f"SEMI JOIN ({among}) AS among USING (source, source_record_id)"
     return _outcome(
         con,
         f"""
@@ -116,15 +122,44 @@ def records_without_exactly_one_customer_id(con: duckdb.DuckDBPyConnection, tabl
         FROM (
             SELECT source, source_record_id, count(*) FILTER (WHERE in_lookup) AS records, count(id) AS ids
             FROM (
-                SELECT source, source_record_id, true AS in_lookup, NULL::VARCHAR AS id FROM {tables.lookup.sql}
+                SELECT source, source_record_id, true AS in_lookup, NULL::VARCHAR AS id FROM {tables.lookup.sql} {only}
                 UNION ALL
-                SELECT source, source_record_id, false, {id_column} FROM {tables.id_map.sql}
+                SELECT source, source_record_id, false, {id_column} FROM {tables.id_map.sql} {only}
             )
             GROUP BY ALL
         )
         WHERE {ids_met} <> 1 OR records = 0
         """,
         f"SELECT count(*) FROM {tables.lookup.sql}",
+    )
+
+
+def records_without_exactly_one_customer_id_following(
+    con: duckdb.DuckDBPyConnection, test: str, tables: EntityTables
+) -> Outcome:
+    """`records_without_exactly_one_customer_id` on the records the lookup changed and those whose
+    map rows the id assignment deleted or wrote since the test last passed; whole tables when an
+    assignment wrote the map whole."""
+
+    def changed(deltas: Mapping[TableName, Delta]) -> Outcome | None:
+        records = ["SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS source_record_id WHERE false"]
+        if deltas[tables.lookup] is Delta.RECORDED:
+            records.append(f"SELECT source, source_record_id FROM {lookup_changes_table(tables.lookup).sql}")
+        if deltas[tables.id_map] is Delta.RECORDED:
+            rewritten = map_rewritten_table(tables)
+            if not table_exists(con, rewritten) or con.execute(
+                f"SELECT count(*) FROM {rewritten.sql} WHERE source IS NULL"
+            ).fetchall() != [(0,)]:
+                return None  # the map was written whole
+            records.append(f"SELECT source, source_record_id FROM {rewritten.sql}")
+        return records_without_exactly_one_customer_id(con, tables, " UNION ALL ".join(records))
+
+    return _following(
+        con,
+        test,
+        [tables.lookup, tables.id_map],
+        lambda: records_without_exactly_one_customer_id(con, tables),
+        changed,
     )
 
 
@@ -235,7 +270,7 @@ def _following(
     test: str,
     tables: list[TableName],
     whole: Callable[[], Outcome],
-    changed: Callable[[Mapping[TableName, Delta]], Outcome],
+    changed: Callable[[Mapping[TableName, Delta]], Outcome | None],
 ) -> Outcome:
     outcome, followed = follow_changes(con, test, tables, whole, changed, lambda o: o.failing == 0)
     return dataclasses.replace(outcome, followed=followed)

@@ -71,14 +71,18 @@ def follow_changes(
     test: str,
     tables: Sequence[TableName],
     whole: Callable[[], Outcome],
-    changed: Callable[[Mapping[TableName, Delta]], Outcome],
+    changed: Callable[[Mapping[TableName, Delta]], Outcome | None],
     passed: Callable[[Outcome], bool],
 ) -> tuple[Outcome, bool]:
-    """Run `test` on what changed since it last passed (`changed`, given each table's delta),
-    or on whole tables (`whole`); keep where it passed. Returns the outcome and whether it
-    followed the changes. A table without a version is always read whole."""
+    """Run `test` on what changed since it last passed (`changed`, given each table's delta;
+    it may answer None when the changes are not all known), or on whole tables (`whole`);
+    keep where it passed. Returns the outcome and whether it followed the changes. A table
+    without a version is always read whole."""
     current = current_versions(con, tables)
     deltas = changes_since_pass(con, test, current, tables) if len(current) == len(tables) else None
-    outcome = whole() if deltas is None else changed(deltas)
+    outcome = None if deltas is None else changed(deltas)
+    followed = outcome is not None
+    if outcome is None:
+        outcome = whole()
     record_outcome(con, test, current if len(current) == len(tables) else {}, passed(outcome))
-    return outcome, deltas is not None
+    return outcome, followed

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from cdm_assets.domain.identity.customer_ids import map_changes_table
+from cdm_assets.domain.identity.customer_ids import map_changes_table, map_rewritten_table
 from cdm_assets.domain.identity.graph_changes import GraphState
 from cdm_assets.domain.identity.lookup_changes import changes_table, records_table
 from cdm_assets.domain.identity.match_model.comparisons import comparisons_for
@@ -322,6 +322,7 @@ def _erase_entity(
         (graph_state.changes, f"key_a IN {erased_keys} OR key_b IN {erased_keys}"),
         (graph_state.placeholders, placeholders),
         (map_changes_table(tables), record_in),
+        (map_rewritten_table(tables), record_in),
         (tables.lookup, record_in),
         (tables.id_map, record_in),
         (tables.graph, either_side),
