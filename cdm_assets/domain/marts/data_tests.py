@@ -20,7 +20,7 @@ from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.plan import EntityTables
 from cdm_assets.domain.sql import TableName, quote_ident, sql_string
 from cdm_assets.domain.table_versions import Delta
-from cdm_assets.domain.warehouse import table_exists
+from cdm_assets.domain.warehouse import table_columns, table_exists
 
 SAMPLE_SIZE = 5
 
@@ -225,11 +225,20 @@ def oversized_clusters(
         if not failing:
             return Outcome(0, customers)
     else:
-        customers = con.execute(f"SELECT count(DISTINCT {id_column}) FROM {tables.id_map.sql}").fetchall()[0][0]
+        customers = _customer_count(con, tables)
     failing, sample = _failing_rows(
         con, f"SELECT * FROM ({sizes}) WHERE records > {limit}", order_by=f"records DESC, {id_column}"
     )
     return Outcome(failing, customers, sample)
+
+
+def _customer_count(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> int:
+    """The customers of the map: its clusters, each counted at its smallest record (the map
+    the id assignment writes names a cluster by it), or its distinct ids."""
+    if {"record_key", "cluster"} <= {name for name, _ in table_columns(con, tables.id_map)}:
+        return con.execute(f"SELECT count(*) FROM {tables.id_map.sql} WHERE record_key = cluster").fetchall()[0][0]
+    id_column = quote_ident(tables.id_column)
+    return con.execute(f"SELECT count(DISTINCT {id_column}) FROM {tables.id_map.sql}").fetchall()[0][0]
 
 
 def oversized_clusters_following(
