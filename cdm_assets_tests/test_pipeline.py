@@ -224,6 +224,25 @@ def test_a_failing_blocking_check_stops_the_downstream_assets(landing, write_con
     assert "marts/customers" not in materialization_metadata(result)
 
 
+def test_checks_follow_the_changes_of_the_run_that_built_their_asset_and_read_whole_tables_run_alone(
+    landing, write_config
+):
+    defs = build_definitions(write_config(SOURCES))
+    first, second = materialize_all(defs), materialize_all(defs)
+    check = dg.AssetCheckKey(dg.AssetKey(["identity", "customer_id_map"]), "one_customer_id_per_record")
+    alone = dg.materialize(
+        [*defs.assets, *defs.asset_checks], resources=defs.resources, selection=dg.AssetSelection.checks(check)
+    )
+
+    def followed(result: dg.ExecuteInProcessResult) -> bool:
+        evaluations = {e.asset_check_key: e for e in result.get_asset_check_evaluations()}
+        assert evaluations[check].passed
+        return evaluations[check].metadata["followed_changes"].value
+
+    # the first run tests whole tables; the next, which assigned the ids again, what changed
+    assert (followed(first), followed(second), followed(alone)) == (False, True, False)
+
+
 def test_explain_prints_the_records_links_and_rules_of_a_customer(landing, write_config, capsys, monkeypatch):
     from cdm_assets.cli import main
 

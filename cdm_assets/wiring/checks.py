@@ -39,10 +39,31 @@ def check_result(
     )
 
 
+def built_in_this_run(context: dg.AssetCheckExecutionContext, asset: dg.AssetKey) -> bool:
+    """Whether this run materialised `asset`: a check that follows the changes follows them only
+    then; run on its own (from the UI, or after a table was touched by hand), it reads whole tables."""
+    latest = context.instance.get_latest_materialization_event(asset)
+    return latest is not None and latest.run_id == context.run.run_id
+
+
+def _outcome(
+    context: dg.AssetCheckExecutionContext, ns: Namespace, asset: dg.AssetKey, test: Callable, follows: bool
+) -> data_tests.Outcome:
+    with ns.warehouse_of(context).get_connection() as con:
+        return test(con, built_in_this_run(context, asset)) if follows else test(con)
+
+
 def blocking_check(
-    ns: Namespace, previews: PreviewPolicy, asset: dg.AssetKey, name: str, description: str, test: Callable
+    ns: Namespace,
+    previews: PreviewPolicy,
+    asset: dg.AssetKey,
+    name: str,
+    description: str,
+    test: Callable,
+    follows: bool = False,
 ) -> dg.AssetChecksDefinition:
-    """A check that must find no failing row; downstream assets wait for it."""
+    """A check that must find no failing row; downstream assets wait for it. A check that
+    `follows` the changes gets, beside the connection, whether the run built its asset."""
 
     @dg.asset_check(
         asset=asset,
@@ -52,8 +73,7 @@ def blocking_check(
         **ns.on_warehouse,
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        with ns.warehouse_of(context).get_connection() as con:
-            outcome = test(con)
+        outcome = _outcome(context, ns, asset, test, follows)
         return check_result(outcome, outcome.failing == 0, dg.AssetCheckSeverity.ERROR, previews)
 
     return _check
@@ -67,13 +87,13 @@ def share_check(
     description: str,
     test: Callable,
     max_share: float,
+    follows: bool = False,
 ) -> dg.AssetChecksDefinition:
     """An advisory check: warns when the failing share passes its threshold."""
 
     @dg.asset_check(asset=asset, name=name, description=description, **ns.on_warehouse)
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        with ns.warehouse_of(context).get_connection() as con:
-            outcome = test(con)
+        outcome = _outcome(context, ns, asset, test, follows)
         return check_result(
             outcome, outcome.share <= max_share, dg.AssetCheckSeverity.WARN, previews, max_share=max_share
         )
@@ -141,9 +161,15 @@ def mart_checks(config: CdmConfig, customers: EntityTables, ns: Namespace) -> li
             transactions_key,
             "customers_exist",
             "Every customer_id in marts.transactions exists in marts.customers.",
-            lambda con: data_tests.orphan_customer_ids_following(
-                con, f"{transactions_key.to_user_string()}:customers_exist", TRANSACTIONS, "transaction_id", golden
+            lambda con, follow: data_tests.orphan_customer_ids_following(
+                con,
+                f"{transactions_key.to_user_string()}:customers_exist",
+                TRANSACTIONS,
+                "transaction_id",
+                golden,
+                follow,
             ),
+            follows=True,
         ),
         blocking_check(
             ns,
@@ -151,9 +177,10 @@ def mart_checks(config: CdmConfig, customers: EntityTables, ns: Namespace) -> li
             events_key,
             "customers_exist",
             "Every customer_id in marts.events exists in marts.customers.",
-            lambda con: data_tests.orphan_customer_ids_following(
-                con, f"{events_key.to_user_string()}:customers_exist", EVENTS, "event_id", golden
+            lambda con, follow: data_tests.orphan_customer_ids_following(
+                con, f"{events_key.to_user_string()}:customers_exist", EVENTS, "event_id", golden, follow
             ),
+            follows=True,
         ),
         share_check(
             ns,
@@ -250,9 +277,10 @@ def entity_checks(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> list[
             golden,
             f"{tables.id_column}_is_unique",
             f"One golden record per {tables.label}.",
-            lambda con: data_tests.duplicate_customer_ids_following(
-                con, f"{golden.to_user_string()}:{tables.id_column}_is_unique", tables
+            lambda con, follow: data_tests.duplicate_customer_ids_following(
+                con, f"{golden.to_user_string()}:{tables.id_column}_is_unique", tables, follow
             ),
+            follows=True,
         ),
         blocking_check(
             ns,
@@ -260,9 +288,10 @@ def entity_checks(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> list[
             id_map,
             f"one_{tables.id_column}_per_record",
             f"Every {entity.name} record of the source lookup has exactly one {tables.label}.",
-            lambda con: data_tests.records_without_exactly_one_customer_id_following(
-                con, f"{id_map.to_user_string()}:one_{tables.id_column}_per_record", tables
+            lambda con, follow: data_tests.records_without_exactly_one_customer_id_following(
+                con, f"{id_map.to_user_string()}:one_{tables.id_column}_per_record", tables, follow
             ),
+            follows=True,
         ),
         share_check(
             ns,
@@ -270,10 +299,11 @@ def entity_checks(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> list[
             id_map,
             "no_giant_clusters",
             f"Warns when a {tables.label} holds more than {max_size} records (over-merging).",
-            lambda con: data_tests.oversized_clusters_following(
-                con, f"{id_map.to_user_string()}:no_giant_clusters", max_size, tables
+            lambda con, follow: data_tests.oversized_clusters_following(
+                con, f"{id_map.to_user_string()}:no_giant_clusters", max_size, tables, follow
             ),
             0.0,
+            follows=True,
         ),
         row_count_drop_check(golden, config.checks.max_row_count_drop),
     ]

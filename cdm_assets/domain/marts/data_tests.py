@@ -91,7 +91,9 @@ def duplicate_customer_ids(con: duckdb.DuckDBPyConnection, tables: EntityTables,
     )
 
 
-def duplicate_customer_ids_following(con: duckdb.DuckDBPyConnection, test: str, tables: EntityTables) -> Outcome:
+def duplicate_customer_ids_following(
+    con: duckdb.DuckDBPyConnection, test: str, tables: EntityTables, follow: bool = True
+) -> Outcome:
     """`duplicate_customer_ids` on the golden records rebuilt since the test last passed."""
     return _following(
         con,
@@ -99,6 +101,7 @@ def duplicate_customer_ids_following(con: duckdb.DuckDBPyConnection, test: str, 
         [tables.golden],
         lambda: duplicate_customer_ids(con, tables),
         lambda deltas: duplicate_customer_ids(con, tables, _changed_customers(deltas, tables.golden)),
+        follow,
     )
 
 
@@ -135,7 +138,7 @@ def records_without_exactly_one_customer_id(
 
 
 def records_without_exactly_one_customer_id_following(
-    con: duckdb.DuckDBPyConnection, test: str, tables: EntityTables
+    con: duckdb.DuckDBPyConnection, test: str, tables: EntityTables, follow: bool = True
 ) -> Outcome:
     """`records_without_exactly_one_customer_id` on the records the lookup changed and those whose
     map rows the id assignment deleted or wrote since the test last passed; whole tables when an
@@ -160,6 +163,7 @@ def records_without_exactly_one_customer_id_following(
         [tables.lookup, tables.id_map],
         lambda: records_without_exactly_one_customer_id(con, tables),
         changed,
+        follow,
     )
 
 
@@ -181,7 +185,7 @@ def orphan_customer_ids(
 
 
 def orphan_customer_ids_following(
-    con: duckdb.DuckDBPyConnection, test: str, mart: TableName, key: str, customers: TableName
+    con: duckdb.DuckDBPyConnection, test: str, mart: TableName, key: str, customers: TableName, follow: bool = True
 ) -> Outcome:
     """`orphan_customer_ids` on the rows relinked since the test last passed, and the rows of
     the customers rebuilt or removed since (both marts record those customers)."""
@@ -191,6 +195,7 @@ def orphan_customer_ids_following(
         [mart, customers],
         lambda: orphan_customer_ids(con, mart, key, customers),
         lambda deltas: orphan_customer_ids(con, mart, key, customers, _changed_customers(deltas, mart, customers)),
+        follow,
     )
 
 
@@ -242,7 +247,7 @@ def _customer_count(con: duckdb.DuckDBPyConnection, tables: EntityTables) -> int
 
 
 def oversized_clusters_following(
-    con: duckdb.DuckDBPyConnection, test: str, max_cluster_size: int, tables: EntityTables
+    con: duckdb.DuckDBPyConnection, test: str, max_cluster_size: int, tables: EntityTables, follow: bool = True
 ) -> Outcome:
     """`oversized_clusters` on the customers that gained records since the test last passed (a
     customer grows only by records whose id became its id, which the map's changes list)."""
@@ -258,6 +263,7 @@ def oversized_clusters_following(
         [tables.id_map],
         lambda: oversized_clusters(con, max_cluster_size, tables),
         lambda deltas: oversized_clusters(con, max_cluster_size, tables, grown(deltas)),
+        follow,
     )
 
 
@@ -280,8 +286,10 @@ def _following(
     tables: list[TableName],
     whole: Callable[[], Outcome],
     changed: Callable[[Mapping[TableName, Delta]], Outcome | None],
+    follow: bool,
 ) -> Outcome:
-    outcome, followed = follow_changes(con, test, tables, whole, changed, lambda o: o.failing == 0)
+    """The test on what changed since it last passed, or (unless `follow`) on whole tables."""
+    outcome, followed = follow_changes(con, test, tables, whole, changed, lambda o: o.failing == 0, follow)
     return dataclasses.replace(outcome, followed=followed)
 
 

@@ -73,13 +73,15 @@ def follow_changes(
     whole: Callable[[], Outcome],
     changed: Callable[[Mapping[TableName, Delta]], Outcome | None],
     passed: Callable[[Outcome], bool],
+    may_follow: bool = True,
 ) -> tuple[Outcome, bool]:
     """Run `test` on what changed since it last passed (`changed`, given each table's delta;
     it may answer None when the changes are not all known), or on whole tables (`whole`);
     keep where it passed. Returns the outcome and whether it followed the changes. A table
-    without a version is always read whole."""
+    without a version is always read whole, and so is every table unless `may_follow`."""
     current = current_versions(con, tables)
-    deltas = changes_since_pass(con, test, current, tables) if len(current) == len(tables) else None
+    known = may_follow and len(current) == len(tables)
+    deltas = changes_since_pass(con, test, current, tables) if known else None
     outcome = None if deltas is None else changed(deltas)
     followed = outcome is not None
     if outcome is None:
