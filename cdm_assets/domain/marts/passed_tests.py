@@ -20,7 +20,7 @@ import duckdb
 
 from cdm_assets.domain.sql import TableName
 from cdm_assets.domain.table_versions import STATE_SCHEMA, Delta, TableVersion, current_versions, delta
-from cdm_assets.domain.warehouse import table_exists
+from cdm_assets.domain.warehouse import swap_in, table_exists
 
 PASSES = TableName(STATE_SCHEMA, "data_test_passes")
 Outcome = TypeVar("Outcome")
@@ -48,16 +48,13 @@ def record_outcome(
     """Keep the versions `test` passed on; a failed test keeps none."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
     con.execute(f"CREATE TABLE IF NOT EXISTS {PASSES.sql} (test_name VARCHAR, table_name VARCHAR, version VARCHAR)")
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(f"DELETE FROM {PASSES.sql} WHERE test_name = ?", [test])
-        if passed:
-            for table, version in sorted(versions.items(), key=lambda item: str(item[0])):
-                con.execute(f"INSERT INTO {PASSES.sql} VALUES (?, ?, ?)", [test, str(table), version.version])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    statements: list[tuple[str, object]] = [(f"DELETE FROM {PASSES.sql} WHERE test_name = ?", [test])]
+    if passed:
+        statements += [
+            (f"INSERT INTO {PASSES.sql} VALUES (?, ?, ?)", [test, str(table), version.version])
+            for table, version in sorted(versions.items(), key=lambda item: str(item[0]))
+        ]
+    swap_in(con, [], statements=statements)
 
 
 def forget_passes(con: duckdb.DuckDBPyConnection) -> None:
