@@ -62,3 +62,13 @@ def materialization_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dic
         event.materialization.asset_key.to_user_string(): event.materialization.metadata
         for event in result.get_asset_materialization_events()
     }
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (two cores) for the tests that run the domain on Spark."""
+    from cdm_assets.domain.spark.connection import spark_session
+
+    session = spark_session("local[2]", {"spark.sql.shuffle.partitions": 2, "spark.default.parallelism": 2})
+    yield session
+    session.stop()

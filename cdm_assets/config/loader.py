@@ -17,10 +17,11 @@ from pydantic import ValidationError
 
 from cdm_assets.config.base import FieldError
 from cdm_assets.config.environments import EnvironmentProblem, active_environment, apply_environment, overlay_key
-from cdm_assets.config.model import CdmConfig
+from cdm_assets.config.model import ENGINES, CdmConfig
 
 CONFIG_ENV = "CDM_CONFIG"
 DUCKDB_PATH_ENV = "CDM_DUCKDB_PATH"
+ENGINE_ENV = "CDM_ENGINE"
 BUNDLED_CONFIG = Path(__file__).resolve().parent.parent / "demo" / "cdm.yaml"
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,25 @@ def duckdb_path(config: CdmConfig, honour_env: bool = True) -> Path:
             raise ConfigError(f"{DUCKDB_PATH_ENV}: {override} is a directory; expected a DuckDB file")
         return resolved
     return config.resolve(config.warehouse.duckdb_path).resolve()
+
+
+def engine(config: CdmConfig, honour_env: bool = True) -> str:
+    """The engine that runs the steps: `CDM_ENGINE`, else `warehouse.engine`."""
+    override = os.environ.get(ENGINE_ENV, "").strip() if honour_env else ""
+    if not override:
+        return config.warehouse.engine
+    if override not in ENGINES:
+        raise ConfigError(f"{ENGINE_ENV}: {override!r} is not an engine; expected one of {', '.join(ENGINES)}")
+    return override
+
+
+def spark_warehouse_dir(config: CdmConfig) -> str:
+    """`warehouse.spark.warehouse_dir`: a URL (`s3a://...`) as it is, a path resolved
+    against the config file's folder."""
+    configured = config.warehouse.spark.warehouse_dir
+    if "://" in configured:
+        return configured.rstrip("/")
+    return str(config.resolve(configured).resolve())
 
 
 def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, key_path: tuple[str, ...] = ()) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -28,8 +29,27 @@ from cdm_assets.domain.vocabulary import (
 DUCKDB_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
+ENGINES = ("duckdb", "spark")
+
+
+class SparkConfig(StrictModel):
+    """Where Spark runs and keeps the warehouse, for `warehouse.engine: spark`."""
+
+    # `local[*]` runs Spark inside the step's process on every core; a cluster's master URL
+    # (`spark://host:7077`, `yarn`) or `sc://host` (Spark Connect) runs it there
+    master: str = "local[*]"
+    # every table a Parquet directory <warehouse_dir>/<schema>/<table>/; any path Hadoop
+    # reads (a folder, `hdfs://`, `s3a://`), a relative one taken from the config's folder
+    warehouse_dir: str = "data/spark-warehouse"
+    # Spark settings for the session (`spark.sql.shuffle.partitions: 200`, ...)
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
 class WarehouseConfig(StrictModel):
+    # which engine runs the steps (`CDM_ENGINE` overrides it): embedded DuckDB, or Spark
+    engine: Literal["duckdb", "spark"] = "duckdb"
     duckdb_path: str = "data/cdm.duckdb"
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     # DuckDB's limits for every step: it spills to disk beyond `memory_limit`
     # (default: DuckDB's own, 80% of RAM) and uses `threads` cores (default: all).
     memory_limit: str | None = None

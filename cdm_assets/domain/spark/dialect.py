@@ -1,0 +1,181 @@
+"""DuckDB's dialect, as the domain writes it, rendered for Spark SQL with sqlglot.
+
+A statement is parsed once (`parse`), its parameters become literals (`bind`),
+its table names become the places where the tables live (`replace_tables`),
+and what Spark's SQL lacks is spelled out with the columns Spark reports
+(`spell_out_replace`, `spell_out_union_by_name`) before `render` writes it in
+Spark's dialect.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from collections.abc import Callable, Mapping, Sequence
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.tokens import TokenType
+
+READ, WRITE = "duckdb", "spark"
+
+
+class UnsupportedStatement(ValueError):
+    """A statement the Spark engine does not run (yet); the message names it."""
+
+
+def parse(sql: str, params: object = None) -> exp.Expression:
+    """One statement in DuckDB's dialect, with `params` (a list for `?`, a mapping for
+    `$name`) bound as literals."""
+    if isinstance(params, Sequence) and not isinstance(params, str):
+        sql, params = _number_positional(sql), {f"_p{index}": value for index, value in enumerate(params)}
+    statements = [s for s in sqlglot.parse(sql, read=READ) if s is not None]
+    if len(statements) != 1:
+        raise UnsupportedStatement(f"expected one statement, got {len(statements)}: {sql[:200]}")
+    tree = statements[0]
+    return bind(tree, params) if params else tree
+
+
+def _number_positional(sql: str) -> str:
+    """`?` placeholders renamed `$_p0`, `$_p1`, ... in the order they are written."""
+    parts, last, index = [], 0, 0
+    for token in sqlglot.tokenize(sql, read=READ):
+        if token.token_type == TokenType.PLACEHOLDER and token.text == "?":
+            parts.append(sql[last : token.start])
+            parts.append(f"$_p{index}")
+            last, index = token.end + 1, index + 1
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
+def bind(tree: exp.Expression, params: Mapping[str, object]) -> exp.Expression:
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder) and node.name:
+            if node.name not in params:
+                raise UnsupportedStatement(f"no value for parameter ${node.name}")
+            return literal(params[node.name])
+        return node
+
+    return tree.transform(replace, copy=False)
+
+
+def literal(value: object) -> exp.Expression:
+    """A Python value as a SQL constant of the type DuckDB would bind it as."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int | float | decimal.Decimal):
+        return exp.Literal.number(value)
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    if isinstance(value, datetime.datetime):
+        return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
+    if isinstance(value, datetime.date):
+        return exp.cast(exp.Literal.string(value.isoformat()), "DATE")
+    if isinstance(value, list | tuple):
+        return exp.Array(expressions=[literal(item) for item in value])
+    raise UnsupportedStatement(f"cannot bind a parameter of type {type(value).__name__}")
+
+
+def cte_names(tree: exp.Expression) -> set[str]:
+    return {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+
+
+def replace_tables(tree: exp.Expression, place: Callable[[exp.Table], exp.Expression | None]) -> exp.Expression:
+    """Every table the statement reads put through `place`, which returns what stands for it
+    (None: leave it, a name Spark knows). A table keeps its name as its alias."""
+    ctes = cte_names(tree)
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.Table) or not node.name or isinstance(node.this, exp.Func):
+            return node
+        if not node.db and node.name in ctes:
+            return node
+        placed = place(node)
+        if placed is None:
+            return node
+        alias = node.alias or node.name
+        return exp.alias_(placed, alias, table=True) if not isinstance(placed, exp.Table) else _aliased(placed, alias)
+
+    return tree.transform(replace, copy=False)
+
+
+def _aliased(table: exp.Table, alias: str) -> exp.Table:
+    table.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+    return table
+
+
+def parquet_table(path: str) -> exp.Table:
+    """`parquet.`<path>``: a Parquet directory read as a table."""
+    return exp.Table(this=exp.to_identifier(path, quoted=True), db=exp.to_identifier("parquet"))
+
+
+# DuckDB's functions that sqlglot passes through by name, and Spark's for them
+_SPARK_FUNCTIONS = {"error": "raise_error"}
+
+
+def render(tree: exp.Expression) -> str:
+    def rename(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.lower() in _SPARK_FUNCTIONS:
+            return exp.Anonymous(this=_SPARK_FUNCTIONS[node.name.lower()], expressions=node.expressions)
+        return node
+
+    return tree.transform(rename).sql(dialect=WRITE)
+
+
+def spell_out_replace(tree: exp.Expression, columns_of: Callable[[str], list[str]]) -> exp.Expression:
+    """`SELECT * REPLACE (expr AS c) ...`, which Spark lacks, as the full column list;
+    `columns_of(sql)` gives the columns of a Spark query."""
+    for star in list(tree.find_all(exp.Star)):
+        replacements = star.args.get("replace")
+        if not replacements:
+            continue
+        select = star.parent if isinstance(star.parent, exp.Select) else None
+        qualifier = None
+        if select is None and isinstance(star.parent, exp.Column):  # t.* REPLACE (...)
+            column = star.parent
+            qualifier, select = column.table, column.parent
+        if not isinstance(select, exp.Select):
+            raise UnsupportedStatement(f"a * REPLACE outside a SELECT list: {render(tree)[:200]}")
+        probe = select.copy()
+        probe_star = exp.Star(**{"except": star.args.get("except")}) if star.args.get("except") else exp.Star()
+        probe.set("expressions", [exp.column(probe_star, table=qualifier) if qualifier else probe_star])
+        for clause in ("group", "having", "qualify", "order", "limit", "distinct"):
+            probe.set(clause, None)
+        probe.set("limit", exp.Limit(expression=exp.Literal.number(0)))
+        names = columns_of(render(probe))
+        by_name = {r.alias_or_name: r.this if isinstance(r, exp.Alias) else r for r in replacements}
+        spelled = [
+            exp.alias_(by_name[name].copy(), name, quoted=True)
+            if name in by_name
+            else exp.column(exp.to_identifier(name, quoted=True), table=qualifier)
+            for name in names
+        ]
+        owner = star.parent if qualifier else star
+        position = select.expressions.index(owner)
+        select.set("expressions", [*select.expressions[:position], *spelled, *select.expressions[position + 1 :]])
+    return tree
+
+
+def spell_out_union_by_name(tree: exp.Expression, columns_of: Callable[[str], list[str]]) -> exp.Expression:
+    """`a UNION ALL BY NAME b`, which Spark's SQL lacks, as a union of the two sides with
+    their columns in one order, NULL where a side has no such column."""
+    for union in reversed(list(tree.find_all(exp.Union))):  # innermost first
+        if not union.args.get("by_name"):
+            continue
+        left, right = union.this, union.expression
+        left_columns, right_columns = columns_of(render(left)), columns_of(render(right))
+        every = [*left_columns, *(c for c in right_columns if c not in left_columns)]
+
+        def side(query: exp.Expression, has: list[str], every: list[str] = every) -> exp.Expression:
+            chosen = [
+                exp.column(exp.to_identifier(c, quoted=True)) if c in has else exp.alias_(exp.Null(), c, quoted=True)
+                for c in every
+            ]
+            return exp.select(*chosen).from_(exp.paren(query.copy()).as_("_by_name"))
+
+        union.set("this", side(left, left_columns))
+        union.set("expression", side(right, right_columns))
+        union.set("by_name", None)
+    return tree

@@ -1,0 +1,102 @@
+"""The Spark engine's connection answers the domain's statements as DuckDB does.
+
+Each statement below is written once, in DuckDB's dialect, and run on a real DuckDB
+file and on a real local Spark session whose tables are Parquet directories; the two
+must give the same rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from cdm_assets.domain.spark.connection import SparkWarehouse, TableMissing
+from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.warehouse import swap_in
+
+pytestmark = pytest.mark.spark
+
+SETUP = [
+    ('CREATE SCHEMA IF NOT EXISTS "raw"', None),
+    (
+        "CREATE TABLE IF NOT EXISTS raw.quarantine (source VARCHAR NOT NULL, reason VARCHAR, "
+        "_row_number BIGINT, quarantined_at TIMESTAMP NOT NULL DEFAULT current_timestamp)",
+        None,
+    ),
+    ("CREATE TABLE raw.crm AS SELECT * FROM (VALUES (1, 'Ann', 'a@x.org'), (2, 'Bob', NULL), (3, NULL, 'c@x.org')) AS v(id, name, email)", None),
+]  # fmt: skip
+
+
+@pytest.fixture
+def engines(tmp_path: Path, spark):
+    """The same statements run on DuckDB and on Spark; yields a runner returning both results."""
+    duck = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    sparkling = SparkWarehouse(spark, str(tmp_path / "spark-warehouse"))
+
+    def both(sql: str, params: object = None) -> tuple[list, list]:
+        expected = duck.execute(sql, params).fetchall() if params is not None else duck.execute(sql).fetchall()
+        return expected, sparkling.execute(sql, params).fetchall()
+
+    for sql, params in SETUP:
+        both(sql, params)
+    yield both, duck, sparkling
+    sparkling.close()
+    duck.close()
+
+
+def test_queries_with_parameters_give_duckdbs_rows(engines):
+    both, _, _ = engines
+    for sql, params in [
+        ("SELECT id, upper(name) FROM raw.crm WHERE id >= ? ORDER BY id", [2]),
+        ("SELECT count(*) FILTER (WHERE email IS NULL), count(*) FROM raw.crm WHERE list_contains(?, name) OR name IS NULL", [["Ann", "Bob"]]),
+        ("SELECT * REPLACE (coalesce(name, $fill) AS name) FROM raw.crm ORDER BY id", {"fill": "?"}),
+        ("SELECT * EXCLUDE (email) FROM raw.crm ORDER BY id", None),
+        ("SELECT * FROM (SELECT id FROM raw.crm UNION ALL BY NAME SELECT name, id + 10 AS id FROM raw.crm) ORDER BY id", None),
+    ]:  # fmt: skip
+        expected, got = both(sql, params)
+        assert got == expected, sql
+
+
+def test_writes_in_place_end_as_in_duckdb(engines):
+    both, _, _ = engines
+    for sql, params in [
+        ("INSERT INTO raw.quarantine (source, reason, _row_number) VALUES (?, ?, ?)", ["crm", "bad email", 7]),
+        ("INSERT INTO raw.quarantine BY NAME SELECT 'shop' AS source, 8::BIGINT AS _row_number", None),
+        ("DELETE FROM raw.crm WHERE email IS NULL", None),
+        ("CREATE TEMP TABLE fixes AS SELECT 3 AS id, 'Cleo' AS name", None),
+        ('UPDATE raw.crm AS c SET name = f.name FROM "temp"."fixes" AS f WHERE c.id = f.id', None),
+        ("ALTER TABLE raw.crm DROP COLUMN email", None),
+        ("ALTER TABLE raw.crm ADD COLUMN IF NOT EXISTS city VARCHAR", None),
+    ]:  # fmt: skip
+        both(sql, params)
+    for sql in [
+        "SELECT * FROM raw.crm ORDER BY id",
+        "SELECT source, reason, _row_number, quarantined_at IS NOT NULL FROM raw.quarantine ORDER BY source",
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = 'crm' ORDER BY ordinal_position",
+    ]:  # fmt: skip
+        expected, got = both(sql)
+        assert got == expected, sql
+
+
+def test_a_table_is_a_parquet_directory_any_engine_reads(engines, tmp_path: Path):
+    written = duckdb.execute(
+        f"SELECT id, name FROM read_parquet('{tmp_path}/spark-warehouse/raw/crm/*.parquet') ORDER BY id"
+    )
+    assert written.fetchall() == [(1, "Ann"), (2, "Bob"), (3, None)]
+
+
+def test_a_swap_replaces_the_table_and_a_failed_build_leaves_it(engines, tmp_path: Path):
+    _, _, sparkling = engines
+    crm, staging = TableName("raw", "crm"), TableName("raw", "crm").staging()
+    sparkling.execute(f"CREATE TABLE {staging.sql} AS SELECT id FROM raw.crm WHERE id > 1")
+    swap_in(sparkling, [(crm, staging)])
+    assert sparkling.execute("SELECT id FROM raw.crm ORDER BY id").fetchall() == [(2,), (3,)]
+    with pytest.raises(Exception, match="boom"):
+        sparkling.execute(
+            "CREATE OR REPLACE TABLE raw.crm AS SELECT CASE WHEN id = 3 THEN error('boom') END AS id FROM raw.crm"
+        )
+    assert sparkling.execute("SELECT id FROM raw.crm ORDER BY id").fetchall() == [(2,), (3,)]
+    with pytest.raises(TableMissing, match=r"raw\.gone"):
+        sparkling.execute("SELECT * FROM raw.gone")
