@@ -191,7 +191,7 @@ def create_table_as(
 
     A scratch table (schema `temp`) lives in memory and is never compressed.
     """
-    if table.schema == SCRATCH:
+    if table.schema == SCRATCH or not is_duckdb(con):  # compression is DuckDB's own
         _execute(con, f"{create_table(table)} AS {select}", params)
         return
     plain = PLAIN_TEXT_COLUMNS | set(plain_text)
@@ -203,6 +203,11 @@ def create_table_as(
     )
     con.execute(f"CREATE TABLE {table.sql} ({definitions})")
     _execute(con, f"INSERT INTO {table.sql} {select}", params)
+
+
+def is_duckdb(con: object) -> bool:
+    """Whether `con` is DuckDB's own connection (not another engine's, see `domain/spark`)."""
+    return isinstance(con, duckdb.DuckDBPyConnection)
 
 
 def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: object) -> duckdb.DuckDBPyConnection:

@@ -78,7 +78,7 @@ class SparkResult:
 
     def _all_rows(self) -> list[tuple]:
         if self._rows is None:
-            columns = [column.to_pylist() for column in self._table.columns]
+            columns = [column.to_pylist(maps_as_pydicts="strict") for column in self._table.columns]
             self._rows = list(zip(*columns)) if columns else []
         return self._rows
 

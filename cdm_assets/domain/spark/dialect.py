@@ -40,9 +40,10 @@ def _number_positional(sql: str) -> str:
     """`?` placeholders renamed `$_p0`, `$_p1`, ... in the order they are written."""
     parts, last, index = [], 0, 0
     for token in sqlglot.tokenize(sql, read=READ):
-        if token.token_type == TokenType.PLACEHOLDER and token.text == "?":
+        # `?::DATE` is one token (a `?` cast in place): the cast stays
+        if (token.token_type, token.text) in ((TokenType.PLACEHOLDER, "?"), (TokenType.QDCOLON, "?::")):
             parts.append(sql[last : token.start])
-            parts.append(f"$_p{index}")
+            parts.append(f"$_p{index}" + ("::" if token.text == "?::" else ""))
             last, index = token.end + 1, index + 1
     parts.append(sql[last:])
     return "".join(parts)
@@ -111,17 +112,63 @@ def parquet_table(path: str) -> exp.Table:
     return exp.Table(this=exp.to_identifier(path, quoted=True), db=exp.to_identifier("parquet"))
 
 
-# DuckDB's functions that sqlglot passes through by name, and Spark's for them
-_SPARK_FUNCTIONS = {"error": "raise_error"}
+def _full_match(node: exp.Expression) -> exp.Expression:
+    text, pattern = node.this, node.expression
+    anchored = exp.func("concat", exp.Literal.string("^(?:"), pattern, exp.Literal.string(")$"))
+    return exp.RegexpLike(this=text, expression=anchored)
+
+
+def _at_utc(node: exp.Expression) -> exp.Expression:
+    zone, value = node.expressions
+    if not (isinstance(zone, exp.Literal) and zone.this.upper() == "UTC"):
+        raise UnsupportedStatement(f"timezone() to a zone other than UTC: {node.sql(dialect=READ)}")
+    return value  # the session's time zone is UTC (`spark_session`)
+
+
+def _try_strptime(node: exp.Expression) -> exp.Expression:
+    # Spark's to_timestamp gives NULL where the text does not fit (ANSI mode off, `spark_session`)
+    text, strftime_format = node.expressions
+    return exp.StrToTime(this=text, format=strftime_format)
+
+
+def _days_between(node: exp.DateDiff) -> exp.Expression:
+    """DuckDB's `date_diff('day', a, b)` counts the day boundaries crossed; Spark's
+    three-argument form counts whole days. The dates' difference is the former."""
+    unit = node.args.get("unit")
+    if unit is not None and unit.name.upper() != "DAY":
+        raise UnsupportedStatement(f"date_diff in {unit.name} on Spark: {node.sql(dialect=READ)}")
+    end, start = exp.cast(node.this, "DATE"), exp.cast(node.expression, "DATE")
+    return exp.Anonymous(this="datediff", expressions=[end, start])
+
+
+# DuckDB's functions that sqlglot passes through by name, as Spark spells them
+_SPARK_FUNCTIONS = {
+    "error": lambda node: exp.Anonymous(this="raise_error", expressions=node.expressions),
+    "timezone": _at_utc,
+    "try_strptime": _try_strptime,
+}
+# ... and those sqlglot knows but writes for Spark as DuckDB's
+_SPARK_FORMS = {
+    exp.RegexpFullMatch: _full_match,
+    exp.DateDiff: _days_between,
+}
 
 
 def render(tree: exp.Expression) -> str:
-    def rename(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Anonymous) and node.name.lower() in _SPARK_FUNCTIONS:
-            return exp.Anonymous(this=_SPARK_FUNCTIONS[node.name.lower()], expressions=node.expressions)
+    def retype(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
+            # Spark's TIMESTAMP is without time zone in cdm's sessions (`spark_session`)
+            return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_LTZ")
         return node
 
-    return tree.transform(rename).sql(dialect=WRITE)
+    def rename(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.lower() in _SPARK_FUNCTIONS:
+            return _SPARK_FUNCTIONS[node.name.lower()](node)
+        form = _SPARK_FORMS.get(type(node))
+        return form(node) if form is not None else node
+
+    # one pass each: a transform does not look inside the node it has just replaced
+    return tree.transform(retype).transform(rename).sql(dialect=WRITE)
 
 
 def spell_out_replace(tree: exp.Expression, columns_of: Callable[[str], list[str]]) -> exp.Expression:
