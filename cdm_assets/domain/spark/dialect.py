@@ -141,14 +141,42 @@ def _days_between(node: exp.DateDiff) -> exp.Expression:
     return exp.Anonymous(this="datediff", expressions=[end, start])
 
 
+def _list_position(node: exp.Expression) -> exp.Expression:
+    # Spark's array_position answers 0 where DuckDB's list_position answers NULL
+    found = exp.Anonymous(this="array_position", expressions=node.expressions)
+    return exp.Nullif(this=found, expression=exp.Literal.number(0))
+
+
+def _index_from_one(node: exp.Expression) -> exp.Expression:
+    """A lambda's index argument counts from 1 in DuckDB and from 0 in Spark."""
+    function = node.expression
+    if not isinstance(function, exp.Lambda) or len(function.expressions) < 2:
+        return node
+    index = function.expressions[1].name
+
+    def shift(inner: exp.Expression) -> exp.Expression:
+        if isinstance(inner, exp.Identifier | exp.Column) and inner.name == index and not getattr(inner, "table", ""):
+            if isinstance(inner, exp.Identifier) and not isinstance(inner.parent, exp.Lambda | exp.Column):
+                return exp.paren(exp.Add(this=exp.to_identifier(index), expression=exp.Literal.number(1)))
+            if isinstance(inner, exp.Column):
+                return exp.paren(exp.Add(this=exp.column(index), expression=exp.Literal.number(1)))
+        return inner
+
+    function.set("this", function.this.transform(shift))
+    return node
+
+
 # DuckDB's functions that sqlglot passes through by name, as Spark spells them
 _SPARK_FUNCTIONS = {
+    "list_position": _list_position,
     "error": lambda node: exp.Anonymous(this="raise_error", expressions=node.expressions),
     "timezone": _at_utc,
     "try_strptime": _try_strptime,
 }
 # ... and those sqlglot knows but writes for Spark as DuckDB's
 _SPARK_FORMS = {
+    exp.ArrayFilter: _index_from_one,
+    exp.Transform: _index_from_one,
     exp.RegexpFullMatch: _full_match,
     exp.DateDiff: _days_between,
 }
