@@ -246,7 +246,7 @@ def _in_sequence(a: str, b: str) -> str:
     (…65 and …56, 9 or more apart) remain a typo."""
     prefix, number = "'^(.*?)[0-9]+$'", "'[0-9]+$'"
     return (
-        f"coalesce(left({a}, -1) = left({b}, -1) OR (regexp_extract({a}, {prefix}, 1) = regexp_extract({b}, {prefix}, 1) "
+        f"coalesce(left({a}, length({a}) - 1) = left({b}, length({b}) - 1) OR (regexp_extract({a}, {prefix}, 1) = regexp_extract({b}, {prefix}, 1) "
         f"AND abs(try_cast(regexp_extract({a}, {number}) AS BIGINT) - try_cast(regexp_extract({b}, {number}) AS BIGINT)) <= 5), "
         "false)"
     )

@@ -24,7 +24,7 @@ from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.plan import EntityPlan, Source
 from cdm_assets.domain.sql import TableName, quote_ident
 from cdm_assets.domain.vocabulary import CUSTOMER_FIELDS, DATE_FIELDS
-from cdm_assets.domain.warehouse import row_count, table_columns, table_exists
+from cdm_assets.domain.warehouse import is_duckdb, row_count, table_columns, table_exists
 
 # Canonical text fields read from a source; `birth_date` is parsed separately.
 TEXT_FIELDS = tuple(field for field in CUSTOMER_FIELDS if field not in DATE_FIELDS)
@@ -79,7 +79,9 @@ def customer_records(
         params |= {f"{prefix}source": name, f"{prefix}precedence": source.precedence}
         params |= {f"{prefix}phone_region": source.phone_region}
         among = (ids or {}).get(name)
-        selects.append(_source_sql(prefix, table, source, column_types, fields, identifiers, keyed, keys, among))
+        selects.append(
+            _source_sql(prefix, table, source, column_types, fields, identifiers, keyed, keys, among, is_duckdb(con))
+        )
         if keyed and keys is None:
             params[f"{prefix}first_key"] = first_key
             first_key += row_count(con, table)
@@ -97,6 +99,7 @@ def _source_sql(
     keyed: bool,
     keys: TableName | None = None,
     among: str | None = None,
+    row_ids: bool = True,
 ) -> str:
     def text(field: str) -> str:
         mapping = source.fields.get(field)
@@ -140,15 +143,18 @@ def _source_sql(
         columns.append(f"{_identifier(column, column_types)} AS {quote_ident('id_' + name)}")
         typed = "false" if column is None else _typed(column, column_types.get(column, "VARCHAR"))
         columns.append(f"{typed} AS {quote_ident('_id_' + name + '_typed')}")
+    # DuckDB joins the numbers back on its row ids; an engine without them on the record ids
+    # (unique in a raw table: the raw load quarantines duplicates)
+    row_of = (lambda alias: f"{alias}rowid") if row_ids else (lambda alias: _record_id_sql(source, alias))
     if keys is None:
         numbered = f"""
-            SELECT rowid AS key_rowid,
+            SELECT {row_of("")} AS key_rowid,
                    CAST(${prefix}first_key + row_number() OVER (ORDER BY {record_id}) - 1 AS BIGINT) AS record_key
             FROM {table.sql}
         """
     else:
         numbered = f"""
-            SELECT t.rowid AS key_rowid, k.record_key FROM {table.sql} t
+            SELECT {row_of("t.")} AS key_rowid, k.record_key FROM {table.sql} t
             JOIN {keys.sql} k ON k.source = ${prefix}source AND k.source_record_id = {_record_id_sql(source, "t.")}
         """
     # the window is applied over the parsed date, so the date is parsed once
@@ -157,7 +163,7 @@ def _source_sql(
                {_birth_date_key(plausible)} AS birth_date_key FROM (
         SELECT {", ".join(columns)}, keys.record_key
         FROM {table.sql}
-        JOIN ({numbered}) AS keys ON keys.key_rowid = {table.sql}.rowid{chosen}
+        JOIN ({numbered}) AS keys ON keys.key_rowid = {row_of(table.sql + ".")}{chosen}
         )
     """
 

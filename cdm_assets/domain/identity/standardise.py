@@ -120,9 +120,9 @@ def _capitalised(word: str) -> str:
     """Upper-case the first letter of each hyphen part; after "o'" / "d'" as well (O'Brien)."""
     return (
         f"array_to_string(list_transform(string_split({word}, '-'), lambda part: "
-        f"CASE WHEN part[2:2] = '''' AND length(part) > 2 "
-        f"THEN upper(part[1]) || '''' || upper(part[3]) || substring(part, 4) "
-        f"ELSE upper(part[1]) || substring(part, 2) END), '-')"
+        f"CASE WHEN substr(part, 2, 1) = '''' AND length(part) > 2 "
+        f"THEN upper(substr(part, 1, 1)) || '''' || upper(substr(part, 3, 1)) || substring(part, 4) "
+        f"ELSE upper(substr(part, 1, 1)) || substring(part, 2) END), '-')"
     )
 
 
@@ -136,7 +136,7 @@ def name_cased(expr: str, *, surname: bool) -> str:
     any particle typed in lower case stays so ("de la Fontaine").
     """
     particle_rule = (
-        f"WHEN i < len(string_split({expr}, ' ')) AND (lower(word) IN {sql_list(LOWER_CASE_PARTICLES)} "
+        f"WHEN i < array_length(string_split({expr}, ' ')) AND (lower(word) IN {sql_list(LOWER_CASE_PARTICLES)} "
         f"OR (word = lower(word) AND word IN {sql_list(NAME_PARTICLES)})) THEN lower(word) "
         if surname
         else ""
@@ -322,7 +322,7 @@ def postcode(text_expr: str, key_expr: str, country_expr: str) -> str:
         pattern, tail, separator = POSTCODE_FORMATS[code]
         return (
             f"CASE WHEN regexp_full_match({key_expr}, {sql_string(pattern)}) "
-            f"THEN left({key_expr}, -{tail}) || {sql_string(separator)} || right({key_expr}, {tail}) END"
+            f"THEN left({key_expr}, length({key_expr}) - {tail}) || {sql_string(separator)} || right({key_expr}, {tail}) END"
         )
 
     typed = text_expr

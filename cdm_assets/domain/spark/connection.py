@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from sqlglot import exp
 
 from cdm_assets.domain.spark import dialect
 from cdm_assets.domain.spark.dialect import UnsupportedStatement, parquet_table, render
+from cdm_assets.domain.spark.functions import register_functions
 from cdm_assets.domain.spark.storage import ParquetStorage
 from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH
 
@@ -115,6 +117,7 @@ class SparkWarehouse:
 
     def __init__(self, spark, root: str) -> None:
         self.spark = spark
+        register_functions(spark)
         self.storage = ParquetStorage(spark, root.rstrip("/"))
         self._scratch = f"{self.storage.root}/_scratch/{PROCESS_TOKEN}_{uuid.uuid4().hex[:8]}"
         self._scratch_tables: set[str] = set()
@@ -484,6 +487,8 @@ def spark_session(master: str, conf: Mapping[str, object] | None = None):
     import os
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python functions run in worker processes: the same interpreter (and packages) as this one
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(master).appName("cdm")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import sqlglot
@@ -89,6 +90,11 @@ def replace_tables(tree: exp.Expression, place: Callable[[exp.Table], exp.Expres
     ctes = cte_names(tree)
 
     def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and node.args.get("db"):
+            # `"raw"."crm".crm_id`: the table read keeps its name as its alias (below)
+            node.set("db", None)
+            node.set("catalog", None)
+            return node
         if not isinstance(node, exp.Table) or not node.name or isinstance(node.this, exp.Func):
             return node
         if not node.db and node.name in ctes:
@@ -166,8 +172,70 @@ def _index_from_one(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _named_groups(node: exp.RegexpExtract) -> exp.Expression:
+    """`regexp_extract(text, pattern, ['a', 'b'])`, a struct of the named groups in DuckDB,
+    as a struct of one extraction per group."""
+    names = node.args.get("group")
+    if not isinstance(names, exp.Array):
+        return node
+    fields: list[exp.Expression] = []
+    for number, name in enumerate(names.expressions, start=1):
+        group = exp.RegexpExtract(
+            this=node.this.copy(), expression=node.expression.copy(), group=exp.Literal.number(number)
+        )
+        fields += [name.copy(), group]
+    return exp.Anonymous(this="named_struct", expressions=fields)
+
+
+def _hash(node: exp.Expression) -> exp.Expression:
+    """DuckDB's 64-bit `hash` as Spark's `xxhash64`: the values differ between engines, so the
+    domain keeps them to grouping and change detection; a row (`hash(r)`) as a struct of it."""
+    relations = {
+        source.alias_or_name
+        for source in node.root().find_all(exp.Table, exp.Subquery, exp.CTE)
+        if source.alias_or_name
+    }
+    arguments = [
+        exp.Struct(expressions=[exp.Column(this=exp.Star(), table=exp.to_identifier(a.name))])
+        if isinstance(a, exp.Column) and not a.table and a.name in relations
+        else a
+        for a in node.expressions
+    ]
+    return exp.Anonymous(this="xxhash64", expressions=arguments)
+
+
+def _java_replacement(text: str, whole: int) -> str:
+    """A DuckDB (RE2) replacement as Java writes it: `\\0` (the match) → `$<whole>`, `\\n` →
+    `$<whole + n>`, a literal `$` escaped."""
+    escaped = text.replace("$", "\\$")
+    return re.sub(r"\\(\d)", lambda m: f"${whole + int(m.group(1))}", escaped)
+
+
+def _regexp_replace(node: exp.RegexpReplace) -> exp.Expression:
+    """DuckDB replaces the first match unless the options say `g`; Spark replaces every match.
+    The first alone: the pattern anchored after the shortest prefix, which is put back."""
+    options = node.args.get("modifiers")
+    flags = options.this if isinstance(options, exp.Literal) else ""
+    if set(flags) - set("gi"):
+        raise UnsupportedStatement(f"regexp_replace options {flags!r} on Spark")
+    pattern, replacement = node.expression, node.args.get("replacement")
+    if not (isinstance(pattern, exp.Literal) and isinstance(replacement, exp.Literal)):
+        raise UnsupportedStatement(f"regexp_replace with a computed pattern on Spark: {node.sql(dialect=READ)}")
+    case = "(?i)" if "i" in flags else ""
+    if "g" in flags:
+        spark_pattern, spark_replacement = case + pattern.this, _java_replacement(replacement.this, 0)
+    else:
+        spark_pattern = f"^{case}(?s:(.*?))({pattern.this})"
+        spark_replacement = "$1" + _java_replacement(replacement.this, 2)
+    return exp.RegexpReplace(
+        this=node.this, expression=exp.Literal.string(spark_pattern), replacement=exp.Literal.string(spark_replacement)
+    )
+
+
 # DuckDB's functions that sqlglot passes through by name, as Spark spells them
 _SPARK_FUNCTIONS = {
+    "hash": _hash,
+    "strip_accents": lambda node: exp.Anonymous(this="cdm_strip_accents", expressions=node.expressions),
     "list_position": _list_position,
     "error": lambda node: exp.Anonymous(this="raise_error", expressions=node.expressions),
     "timezone": _at_utc,
@@ -175,6 +243,8 @@ _SPARK_FUNCTIONS = {
 }
 # ... and those sqlglot knows but writes for Spark as DuckDB's
 _SPARK_FORMS = {
+    exp.RegexpReplace: _regexp_replace,
+    exp.RegexpExtract: _named_groups,
     exp.ArrayFilter: _index_from_one,
     exp.Transform: _index_from_one,
     exp.RegexpFullMatch: _full_match,
@@ -184,6 +254,8 @@ _SPARK_FORMS = {
 
 def render(tree: exp.Expression) -> str:
     def retype(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+            node.set("materialized", None)  # a hint to DuckDB's planner; Spark plans its own way
         if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
             # Spark's TIMESTAMP is without time zone in cdm's sessions (`spark_session`)
             return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_LTZ")
@@ -195,8 +267,20 @@ def render(tree: exp.Expression) -> str:
         form = _SPARK_FORMS.get(type(node))
         return form(node) if form is not None else node
 
-    # one pass each: a transform does not look inside the node it has just replaced
-    return tree.transform(retype).transform(rename).sql(dialect=WRITE)
+    return _children_first(_children_first(tree, retype), rename).sql(dialect=WRITE)
+
+
+def _children_first(tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
+    """`fun` applied to every node, a node's arguments before the node (so a node that is
+    replaced has its own arguments rewritten already)."""
+    for node in reversed(list(tree.walk(bfs=False))):
+        new = fun(node)
+        if new is not node:
+            if node is tree:
+                tree = new
+            else:
+                node.replace(new)
+    return tree
 
 
 def spell_out_replace(tree: exp.Expression, columns_of: Callable[[str], list[str]]) -> exp.Expression:
