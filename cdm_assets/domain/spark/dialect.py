@@ -18,6 +18,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
+from cdm_assets.domain.spark.functions import spark_names
+
 READ, WRITE = "duckdb", "spark"
 
 
@@ -234,8 +236,11 @@ def _regexp_replace(node: exp.RegexpReplace) -> exp.Expression:
 
 # DuckDB's functions that sqlglot passes through by name, as Spark spells them
 _SPARK_FUNCTIONS = {
+    **{  # those cdm registers as Python functions (`functions.py`)
+        duckdb_name: lambda node, name=spark_name: exp.Anonymous(this=name, expressions=node.expressions)
+        for duckdb_name, spark_name in spark_names().items()
+    },
     "hash": _hash,
-    "strip_accents": lambda node: exp.Anonymous(this="cdm_strip_accents", expressions=node.expressions),
     "list_position": _list_position,
     "error": lambda node: exp.Anonymous(this="raise_error", expressions=node.expressions),
     "timezone": _at_utc,
@@ -243,6 +248,9 @@ _SPARK_FUNCTIONS = {
 }
 # ... and those sqlglot knows but writes for Spark as DuckDB's
 _SPARK_FORMS = {
+    exp.JarowinklerSimilarity: lambda node: exp.Anonymous(
+        this=spark_names()["jaro_winkler_similarity"], expressions=[node.this, node.expression]
+    ),
     exp.RegexpReplace: _regexp_replace,
     exp.RegexpExtract: _named_groups,
     exp.ArrayFilter: _index_from_one,
