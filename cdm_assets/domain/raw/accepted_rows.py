@@ -14,8 +14,7 @@ import duckdb
 
 from cdm_assets.domain.plan import Source
 from cdm_assets.domain.privacy.suppression import Suppressed, text_suppressed_sql
-from cdm_assets.domain.raw.land_file import RAW_STAGE
-from cdm_assets.domain.raw.landed import LandingError
+from cdm_assets.domain.raw.landed import RAW_STAGE, LandingError
 from cdm_assets.domain.sql import TableName, create_table, quote_ident, sql_string
 
 

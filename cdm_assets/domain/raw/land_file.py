@@ -15,14 +15,12 @@ import pyarrow as pa
 
 from cdm_assets.domain.plan import Source
 from cdm_assets.domain.privacy.suppression import Suppressed, row_suppressed_sql
+from cdm_assets.domain.raw.accepted_rows import create_rejects_table
 from cdm_assets.domain.raw.delimited import read_delimited
 from cdm_assets.domain.raw.json_lines import json_lines_select, read_json_lines, reject_bad_json_lines
-from cdm_assets.domain.raw.landed import LandedFile, LandingError
-from cdm_assets.domain.sql import TableName, quote_ident, sql_string
-from cdm_assets.domain.warehouse import arrow_views, create_table_as
-
-RAW_STAGE = "raw"
-
+from cdm_assets.domain.raw.landed import RAW_STAGE, LandedFile, LandingError
+from cdm_assets.domain.sql import SCRATCH, TableName, quote_ident, sql_string
+from cdm_assets.domain.warehouse import arrow_views, create_table_as, is_duckdb
 
 # Canonical fields whose values are about one per record.
 _NEAR_UNIQUE_FIELDS = ("email", "phone", "postcode", "occurred_at", "anonymous_id")
@@ -54,6 +52,8 @@ def land_file(
     returns the file's rows in, counted without the parser, and the rows left out
     because they carry an identifier of an erased person (given the warehouse's
     `suppression_salt`; None when nobody was erased)."""
+    if not is_duckdb(con):
+        return _land_file_read_by_duckdb(con, name, source, path, landed, rejects, columns, suppression_salt)
     file_format = source.file_format
     params = [str(path)]
     if file_format == "parquet":
@@ -78,29 +78,74 @@ def land_file(
             )
         else:
             select = _delimited_select(landed_file.rows.schema)
-    suppressed = 0
     try:
-        described = con.execute(f"DESCRIBE {select}", params).fetchall()
-        if file_format == "parquet":
-            _require_columns_in_file(source, path, [row[0] for row in described])
-        if suppression_salt is not None:  # an erased person's rows never reach a table
-            present = {row[0] for row in described}
-            suppressed_when = row_suppressed_sql(source, Suppressed(suppression_salt), present)
-            counted = f"SELECT count(*) FROM ({select}) WHERE {suppressed_when}"
-            suppressed = con.execute(counted, params).fetchall()[0][0]
-            select = f"SELECT * FROM ({select}) WHERE NOT {suppressed_when}"
-        if columns.first_file is None:
-            create_table_as(con, landed, select, params, plain_text=near_unique_columns(source))
-        else:
-            columns.widen(con, landed, path, [(row[0], row[1]) for row in described])
-            con.execute(f"INSERT INTO {landed.sql} BY NAME {select}", params)
-        columns.record(path, [(row[0], row[1]) for row in described])
+        _, suppressed = _append(con, source, path, select, params, landed, columns, suppression_salt)
+        return rows_in, suppressed
     except duckdb.Error as error:
         raise LandingError(f"{path}: cannot be loaded: {_without_staging_names(str(error), landed, name)}") from None
     finally:
         if file_format != "parquet":
             con.unregister("landed_file")
+
+
+def _land_file_read_by_duckdb(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: Source,
+    path: Path,
+    landed: TableName,
+    rejects: TableName,
+    columns: ColumnOrigins,
+    suppression_salt: str | None,
+) -> tuple[int, int]:
+    """`land_file` on another engine (Spark): an embedded DuckDB reads the file, with the
+    parser, encodings and rejects of a DuckDB warehouse, and its rows and rejects are handed
+    to the engine, which takes out an erased person's rows and appends the rest."""
+    reader = duckdb.connect()
+    try:
+        read, read_rejects = TableName(SCRATCH, "landed"), TableName(SCRATCH, "rejects")
+        create_rejects_table(reader, read_rejects)
+        rows_in, _ = land_file(reader, name, source, path, read, read_rejects, ColumnOrigins())
+        rows = reader.sql(f"SELECT * FROM {read.sql}").to_arrow_table()
+        rejected = reader.sql(f"SELECT * FROM {read_rejects.sql}").to_arrow_table()
+    finally:
+        reader.close()
+    with arrow_views(con, {"landed_rows": rows, "landed_rejects": rejected}):
+        if rejected.num_rows:
+            con.execute(f"INSERT INTO {rejects.sql} BY NAME SELECT * FROM landed_rejects")
+        _, suppressed = _append(con, source, path, "SELECT * FROM landed_rows", None, landed, columns, suppression_salt)
     return rows_in, suppressed
+
+
+def _append(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    path: Path,
+    select: str,
+    params: list[str] | None,
+    landed: TableName,
+    columns: ColumnOrigins,
+    suppression_salt: str | None,
+) -> tuple[int, int]:
+    """Append the rows of `select` (one file's) to `landed`, but an erased person's; returns
+    (0, the rows left out for that)."""
+    suppressed = 0
+    described = con.execute(f"DESCRIBE {select}", params).fetchall()
+    if source.file_format == "parquet":
+        _require_columns_in_file(source, path, [row[0] for row in described])
+    if suppression_salt is not None:  # an erased person's rows never reach a table
+        present = {row[0] for row in described}
+        suppressed_when = row_suppressed_sql(source, Suppressed(suppression_salt), present)
+        counted = f"SELECT count(*) FROM ({select}) WHERE {suppressed_when}"
+        suppressed = con.execute(counted, params).fetchall()[0][0]
+        select = f"SELECT * FROM ({select}) WHERE NOT {suppressed_when}"
+    if columns.first_file is None:
+        create_table_as(con, landed, select, params, plain_text=near_unique_columns(source))
+    else:
+        columns.widen(con, landed, path, [(row[0], row[1]) for row in described])
+        con.execute(f"INSERT INTO {landed.sql} BY NAME {select}", params)
+    columns.record(path, [(row[0], row[1]) for row in described])
+    return 0, suppressed
 
 
 class ColumnOrigins:

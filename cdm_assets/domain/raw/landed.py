@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+# the quarantine's stage for rows a raw load rejects
+RAW_STAGE = "raw"
+
 
 class LandingError(ValueError):
     """A landed file cannot be read at all (the message names the file)."""

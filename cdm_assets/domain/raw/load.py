@@ -46,6 +46,7 @@ from cdm_assets.domain.table_versions import TableVersion
 from cdm_assets.domain.warehouse import (
     QuarantineReplacement,
     ensure_quarantine,
+    is_duckdb,
     row_count,
     staged_tables,
     swap_in,
@@ -79,6 +80,8 @@ def load_raw_sources(
     """
     ensure_quarantine(con)  # once, before the loads race to create it
     swap_lock = threading.Lock()
+    if not is_duckdb(con):  # another engine's session is one connection: loads take turns
+        concurrent = 1
 
     def load(name: str) -> RawLoadReport:
         cursor = con.cursor()

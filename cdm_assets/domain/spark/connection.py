@@ -262,6 +262,13 @@ class SparkWarehouse:
             self._write_defaults(staging, kept)
         self.storage.swap_in(staging, target)
 
+    def _rewrite(self, frame, schema: str, name: str) -> SparkResult:
+        """`frame` as the table's new version; the result is how many rows it gained or lost,
+        as DuckDB answers an INSERT or DELETE (Parquet's footers count the rows)."""
+        before = self._read(schema, name).count()
+        self._write(frame, schema, name)
+        return _count(abs(self._read(schema, name).count() - before))
+
     def _read(self, schema: str, name: str):
         path = self.table_path(schema, name)
         if not self.storage.exists(path):
@@ -340,8 +347,7 @@ class SparkWarehouse:
                 )
                 chosen.append(f"CAST({value} AS {field.dataType.simpleString()}) AS `{field.name}`")
         appended = existing.unionByName(incoming.selectExpr(*chosen))
-        self._write(appended, schema, name)
-        return _nothing(self)
+        return self._rewrite(appended, schema, name)
 
     def _delete(self, tree: exp.Delete) -> SparkResult:
         target = tree.this
@@ -359,8 +365,7 @@ class SparkWarehouse:
             kept = base.where(exp.not_(exp.Exists(this=matched)))
         else:
             kept = base.where(exp.not_(exp.func("coalesce", condition.this.copy(), exp.false())))
-        self._write(self.frame(kept), schema, name)
-        return _nothing(self)
+        return self._rewrite(self.frame(kept), schema, name)
 
     def _update(self, tree: exp.Update) -> SparkResult:
         target = tree.this
@@ -389,9 +394,17 @@ class SparkWarehouse:
             else exp.column(exp.to_identifier(c, quoted=True), table=alias)
             for c in columns
         ]  # fmt: skip
-        query.set("expressions", selected)
-        self._write(self.frame(query), schema, name)
-        return _nothing(self)
+        changed = exp.alias_(
+            exp.Case(ifs=[exp.If(this=hit.copy(), true=exp.true())], default=exp.false()), "_cdm_updated"
+        )
+        query.set("expressions", [*selected, changed])
+        frame = self.frame(query).cache()
+        try:
+            updated = frame.where("_cdm_updated").count()
+            self._write(frame.drop("_cdm_updated"), schema, name)
+        finally:
+            frame.unpersist()
+        return _count(updated)
 
     def _alter(self, tree: exp.Alter) -> SparkResult:
         target = tree.this
@@ -447,7 +460,10 @@ class SparkWarehouse:
             self._scratch_tables.discard(target.name)
 
     def _describe(self, tree: exp.Describe) -> SparkResult:
-        frame = self.frame(tree.this)
+        described = tree.this
+        if isinstance(described, exp.Table):
+            described = exp.select("*").from_(described)
+        frame = self.frame(described)
         rows = [(f.name, duckdb_type(f.dataType.simpleString()), "YES", None, None, None) for f in frame.schema.fields]
         import pyarrow as pa
 
@@ -459,6 +475,12 @@ def _nothing(connection: SparkWarehouse) -> SparkResult:
     import pyarrow as pa
 
     return SparkResult(pa.table({}))
+
+
+def _count(rows: int) -> SparkResult:
+    import pyarrow as pa
+
+    return SparkResult(pa.table({"Count": pa.array([rows], pa.int64())}))
 
 
 def _ignored(connection: SparkWarehouse, tree: exp.Expression) -> SparkResult:

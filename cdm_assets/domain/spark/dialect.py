@@ -234,6 +234,24 @@ def _regexp_replace(node: exp.RegexpReplace) -> exp.Expression:
     )
 
 
+def _to_json(node: exp.Expression) -> exp.Expression:
+    """DuckDB's to_json keeps a struct's NULL fields (`"phone":null`); Spark's drops them unless told."""
+    options = exp.Anonymous(
+        this="map", expressions=[exp.Literal.string("ignoreNullFields"), exp.Literal.string("false")]
+    )
+    return exp.Anonymous(this="to_json", expressions=[*node.expressions[:1], options])
+
+
+def _try(node: exp.Try) -> exp.Expression:
+    """DuckDB's try(e): NULL where e fails. Spark's casts and functions give NULL already (ANSI
+    mode off, `spark_session`); decoding bytes does not fail but replaces bad ones, so a decode
+    is checked for valid UTF-8 instead."""
+    inner = node.this
+    if isinstance(inner, exp.Decode):
+        return exp.Anonymous(this="try_validate_utf8", expressions=[exp.cast(inner.this, "STRING")])
+    return inner
+
+
 # DuckDB's functions that sqlglot passes through by name, as Spark spells them
 _SPARK_FUNCTIONS = {
     **{  # those cdm registers as Python functions (`functions.py`)
@@ -241,6 +259,7 @@ _SPARK_FUNCTIONS = {
         for duckdb_name, spark_name in spark_names().items()
     },
     "hash": _hash,
+    "to_json": _to_json,
     "list_position": _list_position,
     "error": lambda node: exp.Anonymous(this="raise_error", expressions=node.expressions),
     "timezone": _at_utc,
@@ -248,6 +267,7 @@ _SPARK_FUNCTIONS = {
 }
 # ... and those sqlglot knows but writes for Spark as DuckDB's
 _SPARK_FORMS = {
+    exp.Try: _try,
     exp.JarowinklerSimilarity: lambda node: exp.Anonymous(
         this=spark_names()["jaro_winkler_similarity"], expressions=[node.this, node.expression]
     ),
