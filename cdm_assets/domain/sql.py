@@ -104,3 +104,23 @@ def create_table(table: TableName) -> str:
 def union_all(selects: Iterable[str]) -> str:
     """SELECTs combined with UNION ALL, each in parentheses (a LIMIT in one stays its own)."""
     return " UNION ALL ".join(f"({select})" for select in selects)
+
+
+def sample_hash(*values: str) -> str:
+    """A pseudo-random text of the SQL `values` that every engine computes alike (the hex
+    digits of an MD5), for the samples a match model learns from: DuckDB and Spark draw
+    the same records, so they train the same model. (DuckDB's `hash` is its own.)"""
+    return f"md5(concat_ws('|', {', '.join(f'CAST({v} AS VARCHAR)' for v in values)}))"
+
+
+def in_sample(threshold_param: str, *values: str) -> str:
+    """True for a share of the rows, drawn by `sample_hash` of `values`; the parameter
+    `threshold_param` holds `sample_threshold(share)`."""
+    return f"left({sample_hash(*values)}, 8) < ${threshold_param}"
+
+
+def sample_threshold(share: float) -> str:
+    """The value of `in_sample`'s parameter for a share 0..1 of the rows."""
+    if share >= 1:
+        return "g"  # above every hex digit: all rows
+    return f"{max(0, int(share * 16**8)):08x}"

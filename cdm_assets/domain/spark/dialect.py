@@ -280,6 +280,23 @@ _SPARK_FORMS = {
 }
 
 
+def unique_cte_names(tree: exp.Expression) -> exp.Expression:
+    """sqlglot writes every CTE at the top for Spark: two subqueries that each define a
+    `keyed` would clash there, so the CTEs of nested WITH clauses get names of their own."""
+    for number, with_ in enumerate(w for w in tree.find_all(exp.With) if w.parent is not tree):
+        scope = with_.parent
+        renamed = {}
+        for cte in with_.expressions:
+            renamed[cte.alias] = f"{cte.alias}_{number}"
+            cte.set("alias", exp.TableAlias(this=exp.to_identifier(renamed[cte.alias])))
+        for table in scope.find_all(exp.Table):
+            if not table.db and table.name in renamed:
+                alias = table.alias or table.name
+                table.set("this", exp.to_identifier(renamed[table.name]))
+                table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    return tree
+
+
 def render(tree: exp.Expression) -> str:
     def retype(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
@@ -295,7 +312,7 @@ def render(tree: exp.Expression) -> str:
         form = _SPARK_FORMS.get(type(node))
         return form(node) if form is not None else node
 
-    return _children_first(_children_first(tree, retype), rename).sql(dialect=WRITE)
+    return _children_first(_children_first(unique_cte_names(tree), retype), rename).sql(dialect=WRITE)
 
 
 def _children_first(tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:

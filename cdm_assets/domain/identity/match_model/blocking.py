@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cdm_assets.domain.identity.match_keys import key_column
-from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.sql import TableName, in_sample, quote_ident
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,14 @@ class BlockingRule:
     def name(self) -> str:
         return "+".join(self.keys)
 
-    def keyed_sql(self, lookup: TableName, columns: tuple[str, ...] = ("record_key",)) -> str:
+    def keyed_sql(self, lookup: TableName, columns: tuple[str, ...] = ("record_key",), sampled: bool = False) -> str:
         """`columns` of the lookup's records (or rows with its columns) that have every key, with
-        one hash of the keys as their block."""
+        one hash of the keys as their block; with `sampled`, only the blocks whose keys fall in
+        the sample `$sample` (see `sql.in_sample`)."""
         keys = [quote_ident(key_column(key)) for key in self.keys]
         present = " AND ".join(f"{key} IS NOT NULL" for key in keys)
+        if sampled:
+            present += f" AND {in_sample('sample', *keys)}"
         selected = ", ".join(quote_ident(c) for c in columns)
         return f"SELECT {selected}, hash({', '.join(keys)}) AS block FROM {lookup.sql} WHERE {present}"
 
@@ -42,24 +45,24 @@ class BlockingRule:
     ) -> str:
         """SELECT key_a, key_b of the rule's candidate pairs; `$max_records` caps a block.
 
-        With `sampled`, only blocks whose hash falls below `$sample` (a share
-        0..1) take part: a deterministic sample of whole blocks, so that
-        training sees the same pairs on the same data. With `pair_sample`, only
-        pairs whose first record's hash falls below `$pair_share`: each pair
-        with that chance, decided by the pair alone (so every rule keeps the
-        same pairs), and the pairs left out are never formed.
+        With `sampled`, only the blocks whose keys fall in the sample `$sample`
+        (`sql.sample_threshold` of a share) take part: a deterministic sample of
+        whole blocks, so that training sees the same pairs on the same data, on
+        any engine. With `pair_sample`, only the pairs whose first record falls
+        in the sample `$pair_share`: each pair with that chance, decided by the
+        pair alone (so every rule keeps the same pairs), and the pairs left out
+        are never formed.
         """
-        sample = " AND (hash(block) % 1000000) < $sample * 1000000" if sampled else ""
-        pairs = " WHERE (hash(a.record_key) % 1000000) < $pair_share * 1000000" if pair_sample else ""
+        pairs = f" WHERE {in_sample('pair_share', 'a.record_key')}" if pair_sample else ""
         # Blocks are one hash of the keys: a hash collision can only add a
         # candidate pair, which is then scored like any other.
         return f"""
-            WITH keyed AS ({self.keyed_sql(lookup)}),
+            WITH keyed AS ({self.keyed_sql(lookup, sampled=sampled)}),
             blocks AS (
                 SELECT block FROM keyed GROUP BY block HAVING count(*) BETWEEN 2 AND $max_records
             ),
             members AS MATERIALIZED (
-                SELECT keyed.* FROM keyed JOIN blocks USING (block) WHERE true{sample}
+                SELECT keyed.* FROM keyed JOIN blocks USING (block)
             )
             SELECT a.record_key AS key_a, b.record_key AS key_b
             FROM members a JOIN members b ON a.block = b.block AND a.record_key < b.record_key{pairs}

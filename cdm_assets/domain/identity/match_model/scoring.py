@@ -27,7 +27,7 @@ from cdm_assets.domain.identity.match_model.comparisons import (
     relatives_test,
 )
 from cdm_assets.domain.identity.match_model.training import ComparisonParameters
-from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, in_sample, quote_ident, sample_threshold, sql_string
 
 
 @dataclass(frozen=True)
@@ -189,13 +189,13 @@ def first_name_given_surname(
         f"""
         WITH sampled AS (
             SELECT u.* FROM ({usable}) u JOIN ({blocks}) USING (last_name_key)
-            WHERE (hash(u.record_key, 'given-surname') % 1000000) < $share * 1000000
+            WHERE {in_sample("share", "u.record_key", "'given-surname'")}
         )
         SELECT count(*) FILTER (a.first_name_key = b.first_name_key)::DOUBLE, count(*)::DOUBLE
         FROM sampled a JOIN sampled b ON a.last_name_key = b.last_name_key AND a.record_key < b.record_key
         WHERE {birth.gamma_sql()} = {birth.different}
         """,
-        {"max_records": max_records, "share": share},
+        {"max_records": max_records, "share": sample_threshold(share)},
     ).fetchone()
     given = (same + PRIOR_PAIRS * plain) / (pairs + PRIOR_PAIRS)
     return given / plain

@@ -52,7 +52,7 @@ from cdm_assets.domain.identity.match_model.expectation_maximisation import (
     steadied_m,
 )
 from cdm_assets.domain.identity.match_model.u_probabilities import estimate_u, estimate_u_given_surname
-from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.sql import TableName, sample_threshold
 from cdm_assets.domain.warehouse import row_count
 
 # The pooled EM samples this many rules' worth of em_max_pairs from all candidates together.
@@ -116,9 +116,9 @@ def training_patterns(
                 FROM ({rule.pairs_sql(lookup, sampled=True)}) AS pair
                 JOIN {lookup.sql} a ON a.record_key = pair.key_a
                 JOIN {lookup.sql} b ON b.record_key = pair.key_b
-            ) GROUP BY ALL
+            ) GROUP BY ALL ORDER BY {columns}  -- one order on every engine: EM sums alike
             """,
-            {"max_records": max_records, "sample": min(1.0, max_pairs / total)},
+            {"max_records": max_records, "sample": sample_threshold(min(1.0, max_pairs / total))},
         ).fetchnumpy()
         counts = np.asarray(rows.pop("n"), dtype=np.float64)
         matrix = np.column_stack([np.asarray(rows[c.column], dtype=np.int64) for c in comparisons])
@@ -151,9 +151,9 @@ def union_patterns(
             FROM ({union}) AS pair
             JOIN {lookup.sql} a ON a.record_key = pair.key_a
             JOIN {lookup.sql} b ON b.record_key = pair.key_b
-        ) GROUP BY ALL
+        ) GROUP BY ALL ORDER BY {columns}  -- one order on every engine: EM sums alike
         """,
-        {"max_records": max_records, "pair_share": sample},
+        {"max_records": max_records, "pair_share": sample_threshold(sample)},
     ).fetchnumpy()
     counts = np.asarray(rows.pop("n"), dtype=np.float64)
     if not len(counts):

@@ -22,7 +22,7 @@ from cdm_assets.domain.identity.match_model.comparisons import (
     Comparison,
 )
 from cdm_assets.domain.identity.match_model.expectation_maximisation import FLOOR
-from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.sql import TableName, in_sample, sample_hash, sample_threshold
 
 
 def estimate_u(
@@ -31,20 +31,19 @@ def estimate_u(
     """u per comparison level, from random pairs (exact levels from value frequencies)."""
     side = max(2, math.ceil(math.sqrt(sample_pairs)))
     gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in comparisons)
-    counts = ", ".join(f"histogram({c.column}) AS {c.column}" for c in comparisons)
-    # Two deterministic samples of records, crossed: hash order is reproducible.
-    row = con.execute(
+    # Two deterministic samples of records, crossed: the hash order is reproducible, on any engine.
+    histograms = _level_counts(
+        con,
         f"""
-        WITH a AS (SELECT * FROM {lookup.sql} ORDER BY hash(record_key, 'u-a') LIMIT $side),
-             b AS (SELECT * FROM {lookup.sql} ORDER BY hash(record_key, 'u-b') LIMIT $side),
+        WITH a AS (SELECT * FROM {lookup.sql} ORDER BY {sample_hash("record_key", "'u-a'")} LIMIT $side),
+             b AS (SELECT * FROM {lookup.sql} ORDER BY {sample_hash("record_key", "'u-b'")} LIMIT $side),
              pairs AS (SELECT {gammas} FROM a CROSS JOIN b WHERE a.record_key <> b.record_key)
-        SELECT {counts} FROM pairs
         """,
+        [c.column for c in comparisons],
         {"side": side},
-    ).fetchone()
+    )
     u: dict[str, list[float]] = {}
-    for comparison, histogram in zip(comparisons, row):
-        histogram = {int(k): int(v) for k, v in (histogram or {}).items() if int(k) != MISSING}
+    for comparison, histogram in zip(comparisons, histograms):
         compared = sum(histogram.values())
         shares = [
             _with_prior(histogram.get(index, 0), compared, level.typical_u)
@@ -95,25 +94,24 @@ def estimate_u_given_surname(
     # records sampled at share f give about f² of the pairs
     share = min(1.0, math.sqrt(sample_pairs / pairs))
     gammas = ", ".join(f"{c.gamma_sql()} AS {c.column}" for c in shared)
-    counts = ", ".join(f"histogram({c.column}) AS {c.column}" for c in shared)
-    row = con.execute(
+    histograms = _level_counts(
+        con,
         f"""
         WITH sampled AS (
             SELECT r.* FROM {lookup.sql} r JOIN ({blocks}) USING (last_name_key)
-            WHERE r.first_name_root IS NOT NULL AND (hash(r.record_key, 'surname') % 1000000) < $share * 1000000
+            WHERE r.first_name_root IS NOT NULL AND {in_sample("share", "r.record_key", "'surname'")}
         ),
         pairs AS (
             SELECT {gammas} FROM sampled a JOIN sampled b
               ON a.last_name_key = b.last_name_key AND a.record_key < b.record_key
              AND a.first_name_root <> b.first_name_root
         )
-        SELECT {counts} FROM pairs
         """,
-        {"max_records": max_records, "share": share},
-    ).fetchone()
+        [c.column for c in shared],
+        {"max_records": max_records, "share": sample_threshold(share)},
+    )
     given: dict[str, list[float]] = {}
-    for comparison, histogram in zip(shared, row):
-        histogram = {int(k): int(v) for k, v in (histogram or {}).items() if int(k) != MISSING}
+    for comparison, histogram in zip(shared, histograms):
         compared = sum(histogram.values())
         plain = u[comparison.name]
         shares = [
@@ -122,6 +120,22 @@ def estimate_u_given_surname(
         ]
         given[comparison.name] = [min(max(s, FLOOR), 1 - FLOOR) for s in shares]
     return given
+
+
+def _level_counts(con: duckdb.DuckDBPyConnection, pairs: str, columns: list[str], params: dict) -> list[dict[int, int]]:
+    """Per column of the CTE `pairs` (defined by the WITH clause `pairs`), how many pairs
+    reach each level, MISSING aside: one pass, a grouping set per column (levels are
+    never NULL, so a row's one non-NULL level says whose count it is)."""
+    sets = ", ".join(f"({column})" for column in columns)
+    rows = con.execute(
+        f"{pairs} SELECT {', '.join(columns)}, count(*) FROM pairs GROUP BY GROUPING SETS ({sets})", params
+    ).fetchall()
+    histograms: list[dict[int, int]] = [{} for _ in columns]
+    for *levels, pairs_reaching in rows:
+        for histogram, level in zip(histograms, levels):
+            if level is not None and int(level) != MISSING:
+                histogram[int(level)] = int(pairs_reaching)
+    return histograms
 
 
 def _with_prior(agreeing: float, pairs: float, typical_u: float) -> float:
