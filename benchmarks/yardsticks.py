@@ -43,6 +43,7 @@ def sample_config(out: Path) -> Path:
     for source in document["sources"].values():
         source["path"] = str(out / source["path"].removeprefix("../../data/"))
     document["warehouse"]["duckdb_path"] = str(out / "bench.duckdb")
+    document["warehouse"]["spark"] = {"master": "local[2]", "warehouse_dir": str(out / "spark-warehouse")}
     path = out / "cdm.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path

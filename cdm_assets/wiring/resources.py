@@ -1,4 +1,6 @@
-"""The warehouse resource, pointed at the configured DuckDB file."""
+"""The warehouse resource: the configured DuckDB file, or the Spark warehouse
+(`warehouse.engine: spark`). The assets, checks and sensors are the same for both;
+only this resource changes."""
 
 from __future__ import annotations
 
@@ -6,10 +8,13 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from cdm_assets.config import CdmConfig, duckdb_path
+from cdm_assets.config import CdmConfig, ConfigError, duckdb_path
+from cdm_assets.config.loader import ENGINE_ENV, engine, spark_warehouse_dir
 from cdm_assets.domain.warehouse import (
     NO_COMPACTION,
     WarehouseLocked,
@@ -18,7 +23,7 @@ from cdm_assets.domain.warehouse import (
     drop_abandoned_staging_tables,
 )
 
-__all__ = ["WarehouseLocked", "WarehouseResource", "connection_config", "warehouse_resource"]
+__all__ = ["SparkWarehouseResource", "WarehouseLocked", "WarehouseResource", "connection_config", "warehouse_resource"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,48 @@ def connection_config(config: CdmConfig) -> dict:
     return {**CONNECTION_CONFIG, **{name: value for name, value in limits.items() if value is not None}}
 
 
-def warehouse_resource(config: CdmConfig, honour_duckdb_path_env: bool = True) -> WarehouseResource:
+class SparkWarehouseResource(dg.ConfigurableResource):
+    """Connections to the warehouse Spark runs (`warehouse.engine: spark`): every table a
+    Parquet directory under `warehouse_dir`. A step's process keeps one Spark session."""
+
+    master: str
+    warehouse_dir: str
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[object]:
+        from cdm_assets.domain.spark.connection import spark_session, spark_warehouse
+
+        spark = spark_session(self.master, self.conf)
+        with spark_warehouse(spark, self.warehouse_dir) as connection:
+            yield connection
+
+
+def warehouse_resource(
+    config: CdmConfig, honour_duckdb_path_env: bool = True
+) -> WarehouseResource | SparkWarehouseResource:
+    """The resource of the engine in use (`CDM_ENGINE`, else `warehouse.engine`)."""
+    if engine(config, honour_duckdb_path_env) == "spark":
+        return spark_resource(config)
     path = duckdb_path(config, honour_duckdb_path_env)
     path.parent.mkdir(parents=True, exist_ok=True)
     return WarehouseResource(database=str(path), connection_config=connection_config(config))
+
+
+def spark_resource(config: CdmConfig) -> SparkWarehouseResource:
+    try:
+        import pyspark  # noqa: F401
+        import sqlglot  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{config.config_path}: warehouse.engine (or {ENGINE_ENV}) is spark, but pyspark and sqlglot are not "
+            "installed: pip install 'cdm[spark]'"
+        ) from None
+    settings = config.warehouse.spark
+    return SparkWarehouseResource(
+        master=settings.master,
+        warehouse_dir=spark_warehouse_dir(config),
+        conf={
+            key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in settings.conf.items()
+        },
+    )

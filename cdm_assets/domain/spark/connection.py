@@ -33,7 +33,7 @@ from sqlglot import exp
 from cdm_assets.domain.spark import dialect
 from cdm_assets.domain.spark.dialect import UnsupportedStatement, parquet_table, render
 from cdm_assets.domain.spark.functions import register_functions
-from cdm_assets.domain.spark.storage import ParquetStorage
+from cdm_assets.domain.spark.storage import SCRATCH_FOLDER, ParquetStorage
 from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH
 
 _DEFAULTS_FILE = "_cdm_defaults.json"  # hidden from Parquet readers (leading underscore)
@@ -119,7 +119,7 @@ class SparkWarehouse:
         self.spark = spark
         register_functions(spark)
         self.storage = ParquetStorage(spark, root.rstrip("/"))
-        self._scratch = f"{self.storage.root}/_scratch/{PROCESS_TOKEN}_{uuid.uuid4().hex[:8]}"
+        self._scratch = f"{self.storage.root}/{SCRATCH_FOLDER}/{PROCESS_TOKEN}_{uuid.uuid4().hex[:8]}"
         self._scratch_tables: set[str] = set()
         self._views: set[str] = set()
 
@@ -140,6 +140,10 @@ class SparkWarehouse:
     def executemany(self, sql: str, rows: list) -> None:
         for row in rows:
             self.execute(sql, row)
+
+    def cursor(self) -> SparkWarehouse:
+        """Another connection on the same session and warehouse, with scratch tables of its own."""
+        return SparkWarehouse(self.spark, self.storage.root)
 
     def register(self, name: str, table) -> None:
         """A table held in Python (pandas, Arrow) readable under `name`."""

@@ -16,6 +16,7 @@ from cdm_assets.domain.sql import PROCESS_TOKEN, STAGING_PREFIX
 # Files and folders whose names start with `_` or `.` are hidden from Spark's and
 # DuckDB's Parquet readers: the staging and old versions of tables live under them.
 _ASIDE = "_aside"
+SCRATCH_FOLDER = "_scratch"  # each connection's scratch tables, in a folder of its own
 
 
 @dataclass
@@ -39,13 +40,16 @@ class ParquetStorage:
         self._fs.mkdirs(self._path(path))
 
     def folders(self, path: str) -> list[str]:
-        """The names of the folders in `path` that hold a table or a schema (none hidden)."""
+        """The names of the folders in `path` that hold a table or a schema: staging tables
+        included, the versions set aside and the connections' scratch folders not."""
         if not self.exists(path):
             return []
         return sorted(
-            status.getPath().getName()
+            name
             for status in self._fs.listStatus(self._path(path))
-            if status.isDirectory() and not status.getPath().getName().startswith(("_", "."))
+            if status.isDirectory()
+            and not (name := status.getPath().getName()).startswith(".")
+            and name not in (_ASIDE, SCRATCH_FOLDER)
         )
 
     def staging_path(self, schema: str, name: str) -> str:
