@@ -100,3 +100,36 @@ def test_a_swap_replaces_the_table_and_a_failed_build_leaves_it(engines, tmp_pat
     assert sparkling.execute("SELECT id FROM raw.crm ORDER BY id").fetchall() == [(2,), (3,)]
     with pytest.raises(TableMissing, match=r"raw\.gone"):
         sparkling.execute("SELECT * FROM raw.gone")
+
+
+def test_duckdbs_functions_give_duckdbs_values_on_spark(engines):
+    """The idioms the domain uses where Spark's functions differ: string similarities,
+    regexp_replace's first match and back-references, named groups, timestamps with
+    offsets, strptime formats, day differences, list positions and lambda indexes."""
+    both, _, _ = engines
+    texts = (
+        "('Bourgondië, van', 'Bourgondie'), ('martha', 'marhta'), ('', ''), "
+        "('CA', 'ABC'), (NULL, 'x'), ('dixon', 'dicksonx')"
+    )
+    expected, got = both(
+        f"""
+        SELECT a, jaro_winkler_similarity(a, b), jaro_similarity(a, b), damerau_levenshtein(a, b),
+               strip_accents(a), regexp_replace(a, '^(.*), (.*)$', '\\2 \\1'), regexp_replace(a, 'a', 'X'),
+               regexp_replace(a, '[aeiou]', '', 'g'), regexp_replace(a, '(r)(t)', '\\2\\1\\0'),
+               regexp_extract(a, '^(\\w+)\\W*(\\w*)', ['first', 'second']).second,
+               list_position(['martha', 'dixon'], a), list_filter(['x', 'y', 'z'], lambda s, i: i > 1)
+        FROM (VALUES {texts}) AS v(a, b) ORDER BY a NULLS FIRST
+        """
+    )
+    assert got == expected
+    moments = "('2024-03-01T10:00:00+02:00'), ('2024-03-01 10:00'), ('2024-3-1 9:05'), ('01/03/2024'), ('garbage')"
+    expected, got = both(
+        f"""
+        SELECT t, CAST(timezone('UTC', TRY_CAST(t AS TIMESTAMPTZ)) AS TIMESTAMP),
+               CAST(try_strptime(t, '%Y-%m-%d %H:%M') AS TIMESTAMP),
+               date_diff('day', CAST(try_strptime(t, '%Y-%m-%d %H:%M') AS TIMESTAMP), ?::TIMESTAMP)
+        FROM (VALUES {moments}) AS v(t) ORDER BY t
+        """,
+        ["2024-03-05 08:00:00"],
+    )
+    assert got == expected

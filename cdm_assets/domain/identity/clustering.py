@@ -18,8 +18,9 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cdm_assets.domain.sql import TableName, create_table
-from cdm_assets.domain.warehouse import arrow_views
+from cdm_assets.domain.identity.star_contraction import star_components
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table
+from cdm_assets.domain.warehouse import arrow_views, is_duckdb
 
 
 def cluster_labels(record_count: int, key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:
@@ -75,6 +76,9 @@ def build_clusters(
     """Write `clusters` (record_key, cluster: the smallest record key of its component) for
     every record of `lookup`, or for the record keys `records` (a SELECT of record_key) selects;
     every link of a record among those must lie among them."""
+    if not is_duckdb(con):
+        _build_clusters_in_rounds(con, lookup, graph, clusters, records)
+        return
     among = "" if records is None else f" WHERE key_a IN ({records})"
     edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}{among}").to_arrow_table()
     key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
@@ -88,3 +92,24 @@ def build_clusters(
     table = pa.table({"record_key": keys, "cluster": labels})
     with arrow_views(con, {"cluster_labels": table}):
         con.execute(f"{create_table(clusters)} AS SELECT * FROM cluster_labels")
+
+
+def _build_clusters_in_rounds(
+    con: duckdb.DuckDBPyConnection, lookup: TableName, graph: TableName, clusters: TableName, records: str | None
+) -> None:
+    """`build_clusters` where the links stay in the engine (Spark): components in star
+    rounds (`star_contraction.py`), a record without a link its own cluster."""
+    among = "" if records is None else f" WHERE key_a IN ({records})"
+    chosen = f"SELECT record_key FROM {lookup.sql}" if records is None else records
+    labels = TableName(SCRATCH, f"{clusters.name}_components")
+    star_components(con, f"SELECT key_a, key_b FROM {graph.sql}{among}", labels)
+    try:
+        con.execute(
+            f"""
+            {create_table(clusters)} AS
+            SELECT r.record_key, CAST(coalesce(l.component, r.record_key) AS BIGINT) AS cluster
+            FROM ({chosen}) AS r LEFT JOIN {labels.sql} AS l ON l.record_key = r.record_key
+            """
+        )
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {labels.sql}")
