@@ -147,6 +147,8 @@ def quarantine_summary(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, s
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: TableName) -> bool:
+    if not is_duckdb(con):  # another engine's catalog (Spark's folders), asked directly
+        return con.has_table(table.schema, table.name)
     found = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [table.schema, table.name],
@@ -309,6 +311,8 @@ def arrow_views(con: duckdb.DuckDBPyConnection, views: Mapping[str, object]) -> 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: TableName) -> list[tuple[str, str]]:
     """(name, type) of each column, in order; none when there is no such table."""
+    if not is_duckdb(con):
+        return con.columns(table.schema, table.name) if con.has_table(table.schema, table.name) else []
     # a scratch table lives in the temp catalog's main schema
     catalog, schema = ("temp", "main") if table.schema == SCRATCH else (None, table.schema)
     rows = con.execute(

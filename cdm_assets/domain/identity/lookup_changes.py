@@ -166,7 +166,7 @@ def _change_counts(con: duckdb.DuckDBPyConnection, changes: TableName) -> tuple[
     """Records added (a new version only), changed (both) and removed (an old version only)."""
     return con.execute(
         f"""
-        SELECT count(*) FILTER (sides = ['new']), count(*) FILTER (len(sides) = 2), count(*) FILTER (sides = ['old'])
+        SELECT count(*) FILTER (sides = ['new']), count(*) FILTER (array_length(sides) = 2), count(*) FILTER (sides = ['old'])
         FROM (SELECT record_key, list(side ORDER BY side) AS sides FROM {changes.sql} GROUP BY ALL)
         """
     ).fetchall()[0]

@@ -189,21 +189,31 @@ def _named_groups(node: exp.RegexpExtract) -> exp.Expression:
     return exp.Anonymous(this="named_struct", expressions=fields)
 
 
-def _hash(node: exp.Expression) -> exp.Expression:
-    """DuckDB's 64-bit `hash` as Spark's `xxhash64`: the values differ between engines, so the
-    domain keeps them to grouping and change detection; a row (`hash(r)`) as a struct of it."""
+def _as_row(node: exp.Expression) -> exp.Expression:
+    """A bare name of a relation the statement reads (`hash(r)`, `old IS DISTINCT FROM new`):
+    DuckDB takes it for the row as a struct, Spark for a column, so it is spelled `struct(r.*)`."""
+    if not isinstance(node, exp.Column) or node.table:
+        return node
     relations = {
         source.alias_or_name
         for source in node.root().find_all(exp.Table, exp.Subquery, exp.CTE)
         if source.alias_or_name
     }
-    arguments = [
-        exp.Struct(expressions=[exp.Column(this=exp.Star(), table=exp.to_identifier(a.name))])
-        if isinstance(a, exp.Column) and not a.table and a.name in relations
-        else a
-        for a in node.expressions
-    ]
-    return exp.Anonymous(this="xxhash64", expressions=arguments)
+    if node.name not in relations:
+        return node
+    return exp.Struct(expressions=[exp.Column(this=exp.Star(), table=exp.to_identifier(node.name))])
+
+
+def _hash(node: exp.Expression) -> exp.Expression:
+    """DuckDB's 64-bit `hash` as Spark's `xxhash64`: the values differ between engines, so the
+    domain keeps them to grouping and change detection."""
+    return exp.Anonymous(this="xxhash64", expressions=[_as_row(a) for a in node.expressions])
+
+
+def _rows_compared(node: exp.Expression) -> exp.Expression:
+    node.set("this", _as_row(node.this))
+    node.set("expression", _as_row(node.expression))
+    return node
 
 
 def _java_replacement(text: str, whole: int) -> str:
@@ -267,6 +277,8 @@ _SPARK_FUNCTIONS = {
 }
 # ... and those sqlglot knows but writes for Spark as DuckDB's
 _SPARK_FORMS = {
+    exp.NullSafeNEQ: _rows_compared,
+    exp.NullSafeEQ: _rows_compared,
     exp.Try: _try,
     exp.JarowinklerSimilarity: lambda node: exp.Anonymous(
         this=spark_names()["jaro_winkler_similarity"], expressions=[node.this, node.expression]
