@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from cdm_assets.domain.spark.connection import SparkWarehouse, TableMissing
-from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.sql import StatementError, TableName
 from cdm_assets.domain.warehouse import swap_in
 
 pytestmark = pytest.mark.spark
@@ -133,3 +133,11 @@ def test_duckdbs_functions_give_duckdbs_values_on_spark(engines):
         ["2024-03-05 08:00:00"],
     )
     assert got == expected
+
+
+def test_a_statement_spark_cannot_run_names_itself(engines):
+    _, _, sparkling = engines
+    with pytest.raises(StatementError, match=r"Spark: .*no_such_column.*\(in: SELECT no_such_column FROM raw\.crm"):
+        sparkling.execute("SELECT no_such_column FROM raw.crm")
+    with pytest.raises(StatementError, match="cannot read the statement"):
+        sparkling.execute("SELEC 1 FROM")

@@ -27,6 +27,11 @@ PROCESS_TOKEN = uuid.uuid4().hex[:8]
 SCRATCH = "temp"  # the schema of per-connection scratch tables: in memory, never written to the file
 
 
+class StatementError(RuntimeError):
+    """A statement an engine other than DuckDB could not run (DuckDB raises its own
+    `duckdb.Error`); the message says what the engine said and which statement it was."""
+
+
 def quote_ident(name: str) -> str:
     """Quote an identifier for DuckDB; refuses names that cannot be quoted safely."""
     if not name or '"' in name or any(ord(ch) < 32 for ch in name):

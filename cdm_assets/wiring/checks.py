@@ -13,7 +13,7 @@ from cdm_assets.domain.marts.events import EVENTS
 from cdm_assets.domain.marts.transactions import TRANSACTIONS
 from cdm_assets.domain.masking import PreviewPolicy
 from cdm_assets.domain.plan import EntityPlan, EntityTables
-from cdm_assets.domain.sql import TableName
+from cdm_assets.domain.sql import StatementError, TableName
 from cdm_assets.domain.vocabulary import CUSTOMER
 from cdm_assets.wiring.keys import Namespace
 from cdm_assets.wiring.metadata import preview_policy
@@ -242,7 +242,7 @@ def custom_checks(config: CdmConfig, asset_keys: set[dg.AssetKey], ns: Namespace
         def test(con, custom=custom, table=table, index=index) -> data_tests.Outcome:
             try:
                 return data_tests.custom_rows(con, custom.sql, table)
-            except duckdb.Error as error:
+            except (duckdb.Error, StatementError) as error:
                 raise dg.Failure(description=f"checks.custom.{index}.sql ({custom.name}): {error}") from None
 
         factory = blocking_check if custom.blocking else _warning_check

@@ -19,7 +19,7 @@ from cdm_assets.domain.raw.accepted_rows import create_rejects_table
 from cdm_assets.domain.raw.delimited import read_delimited
 from cdm_assets.domain.raw.json_lines import json_lines_select, read_json_lines, reject_bad_json_lines
 from cdm_assets.domain.raw.landed import RAW_STAGE, LandedFile, LandingError
-from cdm_assets.domain.sql import SCRATCH, TableName, quote_ident, sql_string
+from cdm_assets.domain.sql import SCRATCH, StatementError, TableName, quote_ident, sql_string
 from cdm_assets.domain.warehouse import arrow_views, create_table_as, is_duckdb
 
 # Canonical fields whose values are about one per record.
@@ -113,7 +113,14 @@ def _land_file_read_by_duckdb(
     with arrow_views(con, {"landed_rows": rows, "landed_rejects": rejected}):
         if rejected.num_rows:
             con.execute(f"INSERT INTO {rejects.sql} BY NAME SELECT * FROM landed_rejects")
-        _, suppressed = _append(con, source, path, "SELECT * FROM landed_rows", None, landed, columns, suppression_salt)
+        try:
+            _, suppressed = _append(
+                con, source, path, "SELECT * FROM landed_rows", None, landed, columns, suppression_salt
+            )
+        except StatementError as error:
+            raise LandingError(
+                f"{path}: cannot be loaded: {_without_staging_names(str(error), landed, name)}"
+            ) from None
     return rows_in, suppressed
 
 

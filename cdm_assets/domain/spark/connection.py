@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import sqlglot
 from sqlglot import exp
 
 from cdm_assets.domain.spark import dialect
 from cdm_assets.domain.spark.dialect import UnsupportedStatement, parquet_table, render
 from cdm_assets.domain.spark.functions import register_functions
 from cdm_assets.domain.spark.storage import SCRATCH_FOLDER, ParquetStorage
-from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH
+from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH, StatementError
 
 _DEFAULTS_FILE = "_cdm_defaults.json"  # hidden from Parquet readers (leading underscore)
 # Spark's type names as DuckDB names them, for DESCRIBE and information_schema
@@ -54,7 +56,7 @@ _DUCKDB_TYPES = {
 }
 
 
-class TableMissing(LookupError):
+class TableMissing(StatementError, LookupError):
     """A statement names a table the warehouse does not hold."""
 
 
@@ -126,12 +128,21 @@ class SparkWarehouse:
     # -- the DuckDB connection's surface --------------------------------------------------
 
     def execute(self, sql: str, params: object = None) -> SparkResult:
-        tree = dialect.parse(sql, params)
+        from pyspark.errors import PySparkException
+
+        try:
+            tree = dialect.parse(sql, params)
+        except sqlglot.errors.SqlglotError as error:
+            raise StatementError(f"cannot read the statement: {error}") from None
         handler = _HANDLERS.get(type(tree))
-        if handler is not None:
-            return handler(self, tree)
-        if isinstance(tree, exp.Query):
-            return self._result(self.frame(tree))
+        try:
+            if handler is not None:
+                return handler(self, tree)
+            if isinstance(tree, exp.Query):
+                return self._result(self.frame(tree))
+        except PySparkException as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise StatementError(f"Spark: {first_line} (in: {' '.join(sql.split())[:300]})") from error
         raise UnsupportedStatement(f"the Spark engine does not run: {sql.strip()[:200]}")
 
     def sql(self, sql: str, params: object = None) -> SparkResult:
@@ -512,6 +523,8 @@ def spark_session(master: str, conf: Mapping[str, object] | None = None):
     TIMESTAMP), Arrow for moving data to Python; `conf` on top."""
     import os
 
+    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
+        raise StatementError("warehouse.engine is spark, but Spark needs Java 17: no java on PATH and no JAVA_HOME")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python functions run in worker processes: the same interpreter (and packages) as this one
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

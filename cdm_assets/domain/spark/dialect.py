@@ -19,11 +19,12 @@ from sqlglot import exp
 from sqlglot.tokens import TokenType
 
 from cdm_assets.domain.spark.functions import spark_names
+from cdm_assets.domain.sql import StatementError
 
 READ, WRITE = "duckdb", "spark"
 
 
-class UnsupportedStatement(ValueError):
+class UnsupportedStatement(StatementError):
     """A statement the Spark engine does not run (yet); the message names it."""
 
 
