@@ -54,6 +54,25 @@ def run(config_path: Path, engine: str) -> dict:
     return {"success": result.success, "seconds": seconds, "steps": steps, "failed_checks": failed}
 
 
+def rows_on_both(con, schema: str, name: str, directory: Path, skipped: set[str]) -> tuple[list, list]:
+    """The rows of DuckDB's table `schema.name` and of Spark's Parquet `directory`, both
+    sorted, without the `skipped` columns and with doubles to 9 decimals (the JVM and
+    DuckDB may round a logarithm apart in its last bit)."""
+    columns = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+        "ORDER BY column_index",
+        [schema, name],
+    ).fetchall()
+    chosen = ", ".join(
+        f'round("{c}", 9)' if dtype == "DOUBLE" else f'"{c}"' for c, dtype in columns if c not in skipped
+    )
+    mine = con.execute(f'SELECT {chosen} FROM "{schema}"."{name}" ORDER BY ALL').fetchall()
+    theirs = con.execute(
+        f"SELECT {chosen} FROM read_parquet('{directory}/*.parquet', union_by_name = true) ORDER BY ALL"
+    ).fetchall()
+    return mine, theirs
+
+
 def compare(out: Path) -> list[tuple[str, str, int, int]]:
     import duckdb
 
@@ -66,20 +85,7 @@ def compare(out: Path) -> list[tuple[str, str, int, int]]:
             if not directory.exists():
                 rows.append((f"{schema}.{name}", "MISSING on Spark", 0, 0))
                 continue
-            columns = con.execute(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
-                "ORDER BY column_index",
-                [schema, name],
-            ).fetchall()
-            chosen = ", ".join(
-                f'round("{c}", 9)' if dtype == "DOUBLE" else f'"{c}"'
-                for c, dtype in columns
-                if c not in RUN_TIME_COLUMNS
-            )
-            mine = con.execute(f'SELECT {chosen} FROM "{schema}"."{name}" ORDER BY ALL').fetchall()
-            theirs = con.execute(
-                f"SELECT {chosen} FROM read_parquet('{directory}/*.parquet', union_by_name = true) ORDER BY ALL"
-            ).fetchall()
+            mine, theirs = rows_on_both(con, schema, name, directory, RUN_TIME_COLUMNS)
             rows.append((f"{schema}.{name}", "SAME" if mine == theirs else "DIFF", len(mine), len(theirs)))
     finally:
         con.close()

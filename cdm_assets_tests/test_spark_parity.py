@@ -14,6 +14,7 @@ import duckdb
 import pytest
 import yaml
 
+from benchmarks.spark_engine import rows_on_both
 from cdm_assets.config import BUNDLED_CONFIG, load_config
 from cdm_assets.definitions import build_definitions
 from cdm_assets.sample import generate
@@ -43,8 +44,6 @@ CONTRACT_TABLES = {
     "marts.events": (),
     "marts.customer_metrics": ("days_since_last_order",),  # counted to the moment of each run
 }
-# Match weights are logarithms, which DuckDB and the JVM may round apart in the last bit
-DOUBLE_DIGITS = 9
 
 
 @pytest.fixture(scope="module")
@@ -90,19 +89,7 @@ def test_spark_builds_duckdbs_rows(both_engines, table: str):
     schema, name = table.split(".")
     con = duckdb.connect(str(out / "cdm.duckdb"), read_only=True)
     try:
-        columns = con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
-            "ORDER BY column_index",
-            [schema, name],
-        ).fetchall()
-        chosen = ", ".join(
-            f'round("{c}", {DOUBLE_DIGITS})' if dtype == "DOUBLE" else f'"{c}"'
-            for c, dtype in columns
-            if c not in CONTRACT_TABLES[table]
-        )
-        in_duckdb = con.execute(f'SELECT {chosen} FROM "{schema}"."{name}" ORDER BY ALL').fetchall()
-        directory = Path(out, "spark", schema, name)
-        on_spark = con.execute(f"SELECT {chosen} FROM read_parquet('{directory}/*.parquet') ORDER BY ALL").fetchall()
+        in_duckdb, on_spark = rows_on_both(con, schema, name, Path(out, "spark", schema, name), CONTRACT_TABLES[table])
     finally:
         con.close()
     assert in_duckdb, f"{table} is empty: nothing was compared"
