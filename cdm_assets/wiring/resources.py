@@ -71,10 +71,10 @@ class SparkWarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[object]:
-        from cdm_assets.domain.spark.connection import spark_session, spark_warehouse
+        from cdm_assets.domain.spark.connection import SparkWarehouse, spark_session
 
         spark = spark_session(self.master, self.conf)
-        with spark_warehouse(spark, self.warehouse_dir) as connection:
+        with SparkWarehouse(spark, self.warehouse_dir) as connection:
             yield connection
 
 

@@ -26,8 +26,7 @@ import logging
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 import sqlglot
 from sqlglot import exp
@@ -306,7 +305,7 @@ class SparkWarehouse:
         target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
         if kind == "SCHEMA":
             self.storage.make_folder(f"{self.storage.root}/{target.name}")
-            return _nothing(self)
+            return _nothing()
         if kind != "TABLE":
             raise UnsupportedStatement(f"the Spark engine does not create a {kind}: {render(tree)[:200]}")
         temporary = any(isinstance(p, exp.TemporaryProperty) for p in tree.find_all(exp.TemporaryProperty))
@@ -315,13 +314,13 @@ class SparkWarehouse:
             raise UnsupportedStatement(f"a table needs a schema on Spark: {render(tree)[:200]}")
         exists = self.has_table(schema, target.name)
         if exists and tree.args.get("exists"):
-            return _nothing(self)
+            return _nothing()
         if exists and not tree.args.get("replace"):
             raise UnsupportedStatement(f"Table with name {schema}.{target.name} already exists")
         query = tree.expression
         if isinstance(query, exp.Query):
             self._write(self.frame(query), schema, target.name, defaults={})
-            return _nothing(self)
+            return _nothing()
         definitions = [c for c in tree.this.expressions if isinstance(c, exp.ColumnDef)]
         ddl = ", ".join(f"`{c.name}` {c.args['kind'].sql(dialect='spark')}" for c in definitions)
         defaults = {
@@ -331,7 +330,7 @@ class SparkWarehouse:
             if isinstance(constraint.kind, exp.DefaultColumnConstraint)
         }
         self._write(self.spark.createDataFrame([], ddl), schema, target.name, defaults=defaults)
-        return _nothing(self)
+        return _nothing()
 
     def _insert(self, tree: exp.Insert) -> SparkResult:
         target = tree.this
@@ -451,13 +450,13 @@ class SparkWarehouse:
                 self._write(frame.selectExpr("*", f"CAST(NULL AS {dtype}) AS `{action.name}`"), schema, name)
             else:
                 raise UnsupportedStatement(f"the Spark engine does not run: {render(tree)[:200]}")
-        return _nothing(self)
+        return _nothing()
 
     def _drop(self, tree: exp.Drop) -> SparkResult:
         kind = (tree.args.get("kind") or "").upper()
         for target in tree.args.get("tables") or [tree.this]:
             self._drop_one(kind, target, bool(tree.args.get("exists")))
-        return _nothing(self)
+        return _nothing()
 
     def _drop_one(self, kind: str, target: exp.Table, if_exists: bool) -> None:
         if kind == "VIEW" or (kind == "TABLE" and not target.db and target.name in self._views):
@@ -486,7 +485,7 @@ class SparkWarehouse:
         return SparkResult(pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)}))
 
 
-def _nothing(connection: SparkWarehouse) -> SparkResult:
+def _nothing() -> SparkResult:
     import pyarrow as pa
 
     return SparkResult(pa.table({}))
@@ -500,7 +499,7 @@ def _count(rows: int) -> SparkResult:
 
 def _ignored(connection: SparkWarehouse, tree: exp.Expression) -> SparkResult:
     """BEGIN, COMMIT, ROLLBACK (no transactions on Spark) and DuckDB's own settings."""
-    return _nothing(connection)
+    return _nothing()
 
 
 _HANDLERS = {
@@ -547,12 +546,3 @@ def spark_session(master: str, conf: Mapping[str, object] | None = None):
     # a failing statement raises with Spark's message; its JVM stack trace need not be logged too
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     return spark
-
-
-@contextmanager
-def spark_warehouse(spark, root: str) -> Iterator[SparkWarehouse]:
-    connection = SparkWarehouse(spark, root)
-    try:
-        yield connection
-    finally:
-        connection.close()
