@@ -10,19 +10,17 @@ engines where the links do not fit on one machine). It prints the rounds
 beside 2·log2(n), the seconds, and whether the result is one component
 labelled 0.
 
-`--engine spark` runs the very same statements on PySpark (`local[2]`):
-each is written for DuckDB and transpiled with sqlglot, and each table a
+`--engine spark` runs the very same statements through cdm's Spark
+connection (`warehouse.engine: spark`, `--master`, default `local[2]`): each
+is written for DuckDB and rendered for Spark with sqlglot, and each table a
 round writes is a Parquet directory read back, the checkpoint that keeps
-Spark's plans from growing with the rounds. Only this benchmark's small
-adapter stands between the two; cdm itself does not run on Spark yet.
+Spark's plans from growing with the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
-import re
 import sys
 import tempfile
 import time
@@ -40,74 +38,27 @@ from cdm_assets.domain.sql import TableName
 LABELS = TableName("temp", "chain_labels")
 
 
-class _Fetched:
-    def __init__(self, rows: list) -> None:
-        self.rows = rows
+def _spark_warehouse(master: str, folder: Path):
+    """cdm's own Spark connection (`cdm_assets/domain/spark/`): Parquet tables under `folder`."""
+    from cdm_assets.domain.spark.connection import SparkWarehouse, spark_session
 
-    def fetchone(self) -> tuple | None:
-        return tuple(self.rows[0]) if self.rows else None
-
-
-class SparkStatements:
-    """Runs DuckDB-dialect statements on a Spark session: `CREATE [TEMP] TABLE x AS ...`
-    writes x as Parquet and reads it back as a view, `DROP TABLE IF EXISTS x` drops
-    the view, anything else is a query."""
-
-    def __init__(self, spark, folder: Path) -> None:
-        self.spark, self.folder = spark, folder
-
-    def _spark_sql(self, sql: str) -> str:
-        import sqlglot
-
-        return sqlglot.transpile(sql.replace('"temp".', ""), read="duckdb", write="spark")[0]
-
-    def execute(self, sql: str, params: object = None) -> _Fetched | None:
-        created = re.match(r'\s*CREATE (?:TEMP )?TABLE (?:"temp"\.)?"?(\w+)"? AS\s*(.*)', sql, re.S)
-        if created:
-            name, select = created.groups()
-            path = str(self.folder / name)
-            self.spark.sql(self._spark_sql(select)).write.mode("overwrite").parquet(path)
-            self.spark.read.parquet(path).createOrReplaceTempView(name)
-            return None
-        dropped = re.match(r'\s*DROP TABLE IF EXISTS (?:"temp"\.)?"?(\w+)"?', sql)
-        if dropped:
-            self.spark.catalog.dropTempView(dropped.group(1))
-            return None
-        return _Fetched(self.spark.sql(self._spark_sql(sql)).collect())
-
-
-def _spark_session():
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return SparkWarehouse(spark_session(master), str(folder))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
+    parser.add_argument("--master", default="local[2]", help="the Spark master with --engine spark")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cdm-chain-") as folder:
-        spark = _spark_session() if args.engine == "spark" else None
-        con = SparkStatements(spark, Path(folder)) if spark is not None else duckdb.connect()
+        on_spark = args.engine == "spark"
+        con = _spark_warehouse(args.master, Path(folder)) if on_spark else duckdb.connect()
         print(f"{args.engine}: {'records':>10} {'order':<10} {'rounds':>6} {'2·log2(n)':>9} {'seconds':>8}  result")
         for n in args.records:
             for order in ("ascending", "random"):
                 keys = np.arange(n) if order == "ascending" else np.random.default_rng(42).permutation(n)
-                if spark is not None:
-                    links = pd.DataFrame({"key_a": keys[:-1], "key_b": keys[1:]}, dtype="int64")
-                    spark.createDataFrame(links).createOrReplaceTempView("chain")
-                else:
-                    con.register("chain", {"key_a": keys[:-1], "key_b": keys[1:]})
+                con.register("chain", pd.DataFrame({"key_a": keys[:-1], "key_b": keys[1:]}, dtype="int64"))
                 started = time.perf_counter()
                 run = star_components(con, "SELECT key_a, key_b FROM chain", LABELS)
                 seconds = time.perf_counter() - started
@@ -121,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{result}"
                 )
                 con.execute(f"DROP TABLE IF EXISTS {LABELS.sql}")
-        if spark is not None:
-            spark.stop()
+        con.close()
     return 0
 
 

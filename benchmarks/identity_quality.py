@@ -128,7 +128,7 @@ def score_labels(con: duckdb.DuckDBPyConnection, labels, prefix: str) -> dict:
     con.execute(
         f"""
         CREATE OR REPLACE TABLE identity.customer_id_map AS
-        SELECT l.source, l.source_record_id, '{prefix}' || r.cluster AS customer_id
+        SELECT l.source, l.source_record_id, '{prefix}' || r.cluster AS customer_id, r.cluster
         FROM identity.source_lookup l JOIN reference_labels r USING (record_key)
         """
     )

@@ -19,6 +19,15 @@ materialize -m cdm_assets --select '*'` in its own process (start-up and
 definitions included), first, on a fresh warehouse. `--customers-only` keeps
 only the customer sources in the config, as for data without transaction or
 event feeds.
+
+`--engine spark` runs the same materialisation with `warehouse.engine: spark`
+(`--master`, default `local[2]`; `--spark-conf key=value` adds session
+settings, e.g. `spark.driver.memory=12g`) and also prints the star rounds the
+Customer IDs' clustering took. Peak memory then counts the JVM and Spark's
+Python workers too (every process under the run's). Quality is scored by
+DuckDB reading Spark's Parquet tables; the Splink reference is left out.
+
+    python benchmarks/run.py --persons 100000 --engine spark --spark-conf spark.driver.memory=12g
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -48,22 +58,32 @@ BASELINE_KEYS = (
 
 
 class RssSampler(threading.Thread):
-    """Samples this process's resident memory and CPU time every few milliseconds."""
+    """Samples this process's resident memory and CPU time every few milliseconds; with
+    `descendants`, the memory of every process it started too (a JVM, Python workers)."""
 
-    def __init__(self, interval: float = 0.02):
+    def __init__(self, interval: float = 0.02, descendants: bool = False):
         super().__init__(daemon=True)
         self.interval = interval
+        self.descendants = descendants
         # (time, rss bytes, this process's cpu seconds, (machine busy ticks, idle ticks))
         self.samples: list[tuple[float, int, float, tuple[int, int]]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
+        ticks = os.sysconf("SC_CLK_TCK")
         while not self._halt.is_set():
-            with open("/proc/self/statm") as statm:
-                rss = int(statm.read().split()[1]) * page
-            cpu = os.times()
-            self.samples.append((time.time(), rss, cpu.user + cpu.system, _machine_ticks()))
+            if self.descendants:
+                tree = _process_tree(os.getpid())
+                rss = sum(_resident_pages(pid) for pid in tree) * page
+                # a worker that ended takes its CPU time with it: a lower bound
+                cpu_seconds = sum(_cpu_ticks(pid) for pid in tree) / ticks
+            else:
+                with open("/proc/self/statm") as statm:
+                    rss = int(statm.read().split()[1]) * page
+                cpu = os.times()
+                cpu_seconds = cpu.user + cpu.system
+            self.samples.append((time.time(), rss, cpu_seconds, _machine_ticks()))
             time.sleep(self.interval)
 
     def stop(self) -> None:
@@ -88,6 +108,45 @@ class RssSampler(threading.Thread):
         """CPU seconds (user + system, all threads) spent between two times."""
         inside = [cpu for t, _, cpu, _ in self.samples if start <= t <= end]
         return inside[-1] - inside[0] if len(inside) > 1 else 0.0
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                # the command in parentheses may hold spaces: the parent id follows its closing one
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        children.setdefault(parent, []).append(int(entry))
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        tree.append(pid)
+        queue.extend(children.get(pid, ()))
+    return tree
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User and system clock ticks `pid` has run (all threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _resident_pages(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _machine_ticks() -> tuple[int, int]:
@@ -138,16 +197,50 @@ def step_times(events) -> dict[str, dict[str, float]]:
     return steps
 
 
+def duckdb_over_parquet(warehouse_dir: Path):
+    """An in-memory DuckDB holding a copy of each Parquet table directory Spark wrote at
+    `<warehouse_dir>/<schema>/<table>/` as `schema.table` (tables, not views: the
+    references replace the id map with theirs to score it)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    for schema in sorted(p for p in warehouse_dir.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema.name}"')
+        for table in sorted(p for p in schema.iterdir() if p.is_dir() and any(p.glob("*.parquet"))):
+            con.execute(
+                f'CREATE TABLE "{schema.name}"."{table.name}" AS '
+                f"SELECT * FROM read_parquet('{table}/*.parquet', union_by_name = true)"
+            )
+    return con
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def clustering_rounds(events) -> int | None:
+    """The star rounds the Customer IDs' clustering reported (Spark), None where it reported none."""
+    for event in events:
+        if event.is_dagster_event and event.dagster_event.event_type_value == "ASSET_MATERIALIZATION":
+            metadata = event.dagster_event.event_specific_data.materialization.metadata
+            if "clustering_rounds" in metadata:
+                return metadata["clustering_rounds"].value
+    return None
+
+
 def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> None:
     import dagster as dg
     import duckdb
 
     from cdm_assets.config import load_config
+    from cdm_assets.config.loader import engine
     from cdm_assets.definitions import build_definitions
 
     config = load_config(config_path)
     defs = build_definitions(config)
-    sampler = RssSampler()
+    on_spark = engine(config) == "spark"
+    sampler = RssSampler(interval=0.2, descendants=True) if on_spark else RssSampler()
     sampler.start()
     started = time.time()
     with dg.DagsterInstance.ephemeral() as instance:
@@ -196,11 +289,18 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
             }
         )
         return
-    warehouse = config.resolve(config.warehouse.duckdb_path)
-    con = duckdb.connect(str(warehouse))
-    con.execute("SET enable_progress_bar = false")
-    in_use = con.execute("SELECT used_blocks * block_size FROM pragma_database_size()").fetchall()[0][0]
-    file_mb = (warehouse.stat().st_size / 2**20, in_use / 2**20)  # before the references add their tables
+    if on_spark:
+        from cdm_assets.config.loader import spark_warehouse_dir
+
+        directory = Path(spark_warehouse_dir(config))
+        con = duckdb_over_parquet(directory)
+        file_mb = (_folder_bytes(directory) / 2**20,) * 2
+    else:
+        warehouse = config.resolve(config.warehouse.duckdb_path)
+        con = duckdb.connect(str(warehouse))
+        con.execute("SET enable_progress_bar = false")
+        in_use = con.execute("SELECT used_blocks * block_size FROM pragma_database_size()").fetchall()[0][0]
+        file_mb = (warehouse.stat().st_size / 2**20, in_use / 2**20)  # before the references add their tables
     load_truth(con, truth_path)
     quality = scores(con)
     counts = {
@@ -239,6 +339,8 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
             "baseline": baseline,
             "baseline_peak_mb": baseline_peak_mb,
             "splink": splink,
+            "engine": "spark" if on_spark else "duckdb",
+            "clustering_rounds": clustering_rounds(events),
         }
     )
 
@@ -292,7 +394,7 @@ def in_child(config_path: Path, truth_path: Path, with_splink: bool) -> dict:
     process = context.Process(target=measure, args=(config_path, truth_path, with_splink, queue))
     process.start()
     try:
-        return queue.get(timeout=3600)
+        return queue.get(timeout=6 * 3600)  # Spark at a million persons and more takes hours on two cores
     finally:
         process.join()
 
@@ -320,6 +422,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="configure only the customer sources (no transaction or event feeds), as in data that has no others",
     )
+    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb", help="warehouse.engine for the run")
+    parser.add_argument("--master", default="local[2]", help="warehouse.spark.master with --engine spark")
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting for the session with --engine spark (repeatable), e.g. spark.driver.memory=12g",
+    )
     parser.add_argument(
         "--cli",
         action="store_true",
@@ -329,10 +440,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.data is not None and len(args.persons) != 1:
         parser.error("--data takes one --persons value: the size the data was generated with")
+    if args.engine == "spark" and args.cli:
+        parser.error("--cli times the DuckDB warehouse only; leave it out with --engine spark")
+    spark_conf = dict(setting.split("=", 1) for setting in args.spark_conf if "=" in setting)
+    if len(spark_conf) != len(args.spark_conf):
+        parser.error("--spark-conf takes KEY=VALUE")
     from cdm_assets.sample import generate
 
-    with_splink = not args.no_splink and splink_available()
-    if not args.no_splink and not with_splink:
+    with_splink = not args.no_splink and args.engine == "duckdb" and splink_available()
+    if not args.no_splink and args.engine == "duckdb" and not with_splink:
         print("Splink reference skipped: splink is not installed (pip install '.[bench]')")
 
     for persons in args.persons:
@@ -345,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
             document = yaml.safe_load(config_path.read_text())
             if args.memory_limit:
                 document["warehouse"]["memory_limit"] = args.memory_limit
+            document["warehouse"]["engine"] = args.engine
+            document["warehouse"]["spark"].update(master=args.master, conf=spark_conf)
             if args.customers_only:
                 document["sources"] = {
                     name: source for name, source in document["sources"].items() if source.get("entity") == "customer"
@@ -353,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             read_landing_files(out)
             cli_seconds = time_cli(config_path, Path(tmp)) if args.cli else None
             (out / "bench.duckdb").unlink(missing_ok=True)
+            shutil.rmtree(out / "spark-warehouse", ignore_errors=True)
             result = in_child(config_path, out / "truth" / "customer_records.parquet", with_splink)
             result["cli_seconds"] = cli_seconds
         if not result["success"]:
@@ -366,7 +485,13 @@ def main(argv: list[str] | None = None) -> int:
             f"\n{persons:,} persons: {counts['identity.source_lookup']:,} customer records, "
             f"{counts['marts.transactions']:,} transactions, {counts['marts.events']:,} events "
             f"({generated_in}{', memory limit ' + args.memory_limit if args.memory_limit else ''}); "
-            f"run {'succeeded' if result['success'] else 'FAILED'}"
+            f"engine {result['engine']}"
+            + (
+                f" ({args.master}{''.join(f', {k}={v}' for k, v in spark_conf.items())})"
+                if args.engine == "spark"
+                else ""
+            )
+            + f"; run {'succeeded' if result['success'] else 'FAILED'}"
         )
         print(f"{'step':<48}{'seconds':>9}{'peak MB':>9}{'cpu s':>9}")
         for step, (seconds, peak, cpu) in sorted(result["steps"].items(), key=lambda item: -item[1][0]):
@@ -385,10 +510,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}{result['cpu_seconds']:>9.2f}"
         )
         print(f"{'identity step (lookup + model + graph + ids)':<48}{identity:>9.2f}")
+        if result["clustering_rounds"] is not None:
+            print(f"clustering: {result['clustering_rounds']} star rounds")
         if result["cli_seconds"] is not None:
             print(f"{'dagster asset materialize --select * (command line)':<48}{result['cli_seconds']:>9.2f}")
         file_mb, in_use_mb = result["warehouse_mb"]
-        print(f"warehouse file {file_mb:,.0f} MB, {in_use_mb:,.0f} MB of it in use (the rest is free for the next run)")
+        if result["engine"] == "spark":
+            print(f"warehouse directory {file_mb:,.0f} MB of Parquet")
+        else:
+            print(
+                f"warehouse file {file_mb:,.0f} MB, {in_use_mb:,.0f} MB of it in use (the rest is free for the next run)"
+            )
         print(f"{'':<24}{'pairP':>8}{'pairR':>8}{'pairF1':>8}{'B3F1':>8}{'largest':>8}{'seconds':>9}{'peak MB':>9}")
         print(quality_row("cdm identity", result["quality"], identity, identity_peak))
         print(

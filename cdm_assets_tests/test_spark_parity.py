@@ -83,6 +83,18 @@ def test_every_asset_and_check_runs_on_spark_with_duckdbs_outcome(both_engines):
     assert counts["spark"] == counts["duckdb"]
 
 
+def test_spark_reports_the_star_rounds_its_clustering_took(both_engines):
+    _, results = both_engines
+    id_map = {
+        engine: materialization_metadata(result)["identity/customer_id_map"] for engine, result in results.items()
+    }
+    assert "clustering_rounds" not in id_map["duckdb"]  # union-find in memory: no rounds
+    rounds = id_map["spark"]["clustering_rounds"].value
+    clustered = id_map["spark"]["records_clustered"].value
+    # a sample's clusters are small: a few rounds, far below 2·log2 of the records
+    assert 1 <= rounds <= 2 * clustered.bit_length()
+
+
 @pytest.mark.parametrize("table", sorted(CONTRACT_TABLES))
 def test_spark_builds_duckdbs_rows(both_engines, table: str):
     out, _ = both_engines

@@ -101,3 +101,22 @@ def test_a_truth_file_without_its_columns_is_refused_naming_the_file(tmp_path, c
     with pytest.raises(SystemExit):
         identity_quality.main(["--config", str(stick.config_path), "--truth", str(labelled), "--no-splink"])
     assert f"{labelled}: the truth file has no column record_id, person_id" in capsys.readouterr().err
+
+
+def test_a_reference_clustering_is_scored_as_cdms_own_ids_are():
+    from benchmarks.identity_quality import score_labels
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA identity")
+    con.execute(
+        "CREATE TABLE identity.source_lookup AS SELECT * FROM (VALUES "
+        "('crm', 'c1', 0), ('crm', 'c2', 1), ('shop', 's1', 2), ('shop', 's2', 3)) t(source, source_record_id, record_key)"
+    )
+    con.execute(
+        "CREATE TEMP TABLE truth AS SELECT * FROM (VALUES "
+        "('crm', 'c1', 'ann'), ('shop', 's1', 'ann'), ('crm', 'c2', 'bob'), ('shop', 's2', 'cy')) t(source, record_id, person_id)"
+    )
+    right = score_labels(con, pd.DataFrame({"record_key": [0, 1, 2, 3], "cluster": [7, 8, 7, 9]}), "r")
+    assert (right["pair_f1"], right["customers"], right["largest_cluster"]) == (1.0, 3, 2)
+    lumped = score_labels(con, pd.DataFrame({"record_key": [0, 1, 2, 3], "cluster": [5, 5, 5, 5]}), "l")
+    assert (lumped["pair_precision"], lumped["pair_recall"], lumped["largest_cluster"]) == (1 / 6, 1.0, 4)

@@ -36,7 +36,8 @@ class SparkConfig(StrictModel):
     """Where Spark runs and keeps the warehouse, for `warehouse.engine: spark`."""
 
     # `local[*]` runs Spark inside the step's process on every core; a cluster's master URL
-    # (`spark://host:7077`, `yarn`) or `sc://host` (Spark Connect) runs it there
+    # (`spark://host:7077`, `yarn`) runs it there. Spark Connect (`sc://`) is not supported:
+    # the tables are swapped through the session's JVM
     master: str = "local[*]"
     # every table a Parquet directory <warehouse_dir>/<schema>/<table>/; any path Hadoop
     # reads (a folder, `hdfs://`, `s3a://`), a relative one taken from the config's folder

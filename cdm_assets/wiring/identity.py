@@ -323,6 +323,12 @@ def entity_ids_asset(config: CdmConfig, entity: EntityPlan, ns: Namespace) -> dg
                 "records_changed": assignment.records_changed,
                 # the records clustered again: every record, or those of the clusters a batch touched
                 "records_clustered": assignment.records_clustered,
+                # on an engine that clusters in star rounds (Spark), how many it took
+                **(
+                    {"clustering_rounds": assignment.clustering_rounds}
+                    if assignment.clustering_rounds is not None
+                    else {}
+                ),
                 "cluster_size_distribution": dg.MetadataValue.json({str(k): v for k, v in sizes.items()}),
                 **size_buckets(sizes),
                 "largest_clusters": dg.MetadataValue.table(

@@ -122,10 +122,11 @@ def cluster_touched(
     touched: TouchedClusters,
     clusters: TableName,
     recorded: RecordedChanges | None = None,
-) -> None:
+) -> int | None:
     """Fill `touched` and write `clusters` (record_key, cluster) for the records of the
     touched clusters and the new records: every record whose cluster may differ from the map's.
-    With `recorded`, the changes are read from it, not found by comparing whole tables."""
+    With `recorded`, the changes are read from it, not found by comparing whole tables.
+    Returns the star rounds clustering took, as `build_clusters` does."""
     lookup, graph, id_map = tables.lookup, tables.graph, tables.id_map
     links_state = clustered_links_table(tables)
     if recorded is not None:
@@ -172,4 +173,4 @@ def cluster_touched(
         SELECT record_key FROM {touched.keyed_apart.sql} WHERE in_lookup
         """
     )
-    build_clusters(con, lookup, graph, clusters, records=f"SELECT record_key FROM {touched.records.sql}")
+    return build_clusters(con, lookup, graph, clusters, records=f"SELECT record_key FROM {touched.records.sql}")

@@ -72,13 +72,13 @@ def build_clusters(
     graph: TableName,
     clusters: TableName,
     records: str | None = None,
-) -> None:
+) -> int | None:
     """Write `clusters` (record_key, cluster: the smallest record key of its component) for
     every record of `lookup`, or for the record keys `records` (a SELECT of record_key) selects;
-    every link of a record among those must lie among them."""
+    every link of a record among those must lie among them. Returns the star rounds it took
+    where the links stay in the engine, None where they are clustered in memory at once."""
     if not is_duckdb(con):
-        _build_clusters_in_rounds(con, lookup, graph, clusters, records)
-        return
+        return _build_clusters_in_rounds(con, lookup, graph, clusters, records)
     among = "" if records is None else f" WHERE key_a IN ({records})"
     edges = con.sql(f"SELECT key_a, key_b FROM {graph.sql}{among}").to_arrow_table()
     key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
@@ -92,17 +92,18 @@ def build_clusters(
     table = pa.table({"record_key": keys, "cluster": labels})
     with arrow_views(con, {"cluster_labels": table}):
         con.execute(f"{create_table(clusters)} AS SELECT * FROM cluster_labels")
+    return None
 
 
 def _build_clusters_in_rounds(
     con: duckdb.DuckDBPyConnection, lookup: TableName, graph: TableName, clusters: TableName, records: str | None
-) -> None:
+) -> int:
     """`build_clusters` where the links stay in the engine (Spark): components in star
     rounds (`star_contraction.py`), a record without a link its own cluster."""
     among = "" if records is None else f" WHERE key_a IN ({records})"
     chosen = f"SELECT record_key FROM {lookup.sql}" if records is None else records
     labels = TableName(SCRATCH, f"{clusters.name}_components")
-    star_components(con, f"SELECT key_a, key_b FROM {graph.sql}{among}", labels)
+    rounds = star_components(con, f"SELECT key_a, key_b FROM {graph.sql}{among}", labels).rounds
     try:
         con.execute(
             f"""
@@ -113,3 +114,4 @@ def _build_clusters_in_rounds(
         )
     finally:
         con.execute(f"DROP TABLE IF EXISTS {labels.sql}")
+    return rounds

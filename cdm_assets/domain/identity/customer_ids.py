@@ -71,6 +71,7 @@ class IdAssignment:
     settled: int = 0  # customers whose records are exactly those of one customer before (same id, no history)
     records_changed: int = 0  # records whose id changed, new records and records gone included
     records_clustered: int = 0  # records clustered in this run: all, or those of the clusters a batch touched
+    clustering_rounds: int | None = None  # star rounds, where the engine clusters in rounds (Spark); None: at once
 
 
 def assign_customer_ids(

@@ -8,7 +8,7 @@ holds the summaries both report.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -85,20 +85,21 @@ def assign_ids_from_graph(
     with staged_tables(con, *scratch, *(touched.tables if touched else ())) as staging:
         clusters, made_by_overrides = staging[:2]
         if touched is None:
-            build_clusters(con, tables.lookup, tables.graph, clusters)
+            rounds = build_clusters(con, tables.lookup, tables.graph, clusters)
             everyone = clusters.sql
         else:
             touched = TouchedClusters(*staging[2:])
-            cluster_touched(con, tables, touched, clusters, recorded)
+            rounds = cluster_touched(con, tables, touched, clusters, recorded)
             everyone = (
                 f"(SELECT record_key, cluster FROM {tables.id_map.sql} WHERE NOT ({touched.previous_rows()}) "
                 f"UNION ALL SELECT record_key, cluster FROM {clusters.sql})"
             )
         clusters_made_by_overrides(con, tables.graph, tables.cut_links, everyone, made_by_overrides)
-        return assign_customer_ids(
+        assignment = assign_customer_ids(
             con, tables.lookup, clusters, tables, now=now, made_by_overrides=made_by_overrides, touched=touched,
             built_from=inputs.now,
         )  # fmt: skip
+    return replace(assignment, clustering_rounds=rounds)
 
 
 @dataclass
