@@ -219,6 +219,21 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def graph_numbers(events) -> dict[str, int]:
+    """The identity graph's links per rule and the match model's pair counts (`links/...`,
+    `model/...` in its materialisation's metadata)."""
+    for event in events:
+        if event.is_dagster_event and event.dagster_event.event_type_value == "ASSET_MATERIALIZATION":
+            materialization = event.dagster_event.event_specific_data.materialization
+            if materialization.asset_key.to_user_string() == "identity/identity_graph":
+                return {
+                    key: entry.value
+                    for key, entry in materialization.metadata.items()
+                    if key.startswith(("links/", "model/"))
+                }
+    return {}
+
+
 def clustering_rounds(events) -> int | None:
     """The star rounds the Customer IDs' clustering reported (Spark), None where it reported none."""
     for event in events:
@@ -341,6 +356,7 @@ def measure(config_path: Path, truth_path: Path, with_splink: bool, queue) -> No
             "splink": splink,
             "engine": "spark" if on_spark else "duckdb",
             "clustering_rounds": clustering_rounds(events),
+            "graph_numbers": graph_numbers(events),
         }
     )
 
@@ -510,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'total (materialize, all assets and checks)':<48}{result['total_seconds']:>9.2f}{result['peak_mb']:>9.0f}{result['cpu_seconds']:>9.2f}"
         )
         print(f"{'identity step (lookup + model + graph + ids)':<48}{identity:>9.2f}")
+        if result["graph_numbers"]:
+            print("identity graph: " + ", ".join(f"{key} {value:,}" for key, value in result["graph_numbers"].items()))
         if result["clustering_rounds"] is not None:
             print(f"clustering: {result['clustering_rounds']} star rounds")
         if result["cli_seconds"] is not None:

@@ -141,3 +141,27 @@ def test_a_statement_spark_cannot_run_names_itself(engines):
         sparkling.execute("SELECT no_such_column FROM raw.crm")
     with pytest.raises(StatementError, match="cannot read the statement"):
         sparkling.execute("SELEC 1 FROM")
+
+
+def test_cannot_link_drops_duckdbs_weak_links_with_the_components_found_in_rounds(engines):
+    from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
+
+    both, duck, sparkling = engines
+    both('CREATE SCHEMA IF NOT EXISTS "identity"')
+    both(
+        "CREATE TABLE identity.lookup AS SELECT * FROM (VALUES (0, DATE '1980-01-01'), (1, NULL), "
+        "(2, DATE '1990-02-02'), (3, DATE '1970-01-01'), (4, DATE '1970-01-01'), (5, NULL)) AS v(record_key, birth_date)"
+    )
+    # 0-1-2 joins two birth dates on weak links; 3-4 agrees; 4-5 and 0-2 rest on strong links
+    both(
+        "CREATE TABLE identity.links AS SELECT * FROM (VALUES (0, 1, 1, true), (1, 2, 1, true), (3, 4, 1, true), "
+        "(4, 5, 2, false), (0, 2, 0, false)) AS v(key_a, key_b, rule_order, weak)"
+    )
+    lookup, links = TableName("identity", "lookup"), TableName("identity", "links")
+    dropped = [
+        drop_weak_links_in_conflict(con, lookup, links, {"birth_date": "birth_date"}, {"birth_date": [1]})
+        for con in (duck, sparkling)
+    ]
+    assert dropped == [2, 2]
+    kept, on_spark = both("SELECT key_a, key_b FROM identity.links ORDER BY ALL")
+    assert kept == on_spark == [(0, 2), (3, 4), (4, 5)]

@@ -10,21 +10,24 @@ missing name) of a rule with that key under `must_not_differ` is dropped.
 Links on equal names and identifiers stay, so one person's records stay
 together; what the weak links joined falls apart where it conflicts.
 
-Vectorised: components with scipy (only those holding a weak link are
-checked), the conflict test as one GROUP BY in DuckDB (`min <> max`).
+Vectorised: components with scipy on DuckDB, in star rounds where the links
+stay in the engine (Spark); only those holding a weak link are checked, the
+conflict test as one GROUP BY (`min <> max`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from cdm_assets.domain.identity.clustering import cluster_labels, key_space
-from cdm_assets.domain.sql import TableName, quote_ident
-from cdm_assets.domain.warehouse import arrow_views, row_count
+from cdm_assets.domain.identity.star_contraction import star_components
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.warehouse import arrow_views, is_duckdb, row_count
 
 _MEMBERS = "_cdm_cannot_link_members"
 
@@ -45,18 +48,6 @@ def drop_weak_links_in_conflict(
     """
     if not key_values:
         return 0
-    record_count = key_space(con, lookup)
-    edges = con.sql(f"SELECT key_a, key_b, weak FROM {links.sql}").to_arrow_table()
-    key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
-    key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
-    weak = edges.column("weak").to_numpy(zero_copy_only=False).astype(bool, copy=False)
-    if not weak.any():
-        return 0
-    labels = cluster_labels(record_count, key_a, key_b)
-    holds_weak_link = np.zeros(int(labels.max()) + 1, dtype=bool)
-    holds_weak_link[labels[key_a[weak]]] = True
-    suspects = np.flatnonzero(holds_weak_link[labels])
-    members = pa.table({"record_key": suspects, "component": labels[suspects]})
     flags = {column: f"_conflict_{index}" for index, column in enumerate(key_values)}
     values = ", ".join(f"{expression} AS {quote_ident(column)}" for column, expression in key_values.items())
     conflicts = ", ".join(
@@ -66,14 +57,16 @@ def drop_weak_links_in_conflict(
         f"(links.rule_order IN ({', '.join(str(int(o)) for o in rule_orders[column])}) AND conflicted.{flag})"
         for column, flag in flags.items()
     )
-    with arrow_views(con, {_MEMBERS: members}):
+    with _suspects(con, lookup, links) as members:
+        if members is None:
+            return 0
         before = row_count(con, links)
         con.execute(
             f"""
             DELETE FROM {links.sql} AS links USING (
                 WITH members AS (
                     SELECT m.record_key, m.component, {values}
-                    FROM {_MEMBERS} m JOIN {lookup.sql} USING (record_key)
+                    FROM {members} m JOIN {lookup.sql} USING (record_key)
                 )
                 SELECT members.record_key, conflicts.*
                 FROM members
@@ -84,3 +77,50 @@ def drop_weak_links_in_conflict(
         )
         after = row_count(con, links)
     return before - after
+
+
+@contextmanager
+def _suspects(con: duckdb.DuckDBPyConnection, lookup: TableName, links: TableName) -> Iterator[str | None]:
+    """The records (record_key, component) of the components of `links` that hold a weak
+    link, as a table name to read while the block runs; None when no link is weak. DuckDB
+    finds the components in memory with scipy; an engine whose links need not fit on one
+    machine (Spark) finds them in star rounds where the links are."""
+    if not is_duckdb(con):
+        yield from _suspects_in_rounds(con, links)
+        return
+    edges = con.sql(f"SELECT key_a, key_b, weak FROM {links.sql}").to_arrow_table()
+    key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
+    key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
+    weak = edges.column("weak").to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    if not weak.any():
+        yield None
+        return
+    labels = cluster_labels(key_space(con, lookup), key_a, key_b)
+    holds_weak_link = np.zeros(int(labels.max()) + 1, dtype=bool)
+    holds_weak_link[labels[key_a[weak]]] = True
+    suspects = np.flatnonzero(holds_weak_link[labels])
+    with arrow_views(con, {_MEMBERS: pa.table({"record_key": suspects, "component": labels[suspects]})}):
+        yield _MEMBERS
+
+
+def _suspects_in_rounds(con: duckdb.DuckDBPyConnection, links: TableName) -> Iterator[str | None]:
+    if not con.execute(f"SELECT count(*) FROM {links.sql} WHERE weak").fetchone()[0]:
+        yield None
+        return
+    labels, members = (TableName(SCRATCH, f"{_MEMBERS}_{part}") for part in ("labels", "suspects"))
+    try:
+        star_components(con, f"SELECT key_a, key_b FROM {links.sql}", labels)
+        con.execute(
+            f"""
+            {create_table(members)} AS
+            SELECT record_key, component FROM {labels.sql}
+            WHERE component IN (
+                SELECT l.component FROM {links.sql} AS links JOIN {labels.sql} AS l ON l.record_key = links.key_a
+                WHERE links.weak
+            )
+            """
+        )
+        yield members.sql
+    finally:
+        for table in (labels, members):
+            con.execute(f"DROP TABLE IF EXISTS {table.sql}")
