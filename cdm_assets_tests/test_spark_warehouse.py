@@ -165,3 +165,27 @@ def test_cannot_link_drops_duckdbs_weak_links_with_the_components_found_in_round
     assert dropped == [2, 2]
     kept, on_spark = both("SELECT key_a, key_b FROM identity.links ORDER BY ALL")
     assert kept == on_spark == [(0, 2), (3, 4), (4, 5)]
+
+
+def test_clusters_a_stewards_overrides_shaped_are_duckdbs_with_groups_found_in_rounds(engines):
+    from cdm_assets.domain.identity.overrides import clusters_made_by_overrides
+
+    both, duck, sparkling = engines
+    both('CREATE SCHEMA IF NOT EXISTS "identity"')
+    # the steward linked 2 and 3 and cut the phone link between 4 and 5
+    both(
+        "CREATE TABLE identity.graph AS SELECT * FROM (VALUES (0, 1, 'email'), (2, 3, 'override')) AS v(key_a, key_b, rule)"
+    )
+    both("CREATE TABLE identity.cut AS SELECT * FROM (VALUES (4, 5, 'phone')) AS v(key_a, key_b, rule)")
+    both(
+        "CREATE TABLE identity.clusters AS SELECT * FROM (VALUES (0, 0), (1, 0), (2, 2), (3, 2), (4, 4), (5, 5), (6, 6)) "
+        "AS v(record_key, cluster)"
+    )
+    graph, cut, made = TableName("identity", "graph"), TableName("identity", "cut"), TableName("identity", "made")
+    shaped = [
+        clusters_made_by_overrides(con, graph, cut, TableName("identity", "clusters").sql, made)
+        for con in (duck, sparkling)
+    ]
+    assert shaped == [3, 3]
+    in_duckdb, on_spark = both("SELECT cluster FROM identity.made ORDER BY cluster")
+    assert in_duckdb == on_spark == [(2,), (4,), (5,)]

@@ -30,8 +30,9 @@ import pyarrow as pa
 
 from cdm_assets.domain.identity.clustering import cluster_labels, key_space
 from cdm_assets.domain.identity.override_file import LINK, UNLINK, Override
-from cdm_assets.domain.sql import TableName, create_table, quote_ident
-from cdm_assets.domain.warehouse import arrow_views, table_columns, table_exists
+from cdm_assets.domain.identity.star_contraction import star_components
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.warehouse import arrow_views, is_duckdb, row_count, table_columns, table_exists
 
 OVERRIDE_RULE = "override"  # the rule label of a link only a steward made
 _OVERRIDES = "_cdm_steward_overrides"
@@ -340,6 +341,8 @@ def clusters_made_by_overrides(
     ).fetchall()[0][0]
     if not touched:
         return 0
+    if not is_duckdb(con):
+        return _clusters_made_in_rounds(con, graph, cut_links, clusters, made)
     final = con.sql(f"SELECT record_key, cluster FROM {clusters}").to_arrow_table()
     keys = final.column("record_key").to_numpy().astype(np.int64, copy=False)
     final_labels = final.column("cluster").to_numpy().astype(np.int64, copy=False)
@@ -363,3 +366,37 @@ def clusters_made_by_overrides(
     with arrow_views(con, {_OVERRIDES: pa.table({"cluster": pa.array(sorted(shaped), pa.int64())})}):
         con.execute(f"INSERT INTO {made.sql} SELECT cluster FROM {_OVERRIDES}")
     return len(shaped)
+
+
+def _clusters_made_in_rounds(
+    con: duckdb.DuckDBPyConnection, graph: TableName, cut_links: TableName, clusters: str, made: TableName
+) -> int:
+    """`clusters_made_by_overrides` where the links stay in the engine (Spark): the groups
+    the graph would give without the steward are found in star rounds, and a cluster is
+    shaped where it holds several such groups or shares one with another cluster."""
+    base = TableName(SCRATCH, f"{made.name}_without_overrides")
+    try:
+        star_components(
+            con,
+            f"SELECT key_a, key_b FROM {graph.sql} WHERE rule <> '{OVERRIDE_RULE}' "
+            f"UNION ALL SELECT key_a, key_b FROM {cut_links.sql} WHERE rule <> '{OVERRIDE_RULE}'",
+            base,
+        )
+        # a record in no link is a group of its own, named by its key (no group's smallest key)
+        con.execute(
+            f"""
+            INSERT INTO {made.sql}
+            WITH groups AS (
+                SELECT DISTINCT f.cluster, coalesce(b.component, f.record_key) AS base_group
+                FROM {clusters} AS f LEFT JOIN {base.sql} AS b ON b.record_key = f.record_key
+            ),
+            joined AS (SELECT cluster FROM groups GROUP BY cluster HAVING count(*) > 1),
+            split AS (SELECT base_group FROM groups GROUP BY base_group HAVING count(*) > 1)
+            SELECT cluster FROM joined
+            UNION
+            SELECT cluster FROM groups WHERE base_group IN (SELECT base_group FROM split)
+            """
+        )
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {base.sql}")
+    return row_count(con, made)
