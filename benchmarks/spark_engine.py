@@ -10,7 +10,8 @@ slowest steps and the checks that failed. DuckDB then reads each of Spark's
 Parquet directories and compares it with its own table of that name, row by
 row (columns holding the time of the run aside, doubles to 9 decimals):
 SAME, or DIFF with both row counts. State tables that hold DuckDB's or Spark's
-own hash values (blocks, input hashes) are expected to differ.
+own hash values (blocks, input hashes) are expected to differ. Last, the
+pairwise precision, recall and F1 of Spark's Customer IDs against DuckDB's.
 """
 
 from __future__ import annotations
@@ -92,6 +93,37 @@ def compare(out: Path) -> list[tuple[str, str, int, int]]:
     return rows
 
 
+def clusterings_agree(warehouse: Path, spark_dir: Path) -> tuple[float, float, float, int]:
+    """Pairwise precision, recall and F1 of the Customer IDs in Spark's `spark_dir` against
+    those in the DuckDB file `warehouse`, over the record pairs that share a customer, and how
+    many pairs DuckDB's ids put together."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        together, duckdb_pairs, spark_pairs = con.execute(
+            """
+            WITH spark AS (SELECT source, source_record_id, customer_id FROM read_parquet(?)),
+            joined AS (
+                SELECT d.customer_id AS d, s.customer_id AS s
+                FROM identity.customer_id_map d JOIN spark s USING (source, source_record_id)
+            ),
+            cells AS (SELECT count(*) AS n FROM joined GROUP BY d, s),
+            by_duckdb AS (SELECT count(*) AS n FROM joined GROUP BY d),
+            by_spark AS (SELECT count(*) AS n FROM joined GROUP BY s)
+            SELECT (SELECT sum(n * (n - 1) / 2) FROM cells), (SELECT sum(n * (n - 1) / 2) FROM by_duckdb),
+                   (SELECT sum(n * (n - 1) / 2) FROM by_spark)
+            """,
+            [str(spark_dir / "identity" / "customer_id_map" / "*.parquet")],
+        ).fetchone()
+    finally:
+        con.close()
+    precision = together / spark_pairs if spark_pairs else 1.0
+    recall = together / duckdb_pairs if duckdb_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1, int(duckdb_pairs or 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, default=1000)
@@ -127,6 +159,11 @@ def main() -> None:
         print("|---|---|---:|---:|")
         for table, verdict, mine, theirs in compare(out):
             print(f"| {table} | {verdict} | {mine:,} | {theirs:,} |")
+        precision, recall, f1, pairs = clusterings_agree(out / "cdm.duckdb", out / "spark-warehouse")
+        print(
+            f"\nSpark's Customer IDs against DuckDB's, pairwise: P {precision:.6f}, R {recall:.6f}, F1 {f1:.6f} "
+            f"({pairs:,} record pairs share a customer in DuckDB's)"
+        )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 import yaml
 
-from benchmarks.spark_engine import rows_on_both
+from benchmarks.spark_engine import clusterings_agree, rows_on_both
 from cdm_assets.config import BUNDLED_CONFIG, load_config
 from cdm_assets.definitions import build_definitions
 from cdm_assets.sample import generate
@@ -106,3 +106,10 @@ def test_spark_builds_duckdbs_rows(both_engines, table: str):
         con.close()
     assert in_duckdb, f"{table} is empty: nothing was compared"
     assert on_spark == in_duckdb
+
+
+def test_spark_and_duckdb_put_the_same_record_pairs_together(both_engines):
+    out, _ = both_engines
+    precision, recall, f1, pairs = clusterings_agree(out / "cdm.duckdb", out / "spark")
+    assert pairs > 100  # customers of several records were compared
+    assert (precision, recall, f1) == (1.0, 1.0, 1.0)

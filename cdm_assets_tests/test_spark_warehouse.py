@@ -189,3 +189,28 @@ def test_clusters_a_stewards_overrides_shaped_are_duckdbs_with_groups_found_in_r
     assert shaped == [3, 3]
     in_duckdb, on_spark = both("SELECT cluster FROM identity.made ORDER BY cluster")
     assert in_duckdb == on_spark == [(2,), (4,), (5,)]
+
+
+def test_a_golden_address_tied_on_every_criterion_is_duckdbs_on_spark(engines):
+    """Engines order a missing part inside a struct apart; the surviving address must not."""
+    from cdm_assets.domain.marts.customers import _surviving_address
+
+    both, _, _ = engines
+    both('CREATE SCHEMA IF NOT EXISTS "marts"')
+    # two records of one loyalty source, same precedence and no update time: the same
+    # street, one without its city; and two addresses that differ in the street alone
+    both(
+        "CREATE TABLE marts.records AS SELECT * FROM (VALUES "
+        "('c1', 3, NULL::TIMESTAMP, 'Kerkstraat 1', '1', '1799 CR', 'Haarlem', NULL), "
+        "('c1', 3, NULL::TIMESTAMP, 'Kerkstraat 1', '1', '1799 CR', NULL, NULL), "
+        "('c2', 3, NULL::TIMESTAMP, NULL, NULL, '7468 LJ', 'Zwolle', NULL), "
+        "('c2', 3, NULL::TIMESTAMP, 'Molenweg 2', '2', '7468 LJ', 'Zwolle', NULL)) "
+        "AS v(customer_id, precedence, updated_at, street, house_number, postcode, city, country)"
+    )
+    chosen = _surviving_address(TableName("marts", "records"), "precedence")
+    in_duckdb, on_spark = both(f"SELECT * FROM ({chosen}) ORDER BY customer_id")
+    assert in_duckdb == [
+        ("c1", "Kerkstraat 1", "1", "1799 CR", "Haarlem", None),
+        ("c2", "Molenweg 2", "2", "7468 LJ", "Zwolle", None),
+    ]
+    assert on_spark == in_duckdb

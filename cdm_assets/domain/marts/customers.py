@@ -417,9 +417,10 @@ def _build_customer_records(
     )
 
 
-def _surviving_value(records: TableName, value: str, rule: str, where: str = "true") -> str:
+def _surviving_value(records: TableName, value: str, rule: str, where: str = "true", tie: str = "value") -> str:
     """Per customer, the surviving one of the distinct non-empty values of `value`
-    (among the records that meet `where`).
+    (among the records that meet `where`); a tie on every criterion goes to the
+    smallest `tie` (an expression over `value`).
 
     Grouping by (customer, value) first makes each criterion an aggregate, so
     the choice is two GROUP BYs instead of a window over every record.
@@ -427,7 +428,7 @@ def _surviving_value(records: TableName, value: str, rule: str, where: str = "tr
     first, second, third = _ORDER[rule]
     return f"""
         SELECT customer_id,
-               arg_min(value, struct_pack(k1 := {first}, k2 := {second}, k3 := {third}, k4 := value)) AS value
+               arg_min(value, struct_pack(k1 := {first}, k2 := {second}, k3 := {third}, k4 := {tie})) AS value
         FROM (
             SELECT customer_id, {value} AS value, min(precedence) AS precedence,
                    max(updated_at) AS updated_at, count(*) AS frequency
@@ -448,4 +449,12 @@ def _surviving_address(records: TableName, rule: str, where: str = "true") -> st
     parts = ", ".join(f"{quote_ident(f)} := {quote_ident(f)}" for f in ADDRESS_FIELDS)
     address = f"CASE WHEN {_HAS_ADDRESS} THEN struct_pack({parts}) END"
     unpacked = ", ".join(f"value.{quote_ident(f)} AS {quote_ident(f)}" for f in ADDRESS_FIELDS)
-    return f"SELECT customer_id, {unpacked} FROM ({_surviving_value(records, address, rule, where)})"
+    # Between two addresses equal on every criterion, the one with more parts wins, part by
+    # part: engines order a missing part inside a struct apart (DuckDB last, Spark first),
+    # so whether each part is missing is spelled out before the part itself.
+    tie = ", ".join(
+        f"{quote_ident(f + '_missing')} := value.{quote_ident(f)} IS NULL, {quote_ident(f)} := value.{quote_ident(f)}"
+        for f in ADDRESS_FIELDS
+    )
+    chosen = _surviving_value(records, address, rule, where, tie=f"struct_pack({tie})")
+    return f"SELECT customer_id, {unpacked} FROM ({chosen})"
