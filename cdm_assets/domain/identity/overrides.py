@@ -31,7 +31,7 @@ import pyarrow as pa
 from cdm_assets.domain.identity.clustering import cluster_labels, key_space
 from cdm_assets.domain.identity.override_file import LINK, UNLINK, Override
 from cdm_assets.domain.identity.star_contraction import star_components
-from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
 from cdm_assets.domain.warehouse import arrow_views, is_duckdb, row_count, table_columns, table_exists
 
 OVERRIDE_RULE = "override"  # the rule label of a link only a steward made
@@ -378,8 +378,8 @@ def _clusters_made_in_rounds(
     try:
         star_components(
             con,
-            f"SELECT key_a, key_b FROM {graph.sql} WHERE rule <> '{OVERRIDE_RULE}' "
-            f"UNION ALL SELECT key_a, key_b FROM {cut_links.sql} WHERE rule <> '{OVERRIDE_RULE}'",
+            f"SELECT key_a, key_b FROM {graph.sql} WHERE rule <> {sql_string(OVERRIDE_RULE)} "
+            f"UNION ALL SELECT key_a, key_b FROM {cut_links.sql} WHERE rule <> {sql_string(OVERRIDE_RULE)}",
             base,
         )
         # a record in no link is a group of its own, named by its key (no group's smallest key)
