@@ -10,6 +10,11 @@ and one existing file rewritten with `--changed` of its records' emails
 emptied and `--removed` of its records left out (with `--changed 0 --removed 0`
 the new file alone lands and the others stay untouched). Timed next:
 
+- before the batch lands, the landing sensor's selection with nothing new: the
+  fixed cost of its steps (Dagster's step and event handling, one DuckDB
+  connection per step, each step's look at its inputs), which no batch can go
+  below;
+
 - the landing sensor's run: `raw/crm` and everything below it, with checks
   (the selection `raw/crm*`), which follows the changes where it can;
 - a full run of every asset and check on the same files, tagged
@@ -96,10 +101,11 @@ def measure(config_path: Path, added: float, changed: float, removed: float, que
     defs = build_definitions(config)
     with dg.DagsterInstance.ephemeral() as instance:
         first = timed_run(defs, instance, None, {})
+        idle = timed_run(defs, instance, "raw/crm*", {})
         batch = land_batch(config_path.parent / "landing" / "crm", added, changed, removed)
         sensor = timed_run(defs, instance, "raw/crm*", {})
         full = timed_run(defs, instance, None, {FULL_REBUILD_TAG: "true"})
-    queue.put({"first": first, "batch": batch, "sensor": sensor, "full": full})
+    queue.put({"first": first, "idle": idle, "batch": batch, "sensor": sensor, "full": full})
 
 
 def main() -> None:
@@ -122,7 +128,7 @@ def main() -> None:
             f"\n## {persons:,} persons: a CRM batch of {batch['added']:,} added, {batch['changed']:,} changed, "
             f"{batch['removed']:,} removed records"
         )
-        runs = {name: result[name] for name in ("first", "sensor", "full")}
+        runs = {name: result[name] for name in ("first", "idle", "sensor", "full")}
         if not all(run["success"] for run in runs.values()):
             print("a run FAILED: " + ", ".join(name for name, run in runs.items() if not run["success"]))
         lookup = runs["sensor"]["metadata"].get("identity/source_lookup", {})
@@ -144,7 +150,12 @@ def main() -> None:
             print(f"| {step} | {seconds:.2f} | {shown} |")
         full_total, sensor_total = runs["full"]["total"], runs["sensor"]["total"]
         print(f"| **total** | {full_total:.2f} | {sensor_total:.2f} |")
+        idle_total = runs["idle"]["total"]
         print(f"\nsensor's run / full run: {sensor_total / full_total:.2f} (first run: {runs['first']['total']:.2f} s)")
+        print(
+            f"nothing landed: the sensor's selection took {idle_total:.2f} s in {len(runs['idle']['steps'])} steps "
+            f"({idle_total / full_total:.2f} of the full run's {len(runs['full']['steps'])} steps)"
+        )
 
 
 if __name__ == "__main__":
