@@ -4,6 +4,12 @@ One generated sample is materialised twice through Dagster, in-process: once on
 the DuckDB file, once with `CDM_ENGINE=spark` on a local Spark session whose
 tables are Parquet directories. DuckDB then reads Spark's directories and every
 table users rely on must hold the same rows.
+
+Then a batch lands in the CRM (new, changed and removed records) and the landing
+sensor's selection runs on both warehouses: the steps that follow the changes
+(DuckDB's DELETE and UPDATE, emulated on Spark's Parquet tables) must end in the
+same rows too. The tests of the first runs come first in this file: the batch
+changes both warehouses in place (pytest runs a module's tests in file order).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import duckdb
 import pytest
 import yaml
 
+from benchmarks.landing_batch import land_batch
 from benchmarks.spark_engine import clusterings_agree, rows_on_both
 from cdm_assets.config import BUNDLED_CONFIG, load_config
 from cdm_assets.definitions import build_definitions
@@ -98,6 +105,10 @@ def test_spark_reports_the_star_rounds_its_clustering_took(both_engines):
 @pytest.mark.parametrize("table", sorted(CONTRACT_TABLES))
 def test_spark_builds_duckdbs_rows(both_engines, table: str):
     out, _ = both_engines
+    _assert_same_rows(out, table)
+
+
+def _assert_same_rows(out: Path, table: str) -> None:
     schema, name = table.split(".")
     con = duckdb.connect(str(out / "cdm.duckdb"), read_only=True)
     try:
@@ -112,4 +123,52 @@ def test_spark_and_duckdb_put_the_same_record_pairs_together(both_engines):
     out, _ = both_engines
     precision, recall, f1, pairs = clusterings_agree(out / "cdm.duckdb", out / "spark")
     assert pairs > 100  # customers of several records were compared
+    assert (precision, recall, f1) == (1.0, 1.0, 1.0)
+
+
+# --- after a batch: the landing sensor's selection follows the changes on both engines ---
+
+
+@pytest.fixture(scope="module")
+def after_a_batch(both_engines):
+    out, _ = both_engines
+    batch = land_batch(out / "landing" / "crm", added=0.05, changed=0.05, removed=0.05)
+    results = {}
+    with pytest.MonkeyPatch.context() as env:
+        for engine in ("duckdb", "spark"):
+            env.setenv("CDM_ENGINE", engine)
+            results[engine] = materialize_all(build_definitions(load_config(out / "cdm.yaml")), "raw/crm*")
+    return out, batch, results
+
+
+def test_a_batch_is_followed_on_spark_as_on_duckdb(after_a_batch):
+    _, batch, results = after_a_batch
+    assert min(batch.values()) > 0  # records were added, changed and removed
+    assert results["duckdb"].success and results["spark"].success
+    followed = {
+        engine: sorted(key for key, m in materialization_metadata(result).items() if m.get("followed_changes"))
+        for engine, result in results.items()
+    }
+    # the graph and the marts worked on the changes, not on whole tables, on both engines
+    assert {"identity/identity_graph", "marts/customers", "marts/transactions"} <= set(followed["duckdb"])
+    assert followed["spark"] == followed["duckdb"]
+    outcomes = {
+        engine: {(str(e.asset_check_key), e.passed) for e in result.get_asset_check_evaluations()}
+        for engine, result in results.items()
+    }
+    assert outcomes["spark"] == outcomes["duckdb"]
+    lookup = {engine: materialization_metadata(r)["identity/source_lookup"] for engine, r in results.items()}
+    assert lookup["spark"]["records_standardised"].value == lookup["duckdb"]["records_standardised"].value
+
+
+@pytest.mark.parametrize("table", sorted(CONTRACT_TABLES))
+def test_after_a_batch_spark_holds_duckdbs_rows(after_a_batch, table: str):
+    out, _, _ = after_a_batch
+    _assert_same_rows(out, table)
+
+
+def test_after_a_batch_spark_and_duckdb_put_the_same_record_pairs_together(after_a_batch):
+    out, _, _ = after_a_batch
+    precision, recall, f1, pairs = clusterings_agree(out / "cdm.duckdb", out / "spark")
+    assert pairs > 100
     assert (precision, recall, f1) == (1.0, 1.0, 1.0)

@@ -80,6 +80,27 @@ def test_writes_in_place_end_as_in_duckdb(engines):
         assert got == expected, sql
 
 
+def test_the_statements_that_follow_a_batch_give_duckdbs_rows(engines):
+    """Forms only the steps that follow a batch use: row values IN a subquery's row values,
+    a whole row's hash matched in a join, and a table for hashes declared UBIGINT (Spark's
+    hashes are signed: the column is BIGINT there, the values are the engine's own)."""
+    both, _, _ = engines
+    for sql in [
+        "CREATE TEMP TABLE blocks (rule_order INTEGER, block UBIGINT)",
+        'INSERT INTO "temp"."blocks" SELECT id, hash(name) FROM raw.crm WHERE name IS NOT NULL',
+    ]:
+        both(sql)
+    for sql in [
+        "SELECT id FROM raw.crm WHERE (id, name) IN (SELECT (id, name) FROM raw.crm WHERE id < 3) ORDER BY id",
+        'SELECT count(*), count(DISTINCT block), min(rule_order) FROM "temp"."blocks"',
+        """SELECT r.id FROM (SELECT r.*, hash(r) AS row_hash FROM raw.crm AS r) AS r
+           ANTI JOIN (SELECT p.id, hash(p) AS row_hash FROM raw.crm AS p WHERE id <> 2) AS previous
+                  ON previous.id = r.id AND previous.row_hash = r.row_hash""",
+    ]:
+        expected, got = both(sql)
+        assert got == expected, sql
+
+
 def test_a_table_is_a_parquet_directory_any_engine_reads(engines, tmp_path: Path):
     written = duckdb.execute(
         f"SELECT id, name FROM read_parquet('{tmp_path}/spark-warehouse/raw/crm/*.parquet') ORDER BY id"

@@ -226,12 +226,14 @@ def touched_records(
     (in `state`, not in `keys`, this build's record keys). Of a source `ids` names (a SELECT of
     record ids), only the records with those ids were read, and only they can be gone (their
     ids read from `lookup`, the lookup still in the warehouse)."""
+    # the row's hash is taken in a projection: Spark expands a whole row only there, not in a join
     con.execute(
         f"""
         {create_table(inputs)} AS
-        SELECT r.* FROM ({records.sql}) AS r
+        SELECT r.* EXCLUDE (_input_hash_now)
+        FROM (SELECT r.*, {input_hash_sql("r")} AS _input_hash_now FROM ({records.sql}) AS r) AS r
         ANTI JOIN {state.sql} AS previous
-               ON previous.record_key = r.record_key AND previous.{quote_ident(INPUT_HASH_COLUMN)} = {input_hash_sql("r")}
+               ON previous.record_key = r.record_key AND previous.{quote_ident(INPUT_HASH_COLUMN)} = r._input_hash_now
         """,
         records.params,
     )

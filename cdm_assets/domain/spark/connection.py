@@ -322,7 +322,7 @@ class SparkWarehouse:
             self._write(self.frame(query), schema, target.name, defaults={})
             return _nothing()
         definitions = [c for c in tree.this.expressions if isinstance(c, exp.ColumnDef)]
-        ddl = ", ".join(f"`{c.name}` {c.args['kind'].sql(dialect='spark')}" for c in definitions)
+        ddl = ", ".join(f"`{c.name}` {dialect.spark_type(c.args['kind'])}" for c in definitions)
         defaults = {
             c.name: constraint.kind.this.sql(dialect="duckdb")
             for c in definitions

@@ -276,8 +276,27 @@ _SPARK_FUNCTIONS = {
     "timezone": _at_utc,
     "try_strptime": _try_strptime,
 }
+
+
+def _rows_in(node: exp.In) -> exp.Expression:
+    """`(a, b) IN (SELECT (a, b) FROM t)`: DuckDB compares one row value with the subquery's;
+    Spark compares the row's columns with the subquery's columns, so the subquery's row value
+    is spelled out as its columns."""
+    query = node.args.get("query")
+    select = query.this if isinstance(query, exp.Subquery) else query
+    if (
+        isinstance(node.this, exp.Tuple)
+        and isinstance(select, exp.Select)
+        and len(select.expressions) == 1
+        and isinstance(select.expressions[0], exp.Tuple)
+    ):
+        select.set("expressions", list(select.expressions[0].expressions))
+    return node
+
+
 # ... and those sqlglot knows but writes for Spark as DuckDB's
 _SPARK_FORMS = {
+    exp.In: _rows_in,
     exp.NullSafeNEQ: _rows_compared,
     exp.NullSafeEQ: _rows_compared,
     exp.Try: _try,
@@ -310,14 +329,33 @@ def unique_cte_names(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
+# Spark has no unsigned integers. A UBIGINT column holds DuckDB's hashes, which are
+# xxhash64's signed BIGINT on Spark (`_hash`); the smaller ones widen to a signed type.
+_SIGNED = {
+    exp.DataType.Type.UBIGINT: exp.DataType.Type.BIGINT,
+    exp.DataType.Type.UINT: exp.DataType.Type.BIGINT,
+    exp.DataType.Type.USMALLINT: exp.DataType.Type.INT,
+    exp.DataType.Type.UTINYINT: exp.DataType.Type.SMALLINT,
+}
+
+
+def _retype(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+        node.set("materialized", None)  # a hint to DuckDB's planner; Spark plans its own way
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
+        # Spark's TIMESTAMP is without time zone in cdm's sessions (`spark_session`)
+        return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_LTZ")
+    if isinstance(node, exp.DataType) and node.this in _SIGNED:
+        return exp.DataType(this=_SIGNED[node.this])
+    return node
+
+
+def spark_type(kind: exp.DataType) -> str:
+    """A column type of DuckDB's DDL in Spark's words."""
+    return _children_first(kind.copy(), _retype).sql(dialect=WRITE)
+
+
 def render(tree: exp.Expression) -> str:
-    def retype(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
-            node.set("materialized", None)  # a hint to DuckDB's planner; Spark plans its own way
-        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
-            # Spark's TIMESTAMP is without time zone in cdm's sessions (`spark_session`)
-            return exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="TIMESTAMP_LTZ")
-        return node
 
     def rename(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Anonymous) and node.name.lower() in _SPARK_FUNCTIONS:
@@ -325,7 +363,7 @@ def render(tree: exp.Expression) -> str:
         form = _SPARK_FORMS.get(type(node))
         return form(node) if form is not None else node
 
-    return _children_first(_children_first(unique_cte_names(tree), retype), rename).sql(dialect=WRITE)
+    return _children_first(_children_first(unique_cte_names(tree), _retype), rename).sql(dialect=WRITE)
 
 
 def _children_first(tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
