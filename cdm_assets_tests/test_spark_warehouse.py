@@ -13,8 +13,8 @@ import duckdb
 import pytest
 
 from cdm_assets.domain.spark.connection import SparkWarehouse, TableMissing
-from cdm_assets.domain.sql import StatementError, TableName
-from cdm_assets.domain.warehouse import swap_in
+from cdm_assets.domain.sql import SCRATCH, StatementError, TableName
+from cdm_assets.domain.warehouse import number_in_order, swap_in
 
 pytestmark = pytest.mark.spark
 
@@ -99,6 +99,29 @@ def test_the_statements_that_follow_a_batch_give_duckdbs_rows(engines):
     ]:
         expected, got = both(sql)
         assert got == expected, sql
+
+
+def test_rows_are_numbered_in_duckdbs_order_across_spark_partitions(engines, spark):
+    """New records take keys in (source, record id) order. Spark numbers range partitions
+    apart, each from its offset, not in one task: the numbers must still be DuckDB's."""
+    both, duck, sparkling = engines
+    ids = [f"{prefix}{n}" for prefix in ("A", "a", "é", "z-", "") for n in (1, 2, 10, 11, 100, 7)]
+    rows = ", ".join(f"('{source}', '{record_id}')" for source in ("crm", "shop", "loyalty") for record_id in ids)
+    both(f"CREATE TABLE raw.ids AS SELECT * FROM (VALUES {rows}) AS v(source, source_record_id)")
+    numbered = TableName(SCRATCH, "numbered")
+    settings = {"spark.sql.shuffle.partitions": "5", "spark.sql.adaptive.coalescePartitions.enabled": "false"}
+    kept = {key: spark.conf.get(key) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        for con in (duck, sparkling):
+            number_in_order(con, TableName("raw", "ids"), ("source", "source_record_id"), 1000, numbered)
+    finally:
+        for key, value in kept.items():
+            spark.conf.set(key, value)
+    expected, got = both(f"SELECT record_key, source, source_record_id FROM {numbered.sql} ORDER BY record_key")
+    assert got == expected
+    assert [row[0] for row in got] == list(range(1000, 1000 + 3 * len(ids)))
 
 
 def test_a_table_is_a_parquet_directory_any_engine_reads(engines, tmp_path: Path):

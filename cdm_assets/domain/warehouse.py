@@ -207,6 +207,30 @@ def create_table_as(
     _execute(con, f"INSERT INTO {table.sql} {select}", params)
 
 
+def number_in_order(
+    con: duckdb.DuckDBPyConnection,
+    rows: TableName,
+    order: Sequence[str],
+    first: int,
+    numbered: TableName,
+    column: str = "record_key",
+) -> None:
+    """`numbered`: the rows of `rows` with `column` = first, first + 1, ... in the order of the
+    columns `order` (ascending, NULLs last; the columns must tell every row apart, so the
+    numbers do not depend on the engine). DuckDB numbers them with one window; a distributed
+    engine (Spark) without funnelling every row through one task (`SparkWarehouse.number_rows`)."""
+    if not is_duckdb(con):
+        con.number_rows(rows, order, first, numbered, column)
+        return
+    ordered = ", ".join(f"{quote_ident(c)} NULLS LAST" for c in order)
+    con.execute(
+        f"{create_table(numbered)} AS "
+        f"SELECT *, CAST($first - 1 + row_number() OVER (ORDER BY {ordered}) AS BIGINT) AS {quote_ident(column)} "
+        f"FROM {rows.sql}",
+        {"first": first},
+    )
+
+
 def is_duckdb(con: object) -> bool:
     """Whether `con` is DuckDB's own connection (not another engine's, see `domain/spark`)."""
     return isinstance(con, duckdb.DuckDBPyConnection)

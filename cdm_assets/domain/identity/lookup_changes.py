@@ -94,7 +94,7 @@ def record_lookup_changes(
     staged_state: TableName | None = None,
 ) -> LookupBuild:
     """Write the changes from `lookup` to `staging` (a new lookup whose records kept their
-    keys, see `record_keys_sql`) into `changes`, and this build (with the `fingerprint` of
+    keys, see `write_record_keys`) into `changes`, and this build (with the `fingerprint` of
     its settings) into `build` (both staging names of the state tables). With `affected` (a
     SELECT of record keys), `staging` holds only the new rows of those records, and only
     they can have changed. A record changed when its row did, or (with `staged_state`, the

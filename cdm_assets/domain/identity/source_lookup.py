@@ -64,10 +64,10 @@ from cdm_assets.domain.identity.phone_numbers import (
     phone_stage_sql,
 )
 from cdm_assets.domain.identity.reference_data import nickname_roots
-from cdm_assets.domain.identity.source_records import customer_records, record_keys_sql
+from cdm_assets.domain.identity.source_records import customer_records, write_record_keys
 from cdm_assets.domain.plan import EntityPlan
 from cdm_assets.domain.raw.landed_since import raw_changes_table
-from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
+from cdm_assets.domain.sql import SCRATCH, TableName, quote_ident
 from cdm_assets.domain.table_versions import BuiltFrom, Delta, built_from_now, input_deltas, recorded_inputs
 from cdm_assets.domain.vocabulary import MATCH_KEYS, NAME_FIELDS
 from cdm_assets.domain.warehouse import (
@@ -147,17 +147,16 @@ def build_source_lookup_counting_nulls(
     for scratch in (keys, touched, touched_inputs):
         con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
     try:
-        records = customer_records(
-            con, entity, keys=keys if previous is not None else None, only=keyed, ids=changed_ids
-        )
+        records = customer_records(con, entity, keys=keys, only=keyed, ids=changed_ids)
         # narrow unkeyed records for the distinct-value steps
         countries_only = customer_records(con, entity, fields=("country",), keyed=False)
         names_only = customer_records(con, entity, fields=NAME_FIELDS, keyed=False)
     except LookupError as error:
         raise LookupError(f"cannot build {target}: {error}") from None
     if previous is not None:  # records keep the keys the lookup in the warehouse gave them
-        select, params = record_keys_sql(entity, target, only=keyed, ids=changed_ids)
-        con.execute(f"{create_table(keys)} AS {select}", {**params, "next_key": previous.next_record_key})
+        write_record_keys(con, entity, keys, previous.next_record_key, target, only=keyed, ids=changed_ids)
+    else:
+        write_record_keys(con, entity, keys, 0)
     names_input = names_only
     if follow:  # the records whose input changed, and the keys of those that went
         touched_records(con, records, state, keys, touched_inputs, touched, keyed, target, changed_ids)

@@ -6,11 +6,10 @@ identifiers) and gives each record its `record_key`. The selects are
 combined with `UNION ALL BY NAME`; nothing is standardised here yet.
 
 `record_key` numbers the records 0..n-1 in (source, source_record_id) order.
-Sorting whole records for that costs more than everything else, so each
-source sorts only its record ids (with the table's `rowid`) and the number is
-joined back on the rowid; sources add the counts of the sources before them.
-Given the keys of an earlier lookup (`record_keys_sql`), records take those
-instead and new records the next ones free.
+Sorting whole records for that costs more than everything else, so only the
+record ids are numbered (`write_record_keys`, into a keys table) and the
+records join their key on their id. Given an earlier lookup, records keep the
+keys it gave them and new records take the next ones free.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ import duckdb
 
 from cdm_assets.domain.identity import standardise as std
 from cdm_assets.domain.plan import EntityPlan, Source
-from cdm_assets.domain.sql import TableName, quote_ident
+from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
 from cdm_assets.domain.vocabulary import CUSTOMER_FIELDS, DATE_FIELDS
-from cdm_assets.domain.warehouse import is_duckdb, row_count, table_columns, table_exists
+from cdm_assets.domain.warehouse import number_in_order, table_columns, table_exists
 
 # Canonical text fields read from a source; `birth_date` is parsed separately.
 TEXT_FIELDS = tuple(field for field in CUSTOMER_FIELDS if field not in DATE_FIELDS)
@@ -54,8 +53,8 @@ def customer_records(
     `<field>_raw` for each of `fields`; when `keyed` also `birth_date` (NULL outside the plausible
     window), `id_<name>` and `record_key`, and for the nulled-value counts `_birth_date_parsed` (no
     window), `_birth_date_unparseable` (a value that is not a date) and `_id_<name>_typed` (whether
-    the record held more than spaces). With `keys` (source, source_record_id, record_key),
-    each record's key is looked up there instead of numbered; with `only`, the records of those
+    the record held more than spaces), each record's key looked up in `keys` (source,
+    source_record_id, record_key; see `write_record_keys`), which keyed records need; with `only`, the records of those
     sources alone (`phone_regions` still names every source's); with `ids` (per source, a SELECT
     of record ids as text), only those records of the sources it names.
 
@@ -68,8 +67,10 @@ def customer_records(
         raise LookupError(
             f"raw table(s) {', '.join(f'raw.{n}' for n in missing)} do not exist yet; load those sources first"
         )
+    if keyed and keys is None:
+        raise ValueError("keyed records need the table of their keys (write_record_keys)")
     identifiers = entity.identifier_names if keyed else []
-    selects, params, first_key = [], {}, 0
+    selects, params = [], {}
     if keyed:
         params["birth_earliest"], params["birth_latest"] = entity.birth_dates.bounds()
     for index, (name, source) in enumerate(sources.items()):
@@ -80,11 +81,8 @@ def customer_records(
         params |= {f"{prefix}phone_region": source.phone_region}
         among = (ids or {}).get(name)
         selects.append(
-            _source_sql(prefix, table, source, column_types, fields, identifiers, keyed, keys, among, is_duckdb(con))
+            _source_sql(prefix, table, source, column_types, fields, identifiers, keys if keyed else None, among)
         )
-        if keyed and keys is None:
-            params[f"{prefix}first_key"] = first_key
-            first_key += row_count(con, table)
     phone_regions = sorted({s.phone_region for s in entity.sources.values() if s.phone_region})
     return SourceRecords("\nUNION ALL BY NAME\n".join(f"({s})" for s in selects), params, phone_regions)
 
@@ -96,10 +94,8 @@ def _source_sql(
     column_types: dict[str, str],
     fields: Sequence[str],
     identifiers: list[str],
-    keyed: bool,
     keys: TableName | None = None,
     among: str | None = None,
-    row_ids: bool = True,
 ) -> str:
     def text(field: str) -> str:
         mapping = source.fields.get(field)
@@ -116,7 +112,7 @@ def _source_sql(
         *(f"{text(field)} AS {field}_raw" for field in fields),
     ]
     chosen = "" if among is None else f" WHERE {record_id} IN ({among})"
-    if not keyed:
+    if keys is None:
         return f"SELECT {', '.join(columns)} FROM {table.sql}{chosen}"
     birth = source.fields.get("birth_date")
     birth_type = column_types.get(birth.column, "VARCHAR") if birth else "DATE"
@@ -143,27 +139,13 @@ def _source_sql(
         columns.append(f"{_identifier(column, column_types)} AS {quote_ident('id_' + name)}")
         typed = "false" if column is None else _typed(column, column_types.get(column, "VARCHAR"))
         columns.append(f"{typed} AS {quote_ident('_id_' + name + '_typed')}")
-    # DuckDB joins the numbers back on its row ids; an engine without them on the record ids
-    # (unique in a raw table: the raw load quarantines duplicates)
-    row_of = (lambda alias: f"{alias}rowid") if row_ids else (lambda alias: _record_id_sql(source, alias))
-    if keys is None:
-        numbered = f"""
-            SELECT {row_of("")} AS key_rowid,
-                   CAST(${prefix}first_key + row_number() OVER (ORDER BY {record_id}) - 1 AS BIGINT) AS record_key
-            FROM {table.sql}
-        """
-    else:
-        numbered = f"""
-            SELECT {row_of("t.")} AS key_rowid, k.record_key FROM {table.sql} t
-            JOIN {keys.sql} k ON k.source = ${prefix}source AND k.source_record_id = {_record_id_sql(source, "t.")}
-        """
     # the window is applied over the parsed date, so the date is parsed once
     return f"""
         SELECT * EXCLUDE (_birth_date_digits), {plausible} AS birth_date,
                {_birth_date_key(plausible)} AS birth_date_key FROM (
         SELECT {", ".join(columns)}, keys.record_key
         FROM {table.sql}
-        JOIN ({numbered}) AS keys ON keys.key_rowid = {row_of(table.sql + ".")}{chosen}
+        JOIN {keys.sql} AS keys ON keys.source = ${prefix}source AND keys.source_record_id = {record_id}{chosen}
         )
     """
 
@@ -174,16 +156,19 @@ def _record_id_sql(source: Source, alias: str = "") -> str:
     return f"trim(CAST({alias}{quote_ident(source.record_id)} AS VARCHAR))"
 
 
-def record_keys_sql(
+def write_record_keys(
+    con: duckdb.DuckDBPyConnection,
     entity: EntityPlan,
-    previous: TableName,
+    keys: TableName,
+    next_key: int,
+    previous: TableName | None = None,
     only: Collection[str] | None = None,
     ids: Mapping[str, str] | None = None,
-) -> tuple[str, dict]:
-    """SELECT source, source_record_id, record_key for every record of the entity's raw
+) -> None:
+    """`keys` (source, source_record_id, record_key) for every record of the entity's raw
     tables (of the sources `only` names, when given; of a source `ids` names, its records
     with those ids): the key `previous` (an earlier lookup) gave it, else the next free one
-    from `$next_key` on, in (source, source_record_id) order; with its parameters."""
+    from `next_key` on, in (source, source_record_id) order (`number_in_order`)."""
     sources = sorted((name, source) for name, source in entity.sources.items() if only is None or name in only)
 
     def among(name: str, source: Source) -> str:
@@ -196,17 +181,29 @@ def record_keys_sql(
         for index, (name, source) in enumerate(sources)
     )
     params = {f"source_{index}": name for index, (name, _) in enumerate(sources)}
-    return (
-        f"""
-        WITH ids AS MATERIALIZED ({ids_sql})
-        SELECT source, source_record_id, previous.record_key
-        FROM ids JOIN {previous.sql} AS previous USING (source, source_record_id)
-        UNION ALL
-        SELECT source, source_record_id, $next_key - 1 + row_number() OVER (ORDER BY source, source_record_id)
-        FROM ids ANTI JOIN {previous.sql} AS previous USING (source, source_record_id)
-        """,
-        params,
-    )
+    every, new, numbered = (TableName(SCRATCH, f"{keys.name}_{part}") for part in ("every", "new", "numbered"))
+    try:
+        if previous is None:
+            con.execute(f"{create_table(new)} AS {ids_sql}", params)
+            number_in_order(con, new, ("source", "source_record_id"), next_key, keys)
+            return
+        con.execute(f"{create_table(every)} AS {ids_sql}", params)
+        con.execute(
+            f"{create_table(new)} AS SELECT * FROM {every.sql} ANTI JOIN {previous.sql} USING (source, source_record_id)"
+        )
+        number_in_order(con, new, ("source", "source_record_id"), next_key, numbered)
+        con.execute(
+            f"""
+            {create_table(keys)} AS
+            SELECT source, source_record_id, previous.record_key
+            FROM {every.sql} JOIN {previous.sql} AS previous USING (source, source_record_id)
+            UNION ALL
+            SELECT source, source_record_id, record_key FROM {numbered.sql}
+            """
+        )
+    finally:
+        for scratch in (every, new, numbered):
+            con.execute(f"DROP TABLE IF EXISTS {scratch.sql}")
 
 
 def _unparsed_date_digits(birth: object, birth_type: str) -> str:

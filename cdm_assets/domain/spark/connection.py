@@ -26,7 +26,7 @@ import logging
 import shutil
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -35,7 +35,7 @@ from cdm_assets.domain.spark import dialect
 from cdm_assets.domain.spark.dialect import UnsupportedStatement, parquet_table, render
 from cdm_assets.domain.spark.functions import register_functions
 from cdm_assets.domain.spark.storage import SCRATCH_FOLDER, ParquetStorage
-from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH, StatementError
+from cdm_assets.domain.sql import PROCESS_TOKEN, SCRATCH, StatementError, TableName
 
 _DEFAULTS_FILE = "_cdm_defaults.json"  # hidden from Parquet readers (leading underscore)
 # Spark's type names as DuckDB names them, for DESCRIBE and information_schema
@@ -203,6 +203,40 @@ class SparkWarehouse:
         """(name, DuckDB type) of a table's columns."""
         frame = self.spark.read.parquet(self.table_path(schema, name))
         return [(field.name, duckdb_type(field.dataType.simpleString())) for field in frame.schema.fields]
+
+    def number_rows(self, rows: TableName, order: Sequence[str], first: int, numbered: TableName, column: str) -> None:
+        """`numbered`: the rows of `rows` with `column` = first, first + 1, ... in `order` (see
+        `warehouse.number_in_order`), in three jobs that spread over the cluster: the rows are
+        range-partitioned on `order` (each partition a run of consecutive rows) and written
+        with their partition, the partitions' sizes give each its first number, and each
+        partition is numbered on its own. One window over all rows would run in one task."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        by = [F.col(c).asc_nulls_last() for c in order]
+        ranged = TableName(SCRATCH, f"{numbered.name}_ranged")
+        frame = self.spark.read.parquet(self.table_path(rows.schema, rows.name))
+        # written, so that each row keeps the partition it was given (range bounds are sampled)
+        self._write(
+            frame.repartitionByRange(*by).withColumn("_partition", F.spark_partition_id()), SCRATCH, ranged.name
+        )
+        try:
+            frame = self.spark.read.parquet(self.table_path(SCRATCH, ranged.name))
+            sizes = sorted(tuple(row) for row in frame.groupBy("_partition").count().collect())
+            starts, start = [], first
+            for partition, size in sizes:
+                starts.append((partition, start))
+                start += size
+            offsets = self.spark.createDataFrame(starts, "_partition INT, _first BIGINT")
+            position = F.row_number().over(Window.partitionBy("_partition").orderBy(*by))
+            result = (
+                frame.join(F.broadcast(offsets), "_partition")
+                .withColumn(column, (F.col("_first") + position - 1).cast("bigint"))
+                .drop("_partition", "_first")
+            )
+            self._write(result, numbered.schema or SCRATCH, numbered.name, defaults={})
+        finally:
+            self.execute(f"DROP TABLE IF EXISTS {ranged.sql}")
 
     def _place(self, table: exp.Table) -> exp.Expression | None:
         schema, name = table.db or None, table.name
