@@ -24,6 +24,7 @@ from benchmarks.landing_batch import land_batch
 from benchmarks.spark_engine import clusterings_agree, rows_on_both
 from cdm_assets.config import BUNDLED_CONFIG, load_config
 from cdm_assets.definitions import build_definitions
+from cdm_assets.domain.marts import customers as customers_mart
 from cdm_assets.sample import generate
 from cdm_assets_tests.conftest import materialization_metadata, materialize_all
 
@@ -64,6 +65,8 @@ def both_engines(tmp_path_factory, spark):
     (out / "cdm.yaml").write_text(yaml.safe_dump(document))
     results = {}
     with pytest.MonkeyPatch.context() as env:
+        # golden records in several passes of customers, as on large runs (one pass per 5M records)
+        env.setattr(customers_mart, "RECORDS_PER_PASS", 250)
         for engine in ("duckdb", "spark"):
             env.setenv("CDM_ENGINE", engine)
             results[engine] = materialize_all(build_definitions(load_config(out / "cdm.yaml")))

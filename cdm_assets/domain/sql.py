@@ -118,6 +118,13 @@ def sample_hash(*values: str) -> str:
     return f"md5(concat_ws('|', {', '.join(f'CAST({v} AS VARCHAR)' for v in values)}))"
 
 
+def hash_bucket(value: str, buckets_param: str) -> str:
+    """SQL: the bucket 0..n-1 of `value`'s hash, n the parameter `buckets_param`, on every
+    engine. DuckDB's hash is unsigned; Spark's is signed, and the remainder of a negative
+    hash is negative there, so the remainder is shifted into 0..n-1 before it is compared."""
+    return f"((hash({value}) % ${buckets_param}) + ${buckets_param}) % ${buckets_param}"
+
+
 def in_sample(threshold_param: str, *values: str) -> str:
     """True for a share of the rows, drawn by `sample_hash` of `values`; the parameter
     `threshold_param` holds `sample_threshold(share)`."""

@@ -29,7 +29,16 @@ from cdm_assets.domain.marts.changed_customers import changed_customers_table, s
 from cdm_assets.domain.marts.parsing import attribute_sql, timestamp_sql
 from cdm_assets.domain.plan import EntityPlan, Source
 from cdm_assets.domain.raw.land_file import near_unique_columns
-from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_array, sql_string, union_all
+from cdm_assets.domain.sql import (
+    SCRATCH,
+    TableName,
+    create_table,
+    hash_bucket,
+    quote_ident,
+    sql_array,
+    sql_string,
+    union_all,
+)
 from cdm_assets.domain.table_versions import (
     BuiltFrom,
     Delta,
@@ -398,7 +407,7 @@ def _build_customer_records(
         for t in links
     )
     # the id map rows of this pass's customers, each with its customer's record count
-    in_pass = f"WHERE hash({id_column}) % $passes = $number" if share[1] > 1 else ""
+    in_pass = f"WHERE {hash_bucket(id_column, 'passes')} = $number" if share[1] > 1 else ""
     if only is not None:
         in_pass = f"WHERE {id_column} IN (SELECT customer_id FROM {only.sql})"
     con.execute(
