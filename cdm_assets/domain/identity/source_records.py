@@ -54,9 +54,10 @@ def customer_records(
     window), `id_<name>` and `record_key`, and for the nulled-value counts `_birth_date_parsed` (no
     window), `_birth_date_unparseable` (a value that is not a date) and `_id_<name>_typed` (whether
     the record held more than spaces), each record's key looked up in `keys` (source,
-    source_record_id, record_key; see `write_record_keys`), which keyed records need; with `only`, the records of those
-    sources alone (`phone_regions` still names every source's); with `ids` (per source, a SELECT
-    of record ids as text), only those records of the sources it names.
+    source_record_id, record_key; see `write_record_keys`), which keyed records need; with
+    `only`, the records of those sources alone (`phone_regions` still names every source's);
+    with `ids` (per source, a SELECT of record ids as text), only those records of the sources
+    it names.
 
     Unkeyed, narrow records feed the distinct-value steps cheaply. Sources (of
     `entity`, a customer-like entity) are taken in name order. Raises LookupError naming raw tables that do not exist yet.

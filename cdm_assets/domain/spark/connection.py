@@ -234,7 +234,7 @@ class SparkWarehouse:
                 .withColumn(column, (F.col("_first") + position - 1).cast("bigint"))
                 .drop("_partition", "_first")
             )
-            self._write(result, numbered.schema or SCRATCH, numbered.name, defaults={})
+            self._write(result, numbered.schema, numbered.name, defaults={})
         finally:
             self.execute(f"DROP TABLE IF EXISTS {ranged.sql}")
 
