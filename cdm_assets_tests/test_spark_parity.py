@@ -76,10 +76,7 @@ def both_engines(tmp_path_factory, spark):
 def test_every_asset_and_check_runs_on_spark_with_duckdbs_outcome(both_engines):
     _, results = both_engines
     assert results["duckdb"].success and results["spark"].success
-    outcomes = {
-        engine: {(str(e.asset_check_key), e.passed) for e in result.get_asset_check_evaluations()}
-        for engine, result in results.items()
-    }
+    outcomes = _check_outcomes(results)
     assert outcomes["spark"] == outcomes["duckdb"]
     assert len(outcomes["spark"]) > 20
     counts = {
@@ -124,9 +121,7 @@ def _assert_same_rows(out: Path, table: str) -> None:
 
 def test_spark_and_duckdb_put_the_same_record_pairs_together(both_engines):
     out, _ = both_engines
-    precision, recall, f1, pairs = clusterings_agree(out / "cdm.duckdb", out / "spark")
-    assert pairs > 100  # customers of several records were compared
-    assert (precision, recall, f1) == (1.0, 1.0, 1.0)
+    _assert_same_pairs(out)
 
 
 # --- after a batch: the landing sensor's selection follows the changes on both engines ---
@@ -155,10 +150,7 @@ def test_a_batch_is_followed_on_spark_as_on_duckdb(after_a_batch):
     # the graph and the marts worked on the changes, not on whole tables, on both engines
     assert {"identity/identity_graph", "marts/customers", "marts/transactions"} <= set(followed["duckdb"])
     assert followed["spark"] == followed["duckdb"]
-    outcomes = {
-        engine: {(str(e.asset_check_key), e.passed) for e in result.get_asset_check_evaluations()}
-        for engine, result in results.items()
-    }
+    outcomes = _check_outcomes(results)
     assert outcomes["spark"] == outcomes["duckdb"]
     lookup = {engine: materialization_metadata(r)["identity/source_lookup"] for engine, r in results.items()}
     assert lookup["spark"]["records_standardised"].value == lookup["duckdb"]["records_standardised"].value
@@ -172,6 +164,18 @@ def test_after_a_batch_spark_holds_duckdbs_rows(after_a_batch, table: str):
 
 def test_after_a_batch_spark_and_duckdb_put_the_same_record_pairs_together(after_a_batch):
     out, _, _ = after_a_batch
+    _assert_same_pairs(out)
+
+
+def _check_outcomes(results: dict) -> dict[str, set[tuple[str, bool]]]:
+    """Per engine, (check, passed) of every check its run evaluated."""
+    return {
+        engine: {(str(e.asset_check_key), e.passed) for e in result.get_asset_check_evaluations()}
+        for engine, result in results.items()
+    }
+
+
+def _assert_same_pairs(out: Path) -> None:
     precision, recall, f1, pairs = clusterings_agree(out / "cdm.duckdb", out / "spark")
-    assert pairs > 100
+    assert pairs > 100  # customers of several records were compared
     assert (precision, recall, f1) == (1.0, 1.0, 1.0)
