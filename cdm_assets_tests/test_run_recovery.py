@@ -55,12 +55,26 @@ def _environment(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / ".dagster" / "dagster.yaml", home / "dagster.yaml")
+    _create_storage(home)
     return {
         **os.environ,
         "CDM_CONFIG": str(config),
         "CDM_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
         "DAGSTER_HOME": str(home),
     }
+
+
+def _create_storage(home: Path) -> None:
+    """Create the instance's SQLite storage before two processes open it.
+
+    The test polls the instance while the run starts; if both create a fresh
+    storage at once, each stamps its schema version and the next open fails
+    with "more than one head present".
+    """
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)):
+        pass
 
 
 def _materialize(env: dict[str, str], **options) -> subprocess.Popen:
