@@ -37,7 +37,8 @@ from cdm_assets.domain.identity.graph_changes import GraphState  # noqa: E402
 from cdm_assets.domain.identity.resolution import assign_ids_from_graph, build_graph  # noqa: E402
 from cdm_assets.domain.identity.source_lookup import build_source_lookup_counting_nulls  # noqa: E402
 from cdm_assets.domain.raw.load import landed_files, load_raw_source  # noqa: E402
-from cdm_assets.domain.sql import quote_ident  # noqa: E402
+from cdm_assets.domain.sql import TableName, quote_ident  # noqa: E402
+from cdm_assets.domain.table_versions import TableVersion, ensure_state, record_statements  # noqa: E402
 from cdm_assets.sample import generate  # noqa: E402
 
 
@@ -67,6 +68,11 @@ def land_batch(con: duckdb.DuckDBPyConnection, entity, added: float, changed: fl
             n=max(1, int(rows * removed))
         ))  # fmt: skip
         con.execute(f"DELETE FROM {table} WHERE {record_id} IN ({removed_ids})")
+        # a new version of the raw table, its changes not recorded (as after a load that read
+        # every file): the lookup compares every record's input hash to find them
+        ensure_state(con)
+        for statement, parameters in record_statements([TableVersion.new(TableName("raw", name))], []):
+            con.execute(statement, parameters)
 
 
 def timed_identity(path: Path, entity, full: bool) -> dict:
