@@ -42,6 +42,7 @@ from cdm_assets.domain.sql import TableName, quote_ident
 from cdm_assets.domain.table_versions import TableVersion, current_versions
 from cdm_assets.domain.warehouse import QUARANTINE, swap_in, table_columns
 from cdm_assets.sample import generate
+from cdm_assets_tests.conftest import write_text
 from cdm_assets_tests.plans import entity_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,3 +288,54 @@ def test_following_random_batches_ends_where_a_full_rebuild_ends(landed, tmp_pat
         tests_followed.update(name for name, did in tests_did_follow.items() if did)
     assert followed_batches == BATCHES  # every batch changed records, and each was followed by its changes
     assert set(tests_followed) == set(outcomes)  # each data test followed the changes in some batch
+
+
+SARAS = {
+    "entity": "customer",
+    "path": "crm/*.csv",
+    "record_id": "id",
+    "phone_region": "NL",
+    "fields": {field: field for field in ("first_name", "last_name", "email", "phone", "birth_date")},
+}
+
+
+def test_a_phone_turning_placeholder_brings_back_a_weak_link_whose_records_did_not_change(tmp_path, write_config):
+    """Sara (record 1) and record 3 share an inbox and meet on a fuzzy first name (a weak
+    link); record 3 is Sarah (record 2), by name and birth date. Their component holds two
+    phones, so the weak link is cut. A batch of one stranger takes Sara's phone over the cap:
+    a placeholder contradicts nothing, and the link comes back, though neither it nor any
+    record of its component changed. Following the batch finds it as the full rebuild does."""
+    header = "id,first_name,last_name,email,phone,birth_date\n"
+    write_text(
+        tmp_path / "crm/first.csv",
+        header + "1,Sara,Jansen,sara.jansen@gmail.com,0611111222,\n"
+        "2,Sarah,Jansen,,0622222333,1990-03-03\n"
+        "3,Sarah,Jansen,sara.jansen@gmail.com,,1990-03-03\n"
+        + "".join(f"{i},{name},Peters,,0611111222,\n" for i, name in ((10, "Anna"), (11, "Bert"), (12, "Cees"))),
+    )
+    config = write_config({"crm": SARAS})
+    entity = dataclasses.replace(
+        entity_of(config), rules=tuple(default_rules([])), match_model=None, max_records_per_key=4
+    )
+
+    def build(con: duckdb.DuckDBPyConnection, full: bool):
+        load_raw_source(con, "crm", entity.sources["crm"], landed_files(config.resolve("crm/*.csv")))
+        build_source_lookup_counting_nulls(con, entity, full=full)
+        graph = build_graph(con, entity, full=full)
+        rows = con.execute("SELECT record_id_a, record_id_b, rule FROM identity.identity_graph").fetchall()
+        return graph, {(*sorted((a, b)), rule) for a, b, rule in rows}
+
+    following = duckdb.connect(str(tmp_path / "following.duckdb"))
+    assert build(following, full=False)[1] == {("2", "3", "name_and_birth_date")}  # 4 holders: at the cap
+    write_text(tmp_path / "crm/batch.csv", header + "13,Dirk,Peters,,0611111222,\n")  # a fifth holder
+    graph, followed = build(following, full=False)
+    rebuilding = duckdb.connect(str(tmp_path / "rebuilding.duckdb"))
+    assert graph.followed_changes
+    assert (
+        followed
+        == build(rebuilding, full=True)[1]
+        == {
+            ("1", "3", "email_and_first_name"),
+            ("2", "3", "name_and_birth_date"),
+        }
+    )

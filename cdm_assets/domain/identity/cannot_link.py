@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -30,6 +31,7 @@ from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident
 from cdm_assets.domain.warehouse import arrow_views, is_duckdb, row_count
 
 _MEMBERS = "_cdm_cannot_link_members"
+_REACHED = "_cdm_cannot_link_reached"
 
 
 def drop_weak_links_in_conflict(
@@ -38,15 +40,21 @@ def drop_weak_links_in_conflict(
     links: TableName,
     key_values: Mapping[str, str],
     rule_orders: Mapping[str, Sequence[int]],
+    reach: Reach | None = None,
 ) -> int:
     """Delete from `links` (key_a, key_b, rule_order, weak) the weak links that sit in a
     component holding two different values of a key their rule says must not differ.
 
     `key_values` maps each such lookup column to the SQL expression of its value
     (placeholders already NULL); `rule_orders` maps it to the rules (by order)
-    that name it. Returns the number of links dropped.
+    that name it. Returns the number of links dropped. With `reach` (DuckDB only), the
+    records of the components (before any link is dropped) that hold one of its seeds
+    are written too: only there can the check's outcome have changed since the seeds' links did.
     """
     if not key_values:
+        if reach is not None:
+            with _suspects(con, lookup, links, reach):
+                pass
         return 0
     flags = {column: f"_conflict_{index}" for index, column in enumerate(key_values)}
     values = ", ".join(f"{expression} AS {quote_ident(column)}" for column, expression in key_values.items())
@@ -57,7 +65,7 @@ def drop_weak_links_in_conflict(
         f"(links.rule_order IN ({', '.join(str(int(o)) for o in rule_orders[column])}) AND conflicted.{flag})"
         for column, flag in flags.items()
     )
-    with _suspects(con, lookup, links) as members:
+    with _suspects(con, lookup, links, reach) as members:
         if members is None:
             return 0
         before = row_count(con, links)
@@ -79,23 +87,53 @@ def drop_weak_links_in_conflict(
     return before - after
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Records whose components to find: `seeds` (a SELECT of record_key). The records of
+    those components, and the seeds themselves, are inserted into `into` (record_key)."""
+
+    seeds: str
+    into: TableName
+
+
+def _write_reached(con: duckdb.DuckDBPyConnection, labels: np.ndarray, reach: Reach) -> None:
+    """Insert into `reach.into` the seeds and the records that share a component `labels` with one."""
+    seeds = con.sql(f"SELECT DISTINCT record_key FROM ({reach.seeds})").to_arrow_table()
+    seed_keys = seeds.column("record_key").to_numpy().astype(np.int64, copy=False)
+    reached = np.zeros(int(labels.max()) + 1 if len(labels) else 0, dtype=bool)
+    reached[labels[seed_keys[seed_keys < len(labels)]]] = True  # a removed record's key may lie past the lookup's
+    keys = np.union1d(np.flatnonzero(reached[labels]), seed_keys)
+    with arrow_views(con, {_REACHED: pa.table({"record_key": keys})}):
+        con.execute(f"INSERT INTO {reach.into.sql} SELECT record_key FROM {_REACHED}")
+
+
 @contextmanager
-def _suspects(con: duckdb.DuckDBPyConnection, lookup: TableName, links: TableName) -> Iterator[str | None]:
+def _suspects(
+    con: duckdb.DuckDBPyConnection, lookup: TableName, links: TableName, reach: Reach | None = None
+) -> Iterator[str | None]:
     """The records (record_key, component) of the components of `links` that hold a weak
     link, as a table name to read while the block runs; None when no link is weak. DuckDB
     finds the components in memory with scipy; an engine whose links need not fit on one
-    machine (Spark) finds them in star rounds where the links are."""
+    machine (Spark) finds them in star rounds where the links are. With `reach`, the
+    components are also used to write the records reached from its seeds (DuckDB only)."""
     if not is_duckdb(con):
+        if reach is not None:
+            raise ValueError("the records reached from seeds are found on DuckDB only")
         yield from _suspects_in_rounds(con, links)
         return
     edges = con.sql(f"SELECT key_a, key_b, weak FROM {links.sql}").to_arrow_table()
     key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
     key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
     weak = edges.column("weak").to_numpy(zero_copy_only=False).astype(bool, copy=False)
-    if not weak.any():
+    if not weak.any() and reach is None:
         yield None
         return
     labels = cluster_labels(key_space(con, lookup), key_a, key_b)
+    if reach is not None:
+        _write_reached(con, labels, reach)
+    if not weak.any():
+        yield None
+        return
     holds_weak_link = np.zeros(int(labels.max()) + 1, dtype=bool)
     holds_weak_link[labels[key_a[weak]]] = True
     suspects = np.flatnonzero(holds_weak_link[labels])

@@ -22,7 +22,9 @@ What stays whole-graph work on the links (the cannot-link check of their
 components, the steward's overrides) is done by the graph build as always,
 on the graph's rows held in memory without their records' sources; only the
 rows that differ from the graph in the warehouse are written
-(`graph_row_updates`).
+(`graph_row_updates`). Without overrides, a row can differ only in a
+component the changes reach, so only those components' rows are staged and
+compared (`cannot_link.Reach`).
 
 The state a build leaves for the next (`identity_state.<graph>_...`): every
 rule's pairs before they are merged (`rule_pairs`), the model's links before
@@ -46,7 +48,6 @@ from cdm_assets.domain.identity.lookup_changes import STATE_SCHEMA, LookupBuild
 from cdm_assets.domain.identity.match_keys import key_column
 from cdm_assets.domain.identity.match_model.scoring import (
     ScoringModel,
-    blocks_of_rule,
     build_model_links,
     record_blocks_sql,
 )
@@ -121,6 +122,11 @@ def nothing_to_follow(con: duckdb.DuckDBPyConnection, state: GraphState, lookup_
     Call it where the graph follows on (`follows_on`)."""
     if (lookup_build.added, lookup_build.changed, lookup_build.removed) != (0, 0, 0):
         return False
+    return built_without_overrides(con, state)
+
+
+def built_without_overrides(con: duckdb.DuckDBPyConnection, state: GraphState) -> bool:
+    """Whether the graph's last build is known to have had no steward's overrides."""
     if "with_overrides" not in {name for name, _ in table_columns(con, state.build)}:
         return False
     return con.execute(f"SELECT with_overrides FROM {state.build.sql}").fetchall() == [(False,)]
@@ -253,98 +259,95 @@ def update_model_links(
     out go to `removed` (key_a, key_b), the links put in to `added`, so the state can be
     updated the same way. `blocks_kept` holds every record's blocks at the previous build;
     the blocks of the new and changed records go to `blocks_added`. Returns the counts of
-    `build_model_links` for the pairs scored."""
-    scratch = ("record_blocks", "blocks", "pairs", "candidates", "blocks_opened", "blocks_closed")
+    `build_model_links` for the pairs scored.
+
+    Every record's blocks now are those kept, less the changed records', plus those added;
+    they are never written out whole (at 1M persons, about 12M rows): each statement reads
+    the kept blocks once, for the blocks or the records it needs."""
+    scratch = ("blocks", "members", "came_under", "went_over", "pairs", "ends", "candidates")
     with staged_tables(con, *(TableName(SCRATCH, f"graph_changes_model_{part}") for part in scratch)) as tables:
-        record_blocks, blocks, pairs, candidates, came_under, went_over = tables
+        blocks, members, came_under, went_over, pairs, ends, candidates = tables
         con.execute(
             f"{create_table(blocks_added)} AS SELECT blocking_rule, record_key, block "
             f"FROM ({record_blocks_sql(changes, model, ('side',))}) WHERE side = 'new'"
         )
+        params = {"max_records": max_records}
+        blocks_now = _BlocksNow(blocks_kept, blocks_added, changes)
+        _changed_model_blocks(con, changes, model, blocks_now, blocks, members, params)
+        eligible = "BETWEEN 2 AND $max_records"
+        for table, condition in (
+            (came_under, f"members {eligible} AND NOT (members_before {eligible})"),
+            (went_over, f"members_before {eligible} AND NOT (members {eligible})"),
+        ):
+            con.execute(
+                f"{create_table(table)} AS SELECT blocking_rule, block FROM {blocks.sql} WHERE {condition}", params
+            )
+        changed_keys = f"SELECT record_key FROM {changes.sql}"
+        arrived_keys = f"SELECT record_key FROM {changes.sql} WHERE side = 'new'"
+        went_over_members = f"SELECT record_key FROM {members.sql} JOIN {went_over.sql} USING (blocking_rule, block)"
         con.execute(
             f"""
-            {create_table(record_blocks)} AS
-            SELECT * FROM {blocks_kept.sql} WHERE record_key NOT IN (SELECT record_key FROM {changes.sql})
-            UNION ALL
-            SELECT * FROM {blocks_added.sql}
+            {create_table(pairs)} AS
+            {_pairs_in_blocks_sql(members, f"SELECT * FROM {blocks.sql} WHERE members {eligible}", arrived_keys)}
+            UNION
+            {_pairs_in_blocks_sql(members, f"SELECT * FROM {came_under.sql}")}
+            UNION
+            SELECT * FROM (
+                WITH went_over_members AS MATERIALIZED ({went_over_members})
+                SELECT key_a, key_b FROM {model_links.sql}
+                WHERE key_a NOT IN ({changed_keys}) AND key_b NOT IN ({changed_keys})
+                  AND (key_a IN (FROM went_over_members) OR key_b IN (FROM went_over_members))
+            )
+            """,
+            params,
+        )
+        _first_blocking_rules(con, blocks_now, blocks, pairs, ends, candidates, params)
+        counts = build_model_links(con, lookup, model, max_records, added, candidates=candidates)
+        con.execute(
+            f"""
+            {create_table(removed)} AS
+            SELECT key_a, key_b FROM {model_links.sql} AS links
+            WHERE links.key_a IN ({changed_keys}) OR links.key_b IN ({changed_keys})
+               OR (links.key_a, links.key_b) IN (SELECT (key_a, key_b) FROM {pairs.sql})
             """
         )
-        return _rescore_model_pairs(
-            con, lookup, changes, model, max_records, model_links, record_blocks, blocks, pairs, candidates,
-            added, came_under, went_over, removed,
-        )  # fmt: skip
+        con.execute(f"DELETE FROM {model_links.sql} WHERE (key_a, key_b) IN (SELECT (key_a, key_b) FROM {removed.sql})")
+        con.execute(f"INSERT INTO {model_links.sql} BY NAME SELECT * FROM {added.sql}")
+        return counts
 
 
-def _rescore_model_pairs(
-    con: duckdb.DuckDBPyConnection,
-    lookup: TableName,
-    changes: TableName,
-    model: ScoringModel,
-    max_records: int,
-    model_links: TableName,
-    record_blocks: TableName,
-    blocks: TableName,
-    pairs: TableName,
-    candidates: TableName,
-    scored: TableName,
-    came_under: TableName,
-    went_over: TableName,
-    removed: TableName,
-) -> dict[str, float]:
-    """`update_model_links` in the scratch tables it is given (dropped by the caller), with
-    `record_blocks` (blocking_rule, record_key, block) holding every record's blocks now."""
-    params = {"max_records": max_records}
-    _changed_model_blocks(con, changes, model, record_blocks, blocks)
-    eligible = "BETWEEN 2 AND $max_records"
-    for table, condition in (
-        (came_under, f"members {eligible} AND NOT (members_before {eligible})"),
-        (went_over, f"members_before {eligible} AND NOT (members {eligible})"),
-    ):
-        con.execute(f"{create_table(table)} AS SELECT blocking_rule, block FROM {blocks.sql} WHERE {condition}", params)
-    changed_keys = f"SELECT record_key FROM {changes.sql}"
-    arrived_keys = f"SELECT record_key FROM {changes.sql} WHERE side = 'new'"
-    went_over_members = f"SELECT record_key FROM {record_blocks.sql} JOIN {went_over.sql} USING (blocking_rule, block)"
-    con.execute(
-        f"""
-        {create_table(pairs)} AS
-        {_pairs_in_blocks_sql(record_blocks, f"SELECT * FROM {blocks.sql} WHERE members {eligible}", arrived_keys)}
-        UNION
-        {_pairs_in_blocks_sql(record_blocks, f"SELECT * FROM {came_under.sql}")}
-        UNION
-        SELECT * FROM (
-            WITH went_over_members AS MATERIALIZED ({went_over_members})
-            SELECT key_a, key_b FROM {model_links.sql}
-            WHERE key_a NOT IN ({changed_keys}) AND key_b NOT IN ({changed_keys})
-              AND (key_a IN (FROM went_over_members) OR key_b IN (FROM went_over_members))
-        )
-        """,
-        params,
-    )
-    _first_blocking_rules(con, record_blocks, model, pairs, candidates, params)
-    counts = build_model_links(con, lookup, model, max_records, scored, candidates=candidates)
-    con.execute(
-        f"""
-        {create_table(removed)} AS
-        SELECT key_a, key_b FROM {model_links.sql} AS links
-        WHERE links.key_a IN ({changed_keys}) OR links.key_b IN ({changed_keys})
-           OR (links.key_a, links.key_b) IN (SELECT (key_a, key_b) FROM {pairs.sql})
+@dataclass(frozen=True)
+class _BlocksNow:
+    """Every record's blocks now (blocking_rule, record_key, block): the `kept` ones of the
+    previous build, less those of the records in `changes`, plus the `added` ones."""
+
+    kept: TableName
+    added: TableName
+    changes: TableName
+
+    def joined(self, to: str, using: str) -> str:
+        """SELECT blocking_rule, record_key, block: the blocks now joined to `to` (a SELECT) on `using`."""
+        return f"""
+            SELECT kept.blocking_rule, kept.record_key, kept.block
+            FROM {self.kept.sql} AS kept JOIN ({to}) AS wanted USING ({using})
+            WHERE kept.record_key NOT IN (SELECT record_key FROM {self.changes.sql})
+            UNION ALL
+            SELECT added.blocking_rule, added.record_key, added.block
+            FROM {self.added.sql} AS added JOIN ({to}) AS wanted USING ({using})
         """
-    )
-    con.execute(f"DELETE FROM {model_links.sql} WHERE (key_a, key_b) IN (SELECT (key_a, key_b) FROM {removed.sql})")
-    con.execute(f"INSERT INTO {model_links.sql} BY NAME SELECT * FROM {scored.sql}")
-    return counts
 
 
-def _pairs_in_blocks_sql(record_blocks: TableName, blocks: str, of: str | None = None) -> str:
+def _pairs_in_blocks_sql(members: TableName, blocks: str, of: str | None = None) -> str:
     """SELECT key_a, key_b: the pairs of records sharing a block of `blocks` (a SELECT of
-    blocking_rule, block); with `of` (a SELECT of record_key), only the pairs of those
-    records with the others, formed from their side only."""
+    blocking_rule, block), drawn from `members` (blocking_rule, record_key, block); with `of`
+    (a SELECT of record_key), only the pairs of those records with the others, formed from
+    their side only."""
     other = "a.record_key <> b.record_key" if of else "a.record_key < b.record_key"
     return f"""
         SELECT * FROM (
             WITH members AS MATERIALIZED (
                 SELECT r.blocking_rule, r.record_key, r.block
-                FROM {record_blocks.sql} r JOIN ({blocks}) b USING (blocking_rule, block)
+                FROM {members.sql} r JOIN ({blocks}) b USING (blocking_rule, block)
             )
             SELECT least(a.record_key, b.record_key) AS key_a, greatest(a.record_key, b.record_key) AS key_b
             FROM members a JOIN members b ON a.blocking_rule = b.blocking_rule AND a.block = b.block AND {other}
@@ -357,63 +360,78 @@ def _changed_model_blocks(
     con: duckdb.DuckDBPyConnection,
     changes: TableName,
     model: ScoringModel,
-    record_blocks: TableName,
+    blocks_now: _BlocksNow,
     blocks: TableName,
+    members: TableName,
+    params: dict,
 ) -> None:
     """`blocks` (blocking_rule, block, members, members_before): every block of every blocking
-    rule that a changed record was or is in, with its size now and before the changes."""
+    rule that a changed record was or is in, with its size now and before the changes; and
+    `members` (blocking_rule, record_key, block): the records in those of them that were or
+    are open (2 to `$max_records` records), as they are now."""
+    changed = " UNION ALL ".join(
+        f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) FILTER (side = 'new') AS arrived, "
+        f"count(*) FILTER (side = 'old') AS departed FROM ({rule.keyed_sql(changes, ('side',))}) GROUP BY ALL"
+        for index, rule in enumerate(model.blocking)
+    )
     con.execute(
         f"""
         {create_table(blocks)} AS
-        WITH changed AS ({" UNION ALL ".join(
-            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) FILTER (side = 'new') AS arrived, "
-            f"count(*) FILTER (side = 'old') AS departed FROM ({rule.keyed_sql(changes, ('side',))}) GROUP BY ALL"
-            for index, rule in enumerate(model.blocking)
-        )}),
-        now AS ({" UNION ALL ".join(
-            f"SELECT {index}::SMALLINT AS blocking_rule, block, count(*) AS members "
-            f"FROM ({blocks_of_rule(record_blocks, index)}) "
-            f"WHERE block IN (SELECT block FROM changed WHERE blocking_rule = {index}) GROUP BY ALL"
-            for index in range(len(model.blocking))
-        )})
-        SELECT blocking_rule, block, coalesce(now.members, 0) AS members,
-               coalesce(now.members, 0) - arrived + departed AS members_before
-        FROM changed LEFT JOIN now USING (blocking_rule, block)
+        WITH changed AS ({changed}),
+        before AS (
+            SELECT blocking_rule, block, count(*) AS members_before
+            FROM {blocks_now.kept.sql} JOIN (SELECT blocking_rule, block FROM changed) USING (blocking_rule, block)
+            GROUP BY ALL
+        )
+        SELECT blocking_rule, block, coalesce(before.members_before, 0) - departed + arrived AS members,
+               coalesce(before.members_before, 0) AS members_before
+        FROM changed LEFT JOIN before USING (blocking_rule, block)
         """
-    )  # fmt: skip
+    )
+    opened = f"SELECT blocking_rule, block FROM {blocks.sql} WHERE members BETWEEN 2 AND $max_records " \
+        "OR members_before BETWEEN 2 AND $max_records"  # fmt: skip
+    con.execute(f"{create_table(members)} AS {blocks_now.joined(opened, 'blocking_rule, block')}", params)
 
 
 def _first_blocking_rules(
     con: duckdb.DuckDBPyConnection,
-    record_blocks: TableName,
-    model: ScoringModel,
+    blocks_now: _BlocksNow,
+    changed_blocks: TableName,
     pairs: TableName,
+    ends: TableName,
     candidates: TableName,
     params: dict,
 ) -> None:
     """`candidates` (key_a, key_b, blocking_rule): each of `pairs` once per blocking rule that
-    compares it now (both records in one block of the rule, the block not over the cap)."""
-    ends = f"SELECT key_a AS record_key FROM {pairs.sql} UNION SELECT key_b FROM {pairs.sql}"
-    selects = []
-    for index in range(len(model.blocking)):
-        selects.append(
-            f"""
-            SELECT pair.key_a, pair.key_b, {index}::SMALLINT AS blocking_rule
-            FROM {pairs.sql} AS pair
-            JOIN ends_{index} a ON a.record_key = pair.key_a
-            JOIN ends_{index} b ON b.record_key = pair.key_b AND a.block = b.block
-            WHERE a.block IN (
-                SELECT block FROM ({blocks_of_rule(record_blocks, index)})
-                WHERE block IN (SELECT block FROM ends_{index}) GROUP BY block HAVING count(*) BETWEEN 2 AND $max_records
-            )
-            """
+    compares it now (both records in one block of the rule, the block not over the cap).
+    `ends` gets the blocks now of the pairs' records; a block's size now is that of
+    `changed_blocks` when a changed record was or is in it, else its size kept."""
+    keys = f"SELECT key_a AS record_key FROM {pairs.sql} UNION SELECT key_b FROM {pairs.sql}"
+    con.execute(f"{create_table(ends)} AS {blocks_now.joined(keys, 'record_key')}")
+    con.execute(
+        f"""
+        {create_table(candidates)} AS
+        WITH held AS (SELECT DISTINCT blocking_rule, block FROM {ends.sql}),
+        kept_sizes AS (
+            SELECT blocking_rule, block, count(*) AS members
+            FROM {blocks_now.kept.sql} JOIN held USING (blocking_rule, block)
+            GROUP BY ALL
+        ),
+        open AS (
+            SELECT held.blocking_rule, held.block
+            FROM held
+            LEFT JOIN {changed_blocks.sql} AS changed USING (blocking_rule, block)
+            LEFT JOIN kept_sizes AS kept USING (blocking_rule, block)
+            WHERE coalesce(changed.members, kept.members) BETWEEN 2 AND $max_records
         )
-    ctes = ", ".join(
-        f"ends_{index} AS MATERIALIZED (SELECT * FROM ({blocks_of_rule(record_blocks, index)}) "
-        f"WHERE record_key IN ({ends}))"
-        for index in range(len(model.blocking))
+        SELECT pair.key_a, pair.key_b, a.blocking_rule
+        FROM {pairs.sql} AS pair
+        JOIN {ends.sql} a ON a.record_key = pair.key_a
+        JOIN {ends.sql} b ON b.record_key = pair.key_b AND b.blocking_rule = a.blocking_rule AND b.block = a.block
+        JOIN open ON open.blocking_rule = a.blocking_rule AND open.block = a.block
+        """,
+        params,
     )
-    con.execute(f"{create_table(candidates)} AS WITH {ctes} {' UNION ALL '.join(selects)}", params)
 
 
 RECORD_COLUMNS = ("source_a", "record_id_a", "source_b", "record_id_b")  # the graph's columns naming its records
@@ -453,17 +471,24 @@ def graph_row_updates(
     rows: TableName,
     came: TableName,
     went: TableName,
+    only: TableName | None = None,
 ) -> list[tuple[str, None]]:
     """The statements that turn `graph` into `rows`: the rows that differ (a record keeps its
     key and its source, so the rest of a row tells) go, and the new ones come, named. `went`
-    (key_a, key_b, comes, goes) lists the pairs whose row differs, `came` their new rows."""
+    (key_a, key_b, comes, goes) lists the pairs whose row differs, `came` their new rows.
+    With `only` (record_key), `rows` holds the links of those records alone, and only the
+    graph's rows of those records are compared with them: a link joins two records of one
+    component, so a component's rows are all there or all not."""
     compared = [quote_ident(c) for c, _ in table_columns(con, rows) if c not in (*RECORD_COLUMNS, "key_a", "key_b")]
+    old = (
+        graph.sql if only is None else f"(SELECT * FROM {graph.sql} WHERE key_a IN (SELECT record_key FROM {only.sql}))"
+    )
     con.execute(
         f"""
         {create_table(went)} AS
         SELECT coalesce(new.key_a, old.key_a) AS key_a, coalesce(new.key_b, old.key_b) AS key_b,
                new.key_a IS NOT NULL AS comes, old.key_a IS NOT NULL AS goes
-        FROM {rows.sql} AS new FULL JOIN {graph.sql} AS old ON new.key_a = old.key_a AND new.key_b = old.key_b
+        FROM {rows.sql} AS new FULL JOIN {old} AS old ON new.key_a = old.key_a AND new.key_b = old.key_b
         WHERE new.key_a IS NULL OR old.key_a IS NULL
            OR ({", ".join(f"new.{c}" for c in compared)}) IS DISTINCT FROM ({", ".join(f"old.{c}" for c in compared)})
         """

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 
 import duckdb
 
-from cdm_assets.domain.identity.cannot_link import drop_weak_links_in_conflict
+from cdm_assets.domain.identity.cannot_link import Reach, drop_weak_links_in_conflict
 from cdm_assets.domain.identity.graph_changes import (
     GRAPH_CHANGES_DDL,
     RECORD_BLOCKS_DDL,
     RULE_PAIRS_DDL,
     GraphState,
+    built_without_overrides,
     follows_on,
     graph_fingerprint,
     graph_row_updates,
@@ -54,7 +55,7 @@ from cdm_assets.domain.plan import EntityTables, MatchRule
 from cdm_assets.domain.sql import SCRATCH, TableName, create_table, quote_ident, sql_string
 from cdm_assets.domain.table_versions import TableVersion, current_versions
 from cdm_assets.domain.vocabulary import match_key
-from cdm_assets.domain.warehouse import create_table_as, row_count, staged_tables, swap_in
+from cdm_assets.domain.warehouse import create_table_as, is_duckdb, row_count, staged_tables, swap_in
 
 MODEL_RULE = "match_model"  # the rule label of the links the match model makes
 
@@ -106,6 +107,10 @@ def build_identity_graph(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     fingerprint = graph_fingerprint(rules, max_records_per_key, model)
     follow = not full and follows_on(con, state, lookup_build, fingerprint)
+    # following with no overrides in this build or the last (they may name any link), only the
+    # rows of the components the changes reach are compared with the graph (DuckDB; another
+    # engine compares every row)
+    compare_reached = follow and not overrides and is_duckdb(con) and built_without_overrides(con, state)
     if follow and not overrides and nothing_to_follow(con, state, lookup_build):
         # a lookup build that changed no record (a file landed again as it was): the graph and its
         # state stay as they are, following the new build
@@ -113,7 +118,7 @@ def build_identity_graph(
             con, [], statements=[(f"UPDATE {state.build.sql} SET lookup_build_id = $id", {"id": lookup_build.build_id})]
         )
         return GraphBuild(row_count(con, graph), None, OverrideReport({}, 0), True, 0, 0)
-    parts = ("links", "model_links", "removed", "added", "blocks_added", "rows", "came", "went")
+    parts = ("links", "model_links", "removed", "added", "blocks_added", "rows", "came", "went", "reached")
     work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in parts]
     targets = (graph, tables.overrides, tables.cut_links, *state.tables)
     with staged_tables(con, *work, *targets) as (
@@ -125,6 +130,7 @@ def build_identity_graph(
         rows,
         came,
         went,
+        reached,
         staging,
         report,
         cuts,
@@ -138,23 +144,30 @@ def build_identity_graph(
         params = {"max_records": max_records_per_key}
         _list_placeholders(con, rules, lookup, placeholders, params)
         previous = state if follow else None
-        rebuilt = _rule_links(con, rules, lookup, placeholders, rule_pairs, links, params, previous)
+        reached = reached if compare_reached else None
+        if reached is not None:
+            con.execute(f"{create_table(reached)} (record_key BIGINT)")
+        rebuilt = _rule_links(con, rules, lookup, placeholders, rule_pairs, links, params, previous, reached)
         model_pairs, state_updates = None, []
         if model is not None:
             model_work = (model_state, record_blocks, model_links, model_removed, model_added, blocks_added)
-            model_pairs, state_updates = _model_links(con, lookup, model, max_records_per_key, model_work, previous)
+            model_pairs, state_updates = _model_links(
+                con, lookup, model, max_records_per_key, model_work, previous, reached
+            )
         else:
             con.execute(f"{create_table(model_state)} (key_a BIGINT, key_b BIGINT)")
             con.execute(f"{create_table(record_blocks)} ({RECORD_BLOCKS_DDL})")
         labelled = _labelled_links_sql(rules, links, model_links, model)
         rule_order = {rule.name: order for order, rule in enumerate(rules)}
-        # Following, the graph's rows are worked out in memory and only those that differ are
-        # written; a full build writes the whole graph anew.
-        in_place = follow and stage_graph_rows(con, labelled, graph, rows)
+        # Following, the graph's rows are worked out in memory (those of the components the
+        # changes reach, when known) and only those that differ are written; a full build
+        # writes the whole graph anew.
+        staged_links = _labelled_links_sql(rules, links, model_links, model, only=reached)
+        in_place = follow and stage_graph_rows(con, staged_links, graph, rows)
         if in_place:
             applied = apply_overrides(con, lookup, rows, overrides, rule_order, report, cuts)
             name_records(con, lookup, cuts)
-            row_updates = graph_row_updates(con, lookup, graph, rows, came, went)
+            row_updates = graph_row_updates(con, lookup, graph, rows, came, went, only=reached)
             rewritten = row_count(con, went)
             con.execute(f"{create_table(graph_changes)} AS SELECT key_a, key_b, comes, goes FROM {went.sql}")
         else:
@@ -197,10 +210,12 @@ def _rule_links(
     links: TableName,
     params: dict,
     previous: GraphState | None,
+    reached: TableName | None = None,
 ) -> int | None:
     """`rule_pairs` (every rule's pairs: all formed anew, or the `previous` build's with the
     blocks the lookup's changes touch rebuilt) and `links` (one per pair, the first rule's,
-    without weak links in conflict); returns the blocks rebuilt when following changes."""
+    without weak links in conflict); returns the blocks rebuilt when following changes.
+    Following, `reached` gets the records of the links' components that the changes reach."""
     rebuilt = None
     if previous is None:
         _rule_pairs(con, rules, lookup, placeholders, rule_pairs, params)
@@ -212,8 +227,37 @@ def _rule_links(
         )
     _link_by_rules(con, rule_pairs, links)
     key_values, rule_orders = _cannot_link_keys(rules, placeholders)
-    drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders)
+    reach = None
+    if reached is not None and previous is not None:
+        reach = Reach(_rule_changes_reach_sql(rules, lookup, previous, placeholders, rule_pairs), reached)
+    drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders, reach)
     return rebuilt
+
+
+def _rule_changes_reach_sql(
+    rules: Sequence[MatchRule], lookup: TableName, previous: GraphState, placeholders: TableName, rule_pairs: TableName
+) -> str:
+    """SELECT record_key: the records whose rule pairs or whose values in the cannot-link check
+    may differ from the `previous` build's: those the lookup changed, the two records of every
+    rule pair that came, went or changed, and the holders of a value that became a placeholder
+    or stopped being one."""
+    before = previous.rule_pairs.sql
+    differing = f"(FROM {rule_pairs.sql} EXCEPT FROM {before}) UNION ALL (FROM {before} EXCEPT FROM {rule_pairs.sql})"
+    selects = [
+        f"SELECT record_key FROM {changes_table(lookup).sql}",
+        f"SELECT unnest([key_a, key_b]) AS record_key FROM ({differing})",
+    ]
+    changed_placeholders = (
+        f"(FROM {placeholders.sql} EXCEPT FROM {previous.placeholders.sql}) UNION ALL "
+        f"(FROM {previous.placeholders.sql} EXCEPT FROM {placeholders.sql})"
+    )
+    for key in _placeholder_checked_keys(rules):
+        column = key_column(key)
+        selects.append(
+            f"SELECT record_key FROM {lookup.sql} WHERE {quote_ident(column)} IN "
+            f"(SELECT value FROM ({changed_placeholders}) WHERE key_column = {sql_string(column)})"
+        )
+    return " UNION ALL ".join(selects)
 
 
 def _model_links(
@@ -223,15 +267,18 @@ def _model_links(
     max_records: int,
     work: tuple[TableName, ...],
     previous: GraphState | None,
+    reached: TableName | None = None,
 ) -> tuple[dict[str, float], list[tuple[str, None]]]:
     """`model_links` (the model's links without the weak links in conflict) and their state
     before the cannot-link check, with every record's blocks: all scored and hashed anew into
     `model_state` and `record_blocks`, or the `previous` build's updated for the lookup's
     changes, by the statements returned (the pairs `removed` go, the links `added` come; the
     changed records' blocks go, those `blocks_added` come). Also returns the counts of the
-    pairs scored."""
+    pairs scored. Following, `reached` gets the records of the model links' components
+    that the changes reach."""
     model_state, record_blocks, model_links, removed, added, blocks_added = work
     updates: list[tuple[str, None]] = []
+    reach = None
     if previous is None:
         model_pairs = build_model_links(con, lookup, model, max_records, model_state)
         con.execute(f"{create_table(model_links)} AS SELECT * FROM {model_state.sql}")
@@ -249,9 +296,12 @@ def _model_links(
             (f"DELETE FROM {blocks.sql} WHERE record_key IN (SELECT record_key FROM {changes.sql})", None),
             (f"INSERT INTO {blocks.sql} BY NAME SELECT * FROM {blocks_added.sql}", None),
         ]
+        if reached is not None:  # the changed records and the two records of every pair scored again
+            ends = " UNION ALL ".join(f"SELECT unnest([key_a, key_b]) FROM {t.sql}" for t in (removed, added))
+            reach = Reach(f"SELECT record_key FROM {changes.sql} UNION ALL {ends}", reached)
     model_pairs["dropped_in_conflict"] = drop_weak_links_in_conflict(
         con, lookup, model_links, {c: quote_ident(c) for c in model.conflict_columns},
-        {c: [MODEL_RULE_ORDER] for c in model.conflict_columns},
+        {c: [MODEL_RULE_ORDER] for c in model.conflict_columns}, reach,
     )  # fmt: skip
     return model_pairs, updates
 
@@ -302,10 +352,21 @@ def _link_by_rules(con: duckdb.DuckDBPyConnection, rule_pairs: TableName, links:
 
 
 def _labelled_links_sql(
-    rules: Sequence[MatchRule], links: TableName, model_links: TableName, model: ScoringModel | None
+    rules: Sequence[MatchRule],
+    links: TableName,
+    model_links: TableName,
+    model: ScoringModel | None,
+    only: TableName | None = None,
 ) -> str:
     """Rule links and model links as one relation: each pair with its rule's name (or
-    `match_model`), its score and, from the model, probability, weight and field weights."""
+    `match_model`), its score and, from the model, probability, weight and field weights;
+    with `only` (record_key), the links of those records alone."""
+    rule_links, scored_links = links.sql, model_links.sql
+    if only is not None:
+        rule_links, scored_links = (
+            f"(SELECT * FROM {t} WHERE key_a IN (SELECT record_key FROM {only.sql}))"
+            for t in (rule_links, scored_links)
+        )
     names = (
         "CASE link.rule_order "
         + " ".join(f"WHEN {order} THEN {sql_string(rule.name)}" for order, rule in enumerate(rules))
@@ -314,7 +375,7 @@ def _labelled_links_sql(
         else "NULL::VARCHAR"
     )
     if model is None:
-        return f"SELECT link.key_a, link.key_b, {names} AS rule, round(link.score, 4) AS score FROM {links.sql} link"
+        return f"SELECT link.key_a, link.key_b, {names} AS rule, round(link.score, 4) AS score FROM {rule_links} link"
     weights = [weight_column(c) for c in model.comparisons]
     scored = ", ".join(
         ["round(model.match_probability, 6) AS match_probability", "round(model.match_weight, 3) AS match_weight",
@@ -324,7 +385,7 @@ def _labelled_links_sql(
         SELECT coalesce(link.key_a, model.key_a) AS key_a, coalesce(link.key_b, model.key_b) AS key_b,
                coalesce({names}, {sql_string(MODEL_RULE)}) AS rule,
                round(coalesce(link.score, model.match_probability), 4) AS score, {scored}
-        FROM {links.sql} AS link FULL OUTER JOIN {model_links.sql} AS model USING (key_a, key_b)
+        FROM {rule_links} AS link FULL OUTER JOIN {scored_links} AS model USING (key_a, key_b)
     """
 
 

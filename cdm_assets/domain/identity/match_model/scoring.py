@@ -320,11 +320,6 @@ def record_blocks_sql(lookup: TableName, model: ScoringModel, columns: tuple[str
     )
 
 
-def blocks_of_rule(record_blocks: TableName, index: int) -> str:
-    """SELECT record_key, block of one blocking rule from a table of `record_blocks_sql`."""
-    return f"SELECT record_key, block FROM {record_blocks.sql} WHERE blocking_rule = {index}"
-
-
 def _scored_pairs_sql(lookup: TableName, model: ScoringModel, candidates: TableName) -> str:
     """Each candidate pair once (its first blocking rule), compared field by field and weighed:
     per comparison its weight, the total match weight, whether cannot-link holds it apart and
