@@ -141,12 +141,15 @@ def update_rule_pairs(
     placeholders: TableName,
     rule_pairs: TableName,
     params: dict,
+    members: TableName,
 ) -> int:
     """Rebuild, in `rule_pairs` (the previous build's pairs), the blocks of every rule that the
-    changes touch; returns the number of blocks rebuilt."""
+    changes touch; returns the number of blocks rebuilt. `members` (rule_order, record_key)
+    gets the records in those blocks now: with the changed records, they hold every pair
+    that came or went."""
     with staged_tables(con, TableName(SCRATCH, "graph_changes_touched_rule_blocks")) as (touched,):
         _list_touched_rule_blocks(con, rules, lookup, changes, placeholders_before, placeholders, touched, params)
-        _rebuild_rule_blocks(con, rules, lookup, changes, placeholders, rule_pairs, touched, params)
+        _rebuild_rule_blocks(con, rules, lookup, changes, placeholders, rule_pairs, touched, members, params)
         return con.execute(f"SELECT count(*) FROM (SELECT DISTINCT * FROM {touched.sql})").fetchall()[0][0]
 
 
@@ -195,10 +198,13 @@ def _rebuild_rule_blocks(
     placeholders: TableName,
     rule_pairs: TableName,
     touched: TableName,
+    members: TableName,
     params: dict,
 ) -> None:
     """Delete from `rule_pairs` the pairs of changed records and of the `touched` blocks, and
-    form the touched blocks' pairs anew, each block judged on all its records."""
+    form the touched blocks' pairs anew, each block judged on all its records; `members`
+    (rule_order, record_key) gets the records of the touched blocks."""
+    con.execute(f"{create_table(members)} (rule_order INTEGER, record_key BIGINT)")
     con.execute(
         f"""
         DELETE FROM {rule_pairs.sql} AS pairs
@@ -209,11 +215,13 @@ def _rebuild_rule_blocks(
     for order, rule in enumerate(rules):
         in_touched = f"SELECT block FROM {touched.sql} WHERE rule_order = {order}"
         con.execute(
-            f"""
-            DELETE FROM {rule_pairs.sql}
-            WHERE rule_order = $order
-              AND key_a IN (SELECT record_key FROM ({rule_blocks_sql(rule, lookup)}) WHERE block IN ({in_touched}))
-            """,
+            f"INSERT INTO {members.sql} SELECT $order, record_key "
+            f"FROM ({rule_blocks_sql(rule, lookup)}) WHERE block IN ({in_touched})",
+            {"order": order},
+        )
+        con.execute(
+            f"DELETE FROM {rule_pairs.sql} WHERE rule_order = $order "
+            f"AND key_a IN (SELECT record_key FROM {members.sql} WHERE rule_order = $order)",
             {"order": order},
         )
         con.execute(

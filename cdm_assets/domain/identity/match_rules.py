@@ -217,36 +217,32 @@ def _rule_links(
     without weak links in conflict); returns the blocks rebuilt when following changes.
     Following, `reached` gets the records of the links' components that the changes reach."""
     rebuilt = None
-    if previous is None:
-        _rule_pairs(con, rules, lookup, placeholders, rule_pairs, params)
-    else:
-        con.execute(f"{create_table(rule_pairs)} AS SELECT * FROM {previous.rule_pairs.sql}")
-        changes = changes_table(lookup)
-        rebuilt = update_rule_pairs(
-            con, rules, lookup, changes, previous.placeholders, placeholders, rule_pairs, params
-        )
-    _link_by_rules(con, rule_pairs, links)
-    key_values, rule_orders = _cannot_link_keys(rules, placeholders)
-    reach = None
-    if reached is not None and previous is not None:
-        reach = Reach(_rule_changes_reach_sql(rules, lookup, previous, placeholders, rule_pairs), reached)
-    drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders, reach)
+    with staged_tables(con, TableName(SCRATCH, "graph_changes_rule_block_members")) as (members,):
+        if previous is None:
+            _rule_pairs(con, rules, lookup, placeholders, rule_pairs, params)
+        else:
+            con.execute(f"{create_table(rule_pairs)} AS SELECT * FROM {previous.rule_pairs.sql}")
+            changes = changes_table(lookup)
+            rebuilt = update_rule_pairs(
+                con, rules, lookup, changes, previous.placeholders, placeholders, rule_pairs, params, members
+            )
+        _link_by_rules(con, rule_pairs, links)
+        key_values, rule_orders = _cannot_link_keys(rules, placeholders)
+        reach = None
+        if reached is not None and previous is not None:
+            reach = Reach(_rule_changes_reach_sql(rules, lookup, previous, placeholders, members), reached)
+        drop_weak_links_in_conflict(con, lookup, links, key_values, rule_orders, reach)
     return rebuilt
 
 
 def _rule_changes_reach_sql(
-    rules: Sequence[MatchRule], lookup: TableName, previous: GraphState, placeholders: TableName, rule_pairs: TableName
+    rules: Sequence[MatchRule], lookup: TableName, previous: GraphState, placeholders: TableName, members: TableName
 ) -> str:
     """SELECT record_key: the records whose rule pairs or whose values in the cannot-link check
-    may differ from the `previous` build's: those the lookup changed, the two records of every
-    rule pair that came, went or changed, and the holders of a value that became a placeholder
-    or stopped being one."""
-    before = previous.rule_pairs.sql
-    differing = f"(FROM {rule_pairs.sql} EXCEPT FROM {before}) UNION ALL (FROM {before} EXCEPT FROM {rule_pairs.sql})"
-    selects = [
-        f"SELECT record_key FROM {changes_table(lookup).sql}",
-        f"SELECT unnest([key_a, key_b]) AS record_key FROM ({differing})",
-    ]
+    may differ from the `previous` build's: those the lookup changed, those in a block the
+    rules' pairs were rebuilt in (`members`, as `update_rule_pairs` lists them), and the
+    holders of a value that became a placeholder or stopped being one."""
+    selects = [f"SELECT record_key FROM {changes_table(lookup).sql}", f"SELECT record_key FROM {members.sql}"]
     changed_placeholders = (
         f"(FROM {placeholders.sql} EXCEPT FROM {previous.placeholders.sql}) UNION ALL "
         f"(FROM {previous.placeholders.sql} EXCEPT FROM {placeholders.sql})"
