@@ -53,8 +53,8 @@ def drop_weak_links_in_conflict(
     """
     if not key_values:
         if reach is not None:
-            with _suspects(con, lookup, links, reach):
-                pass
+            key_a, key_b, _ = _edges(con, links)
+            _write_reached(con, cluster_labels(key_space(con, lookup), key_a, key_b), reach)
         return 0
     flags = {column: f"_conflict_{index}" for index, column in enumerate(key_values)}
     values = ", ".join(f"{expression} AS {quote_ident(column)}" for column, expression in key_values.items())
@@ -96,6 +96,15 @@ class Reach:
     into: TableName
 
 
+def _edges(con: duckdb.DuckDBPyConnection, links: TableName) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The links' key_a, key_b and weak as numpy arrays."""
+    edges = con.sql(f"SELECT key_a, key_b, weak FROM {links.sql}").to_arrow_table()
+    key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
+    key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
+    weak = edges.column("weak").to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    return key_a, key_b, weak
+
+
 def _write_reached(con: duckdb.DuckDBPyConnection, labels: np.ndarray, reach: Reach) -> None:
     """Insert into `reach.into` the seeds and the records that share a component `labels` with one."""
     seeds = con.sql(f"SELECT DISTINCT record_key FROM ({reach.seeds})").to_arrow_table()
@@ -121,10 +130,7 @@ def _suspects(
             raise ValueError("the records reached from seeds are found on DuckDB only")
         yield from _suspects_in_rounds(con, links)
         return
-    edges = con.sql(f"SELECT key_a, key_b, weak FROM {links.sql}").to_arrow_table()
-    key_a = edges.column("key_a").to_numpy().astype(np.int64, copy=False)
-    key_b = edges.column("key_b").to_numpy().astype(np.int64, copy=False)
-    weak = edges.column("weak").to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    key_a, key_b, weak = _edges(con, links)
     if not weak.any() and reach is None:
         yield None
         return
