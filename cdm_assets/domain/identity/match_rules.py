@@ -107,10 +107,6 @@ def build_identity_graph(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     fingerprint = graph_fingerprint(rules, max_records_per_key, model)
     follow = not full and follows_on(con, state, lookup_build, fingerprint)
-    # following with no overrides in this build or the last (they may name any link), only the
-    # rows of the components the changes reach are compared with the graph (DuckDB; another
-    # engine compares every row)
-    compare_reached = follow and not overrides and is_duckdb(con) and built_without_overrides(con, state)
     if follow and not overrides and nothing_to_follow(con, state, lookup_build):
         # a lookup build that changed no record (a file landed again as it was): the graph and its
         # state stay as they are, following the new build
@@ -118,6 +114,10 @@ def build_identity_graph(
             con, [], statements=[(f"UPDATE {state.build.sql} SET lookup_build_id = $id", {"id": lookup_build.build_id})]
         )
         return GraphBuild(row_count(con, graph), None, OverrideReport({}, 0), True, 0, 0)
+    # following with no overrides in this build or the last (they may name any link), only the
+    # rows of the components the changes reach are compared with the graph (DuckDB; another
+    # engine compares every row)
+    compare_reached = follow and not overrides and is_duckdb(con) and built_without_overrides(con, state)
     parts = ("links", "model_links", "removed", "added", "blocks_added", "rows", "came", "went", "reached")
     work = [TableName(SCRATCH, f"{graph.name}_{part}") for part in parts]
     targets = (graph, tables.overrides, tables.cut_links, *state.tables)
